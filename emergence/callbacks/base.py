@@ -1,0 +1,76 @@
+"""The Callback protocol: hooks named for the moment they fire, and persisted state.
+
+A callback overrides only the hooks it needs; the Trainer calls only overridden hooks,
+so an unused hook costs nothing per step. Bookkeeping a callback wants to keep across
+a resume goes through `state_dict()` / `load_state_dict()` and travels inside every
+checkpoint under `state_key`.
+"""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from emergence.checkpoint import CheckpointRef
+    from emergence.trainer import Trainer
+
+Metrics = dict[str, Any]
+
+HOOKS = (
+    "setup",
+    "on_fit_start",
+    "on_train_call_end",
+    "on_validation_end",
+    "on_save_checkpoint",
+    "on_load_checkpoint",
+    "on_exception",
+    "on_fit_end",
+    "teardown",
+)
+
+
+class Callback:
+    """Base class for everything that hangs on the training loop."""
+
+    @property
+    def state_key(self) -> str:
+        """Key of this callback's state in a checkpoint; override when two instances coexist."""
+        return type(self).__qualname__
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able bookkeeping to save in every checkpoint."""
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned, on resume."""
+
+    def setup(self, trainer: "Trainer") -> None:
+        """Before anything else in `fit()`: install handlers, open files."""
+
+    def on_fit_start(self, trainer: "Trainer") -> None:
+        """The state is ready (fresh or resumed) and training is about to start."""
+
+    def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
+        """After each jitted call; `metrics` are device arrays: fetch them only when acting."""
+
+    def on_validation_end(self, trainer: "Trainer", metrics: Metrics) -> None:
+        """After `eval_step` ran; `metrics` are device arrays."""
+
+    def on_save_checkpoint(self, trainer: "Trainer", ref: "CheckpointRef") -> None:
+        """A checkpoint is durable on disk."""
+
+    def on_load_checkpoint(self, trainer: "Trainer", ref: "CheckpointRef") -> None:
+        """The state and every callback's state were restored from `ref`."""
+
+    def on_exception(self, trainer: "Trainer", exception: BaseException) -> None:
+        """A step or a callback raised; the exception is re-raised after this hook."""
+
+    def on_fit_end(self, trainer: "Trainer", reason: str) -> None:
+        """Training stopped for `reason` (`max_steps`, `time_budget`, `signal:SIGTERM`, ...)."""
+
+    def teardown(self, trainer: "Trainer") -> None:
+        """Last thing in `fit()`, whatever happened: close files, restore handlers."""
+
+
+def overrides(callback: Callback, hook: str) -> bool:
+    """True when the callback's class replaces the base class's no-op `hook`."""
+    return getattr(type(callback), hook) is not getattr(Callback, hook)

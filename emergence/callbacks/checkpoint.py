@@ -1,0 +1,137 @@
+"""CheckpointCallback: periodic saves with rotation, top-k best by a metric, a final save."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from emergence.callbacks.base import Callback, Metrics
+from emergence.checkpoint import CheckpointRef, checkpoint_name, delete_checkpoint, rotate
+
+if TYPE_CHECKING:
+    from emergence.trainer import Trainer
+
+
+def is_clean_stop(reason: str | None) -> bool:
+    """Stops that end a run normally (not a signal or an exception): they get a final save."""
+    return reason is not None and not reason.startswith(("signal:", "exception:"))
+
+
+class CheckpointCallback(Callback):
+    """Saves the run as it goes, the way Lightning's `ModelCheckpoint` does.
+
+    - every `every_n_steps` steps and/or `every_n_seconds` seconds: a `periodic`
+      checkpoint; only the newest `keep_last` are kept (None keeps all), and the oldest
+      is deleted only after the new one is durable;
+    - with `monitor`: after each evaluation, a `best` checkpoint when the metric is among
+      the `save_top_k` best (`mode` "min" or "max"), kept apart from rotation;
+    - `save_on_start`: a checkpoint of the starting state; `save_final`: one when the run
+      ends normally (max_steps, time budget), unless one of that step exists already.
+    Emergency checkpoints are never touched.
+    """
+
+    def __init__(self, every_n_steps: int | None = None, every_n_seconds: float | None = None,
+                 keep_last: int | None = 5, monitor: str | None = None, mode: Literal["min", "max"] = "min",
+                 save_top_k: int = 0, save_on_start: bool = False, save_final: bool = True,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        _check(every_n_steps, every_n_seconds, keep_last, monitor, mode, save_top_k)
+        self.every_n_steps = every_n_steps
+        self.every_n_seconds = every_n_seconds
+        self.keep_last = keep_last
+        self.monitor = monitor
+        self.mode = mode
+        self.save_top_k = max(save_top_k, 1) if monitor else 0
+        self.save_on_start = save_on_start
+        self.save_final = save_final
+        self.clock = clock
+        self.best: list[dict[str, Any]] = []
+        self._next_step = 0
+        self._last_save_time = 0.0
+
+    @property
+    def state_key(self) -> str:
+        return f"CheckpointCallback{{monitor={self.monitor},mode={self.mode}}}"
+
+    @property
+    def best_checkpoint_name(self) -> str | None:
+        """File name of the best checkpoint so far (by `monitor`), if any."""
+        return self.best[0]["name"] if self.best else None
+
+    def best_checkpoint_path(self, trainer: "Trainer") -> Path | None:
+        """Path of the best checkpoint so far in the trainer's checkpoint dir."""
+        name = self.best_checkpoint_name
+        return trainer.checkpoint_dir / name if name else None
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": list(self.best)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = list(state.get("best", []))
+
+    def on_fit_start(self, trainer: "Trainer") -> None:
+        self._schedule_after(trainer.step)
+        if self.save_on_start and trainer.resumed_from is None:
+            self._save_periodic(trainer)
+
+    def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
+        due_by_steps = self.every_n_steps is not None and trainer.step >= self._next_step
+        due_by_time = self.every_n_seconds is not None and self.clock() - self._last_save_time >= self.every_n_seconds
+        if due_by_steps or due_by_time:
+            self._save_periodic(trainer)
+
+    def on_validation_end(self, trainer: "Trainer", metrics: Metrics) -> None:
+        if not self.monitor:
+            return
+        if self.monitor not in metrics:
+            raise KeyError(f"monitor {self.monitor!r} is not an eval metric; pick one of {sorted(metrics)}")
+        value = float(metrics[self.monitor])
+        if not self._qualifies(value):
+            return
+        entry = {"step": trainer.step, "value": value, "name": checkpoint_name("best", trainer.step)}
+        ranked = sorted([*self.best, entry], key=lambda e: e["value"], reverse=self.mode == "max")
+        self.best, evicted = ranked[: self.save_top_k], ranked[self.save_top_k:]
+        trainer.save_checkpoint("best", reason=f"best {self.monitor}", metrics={self.monitor: value})
+        for old in evicted:
+            delete_checkpoint(CheckpointRef(trainer.checkpoint_dir / old["name"], "best", old["step"]))
+
+    def on_fit_end(self, trainer: "Trainer", reason: str) -> None:
+        trained = trainer.step > trainer.fit_start_step
+        last = trainer.last_checkpoint
+        saved_here = last is not None and last.step == trainer.step and last.kind in ("final", "emergency")
+        if self.save_final and trained and is_clean_stop(reason) and not saved_here:
+            trainer.save_checkpoint("final", reason=reason)
+
+    def _qualifies(self, value: float) -> bool:
+        if value != value:  # NaN never counts as best
+            return False
+        if len(self.best) < self.save_top_k:
+            return True
+        worst = self.best[-1]["value"]
+        return value < worst if self.mode == "min" else value > worst
+
+    def _save_periodic(self, trainer: "Trainer") -> None:
+        trainer.save_checkpoint("periodic", reason="periodic")
+        if self.keep_last is not None:
+            rotate(trainer.checkpoint_dir, self.keep_last)
+        self._schedule_after(trainer.step)
+
+    def _schedule_after(self, step: int) -> None:
+        self._last_save_time = self.clock()
+        if self.every_n_steps is not None:
+            self._next_step = (step // self.every_n_steps + 1) * self.every_n_steps
+
+
+def _check(every_n_steps: Any, every_n_seconds: Any, keep_last: Any, monitor: Any, mode: str, save_top_k: Any) -> None:
+    if every_n_steps is not None and (not isinstance(every_n_steps, int) or every_n_steps < 1):
+        raise ValueError(f"every_n_steps must be a positive integer or None, got {every_n_steps!r}")
+    if every_n_seconds is not None and not every_n_seconds > 0:
+        raise ValueError(f"every_n_seconds must be positive or None, got {every_n_seconds!r}")
+    if keep_last is not None and (not isinstance(keep_last, int) or keep_last < 1):
+        raise ValueError(f"keep_last must be a positive integer or None (keep all), got {keep_last!r}")
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode must be 'min' or 'max', got {mode!r}")
+    if not isinstance(save_top_k, int) or save_top_k < 0:
+        raise ValueError(f"save_top_k must be a non-negative integer, got {save_top_k!r}")
+    if save_top_k > 0 and not monitor:
+        raise ValueError("save_top_k needs monitor=<eval metric name>")

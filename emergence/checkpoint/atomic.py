@@ -1,0 +1,65 @@
+"""Atomic file replacement: a crash at any instant leaves the old file or the new one."""
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+TEMP_PREFIX = ".tmp-"
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make a rename or unlink inside `directory` durable."""
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def _temp_file(path: Path) -> Iterator[tuple[BinaryIO, Path]]:
+    temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{os.getpid()}")
+    try:
+        with open(temp, "wb") as handle:
+            yield handle, temp
+    except BaseException:
+        with contextlib.suppress(OSError):
+            temp.unlink()
+        raise
+
+
+def atomic_write(path: Path | str, write: Callable[[BinaryIO], None]) -> None:
+    """Write `path` via `write(handle)` to a temp file, fsync, rename, fsync the dir.
+
+    On any error the temp file is removed and the previous `path`, if any, is intact.
+    """
+    path = Path(path)
+    with _temp_file(path) as (handle, temp):
+        write(handle)
+        handle.flush()
+        os.fsync(handle.fileno())
+        os.replace(temp, path)
+    fsync_dir(path.parent)
+
+
+def atomic_write_bytes(path: Path | str, data: bytes) -> None:
+    """`atomic_write` for a small payload already in memory."""
+    atomic_write(path, lambda handle: handle.write(data))
+
+
+def atomic_write_text(path: Path | str, text: str) -> None:
+    """`atomic_write` for text (UTF-8)."""
+    atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def remove_stale_temp_files(directory: Path) -> list[Path]:
+    """Delete temp files a killed writer left behind; they are never loaded anyway."""
+    removed = []
+    for temp in directory.glob(f"{TEMP_PREFIX}*"):
+        with contextlib.suppress(OSError):
+            temp.unlink()
+            removed.append(temp)
+    return removed

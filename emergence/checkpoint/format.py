@@ -1,0 +1,188 @@
+"""The checkpoint file: safetensors arrays plus a JSON manifest and a checksum.
+
+Layout (plain safetensors, readable by `safetensors.numpy.load_file`): an 8-byte
+little-endian header length, a JSON header naming each tensor's dtype, shape and byte
+range, then the raw bytes. The header's `__metadata__` holds two strings:
+`emergence` (the manifest: step, kind, config, callback state, ...) and
+`emergence_checksum`, a SHA-256 over the tensor table, the manifest and the bytes.
+Nothing in a checkpoint can run code when loaded: pickle is never involved.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from emergence.checkpoint.atomic import atomic_write
+from emergence.errors import CheckpointNotFoundError, CorruptCheckpointError
+
+FORMAT_VERSION = 1
+MANIFEST_KEY = "emergence"
+CHECKSUM_KEY = "emergence_checksum"
+MAX_HEADER_BYTES = 100 * 1024 * 1024
+
+_DTYPES = {
+    "float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16",
+    "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8",
+    "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8", "bool": "BOOL",
+    "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
+}
+_NUMPY_DTYPES = {code: name for name, code in _DTYPES.items()}
+
+
+@dataclass(frozen=True)
+class CheckpointFile:
+    """A verified checkpoint read into host memory."""
+
+    path: Path
+    manifest: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+    checksum: str
+
+
+def _numpy_dtype(code: str) -> np.dtype:
+    import ml_dtypes  # noqa: F401  (registers bfloat16 and float8 with numpy)
+
+    return np.dtype(_NUMPY_DTYPES[code])
+
+
+def _tensor_table(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
+    table, offset = {}, 0
+    for name in sorted(arrays):
+        array = arrays[name]
+        code = _DTYPES.get(array.dtype.name)
+        if code is None:
+            raise TypeError(f"leaf '{name}' has dtype {array.dtype}, which safetensors cannot store")
+        table[name] = {"dtype": code, "shape": list(array.shape), "data_offsets": [offset, offset + array.nbytes]}
+        offset += array.nbytes
+    return table
+
+
+def _digest(table: dict, manifest_json: str, chunks: list[memoryview]) -> str:
+    sha = hashlib.sha256()
+    sha.update(json.dumps(table, sort_keys=True).encode())
+    sha.update(manifest_json.encode())
+    for chunk in chunks:
+        sha.update(chunk)
+    return "sha256:" + sha.hexdigest()
+
+
+def _header_bytes(table: dict, manifest_json: str, checksum: str) -> bytes:
+    header = dict(table)
+    header["__metadata__"] = {MANIFEST_KEY: manifest_json, CHECKSUM_KEY: checksum}
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    return struct.pack("<Q", len(raw)) + raw
+
+
+def write_checkpoint(path: Path | str, arrays: dict[str, np.ndarray], manifest: dict[str, Any]) -> str:
+    """Atomically write `arrays` and `manifest` to `path`; return the checksum."""
+    arrays = {name: np.require(a, requirements="C") for name, a in arrays.items()}
+    table = _tensor_table(arrays)
+    manifest_json = json.dumps({**manifest, "format_version": FORMAT_VERSION}, sort_keys=True)
+    chunks = [memoryview(arrays[name]).cast("B") for name in table]
+    checksum = _digest(table, manifest_json, chunks)
+    header = _header_bytes(table, manifest_json, checksum)
+
+    def write(handle: BinaryIO) -> None:
+        handle.write(header)
+        for chunk in chunks:
+            handle.write(chunk)
+
+    atomic_write(path, write)
+    return checksum
+
+
+def _bad(path: Path, why: str) -> CorruptCheckpointError:
+    return CorruptCheckpointError(f"{path}: {why}")
+
+
+def _read_header(path: Path, handle: BinaryIO, size: int) -> tuple[dict, int]:
+    prefix = handle.read(8)
+    if prefix[:1] == b"\x80" or path.suffix in {".pkl", ".pickle", ".pt", ".pth", ".ckpt"}:
+        raise _bad(path, "looks like a pickle file, which emergence never loads (it can run code); "
+                         "point at an emergence .safetensors checkpoint")
+    if len(prefix) < 8:
+        raise _bad(path, "too short to be a checkpoint (truncated or empty); resume from another one")
+    (length,) = struct.unpack("<Q", prefix)
+    if length > min(size - 8, MAX_HEADER_BYTES):
+        raise _bad(path, "not a safetensors checkpoint, or truncated (header length beyond the file)")
+    try:
+        header = json.loads(handle.read(length))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise _bad(path, "header is not valid JSON: corrupt, or not a checkpoint; resume from another one") from None
+    if not isinstance(header, dict):
+        raise _bad(path, "header is not a safetensors table; not a checkpoint")
+    return header, 8 + length
+
+
+def _manifest(path: Path, header: dict) -> tuple[dict[str, Any], str, str]:
+    metadata = header.get("__metadata__") or {}
+    if MANIFEST_KEY not in metadata or CHECKSUM_KEY not in metadata:
+        raise _bad(path, "a safetensors file without an emergence manifest; not an emergence checkpoint")
+    manifest_json = metadata[MANIFEST_KEY]
+    try:
+        manifest = json.loads(manifest_json)
+    except json.JSONDecodeError:
+        raise _bad(path, "manifest is not valid JSON: corrupt; resume from another checkpoint") from None
+    version = manifest.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
+        raise _bad(path, f"checkpoint format {version!r} is not one this emergence reads "
+                         f"(1..{FORMAT_VERSION}); upgrade emergence to load it")
+    return manifest, manifest_json, metadata[CHECKSUM_KEY]
+
+
+def read_manifest(path: Path | str) -> dict[str, Any]:
+    """The manifest alone, without reading or verifying the arrays (cheap)."""
+    path = Path(path)
+    with _open(path) as handle:
+        header, _ = _read_header(path, handle, path.stat().st_size)
+    return _manifest(path, header)[0]
+
+
+def _open(path: Path) -> BinaryIO:
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise CheckpointNotFoundError(f"{path}: no such checkpoint file") from None
+    except IsADirectoryError:
+        raise CheckpointNotFoundError(f"{path} is a directory; pass a checkpoint file") from None
+
+
+def read_checkpoint(path: Path | str) -> CheckpointFile:
+    """Read and verify a checkpoint; any damage is a `CorruptCheckpointError`."""
+    path = Path(path)
+    size = path.stat().st_size if path.exists() else 0
+    with _open(path) as handle:
+        header, data_start = _read_header(path, handle, size)
+        manifest, manifest_json, checksum = _manifest(path, header)
+        table = {k: v for k, v in header.items() if k != "__metadata__"}
+        data = bytearray(size - data_start)
+        if handle.readinto(data) != len(data):
+            raise _bad(path, "truncated while reading; resume from another checkpoint")
+    arrays = _arrays(path, table, data)
+    chunks = [memoryview(data)[slice(*table[name]["data_offsets"])] for name in sorted(table)]
+    if _digest(table, manifest_json, chunks) != checksum:
+        raise _bad(path, "checksum mismatch (corrupt or truncated); delete it or resume from another checkpoint")
+    return CheckpointFile(path=path, manifest=manifest, arrays=arrays, checksum=checksum)
+
+
+def _arrays(path: Path, table: dict, data: bytearray) -> dict[str, np.ndarray]:
+    arrays, end = {}, 0
+    try:
+        for name, entry in table.items():
+            begin, stop = entry["data_offsets"]
+            dtype = _numpy_dtype(entry["dtype"])
+            arrays[name] = np.frombuffer(data, dtype=dtype, count=(stop - begin) // dtype.itemsize,
+                                         offset=begin).reshape(tuple(entry["shape"]))
+            end = max(end, stop)
+    except (KeyError, ValueError, TypeError):
+        raise _bad(path, "tensor table does not match the data (corrupt or truncated)") from None
+    if end != len(data):
+        raise _bad(path, f"data is {len(data)} bytes, the table says {end} (truncated or corrupt)")
+    return arrays

@@ -1,0 +1,65 @@
+"""What a checkpoint says about itself besides its arrays: versions, config, changes."""
+from __future__ import annotations
+
+import hashlib
+import json
+import platform as _platform
+from dataclasses import dataclass
+from importlib import metadata
+from typing import Any
+
+_LIBRARIES = ("emergence", "jax", "jaxlib", "flax", "optax", "numpy", "safetensors")
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python and the libraries a checkpoint depends on."""
+    versions = {"python": _platform.python_version()}
+    for name in _LIBRARIES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    """A stable short hash of a JSON-able config."""
+    return hashlib.sha256(json.dumps(config, sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+def _flatten(config: Any, prefix: str = "") -> dict[str, Any]:
+    if not isinstance(config, dict):
+        return {prefix: config}
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        flat.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return flat
+
+
+@dataclass(frozen=True)
+class ConfigChange:
+    """One dotted config key whose value differs between a checkpoint and the task."""
+
+    key: str
+    saved: Any
+    current: Any
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.saved!r} -> {self.current!r}"
+
+
+def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[ConfigChange]:
+    """Every dotted key whose value differs (added and removed keys included)."""
+    old, new = _flatten(json.loads(json.dumps(saved, default=str))), _flatten(json.loads(json.dumps(current, default=str)))
+    missing = object()
+    changes = []
+    for key in sorted(set(old) | set(new)):
+        before, after = old.get(key, missing), new.get(key, missing)
+        if before != after:
+            changes.append(ConfigChange(key, None if before is missing else before, None if after is missing else after))
+    return changes
+
+
+def is_structural(key: str, structural_keys: set[str]) -> bool:
+    """True when `key` is, or lies under, one of the task's structural keys."""
+    return any(key == s or key.startswith(s + ".") for s in structural_keys)

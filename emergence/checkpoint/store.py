@@ -1,0 +1,120 @@
+"""A directory of checkpoints: names, the `latest` pointer, discovery and rotation.
+
+Files are named by kind and step (`step_<N>`, `best_step_<N>`, `emergency_step_<N>`,
+`final_step_<N>`, each `.safetensors`). `latest.json` names the newest one for people
+and tools; it is a plain file, so it survives zipping and download. Discovery does not
+trust it: it scans the names and takes the newest file that verifies.
+"""
+from __future__ import annotations
+
+import json
+import logging
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from emergence.checkpoint.atomic import atomic_write_text, fsync_dir
+from emergence.checkpoint.format import CheckpointFile, read_checkpoint
+from emergence.errors import CheckpointNotFoundError, EmergenceError
+
+log = logging.getLogger("emergence.checkpoint")
+
+KINDS = ("periodic", "best", "emergency", "final")
+SUFFIX = ".safetensors"
+LATEST = "latest.json"
+_PREFIXES = {"periodic": "step_", "best": "best_step_", "emergency": "emergency_step_", "final": "final_step_"}
+_NAME = re.compile(r"^(best_step_|emergency_step_|final_step_|step_)(\d+)\.safetensors$")
+_PRIORITY = {"final": 3, "emergency": 2, "periodic": 1, "best": 0}
+
+
+@dataclass(frozen=True)
+class CheckpointRef:
+    """A checkpoint file known by its name: where it is, its kind and step."""
+
+    path: Path
+    kind: str
+    step: int
+    checksum: str | None = None
+
+    @property
+    def order(self) -> tuple[int, int]:
+        """Newer first: by step, then final > emergency > periodic > best."""
+        return self.step, _PRIORITY[self.kind]
+
+
+def checkpoint_name(kind: str, step: int) -> str:
+    """The file name for a checkpoint of `kind` at `step`."""
+    if kind not in _PREFIXES:
+        raise ValueError(f"unknown checkpoint kind {kind!r}; use one of {', '.join(KINDS)}")
+    return f"{_PREFIXES[kind]}{step}{SUFFIX}"
+
+
+def parse_name(path: Path) -> CheckpointRef | None:
+    """The ref a file name stands for, or None for files that are not checkpoints."""
+    match = _NAME.match(path.name)
+    if not match:
+        return None
+    kind = next(k for k, p in _PREFIXES.items() if p == match.group(1))
+    return CheckpointRef(path=path, kind=kind, step=int(match.group(2)))
+
+
+def list_checkpoints(directory: Path | str) -> list[CheckpointRef]:
+    """Every checkpoint-named file in `directory`, oldest first."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    refs = [ref for p in directory.iterdir() if (ref := parse_name(p)) is not None]
+    return sorted(refs, key=lambda r: r.order)
+
+
+def write_latest(directory: Path, ref: CheckpointRef) -> None:
+    """Point `latest.json` at `ref` (atomically)."""
+    pointer = {"name": ref.path.name, "kind": ref.kind, "step": ref.step, "checksum": ref.checksum}
+    atomic_write_text(directory / LATEST, json.dumps(pointer, indent=1) + "\n")
+
+
+def load_newest_valid(directory: Path | str) -> CheckpointFile | None:
+    """The newest checkpoint in `directory` that verifies, or None if there is none.
+
+    Tries every file newest first (by step, from its name), verifying each and
+    warning about each damaged one it skips, so a stale or dangling `latest.json`
+    never matters. Reads only: nothing in `directory` is changed.
+    """
+    for ref in reversed(list_checkpoints(directory)):
+        try:
+            return read_checkpoint(ref.path)
+        except (EmergenceError, OSError) as err:
+            log.warning("skipping damaged checkpoint: %s", err)
+    return None
+
+
+def resolve_resume(source: Path | str) -> CheckpointFile:
+    """The checkpoint a `resume=<path>` names: that file, or the newest valid one in that dir."""
+    source = Path(source)
+    if source.is_file():
+        return read_checkpoint(source)
+    if not source.exists():
+        raise CheckpointNotFoundError(f"resume path {source} does not exist; pass resume='auto' or None to start fresh")
+    found = load_newest_valid(source)
+    if found is None:
+        raise CheckpointNotFoundError(
+            f"no valid checkpoint in {source}; point resume at a directory with checkpoints, or use resume='auto'")
+    return found
+
+
+def delete_checkpoint(ref: CheckpointRef) -> None:
+    """Remove one checkpoint file durably."""
+    ref.path.unlink(missing_ok=True)
+    fsync_dir(ref.path.parent)
+
+
+def rotate(directory: Path | str, keep_last: int) -> list[CheckpointRef]:
+    """Delete the oldest `periodic` checkpoints beyond `keep_last`; return what went.
+
+    Only periodic files are touched: best, emergency and final ones never are.
+    """
+    periodic = [r for r in list_checkpoints(directory) if r.kind == "periodic"]
+    doomed = periodic[: max(0, len(periodic) - keep_last)]
+    for ref in doomed:
+        delete_checkpoint(ref)
+    return doomed

@@ -1,0 +1,261 @@
+"""The Trainer: runs jitted train steps, fires hooks, honours stop requests, resumes.
+
+The loop stays plain: one jitted call (of `steps_per_call` fused steps) per iteration,
+then the hooks some callback overrides. Everything that keeps a run alive lives in
+callbacks; the one way anything writes a checkpoint is `Trainer.save_checkpoint`.
+"""
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal
+
+import jax
+
+from emergence.callbacks.base import HOOKS, Callback, Metrics, overrides
+from emergence.checkpoint import (
+    CheckpointFile,
+    CheckpointRef,
+    checkpoint_name,
+    flatten_to_host,
+    load_newest_valid,
+    resolve_resume,
+    write_checkpoint,
+    write_latest,
+)
+from emergence.checkpoint.atomic import remove_stale_temp_files
+from emergence.checkpointing import build_manifest, check_config, host_metrics, restore_state
+from emergence.errors import CheckpointWriteError, RunDirError
+from emergence.log import get_logger
+from emergence.state import TrainState
+from emergence.task import Task, task_config, task_name
+
+log = get_logger("emergence.trainer")
+
+Resume = Literal["auto"] | str | os.PathLike | None
+
+
+def _fused_call(train_step: Callable, steps: int) -> Callable:
+    """One jitted call running `steps` train steps; metrics averaged over them on device."""
+    if steps == 1:
+        return jax.jit(train_step, donate_argnums=0)
+
+    def many(state: TrainState) -> tuple[TrainState, Metrics]:
+        state, metrics = jax.lax.scan(lambda s, _: train_step(s), state, None, length=steps)
+        return state, jax.tree.map(lambda m: m.mean(axis=0), metrics)
+
+    return jax.jit(many, donate_argnums=0)
+
+
+class Trainer:
+    """Runs a `Task` for `max_steps` train steps with callbacks.
+
+    Args:
+        task: the `Task` to train.
+        callbacks: `Callback`s, fired in this order.
+        max_steps: train steps to reach (counted across resumes).
+        steps_per_call: steps fused into one jitted `lax.scan` call; hooks fire per call.
+        run_dir: where checkpoints and artifacts go (default `runs/<task name>`).
+        resume: `"auto"` (newest valid checkpoint in the run dir, else start fresh),
+            a checkpoint file or directory (which is only read), or None (start fresh).
+        seed: seeds `init_state` when not resuming.
+        eval_every_n_steps: run `eval_step` and fire `on_validation_end` this often.
+        force_resume: resume even if a structural config key changed.
+    """
+
+    def __init__(self, task: Task, callbacks: Sequence[Callback] = (), *, max_steps: int,
+                 steps_per_call: int = 1, run_dir: str | os.PathLike | None = None, resume: Resume = "auto",
+                 seed: int = 0, eval_every_n_steps: int | None = None, force_resume: bool = False) -> None:
+        _check_positive(max_steps=max_steps, steps_per_call=steps_per_call)
+        if eval_every_n_steps is not None:
+            _check_positive(eval_every_n_steps=eval_every_n_steps)
+            if not callable(getattr(task, "eval_step", None)):
+                raise ValueError("eval_every_n_steps is set but the task has no eval_step; add one or drop it")
+        self.task = task
+        self.callbacks = list(callbacks)
+        self.max_steps = max_steps
+        self.steps_per_call = steps_per_call
+        self.run_dir = Path(run_dir if run_dir is not None else Path("runs") / task_name(task))
+        self.resume = resume
+        self.seed = seed
+        self.eval_every_n_steps = eval_every_n_steps
+        self.force_resume = force_resume
+        self._hooks = _hook_table(self.callbacks)
+        self._calls: dict[int, Callable] = {}
+        self._eval_call: Callable | None = None
+        self._reset_run_state()
+
+    def _reset_run_state(self) -> None:
+        self._state: TrainState | None = None
+        self._step = 0
+        self.fit_start_step = 0
+        self._stop_reason: str | None = None
+        self.last_metrics: Metrics = {}
+        self.last_eval_metrics: Metrics = {}
+        self.last_checkpoint: CheckpointRef | None = None
+        self.resumed_from: CheckpointRef | None = None
+        self.fitting = False
+
+    @property
+    def state(self) -> TrainState | None:
+        """The state after the last completed call (device arrays)."""
+        return self._state
+
+    @property
+    def step(self) -> int:
+        """Completed train steps, tracked on the host (reading it never syncs)."""
+        return self._step
+
+    @property
+    def stop_reason(self) -> str | None:
+        """Why training stopped (or was asked to stop), once it has."""
+        return self._stop_reason
+
+    @property
+    def checkpoint_dir(self) -> Path:
+        """Where this run writes its checkpoints."""
+        return self.run_dir / "checkpoints"
+
+    def request_stop(self, reason: str) -> None:
+        """Stop at the next call boundary; the first reason given wins."""
+        if self._stop_reason is None:
+            self._stop_reason = reason
+
+    def fit(self) -> TrainState:
+        """Train until `max_steps` or a stop request; return the final state."""
+        self._reset_run_state()
+        self._prepare_run_dir()
+        self.fitting = True
+        try:
+            self._fire("setup")
+            self._state = self._initial_state()
+            self.fit_start_step = self._step
+            self._fire("on_fit_start")
+            self._train_loop()
+        except BaseException as exc:
+            self.request_stop(f"exception:{type(exc).__name__}")
+            self._fire("on_exception", exc)
+            self._fire("on_fit_end", self._stop_reason)
+            raise
+        else:
+            self._fire("on_fit_end", self._stop_reason)
+        finally:
+            self.fitting = False
+            self._fire("teardown")
+        return self._state
+
+    def _train_loop(self) -> None:
+        while self._stop_reason is None and self._step < self.max_steps:
+            steps = min(self.steps_per_call, self.max_steps - self._step)
+            self._state, metrics = self._call(steps)(self._state)
+            before, self._step = self._step, self._step + steps
+            self.last_metrics = metrics
+            for hook in self._hooks["on_train_call_end"]:
+                hook(self, metrics)
+            if self.eval_every_n_steps and before // self.eval_every_n_steps != self._step // self.eval_every_n_steps:
+                self.evaluate()
+        self.request_stop("max_steps")
+
+    def _call(self, steps: int) -> Callable:
+        if steps not in self._calls:
+            self._calls[steps] = _fused_call(self.task.train_step, steps)
+        return self._calls[steps]
+
+    def evaluate(self) -> Metrics:
+        """Run the task's `eval_step` on the current state and fire `on_validation_end`."""
+        if self._eval_call is None:
+            self._eval_call = jax.jit(self.task.eval_step)
+        self.last_eval_metrics = self._eval_call(self._state)
+        self._fire("on_validation_end", self.last_eval_metrics)
+        return self.last_eval_metrics
+
+    def save_checkpoint(self, kind: str, *, reason: str | None = None,
+                        metrics: dict[str, float] | None = None) -> CheckpointRef:
+        """Write a durable checkpoint of the current state; the one way anything saves.
+
+        Gathers the state (a device→host copy), every callback's `state_dict()`, the
+        config and the latest metrics, writes atomically, updates `latest.json`, then
+        fires `on_save_checkpoint`.
+        """
+        path = self.checkpoint_dir / checkpoint_name(kind, self._step)
+        arrays, typed_keys = flatten_to_host(self._state)
+        manifest = build_manifest(
+            step=self._step, kind=kind, reason=reason, config=task_config(self.task),
+            callbacks={cb.state_key: cb.state_dict() for cb in self.callbacks},
+            metrics={**host_metrics(self.last_metrics), **host_metrics(self.last_eval_metrics), **(metrics or {})},
+            typed_keys=typed_keys)
+        try:
+            ref = CheckpointRef(path, kind, self._step, write_checkpoint(path, arrays, manifest))
+            write_latest(self.checkpoint_dir, ref)
+        except OSError as err:
+            raise CheckpointWriteError(
+                f"could not write {path.name} ({err.strerror or err}); earlier checkpoints are intact, "
+                f"free disk space in {self.checkpoint_dir} or lower keep_last") from err
+        self.last_checkpoint = ref
+        self._fire("on_save_checkpoint", ref)
+        return ref
+
+    def _initial_state(self) -> TrainState:
+        fresh = self.task.init_state(jax.random.key(self.seed))
+        file = self._find_resume_checkpoint()
+        if file is None:
+            return fresh
+        check_config(file.manifest.get("config", {}), task_config(self.task),
+                     set(getattr(self.task, "structural_keys", ())), self.force_resume)
+        state = restore_state(fresh, file)
+        self._step = int(file.manifest["step"])
+        saved = file.manifest.get("callbacks", {})
+        for callback in self.callbacks:
+            if callback.state_key in saved:
+                callback.load_state_dict(saved[callback.state_key])
+        self.resumed_from = CheckpointRef(file.path, file.manifest["kind"], self._step, file.checksum)
+        log.info("resumed from %s (step %d)", file.path, self._step)
+        self._state = state
+        self._fire("on_load_checkpoint", self.resumed_from)
+        return state
+
+    def _find_resume_checkpoint(self) -> CheckpointFile | None:
+        if self.resume is None:
+            return None
+        if self.resume != "auto":
+            return resolve_resume(self.resume)
+        found = load_newest_valid(self.checkpoint_dir)
+        if found is None:
+            log.info("no checkpoint in %s: starting fresh", self.checkpoint_dir)
+        return found
+
+    def _prepare_run_dir(self) -> None:
+        """Fail fast, before any training, if the run dir cannot be written."""
+        try:
+            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.checkpoint_dir):
+                pass
+        except OSError as err:
+            raise RunDirError(
+                f"run dir {self.run_dir} is not writable ({err.strerror or err}); pass a writable run_dir") from None
+        remove_stale_temp_files(self.checkpoint_dir)
+
+    def _fire(self, hook: str, *args: Any) -> None:
+        for method in self._hooks[hook]:
+            method(self, *args)
+
+
+def _hook_table(callbacks: list[Callback]) -> dict[str, tuple[Callable, ...]]:
+    """For each hook, the bound methods of the callbacks that override it."""
+    keys = [cb.state_key for cb in callbacks]
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicates:
+        raise ValueError(f"two callbacks share state_key {duplicates[0]!r}; give one a distinct state_key")
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"{cb!r} is not an emergence Callback; subclass emergence.Callback")
+    return {hook: tuple(getattr(cb, hook) for cb in callbacks if overrides(cb, hook)) for hook in HOOKS}
+
+
+def _check_positive(**values: int) -> None:
+    for name, value in values.items():
+        if not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+

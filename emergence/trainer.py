@@ -244,13 +244,13 @@ class Trainer:
 
 def _hook_table(callbacks: list[Callback]) -> dict[str, tuple[Callable, ...]]:
     """For each hook, the bound methods of the callbacks that override it."""
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"{cb!r} is not an emergence Callback; subclass emergence.Callback")
     keys = [cb.state_key for cb in callbacks]
     duplicates = sorted({k for k in keys if keys.count(k) > 1})
     if duplicates:
         raise ValueError(f"two callbacks share state_key {duplicates[0]!r}; give one a distinct state_key")
-    for cb in callbacks:
-        if not isinstance(cb, Callback):
-            raise TypeError(f"{cb!r} is not an emergence Callback; subclass emergence.Callback")
     return {hook: tuple(getattr(cb, hook) for cb in callbacks if overrides(cb, hook)) for hook in HOOKS}
 
 

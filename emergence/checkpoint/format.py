@@ -85,7 +85,7 @@ def write_checkpoint(path: Path | str, arrays: dict[str, np.ndarray], manifest: 
     arrays = {name: np.require(a, requirements="C") for name, a in arrays.items()}
     table = _tensor_table(arrays)
     manifest_json = json.dumps({**manifest, "format_version": FORMAT_VERSION}, sort_keys=True)
-    chunks = [memoryview(arrays[name]).cast("B") for name in table]
+    chunks = [memoryview(arrays[name].reshape(-1).view(np.uint8)) for name in table]
     checksum = _digest(table, manifest_json, chunks)
     header = _header_bytes(table, manifest_json, checksum)
 

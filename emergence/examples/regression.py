@@ -84,7 +84,7 @@ class RegressionTask:
         updates, opt_state = self.optimizer.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, rng=rng)
-        return new_state, {"loss": loss, "grad_norm": optax.global_norm(grads)}
+        return new_state, {"loss": loss, "grad_norm": optax.tree.norm(grads)}
 
     def eval_step(self, state: TrainState) -> dict[str, jax.Array]:
         return {"val_loss": self._loss(state.params, self.val_x, self.val_y)}

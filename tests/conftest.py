@@ -1,0 +1,48 @@
+"""Shared fixtures: a read-only directory that really is read-only, even for root."""
+from __future__ import annotations
+
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+
+def _make_read_only(path: Path) -> bool:
+    if os.geteuid() != 0:
+        path.chmod(0o555)
+        return True
+    bind = subprocess.run(["mount", "--bind", "-o", "ro", str(path), str(path)], capture_output=True)
+    if bind.returncode != 0:
+        return False
+    probe = path / ".write-probe"
+    try:
+        probe.touch()
+    except OSError:
+        return True
+    probe.unlink()
+    subprocess.run(["mount", "-o", "remount,ro,bind", str(path)], check=True)
+    return True
+
+
+def _undo_read_only(path: Path) -> None:
+    if os.geteuid() != 0:
+        path.chmod(0o755)
+    else:
+        subprocess.run(["umount", str(path)], capture_output=True)
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path):
+    """A factory: `read_only_dir(path)` makes `path` read-only until the test ends."""
+    made: list[Path] = []
+
+    def make(path: Path) -> Path:
+        if not _make_read_only(path):
+            pytest.skip("cannot make a read-only directory here (not root-capable of bind mounts)")
+        made.append(path)
+        return path
+
+    yield make
+    for path in reversed(made):
+        _undo_read_only(path)

@@ -1,0 +1,144 @@
+"""The checkpoint file: round trips, safetensors compatibility, and every kind of damage."""
+from __future__ import annotations
+
+import pickle
+import struct
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from safetensors.numpy import load_file, save_file
+
+from emergence.checkpoint import flatten_to_host, read_checkpoint, read_manifest, unflatten_into, write_checkpoint
+from emergence.errors import CheckpointNotFoundError, CorruptCheckpointError, IncompatibleCheckpointError
+
+
+def _tree():
+    return {
+        "w": jnp.arange(12, dtype=jnp.float32).reshape(3, 4),
+        "half": jnp.linspace(-2, 2, 5).astype(jnp.bfloat16),
+        "count": jnp.asarray(7, jnp.int32),
+        "flag": jnp.asarray([True, False]),
+        "empty": jnp.zeros((0, 3)),
+        "key": jax.random.key(42),
+        "keys": jax.random.split(jax.random.key(1), 3),
+    }
+
+
+def _save(path, tree=None, manifest=None):
+    arrays, typed = flatten_to_host(tree if tree is not None else _tree())
+    return write_checkpoint(path, arrays, {"step": 3, "kind": "periodic", "typed_keys": typed, **(manifest or {})})
+
+
+def test_round_trip_is_bitwise_with_bf16_and_typed_keys(tmp_path):
+    path = tmp_path / "step_3.safetensors"
+    checksum = _save(path)
+    loaded = read_checkpoint(path)
+    assert loaded.checksum == checksum and loaded.manifest["step"] == 3
+    restored = unflatten_into(_tree(), loaded.arrays, loaded.manifest["typed_keys"])
+    assert restored["half"].dtype == jnp.bfloat16
+    assert jnp.issubdtype(restored["key"].dtype, jax.dtypes.prng_key)
+    for original, back in zip(jax.tree.leaves(_tree()), jax.tree.leaves(restored)):
+        if jnp.issubdtype(original.dtype, jax.dtypes.prng_key):
+            original, back = jax.random.key_data(original), jax.random.key_data(back)
+        assert original.shape == back.shape and original.dtype == back.dtype
+        assert np.array_equal(np.asarray(original), np.asarray(back))
+    assert jax.random.uniform(restored["key"]) == jax.random.uniform(_tree()["key"])
+
+
+def test_a_checkpoint_written_from_jax_arrays_loads_with_numpy_only(tmp_path):
+    path = tmp_path / "step_1.safetensors"
+    tree = {"params": {"w": jnp.ones((2, 3))}, "step": jnp.asarray(1, jnp.int32), "rng": jax.random.key(0)}
+    _save(path, tree)
+    arrays = load_file(str(path))
+    assert set(arrays) == {"params/w", "step", "rng"}
+    assert np.array_equal(arrays["params/w"], np.ones((2, 3), np.float32))
+    assert arrays["rng"].dtype == np.uint32 and arrays["rng"].shape == (2,)
+
+
+def test_manifest_reads_without_the_arrays(tmp_path):
+    path = tmp_path / "step_3.safetensors"
+    _save(path, manifest={"config": {"lr": 0.1}})
+    assert read_manifest(path)["config"] == {"lr": 0.1}
+
+
+def test_truncated_file_is_refused(tmp_path):
+    path = tmp_path / "step_3.safetensors"
+    _save(path)
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 5])
+    with pytest.raises(CorruptCheckpointError, match="truncated"):
+        read_checkpoint(path)
+
+
+@pytest.mark.parametrize("where", ["data", "header"])
+def test_one_flipped_byte_is_caught(tmp_path, where):
+    path = tmp_path / "step_3.safetensors"
+    _save(path)
+    data = bytearray(path.read_bytes())
+    (header_len,) = struct.unpack("<Q", data[:8])
+    index = len(data) - 3 if where == "data" else 8 + data[8 : 8 + header_len].index(b'"step') + 2
+    data[index] ^= 0x01
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptCheckpointError):
+        read_checkpoint(path)
+
+
+def test_a_pickle_file_is_never_loaded(tmp_path):
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(pickle.dumps({"w": [1, 2, 3]}))
+    with pytest.raises(CorruptCheckpointError, match="pickle"):
+        read_checkpoint(path)
+
+
+def test_plain_safetensors_without_manifest_is_refused(tmp_path):
+    path = tmp_path / "other.safetensors"
+    save_file({"w": np.ones(3, np.float32)}, str(path))
+    with pytest.raises(CorruptCheckpointError, match="not an emergence checkpoint"):
+        read_checkpoint(path)
+
+
+def test_unknown_format_version_says_upgrade(tmp_path):
+    path = tmp_path / "step_3.safetensors"
+    arrays, _ = flatten_to_host({"w": jnp.ones(2)})
+    write_checkpoint(path, arrays, {"step": 3})
+    raw = path.read_bytes().replace(b'\\"format_version\\": 1', b'\\"format_version\\": 9')
+    path.write_bytes(raw)
+    with pytest.raises(CorruptCheckpointError, match="upgrade emergence"):
+        read_checkpoint(path)
+
+
+def test_missing_file_and_directory_get_clear_errors(tmp_path):
+    with pytest.raises(CheckpointNotFoundError, match="no such checkpoint"):
+        read_checkpoint(tmp_path / "nope.safetensors")
+    with pytest.raises(CheckpointNotFoundError, match="is a directory"):
+        read_checkpoint(tmp_path)
+
+
+def test_shape_mismatch_names_the_leaf_and_both_shapes(tmp_path):
+    path = tmp_path / "step_3.safetensors"
+    _save(path, {"params": {"dense": {"kernel": jnp.ones((4, 8))}}})
+    loaded = read_checkpoint(path)
+    with pytest.raises(IncompatibleCheckpointError, match=r"params/dense/kernel.*float32\[4, 16\].*float32\[4, 8\]"):
+        unflatten_into({"params": {"dense": {"kernel": jnp.ones((4, 16))}}}, loaded.arrays, {})
+
+
+def test_dtype_and_structure_mismatches_name_the_leaf(tmp_path):
+    path = tmp_path / "step_3.safetensors"
+    _save(path, {"a": jnp.ones(3), "b": jnp.ones(2)})
+    loaded = read_checkpoint(path)
+    with pytest.raises(IncompatibleCheckpointError, match=r"leaf 'a'.*bfloat16.*float32"):
+        unflatten_into({"a": jnp.ones(3, jnp.bfloat16), "b": jnp.ones(2)}, loaded.arrays, {})
+    with pytest.raises(IncompatibleCheckpointError, match="leaf 'c'"):
+        unflatten_into({"a": jnp.ones(3), "c": jnp.ones(2)}, loaded.arrays, {})
+
+
+def test_unstorable_dtype_is_refused_before_touching_disk(tmp_path):
+    path = tmp_path / "step_3.safetensors"
+    _save(path)
+    before = path.read_bytes()
+    with pytest.raises(TypeError, match="leaf 'bad'"):
+        write_checkpoint(path, {"bad": np.array(["text"])}, {"step": 4})
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["step_3.safetensors"]

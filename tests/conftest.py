@@ -38,6 +38,7 @@ def read_only_dir(tmp_path: Path):
     made: list[Path] = []
 
     def make(path: Path) -> Path:
+        path.mkdir(parents=True, exist_ok=True)
         if not _make_read_only(path):
             pytest.skip("cannot make a read-only directory here (not root-capable of bind mounts)")
         made.append(path)

@@ -1,0 +1,36 @@
+"""Small helpers the tests share: run the toy trainer in a subprocess, compare checkpoints."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from emergence.checkpoint import read_checkpoint
+
+SCRIPTS = Path(__file__).parent / "scripts"
+
+
+def fit_toy_process(run_dir: Path, max_steps: int, *args: str) -> subprocess.Popen:
+    """Start `tests/scripts/fit_toy.py` in a new process, stdout piped line by line."""
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    return subprocess.Popen([sys.executable, str(SCRIPTS / "fit_toy.py"), str(run_dir), str(max_steps), *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+def wait_for_line(process: subprocess.Popen, prefix: str) -> str:
+    """Read the process's stdout until a line starting with `prefix`; fail if it ends first."""
+    for line in process.stdout:
+        if line.startswith(prefix):
+            return line.strip()
+    raise AssertionError(f"process ended before printing {prefix!r}: {process.stderr.read()[-2000:]}")
+
+
+def assert_same_arrays(path_a: Path, path_b: Path) -> None:
+    """Both checkpoints hold bitwise-equal arrays under the same leaf paths."""
+    a, b = read_checkpoint(path_a).arrays, read_checkpoint(path_b).arrays
+    assert sorted(a) == sorted(b)
+    differing = [name for name in a if a[name].dtype != b[name].dtype or not np.array_equal(a[name], b[name])]
+    assert not differing, f"leaves differ: {differing}"

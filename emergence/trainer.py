@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +26,7 @@ from emergence.checkpoint import (
     write_checkpoint,
     write_latest,
 )
+from emergence.checkpoint.async_writer import AsyncCheckpointWriter
 from emergence.checkpoint.atomic import remove_stale_temp_files
 from emergence.checkpointing import build_manifest, check_config, host_metrics, restore_state
 from emergence.errors import CheckpointWriteError, RunDirError
@@ -35,6 +37,8 @@ from emergence.task import Task, task_config, task_name
 log = get_logger("emergence.trainer")
 
 Resume = Literal["auto"] | str | os.PathLike | None
+
+ASYNC_KINDS = ("periodic", "best")
 
 
 def _fused_call(train_step: Callable, steps: int) -> Callable:
@@ -63,11 +67,25 @@ class Trainer:
         seed: seeds `init_state` when not resuming.
         eval_every_n_steps: run `eval_step` and fire `on_validation_end` this often.
         force_resume: resume even if a structural config key changed.
+        async_checkpoint: write `periodic` and `best` checkpoints asked for inside the
+            training loop (from `on_fit_start` on) on a background thread (default): the
+            loop blocks only while the state is copied off the device. `on_save_checkpoint`
+            still fires once the file is durable: at the first call boundary after, or when a
+            later save or the end of the loop waits for it. A failed background write raises
+            its `CheckpointWriteError` there. `emergency` and `final` saves, and every save
+            outside the loop, are durable before `save_checkpoint` returns. False writes
+            every save synchronously; an `AsyncCheckpointWriter` is used as given (tests pass
+            one to hold writes back).
+
+    `last_save_seconds` is how long the last durable save took from snapshot to durable
+    file (what the same save costs written synchronously), set before its
+    `on_save_checkpoint` fires: the figure a time budget needs for the final save.
     """
 
     def __init__(self, task: Task, callbacks: Sequence[Callback] = (), *, max_steps: int,
                  steps_per_call: int = 1, run_dir: str | os.PathLike | None = None, resume: Resume = "auto",
-                 seed: int = 0, eval_every_n_steps: int | None = None, force_resume: bool = False) -> None:
+                 seed: int = 0, eval_every_n_steps: int | None = None, force_resume: bool = False,
+                 async_checkpoint: bool | AsyncCheckpointWriter = True) -> None:
         _check_positive(max_steps=max_steps, steps_per_call=steps_per_call)
         if eval_every_n_steps is not None:
             _check_positive(eval_every_n_steps=eval_every_n_steps)
@@ -82,6 +100,7 @@ class Trainer:
         self.seed = seed
         self.eval_every_n_steps = eval_every_n_steps
         self.force_resume = force_resume
+        self._writer = _writer(async_checkpoint)
         self._hooks = _hook_table(self.callbacks)
         self._calls: dict[int, Callable] = {}
         self._eval_call: Callable | None = None
@@ -95,8 +114,10 @@ class Trainer:
         self.last_metrics: Metrics = {}
         self.last_eval_metrics: Metrics = {}
         self.last_checkpoint: CheckpointRef | None = None
+        self.last_save_seconds: float | None = None
         self.resumed_from: CheckpointRef | None = None
         self.fitting = False
+        self._saves_async = False
 
     @property
     def state(self) -> TrainState | None:
@@ -132,9 +153,13 @@ class Trainer:
             self._fire("setup")
             self._state = self._initial_state()
             self.fit_start_step = self._step
+            self._saves_async = self._writer is not None
             self._fire("on_fit_start")
             self._train_loop()
+            self._saves_async = False
+            self._raise_pending_save_failure()
         except BaseException as exc:
+            self._settle_pending_save_quietly()
             self.request_stop(f"exception:{type(exc).__name__}")
             self._fire("on_exception", exc)
             self._fire("on_fit_end", self._stop_reason)
@@ -143,6 +168,9 @@ class Trainer:
             self._fire("on_fit_end", self._stop_reason)
         finally:
             self.fitting = False
+            if self._writer is not None:
+                self._settle_pending_save_quietly()
+                self._writer.close()
             self._fire("teardown")
         return self._state
 
@@ -152,6 +180,8 @@ class Trainer:
             self._state, metrics = self._call(steps)(self._state)
             before, self._step = self._step, self._step + steps
             self.last_metrics = metrics
+            if self._saves_async and self._writer.ready:
+                self._raise_pending_save_failure()
             for hook in self._hooks["on_train_call_end"]:
                 hook(self, metrics)
             if self.eval_every_n_steps and before // self.eval_every_n_steps != self._step // self.eval_every_n_steps:
@@ -173,12 +203,23 @@ class Trainer:
 
     def save_checkpoint(self, kind: str, *, reason: str | None = None,
                         metrics: dict[str, float] | None = None) -> CheckpointRef:
-        """Write a durable checkpoint of the current state; the one way anything saves.
+        """Write a checkpoint of the current state; the one way anything saves.
 
-        Gathers the state (a device→host copy), every callback's `state_dict()`, the
-        config and the latest metrics, writes atomically, updates `latest.json`, then
-        fires `on_save_checkpoint`.
+        First waits for a write still in flight from an earlier save and fires its
+        `on_save_checkpoint`. Then gathers the state (a device→host copy), every
+        callback's `state_dict()`, the config and the latest metrics. A `periodic` or
+        `best` save from inside the training loop, with async checkpointing, hands the
+        write to the background thread and returns the ref of the file being written (no
+        checksum yet); every other save writes atomically, updates `latest.json` and fires
+        `on_save_checkpoint` before returning. If the earlier write failed, its
+        `CheckpointWriteError` is raised: before an async save, and after an emergency or
+        final save is durable (those always get their chance).
         """
+        background = self._saves_async and kind in ASYNC_KINDS
+        failed = self._collect_pending_save()
+        if failed is not None and background:
+            raise failed
+        started = time.perf_counter()
         path = self.checkpoint_dir / checkpoint_name(kind, self._step)
         arrays, typed_keys = flatten_to_host(self._state)
         manifest = build_manifest(
@@ -186,16 +227,46 @@ class Trainer:
             callbacks={cb.state_key: cb.state_dict() for cb in self.callbacks},
             metrics={**host_metrics(self.last_metrics), **host_metrics(self.last_eval_metrics), **(metrics or {})},
             typed_keys=typed_keys)
-        try:
-            ref = CheckpointRef(path, kind, self._step, write_checkpoint(path, arrays, manifest))
-            write_latest(self.checkpoint_dir, ref)
-        except OSError as err:
-            raise CheckpointWriteError(
-                f"could not write {path.name} ({err.strerror or err}); earlier checkpoints are intact, "
-                f"free disk space in {self.checkpoint_dir} or lower keep_last") from err
-        self.last_checkpoint = ref
-        self._fire("on_save_checkpoint", ref)
+        ref = CheckpointRef(path, kind, self._step)
+        if background:
+            self._writer.submit(lambda: _write_durably(ref, arrays, manifest, started))
+            return ref
+        ref = self._saved(_write_durably(ref, arrays, manifest, started))
+        if failed is not None:
+            raise failed
         return ref
+
+    def _saved(self, written: tuple[CheckpointRef, float]) -> CheckpointRef:
+        """A checkpoint is durable: record it and fire `on_save_checkpoint`."""
+        self.last_checkpoint, self.last_save_seconds = written
+        self._fire("on_save_checkpoint", self.last_checkpoint)
+        return self.last_checkpoint
+
+    def _collect_pending_save(self) -> CheckpointWriteError | None:
+        """Wait for the background write in flight, if any, and fire its hook; return its failure."""
+        if self._writer is None or not self._writer.busy:
+            return None
+        try:
+            written = self._writer.collect()
+        except CheckpointWriteError as err:
+            return err
+        self._saved(written)
+        return None
+
+    def _raise_pending_save_failure(self) -> None:
+        failed = self._collect_pending_save()
+        if failed is not None:
+            raise failed
+
+    def _settle_pending_save_quietly(self) -> None:
+        """Wait for a pending write while another exception unwinds `fit()`: log its failure, never replace it."""
+        self._saves_async = False
+        try:
+            failed = self._collect_pending_save()
+        except Exception as err:  # a hook, or a bug in the write: the exception unwinding fit() wins
+            failed = err
+        if failed is not None:
+            log.error("a background checkpoint write failed too: %s", failed)
 
     def _initial_state(self) -> TrainState:
         fresh = self.task.init_state(jax.random.key(self.seed))
@@ -240,6 +311,30 @@ class Trainer:
     def _fire(self, hook: str, *args: Any) -> None:
         for method in self._hooks[hook]:
             method(self, *args)
+
+
+def _write_durably(ref: CheckpointRef, arrays: dict, manifest: dict, started: float) -> tuple[CheckpointRef, float]:
+    """Write `ref`'s file and point `latest.json` at it; the ref with its checksum, and the seconds since `started`.
+
+    Runs on the writer thread for async saves and inline for the others; a failure is the
+    same one-line `CheckpointWriteError` either way.
+    """
+    try:
+        written = CheckpointRef(ref.path, ref.kind, ref.step, write_checkpoint(ref.path, arrays, manifest))
+        write_latest(ref.path.parent, written)
+    except OSError as err:
+        raise CheckpointWriteError(
+            f"could not write {ref.path.name} ({err.strerror or err}); earlier checkpoints are intact, "
+            f"free disk space in {ref.path.parent} or lower keep_last") from err
+    return written, time.perf_counter() - started
+
+
+def _writer(async_checkpoint: bool | AsyncCheckpointWriter) -> AsyncCheckpointWriter | None:
+    if isinstance(async_checkpoint, AsyncCheckpointWriter):
+        return async_checkpoint
+    if not isinstance(async_checkpoint, bool):
+        raise ValueError(f"async_checkpoint must be True, False or an AsyncCheckpointWriter, got {async_checkpoint!r}")
+    return AsyncCheckpointWriter() if async_checkpoint else None
 
 
 def _hook_table(callbacks: list[Callback]) -> dict[str, tuple[Callable, ...]]:

@@ -23,7 +23,8 @@ class CheckpointCallback(Callback):
 
     - every `every_n_steps` steps and/or `every_n_seconds` seconds: a `periodic`
       checkpoint; only the newest `keep_last` are kept (None keeps all), and the oldest
-      is deleted only after the new one is durable;
+      is deleted only after the new one is durable (in `on_save_checkpoint`, which an
+      async save fires once its background write is done);
     - with `monitor`: after each evaluation, a `best` checkpoint when the metric is among
       the `save_top_k` best (`mode` "min" or "max"), kept apart from rotation;
     - `save_on_start`: a checkpoint of the starting state; `save_final`: one when the run
@@ -46,6 +47,7 @@ class CheckpointCallback(Callback):
         self.save_final = save_final
         self.clock = clock
         self.best: list[dict[str, Any]] = []
+        self._evicted: list[dict[str, Any]] = []
         self._next_step = 0
         self._last_save_time = 0.0
 
@@ -92,8 +94,16 @@ class CheckpointCallback(Callback):
         ranked = sorted([*self.best, entry], key=lambda e: e["value"], reverse=self.mode == "max")
         self.best, evicted = ranked[: self.save_top_k], ranked[self.save_top_k:]
         trainer.save_checkpoint("best", reason=f"best {self.monitor}", metrics={self.monitor: value})
-        for old in evicted:
-            delete_checkpoint(CheckpointRef(trainer.checkpoint_dir / old["name"], "best", old["step"]))
+        self._evicted.extend(evicted)
+
+    def on_save_checkpoint(self, trainer: "Trainer", ref: CheckpointRef) -> None:
+        """The new file is durable: only now may rotation and top-k delete older ones."""
+        if ref.kind == "periodic" and self.keep_last is not None:
+            rotate(trainer.checkpoint_dir, self.keep_last)
+        elif ref.kind == "best":
+            evicted, self._evicted = self._evicted, []
+            for old in evicted:
+                delete_checkpoint(CheckpointRef(trainer.checkpoint_dir / old["name"], "best", old["step"]))
 
     def on_fit_end(self, trainer: "Trainer", reason: str) -> None:
         trained = trainer.step > trainer.fit_start_step
@@ -112,8 +122,6 @@ class CheckpointCallback(Callback):
 
     def _save_periodic(self, trainer: "Trainer") -> None:
         trainer.save_checkpoint("periodic", reason="periodic")
-        if self.keep_last is not None:
-            rotate(trainer.checkpoint_dir, self.keep_last)
         self._schedule_after(trainer.step)
 
     def _schedule_after(self, step: int) -> None:

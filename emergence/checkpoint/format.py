@@ -104,12 +104,14 @@ def _bad(path: Path, why: str) -> CorruptCheckpointError:
 
 def _read_header(path: Path, handle: BinaryIO, size: int) -> tuple[dict, int]:
     prefix = handle.read(8)
-    if prefix[:1] == b"\x80" or path.suffix in {".pkl", ".pickle", ".pt", ".pth", ".ckpt"}:
+    length = struct.unpack("<Q", prefix)[0] if len(prefix) == 8 else None
+    # A pickle starts with 0x80; so does a valid header length whose low byte is 0x80 (1 in 32).
+    looks_pickled = prefix[:1] == b"\x80" and (length is None or length > size - 8)
+    if looks_pickled or path.suffix in {".pkl", ".pickle", ".pt", ".pth", ".ckpt"}:
         raise _bad(path, "looks like a pickle file, which emergence never loads (it can run code); "
                          "point at an emergence .safetensors checkpoint")
-    if len(prefix) < 8:
+    if length is None:
         raise _bad(path, "too short to be a checkpoint (truncated or empty); resume from another one")
-    (length,) = struct.unpack("<Q", prefix)
     if length > min(size - 8, MAX_HEADER_BYTES):
         raise _bad(path, "not a safetensors checkpoint, or truncated (header length beyond the file)")
     try:

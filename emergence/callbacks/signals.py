@@ -1,0 +1,121 @@
+"""SignalCheckpointCallback: SIGTERM, SIGINT, SIGUSR1 (and Jupyter's interrupt) end a run with a checkpoint.
+
+The handler only records the signal: no I/O happens inside it. At the next call
+boundary the callback writes `emergency_step_<N>` of the last completed step, asks the
+Trainer to stop with reason `signal:<NAME>` (so `on_fit_end` and the loggers run), and in
+`teardown` restores the previous handlers and exits with 128 + signum (143 for
+SIGTERM, 130 for SIGINT, 138 for SIGUSR1), unless it runs inside a notebook, where
+`fit()` returns. More signals while saving are counted and ignored, so they cannot
+tear the save; SIGKILL remains the way to force a stop.
+"""
+from __future__ import annotations
+
+import signal
+import sys
+import threading
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any
+
+from emergence.callbacks._save_once import save_last_state
+from emergence.callbacks.base import Callback, Metrics
+from emergence.log import get_logger
+from emergence.platform import in_ipython_kernel
+
+if TYPE_CHECKING:
+    from emergence.trainer import Trainer
+
+log = get_logger("emergence.callbacks")
+
+DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
+_UNCATCHABLE = {signal.SIGKILL, signal.SIGSTOP}
+
+
+class SignalCheckpointCallback(Callback):
+    """Turns a termination signal into an emergency checkpoint and a clean stop.
+
+    Args:
+        signals: the signals to catch (SLURM's `--signal=USR1@90` arrives as SIGUSR1).
+        exit_process: exit with 128 + signum after `fit()` has wound down; None (the
+            default) exits everywhere except inside a Jupyter/IPython kernel.
+
+    Put it last in the callback list: its `teardown` ends the process, so callbacks after
+    it would not get theirs.
+    """
+
+    def __init__(self, signals: Iterable[int] = DEFAULT_SIGNALS, exit_process: bool | None = None) -> None:
+        self.signals = _check_signals(signals)
+        self.exit_process = exit_process
+        self.received: signal.Signals | None = None
+        self.ignored = 0
+        self._previous: dict[signal.Signals, Any] = {}
+        self._handled = False
+        self._failed = False
+
+    def setup(self, trainer: "Trainer") -> None:
+        self.received, self.ignored, self._handled, self._failed = None, 0, False, False
+        if threading.current_thread() is not threading.main_thread():
+            log.warning("fit() runs outside the main thread, where Python cannot catch signals: "
+                        "SignalCheckpointCallback is inactive; run fit() in the main thread")
+            return
+        self._previous = {sig: signal.signal(sig, self._record) for sig in self.signals}
+
+    def _record(self, signum: int, frame: Any) -> None:
+        """The handler: remember the first signal, count the rest; nothing else."""
+        if self.received is None:
+            self.received = signal.Signals(signum)
+        else:
+            self.ignored += 1
+
+    def on_fit_start(self, trainer: "Trainer") -> None:
+        self._act(trainer)
+
+    def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
+        if self.received is not None:
+            self._act(trainer)
+
+    def on_exception(self, trainer: "Trainer", exception: BaseException) -> None:
+        self._failed = True
+
+    def on_fit_end(self, trainer: "Trainer", reason: str) -> None:
+        self._act(trainer)
+
+    def teardown(self, trainer: "Trainer") -> None:
+        for sig, previous in self._previous.items():
+            signal.signal(sig, previous if previous is not None else signal.SIG_DFL)
+        self._previous = {}
+        if self.received is None or self._failed:
+            return
+        if self.ignored:
+            log.info("ignored %d more signal(s) that arrived while stopping", self.ignored)
+        if self._should_exit():
+            code = 128 + int(self.received)
+            log.info("stopped by %s: exiting with code %d", self.received.name, code)
+            sys.exit(code)
+        log.info("stopped by %s: fit() returns (notebook)", self.received.name)
+
+    def _act(self, trainer: "Trainer") -> None:
+        """Once a signal came: stop at this boundary and save the last completed step."""
+        if self.received is None or self._handled:
+            return
+        self._handled = True
+        reason = f"signal:{self.received.name}"
+        trainer.request_stop(reason)
+        save_last_state(trainer, "emergency", reason)
+
+    def _should_exit(self) -> bool:
+        return self.exit_process if self.exit_process is not None else not in_ipython_kernel()
+
+
+def _check_signals(signals: Iterable[int]) -> tuple[signal.Signals, ...]:
+    checked = []
+    for sig in signals:
+        try:
+            checked.append(signal.Signals(sig))
+        except ValueError:
+            raise ValueError(f"{sig!r} is not a signal number; pass e.g. signal.SIGTERM") from None
+    caught = set(checked) & _UNCATCHABLE
+    if caught:
+        raise ValueError(f"{min(caught).name} cannot be caught by any process; drop it from signals")
+    if not checked:
+        raise ValueError("signals is empty; pass at least one, e.g. (signal.SIGTERM,)")
+    return tuple(checked)

@@ -1,0 +1,170 @@
+"""TimeBudgetCallback and KaggleTimeoutCallback: stop with a final checkpoint before the wall.
+
+At every call boundary the callback compares the time left with what stopping needs:
+
+    remaining < margin + next call + save  →  request_stop("time_budget")
+
+Both estimates are measured as the run goes: the call from the device's completions
+(see `CallTimer`), never forcing a copy to the host; the save from the checkpoints
+actually written (`trainer.last_save_seconds`, from the snapshot to the durable file:
+a save syncs, so it includes draining the calls still queued, which is what the final
+save will cost too). Until the first save: 0.5 s + the state's size at 100 MB/s + the
+device work still queued. To keep a stop effective it bounds how far the host runs
+ahead of the device to about a quarter of the margin. The final checkpoint at a
+`time_budget` stop is written by `CheckpointCallback` when one is in the list, else by
+this callback (never twice).
+"""
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import jax
+
+from emergence.callbacks._call_timer import CallTimer
+from emergence.callbacks._save_once import save_last_state
+from emergence.callbacks.base import Callback, Metrics
+from emergence.log import get_logger
+from emergence.platform import jax_accelerator, kaggle_session_limit, process_start_time, slurm_job_end_time
+
+if TYPE_CHECKING:
+    from emergence.checkpoint import CheckpointRef
+    from emergence.trainer import Trainer
+
+log = get_logger("emergence.callbacks")
+
+REASON = "time_budget"
+GUESS_SAVE_SECONDS = 0.5
+GUESS_WRITE_BYTES_PER_SECOND = 100e6
+BACKLOG_SHARE_OF_MARGIN = 0.25
+
+
+class TimeBudgetCallback(Callback):
+    """Stops the run in time to write its final checkpoint before a wall-clock deadline.
+
+    Args:
+        max_duration: seconds the run may last from `start`.
+        deadline: an absolute end, in epoch seconds.
+        start: epoch seconds `max_duration` counts from (default: when `fit()` starts).
+        margin: seconds kept free after the final checkpoint (summary, zipping, upload).
+        clock: epoch-seconds clock (inject a fake one in tests).
+
+    The earliest of `start + max_duration`, `deadline` and SLURM's `SLURM_JOB_END_TIME`
+    (when set) applies. The budget is per process: nothing of it is saved in checkpoints.
+    """
+
+    def __init__(self, max_duration: float | None = None, *, deadline: float | None = None,
+                 start: float | None = None, margin: float = 60.0, clock: Callable[[], float] = time.time) -> None:
+        self.slurm_end = slurm_job_end_time()
+        _check(max_duration, deadline, start, margin, self.slurm_end)
+        self.max_duration = max_duration
+        self.fixed_deadline = deadline
+        self.start = start
+        self.margin = float(margin)
+        self.clock = clock
+        self.deadline = 0.0
+        self._timer = CallTimer(clock)
+        self._saves: deque[float] = deque(maxlen=3)
+        self._state_bytes = 0
+        self._steps_per_call = 1
+        self._seen_step = 0
+        self._queued = 0.0
+        self._fit_began = 0.0
+
+    @property
+    def remaining(self) -> float:
+        """Seconds until the deadline."""
+        return self.deadline - self.clock()
+
+    @property
+    def call_seconds(self) -> float:
+        """Estimated device seconds of one call (before any call finished: time since fit() began)."""
+        per_step = self._timer.seconds_per_step
+        return per_step * self._steps_per_call if per_step is not None else self.clock() - self._fit_began
+
+    @property
+    def save_seconds(self) -> float:
+        """Estimated seconds to a durable checkpoint: the longest of the last three saves, or a guess."""
+        if self._saves:
+            return max(self._saves)
+        return GUESS_SAVE_SECONDS + self._state_bytes / GUESS_WRITE_BYTES_PER_SECOND + self._queued
+
+    def setup(self, trainer: "Trainer") -> None:
+        self._fit_began = self.clock()
+        self.deadline = self._resolve_deadline()
+        self._timer = CallTimer(self.clock)
+
+    def on_fit_start(self, trainer: "Trainer") -> None:
+        self._steps_per_call = trainer.steps_per_call
+        self._seen_step = trainer.step
+        self._state_bytes = sum(getattr(leaf, "nbytes", 0) for leaf in jax.tree.leaves(trainer.state))
+        if self.remaining < self.margin + self.save_seconds:
+            log.warning("time budget: only %.0f s left before the deadline: not training", self.remaining)
+            trainer.request_stop(REASON)
+
+    def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
+        self._timer.dispatched(trainer.step, trainer.step - self._seen_step, metrics)
+        self._seen_step = trainer.step
+        self._timer.wait(self._backlog_limit())
+        self._queued = self._timer.pending_seconds(trainer.step)
+        if self.remaining < self.margin + self.call_seconds + self.save_seconds:
+            log.info("time budget: %.1f s left < margin %.1f + call %.2f + save %.2f: stopping at step %d",
+                     self.remaining, self.margin, self.call_seconds, self.save_seconds, trainer.step)
+            trainer.request_stop(REASON)
+
+    def on_save_checkpoint(self, trainer: "Trainer", ref: "CheckpointRef") -> None:
+        self._saves.append(trainer.last_save_seconds)
+
+    def on_fit_end(self, trainer: "Trainer", reason: str) -> None:
+        if reason != REASON:
+            return
+        save_last_state(trainer, "final", REASON)
+        log.info("time budget: stopped at step %d with %.1f s to spare before the deadline "
+                 "(margin %.0f s, call %.2f s, save %.2f s)", trainer.step, self.remaining, self.margin,
+                 self.call_seconds, self.save_seconds)
+
+    def _backlog_limit(self) -> int:
+        """Calls allowed in flight: at least 2 (keeps the device busy), at most a quarter margin of work."""
+        if self._timer.seconds_per_step is None:
+            return 2
+        return max(2, int(BACKLOG_SHARE_OF_MARGIN * self.margin / max(self.call_seconds, 1e-9)))
+
+    def _resolve_deadline(self) -> float:
+        ends = [t for t in (self.fixed_deadline, self.slurm_end) if t is not None]
+        if self.max_duration is not None:
+            ends.append((self.start if self.start is not None else self._fit_began) + self.max_duration)
+        return min(ends)
+
+
+class KaggleTimeoutCallback(TimeBudgetCallback):
+    """Kaggle's session wall: 12 hours on CPU/GPU, 9 hours on TPU (detected), from the process start.
+
+    Args:
+        limit: session seconds (default: by accelerator, from `emergence.platform`).
+        start: epoch seconds the session began (default: this process's start time, read
+            from `/proc`; pass the real session start if you restarted the kernel).
+        margin: seconds kept free after the final checkpoint for the summary, artifact
+            export and zipping `/kaggle/working`.
+    """
+
+    def __init__(self, limit: float | None = None, *, start: float | None = None, margin: float = 600.0,
+                 clock: Callable[[], float] = time.time) -> None:
+        if limit is None:
+            limit = kaggle_session_limit(jax_accelerator()[0])
+        super().__init__(max_duration=limit, start=process_start_time() if start is None else start,
+                         margin=margin, clock=clock)
+
+
+def _check(max_duration: float | None, deadline: float | None, start: float | None, margin: float,
+           slurm_end: float | None) -> None:
+    if max_duration is None and deadline is None and slurm_end is None:
+        raise ValueError("TimeBudgetCallback needs max_duration (seconds) or deadline (epoch seconds); "
+                         "neither was given and SLURM_JOB_END_TIME is not set")
+    if max_duration is not None and not max_duration > 0:
+        raise ValueError(f"max_duration must be positive seconds, got {max_duration!r}")
+    if start is not None and max_duration is None:
+        raise ValueError("start only applies with max_duration; pass max_duration or drop start")
+    if not margin >= 0:
+        raise ValueError(f"margin must be >= 0 seconds, got {margin!r}")

@@ -1,0 +1,254 @@
+"""Train the toy regression task in its own process, with the survival callbacks and injected failures.
+
+The subject of the subprocess tests (signals, atexit, crash consistency, time budget)
+and of `bench/emergency_latency.py`; other tests may run it too. No emergence CLI is
+involved: the Trainer is built here from the flags.
+
+    train_subprocess.py RUN_DIR MAX_STEPS [--callbacks checkpoint,signal,...] [--every N] ...
+
+Callbacks (`--callbacks`, any of): budget, checkpoint, exception, atexit, signal, in
+that order in the list. Injected trouble: `--crash STEP:HOW` (HOW = sysexit | raise |
+thread-sigterm | device-error), `--signal-in-setup NAME`, `--fsize-after STEP:BYTES`
+(disk full), `--slow-save SECONDS` (every save's gather takes that much longer), `--trace-seconds`
+(a first compile that much longer), and
+`--fit-in-thread STEP` (fit() in a daemon thread; the main program fails at STEP).
+
+Prints one line per event on stdout, for a parent to time its kills:
+`start <epoch of process start>`, `ready <step>`, `step <N>`, `saving`,
+`saved <file name> <epoch>`, `fit returned <reason>`.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import signal
+import sys
+import threading
+import time
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from emergence import Callback, Trainer
+from emergence.platform import process_start_time
+from emergence.testing import toy_task
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+class ScriptTask:
+    """The toy regression task, optionally with real device work per step or a failure inside the jitted step.
+
+    The extra work only feeds a metric, so runs with different amounts of it stay
+    bitwise comparable; it runs on the device like any compute, asynchronously.
+    """
+
+    def __init__(self, hidden: tuple[int, ...], work_repeats: int = 0, work_size: int = 256,
+                 fail_at_step: int | None = None, trace_seconds: float = 0.0) -> None:
+        self.base = toy_task(hidden=hidden)
+        self.name, self.structural_keys = self.base.name, self.base.structural_keys
+        self.work_repeats, self.work_size, self.fail_at_step = work_repeats, work_size, fail_at_step
+        self.trace_seconds = trace_seconds
+
+    def config(self) -> dict[str, Any]:
+        return self.base.config()
+
+    def init_state(self, rng: jax.Array):
+        return self.base.init_state(rng)
+
+    def eval_step(self, state):
+        return self.base.eval_step(state)
+
+    def train_step(self, state):
+        time.sleep(self.trace_seconds)  # runs once, while the first call is traced: a long compile
+        if self.fail_at_step is not None:
+            jax.debug.callback(_fail_at, state.step, self.fail_at_step)
+        state, metrics = self.base.train_step(state)
+        if self.work_repeats:
+            metrics["work"] = busy_work(metrics["loss"], self.work_repeats, self.work_size)
+        return state, metrics
+
+
+def busy_work(seed: jax.Array, repeats: int, size: int) -> jax.Array:
+    """`repeats` chained size×size matmuls seeded by a runtime value (so nothing is folded away)."""
+    matrix = jnp.full((size, size), 1.0 / size) * (1.0 + seed)
+    return jax.lax.fori_loop(0, repeats, lambda _, m: jnp.tanh(m @ m), matrix).sum()
+
+
+def _fail_at(step: Any, fail_at: int) -> None:
+    if int(step) == fail_at:
+        raise RuntimeError(f"injected failure inside the jitted step at step {fail_at}")
+
+
+def calibrate_repeats(seconds: float, size: int = 256) -> int:
+    """How many busy_work repeats take about `seconds` on this machine, now."""
+    probe = jax.jit(busy_work, static_argnums=(1, 2))
+    probe(jnp.float32(0), 32, size).block_until_ready()
+    began = time.perf_counter()
+    probe(jnp.float32(0), 32, size).block_until_ready()
+    return max(1, round(seconds / ((time.perf_counter() - began) / 32)))
+
+
+class Reporter(Callback):
+    """Prints the events a parent process waits for."""
+
+    def on_fit_start(self, trainer):
+        say(f"ready {trainer.step}")
+
+    def on_train_call_end(self, trainer, metrics):
+        say(f"step {trainer.step}")
+
+    def on_save_checkpoint(self, trainer, ref):
+        say(f"saved {ref.path.name} {time.time():.3f}")
+
+
+class SlowSave(Callback):
+    """Makes every save's gather (where callback states are collected) take `seconds` longer."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def state_dict(self):
+        say("saving")
+        time.sleep(self.seconds)
+        return {}
+
+
+class Crash(Callback):
+    """At `step`, fails the way `how` says (sysexit, raise, thread-sigterm)."""
+
+    def __init__(self, step: int, how: str) -> None:
+        self.step, self.how, self.done = step, how, False
+
+    def on_train_call_end(self, trainer, metrics):
+        if self.done or trainer.step < self.step:
+            return
+        self.done = True
+        if self.how == "sysexit":
+            sys.exit(3)
+        if self.how == "raise":
+            raise RuntimeError(f"injected failure in a callback at step {trainer.step}")
+        threading.excepthook = _kill_process_on_thread_failure
+        threading.Thread(target=_failing_worker, daemon=True).start()
+
+
+def _failing_worker() -> None:
+    raise ConnectionError("data loader thread lost its connection")
+
+
+def _kill_process_on_thread_failure(hook_args: Any) -> None:
+    """A watchdog many training scripts install: a dead worker thread terminates the job."""
+    say(f"worker thread failed: {hook_args.exc_type.__name__}")
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+class SignalSelfInSetup(Callback):
+    """Sends a signal to this process during setup, before any training (after handlers are installed)."""
+
+    def __init__(self, name: str) -> None:
+        self.signum = signal.Signals[name]
+
+    def setup(self, trainer):
+        os.kill(os.getpid(), self.signum)
+
+
+class DiskFullAfter(Callback):
+    """From `step` on, no file this process writes may grow past `limit` bytes (RLIMIT_FSIZE)."""
+
+    def __init__(self, step: int, limit: int) -> None:
+        self.step, self.limit = step, limit
+
+    def on_train_call_end(self, trainer, metrics):
+        if trainer.step >= self.step:
+            resource.setrlimit(resource.RLIMIT_FSIZE, (self.limit, self.limit))
+
+
+def survival_callbacks(args: argparse.Namespace) -> list[Callback]:
+    from emergence.callbacks import (AtexitCheckpointCallback, CheckpointCallback, OnExceptionCheckpointCallback,
+                                     SignalCheckpointCallback, TimeBudgetCallback)
+    chosen = set(filter(None, args.callbacks.split(",")))
+    unknown = chosen - {"budget", "checkpoint", "exception", "atexit", "signal"}
+    if unknown:
+        raise SystemExit(f"unknown callbacks: {sorted(unknown)}")
+    made = {
+        "budget": lambda: TimeBudgetCallback(args.budget, start=process_start_time(), margin=args.margin),
+        "checkpoint": lambda: CheckpointCallback(every_n_steps=args.every or None, keep_last=args.keep),
+        "exception": OnExceptionCheckpointCallback,
+        "atexit": AtexitCheckpointCallback,
+        "signal": SignalCheckpointCallback,
+    }
+    return [made[name]() for name in made if name in chosen]
+
+
+def build(args: argparse.Namespace) -> Trainer:
+    crash_step, crash_how = _pair(args.crash, str) if args.crash else (None, None)
+    repeats = calibrate_repeats(args.work_seconds) if args.work_seconds else 0
+    task = ScriptTask(tuple(int(w) for w in args.hidden.split(",")), work_repeats=repeats,
+                      fail_at_step=crash_step if crash_how == "device-error" else None,
+                      trace_seconds=args.trace_seconds)
+    callbacks: list[Callback] = [Reporter()]
+    if args.slow_save:
+        callbacks.append(SlowSave(args.slow_save))
+    if crash_how in ("sysexit", "raise", "thread-sigterm"):
+        callbacks.append(Crash(crash_step, crash_how))
+    if args.fsize_after:
+        callbacks.append(DiskFullAfter(*_pair(args.fsize_after, int)))
+    callbacks += survival_callbacks(args)
+    if args.signal_in_setup:
+        callbacks.append(SignalSelfInSetup(args.signal_in_setup))
+    resume = None if args.resume == "none" else args.resume
+    return Trainer(task, callbacks, max_steps=args.max_steps, steps_per_call=args.steps_per_call,
+                   run_dir=args.run_dir, resume=resume)
+
+
+def _pair(text: str, second: type) -> tuple[int, Any]:
+    first, rest = text.split(":", 1)
+    return int(first), second(rest)
+
+
+def run_in_thread(trainer: Trainer, fail_at: int) -> None:
+    """fit() in a daemon thread while the main program fails at step `fail_at` (an uncaught exception)."""
+    threading.Thread(target=trainer.fit, daemon=True).start()
+    while trainer.step < fail_at:
+        time.sleep(0.005)
+    raise RuntimeError(f"main program failed while fit() ran in a thread (step {trainer.step})")
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("run_dir")
+    parser.add_argument("max_steps", type=int)
+    parser.add_argument("--callbacks", default="checkpoint,signal")
+    parser.add_argument("--every", type=int, default=10, help="periodic checkpoint interval in steps (0: none)")
+    parser.add_argument("--keep", type=int, default=3)
+    parser.add_argument("--steps-per-call", type=int, default=1)
+    parser.add_argument("--resume", default="auto")
+    parser.add_argument("--hidden", default="8")
+    parser.add_argument("--work-seconds", type=float, default=0.0, help="device work per step, in seconds")
+    parser.add_argument("--trace-seconds", type=float, default=0.0, help="a first compile this much longer")
+    parser.add_argument("--slow-save", type=float, default=0.0)
+    parser.add_argument("--budget", type=float, default=None)
+    parser.add_argument("--margin", type=float, default=60.0)
+    parser.add_argument("--crash", default=None, help="STEP:HOW")
+    parser.add_argument("--signal-in-setup", default=None)
+    parser.add_argument("--fsize-after", default=None, help="STEP:BYTES")
+    parser.add_argument("--fit-in-thread", type=int, default=None, help="main program fails at this step")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str]) -> None:
+    say(f"start {process_start_time():.3f}")
+    args = parse(argv)
+    trainer = build(args)
+    if args.fit_in_thread is not None:
+        run_in_thread(trainer, args.fit_in_thread)
+    trainer.fit()
+    say(f"fit returned {trainer.stop_reason}")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,91 @@
+"""Promise 2: SIGTERM / SIGINT / SIGUSR1 leave a durable emergency checkpoint of the last completed step."""
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+
+import pytest
+
+from emergence import Callback, Trainer
+from emergence.callbacks import SignalCheckpointCallback
+from emergence.checkpoint import list_checkpoints, read_checkpoint
+from emergence.testing import toy_task
+from tests.scripts.driver import Child
+from tests.scripts.reference import assert_resume_is_exact
+
+
+@pytest.mark.parametrize("sig, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130), (signal.SIGUSR1, 138)])
+def test_signal_saves_the_last_completed_step_and_exits_128_plus_signum(tmp_path, sig, code):
+    run_dir = tmp_path / "run"
+    child = Child(run_dir, 100_000, "--callbacks", "checkpoint,signal", "--every", "1000")
+    child.wait_for("step 20")
+    child.send(sig)
+    done = child.finish()
+    assert done.returncode == code, done.stderr
+    last = done.steps()[-1]
+    assert done.saved() == [f"emergency_step_{last}.safetensors"]
+    saved = read_checkpoint(run_dir / "checkpoints" / f"emergency_step_{last}.safetensors")
+    assert saved.manifest["reason"] == f"signal:{sig.name}" and saved.manifest["step"] == last
+    assert f"exiting with code {code}" in done.stderr
+    assert_resume_is_exact(run_dir, tmp_path, last + 5)
+
+
+def test_signal_during_a_long_first_compile_is_honoured_at_the_first_call_boundary(tmp_path):
+    run_dir = tmp_path / "run"
+    child = Child(run_dir, 100_000, "--callbacks", "checkpoint,signal", "--trace-seconds", "2")
+    child.wait_for("ready")
+    child.send(signal.SIGTERM)
+    done = child.finish()
+    assert done.returncode == 143, done.stderr
+    assert done.steps() == [1]
+    assert done.saved() == ["emergency_step_1.safetensors"]
+
+
+class KillSelfAt(Callback):
+    def __init__(self, step, sig):
+        self.step, self.sig = step, sig
+
+    def on_train_call_end(self, trainer, metrics):
+        if trainer.step == self.step:
+            os.kill(os.getpid(), self.sig)
+
+
+def test_with_exit_disabled_fit_returns_after_the_emergency_save_and_handlers_are_restored(tmp_path):
+    def sentinel(signum, frame):
+        raise AssertionError("the previous handler must not run during fit()")
+
+    previous = signal.signal(signal.SIGUSR1, sentinel)
+    try:
+        trainer = Trainer(toy_task(), [KillSelfAt(7, signal.SIGUSR1), SignalCheckpointCallback(exit_process=False)],
+                          max_steps=50, run_dir=tmp_path, resume=None)
+        state = trainer.fit()
+        assert signal.getsignal(signal.SIGUSR1) is sentinel
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+    assert trainer.stop_reason == "signal:SIGUSR1" and trainer.step == 7 and int(state.step) == 7
+    assert [r.path.name for r in list_checkpoints(tmp_path / "checkpoints")] == ["emergency_step_7.safetensors"]
+
+
+def test_outside_the_main_thread_it_warns_and_training_is_unaffected(tmp_path, caplog, monkeypatch):
+    monkeypatch.setattr(logging.getLogger("emergence"), "propagate", True)
+    trainer = Trainer(toy_task(), [SignalCheckpointCallback()], max_steps=5, run_dir=tmp_path, resume=None)
+    before = signal.getsignal(signal.SIGTERM)
+    worker = threading.Thread(target=trainer.fit)
+    with caplog.at_level(logging.WARNING, logger="emergence"):
+        worker.start()
+        worker.join(timeout=60)
+    assert trainer.step == 5 and signal.getsignal(signal.SIGTERM) is before
+    assert "outside the main thread" in caplog.text
+
+
+@pytest.mark.parametrize("signals, message", [
+    ((signal.SIGKILL,), "SIGKILL cannot be caught"),
+    ((signal.SIGTERM, signal.SIGSTOP), "SIGSTOP cannot be caught"),
+    ((12345,), "12345 is not a signal number"),
+    ((), "signals is empty"),
+])
+def test_bad_signal_lists_are_one_line_errors(signals, message):
+    with pytest.raises(ValueError, match=message):
+        SignalCheckpointCallback(signals=signals)

@@ -271,3 +271,19 @@ def test_a_full_disk_in_the_background_is_a_one_line_error_and_leaves_no_temp_fi
     assert not list(first.checkpoint_dir.glob(f"{TEMP_PREFIX}*"))
     assert _names(first.checkpoint_dir) == [5]
     assert read_checkpoint(first.last_checkpoint.path).checksum == first.last_checkpoint.checksum
+
+
+def test_a_host_snapshot_keeps_its_values_when_the_state_is_donated_right_after():
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    from emergence.checkpoint import flatten_to_host
+
+    state = {"w": jnp.arange(1024, dtype=jnp.float32)}
+    snapshot, _ = flatten_to_host(state)
+    step = jax.jit(lambda s: {"w": s["w"] * 2 + 1}, donate_argnums=0)
+    for _ in range(3):
+        state = step(state)
+    jax.block_until_ready(state)
+    assert np.array_equal(snapshot["w"], np.arange(1024, dtype=np.float32))

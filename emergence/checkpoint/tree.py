@@ -29,21 +29,27 @@ def is_typed_key(leaf: Any) -> bool:
 
 
 def flatten_to_host(tree: Any) -> tuple[dict[str, np.ndarray], dict[str, str]]:
-    """Copy every leaf to a host numpy array keyed by its path.
+    """Every leaf as a host numpy array keyed by its path, safe to keep while the tree is donated.
 
     Typed PRNG keys are stored as their key data; the second dict maps those paths to
-    the key implementation so `unflatten_into` can rebuild them. The copy is a real
-    copy, so the device buffers may be donated right after.
+    the key implementation so `unflatten_into` can rebuild them. All device leaves go
+    through one `jax.device_get`, which starts every device→host transfer before
+    waiting for any. On accelerators that is a copy; on the CPU backend it is a
+    read-only view of the buffer, which is as safe and costs nothing: JAX never donates
+    a buffer a live numpy view refers to (the next call writes a new one), so the
+    snapshot keeps the values it had. Host (numpy) leaves are copied.
     """
-    arrays: dict[str, np.ndarray] = {}
+    names: list[str] = []
+    leaves: list[Any] = []
     typed_keys: dict[str, str] = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
         name = leaf_path(path)
         if is_typed_key(leaf):
             typed_keys[name] = str(jax.random.key_impl(leaf))
             leaf = jax.random.key_data(leaf)
-        arrays[name] = np.array(leaf, copy=True)
-    return arrays, typed_keys
+        names.append(name)
+        leaves.append(leaf if isinstance(leaf, jax.Array) else np.array(leaf, copy=True))
+    return dict(zip(names, (np.asarray(a) for a in jax.device_get(leaves)))), typed_keys
 
 
 def _describe(shape: tuple, dtype: Any) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -25,6 +26,7 @@ FORMAT_VERSION = 1
 MANIFEST_KEY = "emergence"
 CHECKSUM_KEY = "emergence_checksum"
 MAX_HEADER_BYTES = 100 * 1024 * 1024
+_PLACEHOLDER = "sha256:" + "0" * 64  # as long as every real checksum
 
 _DTYPES = {
     "float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16",
@@ -81,18 +83,32 @@ def _header_bytes(table: dict, manifest_json: str, checksum: str) -> bytes:
 
 
 def write_checkpoint(path: Path | str, arrays: dict[str, np.ndarray], manifest: dict[str, Any]) -> str:
-    """Atomically write `arrays` and `manifest` to `path`; return the checksum."""
+    """Atomically write `arrays` and `manifest` to `path`; return the checksum.
+
+    The checksum sits in the header, at the front of the file, but hashing and writing
+    run at the same time (hashlib and file writes release the GIL): the header is
+    written with a placeholder of the same length, the data follows while another thread
+    hashes it, and the real header overwrites the placeholder before the fsync.
+    """
     arrays = {name: np.require(a, requirements="C") for name, a in arrays.items()}
     table = _tensor_table(arrays)
     manifest_json = json.dumps({**manifest, "format_version": FORMAT_VERSION}, sort_keys=True)
     chunks = [memoryview(arrays[name].reshape(-1).view(np.uint8)) for name in table]
-    checksum = _digest(table, manifest_json, chunks)
-    header = _header_bytes(table, manifest_json, checksum)
+    placeholder = _header_bytes(table, manifest_json, _PLACEHOLDER)
+    checksum = ""
 
     def write(handle: BinaryIO) -> None:
+        nonlocal checksum
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="emergence-checkpoint-hash") as hasher:
+            digest = hasher.submit(_digest, table, manifest_json, chunks)
+            handle.write(placeholder)
+            for chunk in chunks:
+                handle.write(chunk)
+            checksum = digest.result()
+        header = _header_bytes(table, manifest_json, checksum)
+        assert len(header) == len(placeholder), "the checksum changed the header's length"
+        handle.seek(0)
         handle.write(header)
-        for chunk in chunks:
-            handle.write(chunk)
 
     atomic_write(path, write)
     return checksum

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +83,21 @@ def _header_bytes(table: dict, manifest_json: str, checksum: str) -> bytes:
     return struct.pack("<Q", len(raw)) + raw
 
 
+def _start_digest(table: dict, manifest_json: str, chunks: list[memoryview]) -> Callable[[], str]:
+    """Start hashing on a helper thread; returns the call that waits for the checksum.
+
+    At interpreter exit (a save from an atexit handler) no new thread may start: then
+    the hash is computed on the calling thread when asked for.
+    """
+    try:
+        hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emergence-checkpoint-hash")
+        future = hasher.submit(_digest, table, manifest_json, chunks)
+    except RuntimeError:
+        return lambda: _digest(table, manifest_json, chunks)
+    hasher.shutdown(wait=False)
+    return future.result
+
+
 def write_checkpoint(path: Path | str, arrays: dict[str, np.ndarray], manifest: dict[str, Any]) -> str:
     """Atomically write `arrays` and `manifest` to `path`; return the checksum.
 
@@ -99,12 +115,11 @@ def write_checkpoint(path: Path | str, arrays: dict[str, np.ndarray], manifest: 
 
     def write(handle: BinaryIO) -> None:
         nonlocal checksum
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="emergence-checkpoint-hash") as hasher:
-            digest = hasher.submit(_digest, table, manifest_json, chunks)
-            handle.write(placeholder)
-            for chunk in chunks:
-                handle.write(chunk)
-            checksum = digest.result()
+        digest = _start_digest(table, manifest_json, chunks)
+        handle.write(placeholder)
+        for chunk in chunks:
+            handle.write(chunk)
+        checksum = digest()
         header = _header_bytes(table, manifest_json, checksum)
         assert len(header) == len(placeholder), "the checksum changed the header's length"
         handle.seek(0)

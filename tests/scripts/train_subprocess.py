@@ -37,7 +37,9 @@ from emergence.testing import toy_task
 
 
 def say(line: str) -> None:
-    print(line, flush=True)
+    """One whole line on stdout (a single write, so lines from two threads never interleave)."""
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
 
 
 class ScriptTask:

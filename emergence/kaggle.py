@@ -1,0 +1,360 @@
+"""The Kaggle workflow around the official `kaggle` CLI: metadata, push, status, output.
+
+Nothing here talks to Kaggle itself: every remote step runs the official command
+(`pip install kaggle`) in a subprocess and parses what it prints, so credentials,
+proxies and API changes stay the CLI's business. What the CLI prints and checks, as of
+Kaggle/kaggle-api `kaggle_api_extended.py` and Kaggle/kaggle-cli `docs/kernels.md`:
+
+- `kaggle kernels push -p DIR` validates `DIR/kernel-metadata.json` (title and slug at
+  least five characters, `id` as `owner/slug`, the code file exists, `language` and
+  `kernel_type` from fixed lists), then prints `Kernel version N successfully pushed.
+  Please check progress at URL`, or `Kernel push error: ...` with exit status 0.
+- `kaggle kernels status OWNER/SLUG` prints `OWNER/SLUG has status "KernelWorkerStatus.X"`
+  (older CLIs: `"x"`), then `Failure message: "..."` when there is one.
+- `kaggle kernels output OWNER/SLUG -p DIR -o` downloads the latest version's
+  `/kaggle/working` files (subdirectories kept) and its log, overwriting old copies.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from emergence.checkpoint import CheckpointRef, list_checkpoints, read_checkpoint
+from emergence.checkpoint.atomic import atomic_write_text
+from emergence.errors import EmergenceError
+
+METADATA_FILE = "kernel-metadata.json"
+CODE_FILE = "kaggle_training.ipynb"
+DEFAULT_SLUG = "emergence-training"
+SUMS_FILE = "SHA256SUMS"
+MACHINE_SHAPES = {"t4x2": "NvidiaTeslaT4Highmem", "p100": "NvidiaTeslaP100", "tpu": "TpuV5E8", "none": ""}
+LANGUAGES = ("python", "r", "rmarkdown")
+KERNEL_TYPES = ("script", "notebook")
+BOOL_FIELDS = ("is_private", "enable_gpu", "enable_tpu", "enable_internet")
+PENDING = ("QUEUED", "RUNNING", "NEW_SCRIPT", "CANCEL_REQUESTED")
+FAILED = ("ERROR", "CANCEL_ACKNOWLEDGED")
+STALE_POLLS = 3
+INSTALL_HINT = "the official `kaggle` command is not on PATH: run `pip install kaggle`, then retry"
+CREDENTIALS_HINT = ("Kaggle has no credentials for you: run `kaggle auth login`, or save an API token from "
+                    "https://www.kaggle.com/settings/api to ~/.kaggle/access_token (or export KAGGLE_API_TOKEN), "
+                    "or put a legacy kaggle.json in ~/.kaggle/ (or $KAGGLE_CONFIG_DIR), "
+                    "or export KAGGLE_USERNAME and KAGGLE_KEY")
+_AUTH_FAILURES = ("could not find kaggle.json", "you must log in to kaggle", "authentication required",
+                  "401 client error")
+_STATUS = re.compile(r'^(?P<kernel>\S+) has status "(?:KernelWorkerStatus\.)?(?P<state>[A-Za-z_]+)"\s*$', re.M)
+_FAILURE = re.compile(r'^Failure message: "(?P<message>.*)"\s*\Z', re.M | re.S)
+_SUM_LINE = re.compile(r"^(?P<digest>[0-9a-fA-F]{64}) [ *](?P<name>.+)$")
+
+
+class KaggleSetupError(EmergenceError):
+    """The `kaggle` command or its credentials are missing (the CLI exits 2)."""
+
+
+class KernelMetadataError(EmergenceError):
+    """`kernel-metadata.json` would be refused by `kaggle kernels push`."""
+
+
+class KaggleCommandError(EmergenceError):
+    """The `kaggle` command failed, or printed something this module cannot read."""
+
+
+class OutputVerificationError(EmergenceError):
+    """Downloaded output does not match its SHA256SUMS (or a checkpoint is damaged)."""
+
+
+@dataclass(frozen=True)
+class KernelStatus:
+    """One answer of `kaggle kernels status`: the state name and any failure message."""
+
+    kernel: str
+    state: str
+    failure_message: str | None = None
+
+    @property
+    def finished(self) -> bool:
+        """The run is over: COMPLETE, ERROR or CANCEL_ACKNOWLEDGED."""
+        return self.state not in PENDING
+
+    @property
+    def failed(self) -> bool:
+        """The run ended badly: ERROR or CANCEL_ACKNOWLEDGED."""
+        return self.state in FAILED
+
+
+def build_metadata(username: str, slug: str = DEFAULT_SLUG, *, title: str | None = None,
+                   accelerator: str = "t4x2", internet: bool = True, private: bool = True,
+                   code_file: str = CODE_FILE, dataset_sources: Sequence[str] = (),
+                   kernel_sources: Sequence[str] = (), competition_sources: Sequence[str] = (),
+                   model_sources: Sequence[str] = ()) -> dict[str, Any]:
+    """The `kernel-metadata.json` fields for this project's notebook.
+
+    `kernel_sources` always starts with the kernel itself, so each new version finds the
+    previous version's output (its checkpoints) under `/kaggle/input`. `accelerator` is
+    `t4x2`, `p100`, `tpu` or `none`; it sets `enable_gpu`/`enable_tpu` and `machine_shape`.
+    """
+    if accelerator not in MACHINE_SHAPES:
+        raise KernelMetadataError(f"unknown accelerator {accelerator!r}; use one of {', '.join(MACHINE_SHAPES)}")
+    kernel = f"{username}/{slug}"
+    return {
+        "id": kernel, "title": title or slug.replace("-", " ").title(), "code_file": code_file,
+        "language": "python", "kernel_type": "notebook", "is_private": private,
+        "enable_gpu": accelerator in ("t4x2", "p100"), "enable_tpu": accelerator == "tpu",
+        "enable_internet": internet, "machine_shape": MACHINE_SHAPES[accelerator],
+        "dataset_sources": list(dataset_sources),
+        "kernel_sources": [kernel, *(k for k in kernel_sources if k != kernel)],
+        "competition_sources": list(competition_sources), "model_sources": list(model_sources),
+    }
+
+
+def validate_metadata(meta: dict[str, Any], folder: Path) -> None:
+    """Refuse, in one line, what `kaggle kernels push -p folder` would refuse."""
+    kernel = meta.get("id")
+    if not kernel and not meta.get("id_no"):
+        raise KernelMetadataError(f"{METADATA_FILE} has no id; set it to 'owner/slug' (emergence kaggle init does)")
+    if kernel:
+        _check_kernel_ref(kernel, "id")
+    title = meta.get("title")
+    if title is not None and len(str(title)) < 5:
+        raise KernelMetadataError(f"title {title!r} is shorter than 5 characters; Kaggle refuses it")
+    code = meta.get("code_file")
+    if not code or not (folder / code).is_file():
+        raise KernelMetadataError(f"code_file {code!r} not found in {folder}; put the notebook there or fix code_file")
+    _check_choice(meta, "language", LANGUAGES)
+    _check_choice(meta, "kernel_type", KERNEL_TYPES)
+    for field in BOOL_FIELDS:
+        if field in meta and str(meta[field]).lower() not in ("true", "false"):
+            raise KernelMetadataError(f"{field}={meta[field]!r} must be true or false")
+    for source in meta.get("kernel_sources", []):
+        _check_kernel_ref(source, "kernel_sources")
+    for source in meta.get("dataset_sources", []):
+        _check_slashes(source, "dataset_sources", "owner/dataset-slug", (2, 3))
+    for source in meta.get("model_sources", []):
+        _check_slashes(source, "model_sources", "owner/model/framework/variation/version", (5,))
+
+
+def _check_kernel_ref(ref: str, field: str) -> None:
+    parts = str(ref).split("/")
+    if len(parts) != 2 or not all(parts):
+        raise KernelMetadataError(f"{field} {ref!r} must be 'owner/slug'")
+    if len(parts[1]) < 5:
+        raise KernelMetadataError(f"{field} {ref!r}: the slug must be at least 5 characters; Kaggle refuses it")
+
+
+def _check_slashes(ref: str, field: str, form: str, counts: tuple[int, ...]) -> None:
+    parts = str(ref).split("/")
+    if len(parts) not in counts or not all(parts):
+        raise KernelMetadataError(f"{field} entry {ref!r} must be '{form}'")
+
+
+def _check_choice(meta: dict[str, Any], field: str, choices: tuple[str, ...]) -> None:
+    if meta.get(field) not in choices:
+        raise KernelMetadataError(f"{field}={meta.get(field)!r} must be one of {', '.join(choices)}")
+
+
+def read_metadata(folder: Path) -> dict[str, Any]:
+    """`folder/kernel-metadata.json`, parsed (a one-line error when missing or not JSON)."""
+    path = Path(folder) / METADATA_FILE
+    try:
+        meta = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise KernelMetadataError(f"{path} not found; create it with `emergence kaggle init --username U`") from None
+    except json.JSONDecodeError as err:
+        raise KernelMetadataError(f"{path} is not valid JSON ({err}); fix it or rerun `emergence kaggle init`") from None
+    if not isinstance(meta, dict):
+        raise KernelMetadataError(f"{path} must hold a JSON object; rerun `emergence kaggle init`")
+    return meta
+
+
+def write_metadata(folder: Path, meta: dict[str, Any]) -> Path:
+    """Validate `meta` against `folder` and write it there atomically."""
+    validate_metadata(meta, Path(folder))
+    path = Path(folder) / METADATA_FILE
+    atomic_write_text(path, json.dumps(meta, indent=2) + "\n")
+    return path
+
+
+def run_kaggle(args: Sequence[str]) -> str:
+    """Run `kaggle ARGS...`; return its stdout. Missing CLI or credentials: KaggleSetupError."""
+    executable = shutil.which("kaggle")
+    if executable is None:
+        raise KaggleSetupError(INSTALL_HINT)
+    done = subprocess.run([executable, *args], capture_output=True, text=True)
+    if done.returncode == 0:
+        return done.stdout
+    said = f"{done.stdout}\n{done.stderr}"
+    if any(failure in said.lower() for failure in _AUTH_FAILURES):
+        raise KaggleSetupError(CREDENTIALS_HINT)
+    raise KaggleCommandError(f"`kaggle {' '.join(args)}` failed (exit {done.returncode}): {_last_line(said)}")
+
+
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else "no output"
+
+
+def push(folder: Path, *, new: bool = False) -> str:
+    """`kaggle kernels push -p folder`; return the CLI's confirmation line.
+
+    `new=True` is for the first version of a kernel: Kaggle refuses a kernel source that
+    does not exist yet, so the kernel's own id is left out of `kernel_sources` (in a
+    staged copy; the committed metadata keeps it for every later version).
+    """
+    folder = Path(folder)
+    meta = read_metadata(folder)
+    validate_metadata(meta, folder)
+    with _staged(folder, meta) if new else _as_is(folder) as push_dir:
+        out = run_kaggle(["kernels", "push", "-p", str(push_dir)])
+    for line in out.splitlines():
+        if line.startswith("Kernel push error"):
+            raise KaggleCommandError(line.strip())
+    return _last_line(out)
+
+
+@contextmanager
+def _as_is(folder: Path) -> Iterator[Path]:
+    yield folder
+
+
+@contextmanager
+def _staged(folder: Path, meta: dict[str, Any]) -> Iterator[Path]:
+    """A temporary copy of the push folder whose metadata leaves out the kernel's own id."""
+    with tempfile.TemporaryDirectory(prefix="emergence-kaggle-") as tmp:
+        staged = Path(tmp)
+        shutil.copy2(folder / meta["code_file"], staged / Path(meta["code_file"]).name)
+        first = {**meta, "code_file": Path(meta["code_file"]).name,
+                 "kernel_sources": [k for k in meta.get("kernel_sources", []) if k != meta.get("id")]}
+        (staged / METADATA_FILE).write_text(json.dumps(first, indent=2) + "\n")
+        yield staged
+
+
+def kernel_ref(folder: Path) -> str:
+    """The `owner/slug` the metadata in `folder` names."""
+    meta = read_metadata(folder)
+    if not meta.get("id"):
+        raise KernelMetadataError(f"{Path(folder) / METADATA_FILE} has no id; rerun `emergence kaggle init`")
+    _check_kernel_ref(meta["id"], "id")
+    return meta["id"]
+
+
+def parse_status(output: str) -> KernelStatus:
+    """Read what `kaggle kernels status` printed (both the enum and the old lowercase form)."""
+    match = _STATUS.search(output)
+    if match is None:
+        raise KaggleCommandError(f"`kaggle kernels status` printed no status: {_last_line(output)}")
+    state = match.group("state").upper()
+    if state not in (*PENDING, "COMPLETE", *FAILED):
+        raise KaggleCommandError(f"unknown kernel status {match.group('state')!r}; upgrade emergence or the kaggle CLI")
+    failure = _FAILURE.search(output[match.end():])
+    return KernelStatus(match.group("kernel"), state, failure.group("message") if failure else None)
+
+
+def status(kernel: str) -> KernelStatus:
+    """The latest version's status, from `kaggle kernels status kernel`."""
+    return parse_status(run_kaggle(["kernels", "status", kernel]))
+
+
+def wait(kernel: str, *, interval: float = 60.0, report: Callable[[KernelStatus], None] = lambda s: None,
+         sleep: Callable[[float], None] = time.sleep, retries: int = 3, after_push: bool = False) -> KernelStatus:
+    """Poll `status(kernel)` every `interval` seconds until the run finishes; return its last status.
+
+    `report` sees every status that differs from the one before. Up to `retries` failed
+    polls in a row (a network blip in a 12-hour wait) are retried; credential problems
+    are not. `after_push`: right after a push, Kaggle can still answer with the previous
+    version's result, so a finished status is believed only once the new version was
+    seen queued or running, or after `STALE_POLLS` polls.
+    """
+    last, failures, stale_left = None, 0, STALE_POLLS if after_push else 0
+    while True:
+        current = _poll(kernel, failures, retries)
+        if current is None:
+            failures += 1
+        elif current.finished and stale_left > 0:
+            failures, stale_left = 0, stale_left - 1
+        else:
+            failures, stale_left = 0, 0
+            if current != last:
+                report(current)
+            if current.finished:
+                return current
+            last = current
+        sleep(interval)
+
+
+def _poll(kernel: str, failures: int, retries: int) -> KernelStatus | None:
+    """One status poll; None for a failure that may be retried."""
+    try:
+        return status(kernel)
+    except KaggleCommandError:
+        if failures >= retries:
+            raise
+        return None
+
+
+def download_output(kernel: str, dest: Path) -> None:
+    """`kaggle kernels output kernel -p dest -o`: the latest version's /kaggle/working files."""
+    Path(dest).mkdir(parents=True, exist_ok=True)
+    run_kaggle(["kernels", "output", kernel, "-p", str(dest), "-o"])
+
+
+def verify_sums(sums_file: Path) -> int:
+    """Check every file `sums_file` lists (sha256sum format, paths relative to it); return how many."""
+    checked = 0
+    for number, line in enumerate(Path(sums_file).read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        match = _SUM_LINE.match(line)
+        if match is None:
+            raise OutputVerificationError(f"{sums_file}:{number} is not '<sha256>  <file>'; re-download the output")
+        target = sums_file.parent / match.group("name")
+        if not target.is_file():
+            raise OutputVerificationError(f"{target} is listed in {sums_file.name} but was not downloaded; "
+                                          "download again")
+        if _sha256(target) != match.group("digest").lower():
+            raise OutputVerificationError(f"{target} does not match its SHA256SUMS entry: the download is damaged; "
+                                          "download again")
+        checked += 1
+    return checked
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def downloaded_checkpoints(root: Path) -> list[CheckpointRef]:
+    """Every checkpoint-named file under `root`, oldest first."""
+    directories = sorted({path.parent for path in Path(root).rglob("*.safetensors")})
+    refs = [ref for directory in directories for ref in list_checkpoints(directory)]
+    return sorted(refs, key=lambda ref: ref.order)
+
+
+def verify_output(root: Path) -> tuple[int, list[CheckpointRef]]:
+    """Verify a downloaded output; return (files checked, checkpoints found).
+
+    Every SHA256SUMS under `root` is checked. Without one (the run never reached its
+    finalize step), each checkpoint's own embedded checksum is checked instead.
+    """
+    root = Path(root)
+    checkpoints = downloaded_checkpoints(root)
+    sums = sorted(root.rglob(SUMS_FILE))
+    if sums:
+        return sum(verify_sums(path) for path in sums), checkpoints
+    for ref in checkpoints:
+        try:
+            read_checkpoint(ref.path)
+        except EmergenceError as err:
+            raise OutputVerificationError(f"{err}; download again") from None
+    return len(checkpoints), checkpoints

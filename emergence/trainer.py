@@ -201,8 +201,8 @@ class Trainer:
         self._fire("on_validation_end", self.last_eval_metrics)
         return self.last_eval_metrics
 
-    def save_checkpoint(self, kind: str, *, reason: str | None = None,
-                        metrics: dict[str, float] | None = None) -> CheckpointRef:
+    def save_checkpoint(self, kind: str, *, reason: str | None = None, metrics: dict[str, float] | None = None,
+                        then: Callable[[CheckpointRef], None] | None = None) -> CheckpointRef:
         """Write a checkpoint of the current state; the one way anything saves.
 
         First waits for a write still in flight from an earlier save and fires its
@@ -211,7 +211,10 @@ class Trainer:
         `best` save from inside the training loop, with async checkpointing, hands the
         write to the background thread and returns the ref of the file being written (no
         checksum yet); every other save writes atomically, updates `latest.json` and fires
-        `on_save_checkpoint` before returning. If the earlier write failed, its
+        `on_save_checkpoint` before returning. `then(ref)` runs once the file is durable
+        and `latest.json` points at it, before `on_save_checkpoint`, on the same thread as
+        the write: rotation goes there, so deleting old files (0.2 s for 512 MiB on ext4)
+        never blocks the loop either. If the earlier write failed, its
         `CheckpointWriteError` is raised: before an async save, and after an emergency or
         final save is durable (those always get their chance).
         """
@@ -229,9 +232,9 @@ class Trainer:
             typed_keys=typed_keys)
         ref = CheckpointRef(path, kind, self._step)
         if background:
-            self._writer.submit(lambda: _write_durably(ref, arrays, manifest, started))
+            self._writer.submit(lambda: _write_durably(ref, arrays, manifest, started, then))
             return ref
-        ref = self._saved(_write_durably(ref, arrays, manifest, started))
+        ref = self._saved(_write_durably(ref, arrays, manifest, started, then))
         if failed is not None:
             raise failed
         return ref
@@ -313,11 +316,13 @@ class Trainer:
             method(self, *args)
 
 
-def _write_durably(ref: CheckpointRef, arrays: dict, manifest: dict, started: float) -> tuple[CheckpointRef, float]:
-    """Write `ref`'s file and point `latest.json` at it; the ref with its checksum, and the seconds since `started`.
+def _write_durably(ref: CheckpointRef, arrays: dict, manifest: dict, started: float,
+                   then: Callable[[CheckpointRef], None] | None) -> tuple[CheckpointRef, float]:
+    """Write `ref`'s file, point `latest.json` at it, run `then`; the ref with its checksum and the save's seconds.
 
     Runs on the writer thread for async saves and inline for the others; a failure is the
-    same one-line `CheckpointWriteError` either way.
+    same one-line `CheckpointWriteError` either way. The seconds run from `started` (the
+    snapshot) to the durable file: what the same save costs written synchronously.
     """
     try:
         written = CheckpointRef(ref.path, ref.kind, ref.step, write_checkpoint(ref.path, arrays, manifest))
@@ -326,7 +331,15 @@ def _write_durably(ref: CheckpointRef, arrays: dict, manifest: dict, started: fl
         raise CheckpointWriteError(
             f"could not write {ref.path.name} ({err.strerror or err}); earlier checkpoints are intact, "
             f"free disk space in {ref.path.parent} or lower keep_last") from err
-    return written, time.perf_counter() - started
+    seconds = time.perf_counter() - started
+    if then is not None:
+        try:
+            then(written)
+        except OSError as err:
+            raise CheckpointWriteError(
+                f"wrote {ref.path.name} but could not delete older checkpoints ({err.strerror or err}); "
+                f"check the permissions of {ref.path.parent}") from err
+    return written, seconds
 
 
 def _writer(async_checkpoint: bool | AsyncCheckpointWriter) -> AsyncCheckpointWriter | None:

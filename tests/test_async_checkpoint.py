@@ -287,3 +287,28 @@ def test_a_host_snapshot_keeps_its_values_when_the_state_is_donated_right_after(
         state = step(state)
     jax.block_until_ready(state)
     assert np.array_equal(snapshot["w"], np.arange(1024, dtype=np.float32))
+
+
+_FIT_OUTLIVES_MAIN = textwrap.dedent("""
+    import sys, threading, time
+    from emergence import Callback, Trainer
+    from emergence.callbacks import CheckpointCallback
+    from emergence.testing import toy_task
+
+    class Slow(Callback):
+        def on_train_call_end(self, trainer, metrics):
+            time.sleep(0.05)
+
+    trainer = Trainer(toy_task(), [CheckpointCallback(every_n_steps=5, keep_last=2), Slow()], max_steps=30,
+                      run_dir=sys.argv[1], resume=None)
+    threading.Thread(target=trainer.fit).start()
+    time.sleep(0.3)  # main ends while fit() is still saving every 5 steps in its thread
+""")
+
+
+def test_saves_still_land_when_the_interpreter_shuts_down_under_a_running_fit(tmp_path):
+    done = subprocess.run([sys.executable, "-c", _FIT_OUTLIVES_MAIN, str(tmp_path)], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert _names(tmp_path / "checkpoints") == [25, 30]
+    assert _names(tmp_path / "checkpoints", "final") == [30]

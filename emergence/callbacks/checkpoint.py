@@ -23,8 +23,8 @@ class CheckpointCallback(Callback):
 
     - every `every_n_steps` steps and/or `every_n_seconds` seconds: a `periodic`
       checkpoint; only the newest `keep_last` are kept (None keeps all), and the oldest
-      is deleted only after the new one is durable (in `on_save_checkpoint`, which an
-      async save fires once its background write is done);
+      is deleted only after the new one is durable (as the save's `then`, on the writer
+      thread for an async save, so deleting never blocks the loop);
     - with `monitor`: after each evaluation, a `best` checkpoint when the metric is among
       the `save_top_k` best (`mode` "min" or "max"), kept apart from rotation;
     - `save_on_start`: a checkpoint of the starting state; `save_final`: one when the run
@@ -47,7 +47,6 @@ class CheckpointCallback(Callback):
         self.save_final = save_final
         self.clock = clock
         self.best: list[dict[str, Any]] = []
-        self._evicted: list[dict[str, Any]] = []
         self._next_step = 0
         self._last_save_time = 0.0
 
@@ -93,17 +92,8 @@ class CheckpointCallback(Callback):
         entry = {"step": trainer.step, "value": value, "name": checkpoint_name("best", trainer.step)}
         ranked = sorted([*self.best, entry], key=lambda e: e["value"], reverse=self.mode == "max")
         self.best, evicted = ranked[: self.save_top_k], ranked[self.save_top_k:]
-        trainer.save_checkpoint("best", reason=f"best {self.monitor}", metrics={self.monitor: value})
-        self._evicted.extend(evicted)
-
-    def on_save_checkpoint(self, trainer: "Trainer", ref: CheckpointRef) -> None:
-        """The new file is durable: only now may rotation and top-k delete older ones."""
-        if ref.kind == "periodic" and self.keep_last is not None:
-            rotate(trainer.checkpoint_dir, self.keep_last)
-        elif ref.kind == "best":
-            evicted, self._evicted = self._evicted, []
-            for old in evicted:
-                delete_checkpoint(CheckpointRef(trainer.checkpoint_dir / old["name"], "best", old["step"]))
+        trainer.save_checkpoint("best", reason=f"best {self.monitor}", metrics={self.monitor: value},
+                                then=lambda ref: _delete_best(ref.path.parent, evicted))
 
     def on_fit_end(self, trainer: "Trainer", reason: str) -> None:
         trained = trainer.step > trainer.fit_start_step
@@ -121,13 +111,21 @@ class CheckpointCallback(Callback):
         return value < worst if self.mode == "min" else value > worst
 
     def _save_periodic(self, trainer: "Trainer") -> None:
-        trainer.save_checkpoint("periodic", reason="periodic")
+        keep = self.keep_last
+        trainer.save_checkpoint("periodic", reason="periodic",
+                                then=None if keep is None else lambda ref: rotate(ref.path.parent, keep))
         self._schedule_after(trainer.step)
 
     def _schedule_after(self, step: int) -> None:
         self._last_save_time = self.clock()
         if self.every_n_steps is not None:
             self._next_step = (step // self.every_n_steps + 1) * self.every_n_steps
+
+
+def _delete_best(directory: Path, evicted: list[dict[str, Any]]) -> None:
+    """Delete best checkpoints that fell out of the top k (after the new best is durable)."""
+    for old in evicted:
+        delete_checkpoint(CheckpointRef(directory / old["name"], "best", old["step"]))
 
 
 def _check(every_n_steps: Any, every_n_seconds: Any, keep_last: Any, monitor: Any, mode: str, save_top_k: Any) -> None:

@@ -44,12 +44,19 @@ class AsyncCheckpointWriter:
         return self._pending is not None and self._pending.done()
 
     def submit(self, job: Callable[[], Any]) -> None:
-        """Start `job` on the writer thread; `collect()` the previous one first."""
+        """Start `job` on the writer thread; `collect()` the previous one first.
+
+        Once the interpreter is shutting down no thread may start: then the job runs
+        right here, and `collect()` hands back its outcome just the same.
+        """
         if self._pending is not None:
             raise RuntimeError("a checkpoint write is still pending; collect() it before submitting another")
-        if self._executor is None:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_NAME)
-        self._pending = self._executor.submit(self._run, job)
+        try:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_NAME)
+            self._pending = self._executor.submit(self._run, job)
+        except RuntimeError:  # "cannot schedule new futures after interpreter shutdown"
+            self._pending = _run_here(job)
 
     def _run(self, job: Callable[[], Any]) -> Any:
         if self.before_write is not None:
@@ -69,3 +76,13 @@ class AsyncCheckpointWriter:
             self._executor.shutdown(wait=True)
             self._executor = None
         self._pending = None
+
+
+def _run_here(job: Callable[[], Any]) -> Future:
+    """`job` run on the calling thread, its outcome in a finished Future."""
+    future: Future = Future()
+    try:
+        future.set_result(job())
+    except Exception as err:
+        future.set_exception(err)
+    return future

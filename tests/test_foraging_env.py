@@ -104,6 +104,14 @@ def test_agent_dies_at_zero_energy_and_frees_its_slot_and_cell():
     assert bool(done)  # everyone is dead
 
 
+def test_a_newborn_may_take_the_slot_freed_by_a_death_in_the_same_step():
+    state = world(SMALL, [(3, 3), (5, 5)], [1, 30]).replace(age=jnp.array([4] + [9] * 11, jnp.int32))
+    _, after, _, _, info = act(state, [RIGHT, STAY], SMALL)
+    assert bool(info["died"][0]) and bool(info["born"][0]) and bool(after.alive[0])
+    assert int(info["lifespan_sum"]) == 5  # the dead agent's, not the newborn's
+    assert (int(after.parent_slot[0]), int(after.energy[0]), int(after.age[0])) == (1, SMALL.reproduce_cost, 0)
+
+
 def test_move_conflicts_lower_slot_wins_and_occupied_cells_block():
     state = world(SMALL, [(2, 1), (2, 3), (4, 4), (4, 5), (0, 0)], [9] * 5)
     _, after, _, _, _ = act(state, [RIGHT, LEFT, RIGHT, RIGHT, UP], SMALL)

@@ -189,14 +189,20 @@ def _eat(key: jax.Array, state: EnvState, params: EnvParams) -> tuple[EnvState, 
     return state.replace(food=food.reshape(size, size), energy=energy), eaten
 
 
-def _pay_age_die(state: EnvState, actions: jax.Array, params: EnvParams) -> tuple[EnvState, jax.Array, jax.Array]:
-    """Rules 3 and 4: pay the step's cost, age, and die at zero energy."""
+def _pay_age_die(state: EnvState, actions: jax.Array, params: EnvParams
+                 ) -> tuple[EnvState, jax.Array, jax.Array, jax.Array]:
+    """Rules 3 and 4: pay the step's cost, age, and die at zero energy.
+
+    Returns the state, energy paid, who died, and the summed lifespans of the dead
+    (taken now: a newborn may take a dead agent's slot in the same step).
+    """
     cost = jnp.where(actions == 0, params.living_cost, params.move_cost)
     paid = jnp.where(state.alive, jnp.minimum(cost, state.energy), 0)
     energy = state.energy - paid
     age = state.age + state.alive
     died = state.alive & (energy <= 0)
-    return state.replace(energy=energy, age=age, alive=state.alive & ~died), paid, died
+    lifespans = jnp.where(died, age, 0).sum(dtype=jnp.int32)
+    return state.replace(energy=energy, age=age, alive=state.alive & ~died), paid, died, lifespans
 
 
 def _reproduce(key: jax.Array, state: EnvState, params: EnvParams) -> tuple[EnvState, jax.Array]:
@@ -245,14 +251,14 @@ def step(key: jax.Array, state: EnvState, actions: jax.Array, params: EnvParams
     actions = actions.astype(jnp.int32)
     state = _move(state, actions, params.grid_size)
     state, eaten = _eat(key_food, state, params)
-    state, paid, died = _pay_age_die(state, actions, params)
+    state, paid, died, lifespans = _pay_age_die(state, actions, params)
     state, born = _reproduce(key_birth, state, params)
     state = state.replace(t=state.t + 1)
     done = ~state.alive.any() | (state.t >= params.max_steps)
     info = {"births": born.sum(dtype=jnp.int32), "deaths": died.sum(dtype=jnp.int32),
             "food_eaten": eaten.sum(dtype=jnp.int32), "population": state.alive.sum(dtype=jnp.int32),
             "energy_spent": paid.sum(dtype=jnp.int32),
-            "lifespan_sum": jnp.where(died, state.age, 0).sum(dtype=jnp.int32), "born": born, "died": died}
+            "lifespan_sum": lifespans, "born": born, "died": died}
     return observe(state, params), state, eaten.astype(jnp.float32), done, info
 
 

@@ -1,0 +1,14 @@
+"""Learners that plug into the Trainer as Tasks: PPO with evolution on the foraging world."""
+from emergence.agents.config import KAGGLE, QUICK, STRUCTURAL_KEYS, PPOConfig
+from emergence.agents.evaluation import (
+    EpisodeLog,
+    episode_metrics,
+    evaluate,
+    make_network,
+    random_policy_metrics,
+    run_episodes,
+)
+from emergence.agents.ppo import PPOTask
+
+__all__ = ["KAGGLE", "QUICK", "STRUCTURAL_KEYS", "EpisodeLog", "PPOConfig", "PPOTask", "episode_metrics",
+           "evaluate", "make_network", "random_policy_metrics", "run_episodes"]

@@ -1,0 +1,82 @@
+"""PPOConfig: every setting of the PPO learner as plain, JSON-able data, and its presets."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from emergence.envs import EnvParams
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    """Settings of `PPOTask`. `dataclasses.asdict` gives the nested JSON-able dict.
+
+    One train_step collects `num_envs * rollout_len` env steps (each env step moves
+    every alive agent of one world), then runs `num_epochs` passes over them in
+    `num_minibatches` minibatches of whole environments (`num_envs` must divide).
+    Evolution fields (`evolution`, `mutation_std`, `diversity_bonus`,
+    `niche_pressure`) are described in `emergence.agents.evolution` and docs/lab.md.
+    """
+
+    env: EnvParams = dataclasses.field(default_factory=EnvParams)
+    num_envs: int = 32
+    rollout_len: int = 64
+    num_epochs: int = 4
+    num_minibatches: int = 4
+    lr: float = 3e-4
+    max_grad_norm: float = 0.5
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    evolution: bool = True
+    mutation_std: float = 0.02
+    diversity_bonus: float = 0.1
+    niche_pressure: float = 0.05
+    eval_envs: int = 8
+    eval_steps: int = 200
+
+    def __post_init__(self) -> None:
+        if self.num_envs % self.num_minibatches:
+            raise ValueError(f"num_envs={self.num_envs} must be a multiple of num_minibatches="
+                             f"{self.num_minibatches} (minibatches are groups of whole environments)")
+        if min(self.num_envs, self.rollout_len, self.num_epochs, self.eval_envs, self.eval_steps) < 1:
+            raise ValueError("num_envs, rollout_len, num_epochs, eval_envs and eval_steps must be positive")
+        if not self.hidden_sizes:
+            raise ValueError("hidden_sizes needs at least one layer")
+
+    @property
+    def env_steps_per_update(self) -> int:
+        """Env steps one train_step collects: num_envs * rollout_len."""
+        return self.num_envs * self.rollout_len
+
+    def to_dict(self) -> dict[str, Any]:
+        """The config as JSON types (tuples become lists), as saved in checkpoints."""
+        return json.loads(json.dumps(dataclasses.asdict(self)))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "PPOConfig":
+        """Rebuild a config saved by `to_dict` (e.g. from a checkpoint's metadata)."""
+        fields = dict(data)
+        fields["env"] = EnvParams(**fields.get("env", {}))
+        if "hidden_sizes" in fields:
+            fields["hidden_sizes"] = tuple(fields["hidden_sizes"])
+        return cls(**fields)
+
+
+STRUCTURAL_KEYS = frozenset({
+    "num_envs", "hidden_sizes", "evolution", "env.grid_size", "env.max_agents", "env.view_radius"})
+"""Dotted config keys that change array shapes in the TrainState: a checkpoint saved
+under other values cannot be resumed."""
+
+QUICK = PPOConfig(
+    env=EnvParams(grid_size=12, max_agents=16, initial_agents=6, num_food=12, view_radius=2),
+    num_envs=16, rollout_len=32, num_epochs=4, num_minibatches=4, lr=1e-3, hidden_sizes=(64, 64),
+    eval_envs=8, eval_steps=128)
+"""A CPU run of about two minutes on two cores that visibly learns (see docs/lab.md)."""
+
+KAGGLE = PPOConfig()
+"""The seed's full run: 32 envs, 16x16 worlds of up to 32 agents (train 10M env steps)."""

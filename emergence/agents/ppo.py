@@ -1,0 +1,287 @@
+"""PPO on the foraging world as a Task: rollout, GAE and minibatch epochs in one jit.
+
+One `train_step` (PureJaxRL style, all `lax.scan`, no host syncs):
+
+1. Rollout: `rollout_len` steps of `num_envs` worlds (vmapped); every alive agent
+   slot samples an action from the shared network (plus its own head with evolution
+   on). Worlds that end (`done`) are reset on the spot; newborns inherit their
+   parent's head with mutation as they are born.
+2. GAE per agent slot. A slot's trajectory ends when its agent dies, its world ends,
+   or its slot changes hands; the value is not bootstrapped across that end.
+3. `num_epochs` passes over `num_minibatches` minibatches of whole worlds with the
+   clipped PPO objective (advantages normalised per minibatch):
+   ``loss = policy + vf_coef * value - ent_coef * entropy
+   - diversity_bonus * weight_diversity + niche_pressure * behaviour_similarity``
+   (the last two only with evolution; see `emergence.agents.evolution`).
+
+Masking: a sample counts only if its slot held an alive agent when it acted, and
+(with evolution) no child was born into that slot later in the rollout, because
+the update evaluates every slot with its final head.
+
+So one train_step = `num_envs * rollout_len` env steps and `state.step` + 1.
+"""
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from emergence.agents import evolution
+from emergence.agents.config import STRUCTURAL_KEYS, PPOConfig
+from emergence.agents.evaluation import evaluate, make_network
+from emergence.agents.networks import init_agent_params, policy
+from emergence.envs import NUM_ACTIONS, EnvState, observe, reset_state, step
+from emergence.state import TrainState
+
+EVAL_SALT = 0x5EED  # eval keys are fold_in(state.rng, EVAL_SALT): state.rng itself is untouched
+
+
+class Transition(NamedTuple):
+    """One rollout step; every field is (envs, slots, ...) except the per-world counts."""
+
+    obs: jax.Array
+    action: jax.Array
+    logp: jax.Array
+    value: jax.Array
+    reward: jax.Array
+    alive: jax.Array  # the slot held an alive agent when it acted
+    done: jax.Array  # that agent's trajectory ended with this step
+    born: jax.Array  # a child took the slot after this step
+    counts: dict[str, jax.Array]  # per-world info counts summed over worlds
+
+
+class Batch(NamedTuple):
+    """What the loss needs, (steps, envs, slots, ...)."""
+
+    obs: jax.Array
+    action: jax.Array
+    logp: jax.Array
+    value: jax.Array
+    advantage: jax.Array
+    target: jax.Array
+    mask: jax.Array
+
+
+def gae(reward: jax.Array, value: jax.Array, done: jax.Array, last_value: jax.Array, gamma: float,
+        lam: float) -> tuple[jax.Array, jax.Array]:
+    """Generalised advantage estimates and value targets over the leading time axis."""
+
+    def back(carry, step_data):
+        advantage, next_value = carry
+        r, v, d = step_data
+        keep = 1.0 - d
+        advantage = r + gamma * next_value * keep - v + gamma * lam * keep * advantage
+        return (advantage, v), advantage
+
+    _, advantage = jax.lax.scan(back, (jnp.zeros_like(last_value), last_value),
+                                (reward, value, done.astype(reward.dtype)), reverse=True)
+    return advantage, advantage + value
+
+
+def _masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
+    return (x * mask).sum() / jnp.maximum(mask.sum(), 1.0)
+
+
+def ppo_loss(network: Any, config: PPOConfig, params: Any, agent_params: Any, batch: Batch,
+             probes: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """The minimised objective for one minibatch (see module docstring) and its parts.
+
+    `agent_params` rows and `probes = (obs, alive)` (envs, slots, ...) line up with the
+    batch's env axis; masked samples contribute nothing to the loss or its gradient.
+    """
+    mask = batch.mask.astype(jnp.float32)
+    logits, value, _ = policy(network, params, agent_params, batch.obs)
+    log_probs = jax.nn.log_softmax(logits)
+    logp = jnp.take_along_axis(log_probs, batch.action[..., None], -1)[..., 0]
+    log_ratio = jnp.where(batch.mask, logp - batch.logp, 0.0)
+    ratio = jnp.exp(log_ratio)
+    mean = _masked_mean(batch.advantage, mask)
+    std = jnp.sqrt(_masked_mean((batch.advantage - mean) ** 2, mask))
+    advantage = (batch.advantage - mean) / (std + 1e-8)
+    clipped = jnp.clip(ratio, 1.0 - config.clip_eps, 1.0 + config.clip_eps)
+    policy_loss = -_masked_mean(jnp.minimum(ratio * advantage, clipped * advantage), mask)
+    value_clipped = batch.value + jnp.clip(value - batch.value, -config.clip_eps, config.clip_eps)
+    value_loss = 0.5 * _masked_mean(jnp.maximum((value - batch.target) ** 2, (value_clipped - batch.target) ** 2), mask)
+    entropy = _masked_mean(-(jnp.exp(log_probs) * log_probs).sum(-1), mask)
+    parts = {"loss/policy": policy_loss, "loss/value": value_loss, "loss/entropy": entropy,
+             "loss/approx_kl": _masked_mean(ratio - 1.0 - log_ratio, mask),
+             "loss/clip_frac": _masked_mean((jnp.abs(ratio - 1.0) > config.clip_eps).astype(jnp.float32), mask)}
+    loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy
+    if agent_params is not None:
+        diversity, similarity = _population_terms(network, params, agent_params, probes)
+        loss = loss - config.diversity_bonus * diversity + config.niche_pressure * similarity
+        parts |= {"evolution/weight_diversity": diversity, "evolution/behaviour_similarity": similarity}
+    return loss, parts | {"loss/total": loss}
+
+
+def _population_terms(network: Any, params: Any, agent_params: Any, probes: tuple[jax.Array, jax.Array]
+                      ) -> tuple[jax.Array, jax.Array]:
+    """Weight diversity and behaviour similarity of the alive agents, per env, averaged."""
+    obs, alive = probes
+    shared_logits, _, features = network.apply(params, obs)  # (envs, probes, ...)
+    personal = jnp.einsum("eoh,eiha->eioa", features, agent_params["w"]) + agent_params["b"][:, :, None]
+    probs = jax.nn.softmax(shared_logits[:, None] + personal)
+    return evolution.weight_diversity(agent_params, alive), evolution.behaviour_similarity(probs, alive)
+
+
+class PPOTask:
+    """The emergence lab's learner: PPO (with optional evolution) on the foraging world.
+
+    `state.params` is the shared network; `state.extra` holds `env` (the batched
+    `EnvState` of `num_envs` worlds) and, with evolution on, `agent_params`
+    (per-(env, slot) heads) and `agent_opt_state` (their Adam state, copied from the
+    parent at birth).
+    """
+
+    name = "ppo"
+    structural_keys = set(STRUCTURAL_KEYS)
+
+    def __init__(self, config: PPOConfig = PPOConfig()) -> None:
+        self.cfg = config
+        self.network = make_network(config)
+        self.tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.lr))
+        self.agent_tx = optax.adam(config.lr)
+
+    def config(self) -> dict[str, Any]:
+        """The JSON-able config (`PPOConfig.to_dict`)."""
+        return self.cfg.to_dict()
+
+    def init_state(self, rng: jax.Array) -> TrainState:
+        """Fresh network, optimiser, worlds and (with evolution) per-slot heads."""
+        cfg, env = self.cfg, self.cfg.env
+        rng, key_net, key_env, key_agents = jax.random.split(rng, 4)
+        params = self.network.init(key_net, jnp.zeros((1, env.obs_size)))
+        extra: dict[str, Any] = {"env": jax.vmap(lambda k: reset_state(k, env))(jax.random.split(key_env, cfg.num_envs))}
+        if cfg.evolution:
+            agents = init_agent_params(key_agents, cfg.num_envs, env.max_agents, cfg.hidden_sizes[-1], NUM_ACTIONS,
+                                       cfg.mutation_std)
+            extra |= {"agent_params": agents, "agent_opt_state": self.agent_tx.init(agents)}
+        return TrainState.create(params=params, opt_state=self.tx.init(params), rng=rng, extra=extra)
+
+    def _observe(self, env_state: EnvState) -> jax.Array:
+        return jax.vmap(lambda s: observe(s, self.cfg.env))(env_state)
+
+    def _advance(self, key: jax.Array, env_state: EnvState, actions: jax.Array):
+        """Step every world; worlds that end are replaced by fresh ones (auto-reset)."""
+        key_step, key_reset = jax.random.split(key)
+        keys = jax.random.split(key_step, self.cfg.num_envs)
+        _, after, reward, done, info = jax.vmap(lambda k, s, a: step(k, s, a, self.cfg.env))(keys, env_state, actions)
+
+        def reset_done() -> EnvState:
+            fresh = jax.vmap(lambda k: reset_state(k, self.cfg.env))(jax.random.split(key_reset, self.cfg.num_envs))
+            pick = lambda new, old: jnp.where(done.reshape(done.shape + (1,) * (old.ndim - 1)), new, old)
+            return jax.tree.map(pick, fresh, after)
+
+        return jax.lax.cond(done.any(), reset_done, lambda: after), after, reward, done, info
+
+    def rollout(self, key: jax.Array, params: Any, extra: dict[str, Any]) -> tuple[dict[str, Any], Transition]:
+        """`rollout_len` steps of all worlds with sampled actions: (new extra, transitions)."""
+
+        def one_step(carry, key):
+            extra = carry
+            key_act, key_env, key_mutate = jax.random.split(key, 3)
+            env_state, agents = extra["env"], extra.get("agent_params")
+            obs = self._observe(env_state)
+            logits, value, _ = policy(self.network, params, agents, obs)
+            action = jax.random.categorical(key_act, logits)
+            logp = jnp.take_along_axis(jax.nn.log_softmax(logits), action[..., None], -1)[..., 0]
+            next_state, after, reward, done, info = self._advance(key_env, env_state, action)
+            same_agent = after.alive & (after.uid == env_state.uid)
+            born = info["born"] & ~done[:, None]
+            extra = extra | {"env": next_state}
+            if agents is not None:
+                extra |= self._inherit(key_mutate, extra, born, after.parent_slot)
+            counts = {k: info[k].sum() for k in ("births", "deaths", "food_eaten", "energy_spent", "lifespan_sum")}
+            counts |= {"episodes": done.sum(), "energy": jnp.where(env_state.alive, env_state.energy, 0).sum()}
+            ended = env_state.alive & (done[:, None] | ~same_agent)
+            return extra, Transition(obs, action, logp, value, reward, env_state.alive, ended, born, counts)
+
+        return jax.lax.scan(one_step, extra, jax.random.split(key, self.cfg.rollout_len))
+
+    def _inherit(self, key: jax.Array, extra: dict[str, Any], born: jax.Array, parent_slot: jax.Array) -> dict[str, Any]:
+        """Newborns take their parent's head (mutated) and its Adam moments (as they are)."""
+
+        def births() -> dict[str, Any]:
+            agents = evolution.inherit(key, extra["agent_params"], born, parent_slot, self.cfg.mutation_std)
+            opt = optax.tree_map_params(self.agent_tx, lambda x: evolution.copy_rows(x, born, parent_slot),
+                                        extra["agent_opt_state"])
+            return {"agent_params": agents, "agent_opt_state": opt}
+
+        keep = lambda: {"agent_params": extra["agent_params"], "agent_opt_state": extra["agent_opt_state"]}
+        return jax.lax.cond(born.any(), births, keep)
+
+    def _batch(self, params: Any, extra: dict[str, Any], traj: Transition) -> tuple[Batch, tuple[jax.Array, jax.Array]]:
+        """GAE and masks for the collected rollout, plus the probes for population terms."""
+        env_state, agents = extra["env"], extra.get("agent_params")
+        last_obs = self._observe(env_state)
+        _, last_value, _ = policy(self.network, params, agents, last_obs)
+        advantage, target = gae(traj.reward, traj.value, traj.done, jnp.where(env_state.alive, last_value, 0.0),
+                                self.cfg.gamma, self.cfg.gae_lambda)
+        mask = traj.alive
+        if agents is not None:
+            born_later = jnp.flip(jnp.cumsum(jnp.flip(traj.born, 0), 0), 0) > 0
+            mask = mask & ~born_later
+        batch = Batch(traj.obs, traj.action, traj.logp, traj.value, advantage, target, mask)
+        return batch, (last_obs, env_state.alive)
+
+    def _update(self, key: jax.Array, state: TrainState, extra: dict[str, Any], batch: Batch,
+                probes: tuple[jax.Array, jax.Array]):
+        """`num_epochs` x `num_minibatches` gradient steps on groups of whole worlds."""
+        cfg = self.cfg
+        evolving = "agent_params" in extra
+        grad_fn = jax.value_and_grad(lambda p, a, b, pr: ppo_loss(self.network, cfg, p, a, b, pr), (0, 1), has_aux=True)
+
+        def minibatch(carry, envs):
+            params, opt_state, agents, agent_opt = carry
+            mb = jax.tree.map(lambda x: x[:, envs], batch)
+            rows = jax.tree.map(lambda x: x[envs], agents) if evolving else None
+            (_, parts), (grads, row_grads) = grad_fn(params, rows, mb, jax.tree.map(lambda x: x[envs], probes))
+            updates, opt_state = self.tx.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            if evolving:
+                agent_grads = jax.tree.map(lambda g, x: jnp.zeros_like(x).at[envs].set(g), row_grads, agents)
+                updates, agent_opt = self.agent_tx.update(agent_grads, agent_opt, agents)
+                agents = optax.apply_updates(agents, updates)
+            return (params, opt_state, agents, agent_opt), parts
+
+        def epoch(carry, key):
+            groups = jax.random.permutation(key, cfg.num_envs).reshape(cfg.num_minibatches, -1)
+            return jax.lax.scan(minibatch, carry, groups)
+
+        carry = (state.params, state.opt_state, extra.get("agent_params"), extra.get("agent_opt_state"))
+        carry, parts = jax.lax.scan(epoch, carry, jax.random.split(key, cfg.num_epochs))
+        return carry, jax.tree.map(jnp.mean, parts)
+
+    def train_step(self, state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
+        """One PPO update from `num_envs * rollout_len` fresh env steps; pure and jittable."""
+        rng, key_rollout, key_update = jax.random.split(state.rng, 3)
+        extra, traj = self.rollout(key_rollout, state.params, state.extra)
+        batch, probes = self._batch(state.params, extra, traj)
+        (params, opt_state, agents, agent_opt), metrics = self._update(key_update, state, extra, batch, probes)
+        if agents is not None:
+            extra = extra | {"agent_params": agents, "agent_opt_state": agent_opt}
+        metrics |= self._rollout_metrics(traj, state.step)
+        new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, rng=rng, extra=extra)
+        return new_state, metrics
+
+    def _rollout_metrics(self, traj: Transition, step: jax.Array) -> dict[str, jax.Array]:
+        """Population and foraging statistics of the rollout, as float32 scalars."""
+        counts = {k: v.sum().astype(jnp.float32) for k, v in traj.counts.items()}
+        agent_steps = traj.alive.sum().astype(jnp.float32)
+        env_steps = self.cfg.env_steps_per_update
+        return {
+            "env/food_per_agent_step": counts["food_eaten"] / jnp.maximum(agent_steps, 1.0),
+            "env/mean_reward": traj.reward.sum() / env_steps,
+            "env/population": agent_steps / env_steps,
+            "env/mean_energy": counts["energy"] / jnp.maximum(agent_steps, 1.0),
+            "env/births": counts["births"], "env/deaths": counts["deaths"],
+            "env/lifespan": counts["lifespan_sum"] / jnp.maximum(counts["deaths"], 1.0),
+            "env/energy_spent": counts["energy_spent"], "env/episodes": counts["episodes"],
+            "env/steps": ((step + 1) * env_steps).astype(jnp.float32)}
+
+    def eval_step(self, state: TrainState) -> dict[str, jax.Array]:
+        """Greedy episodes on fresh worlds (see `evaluation.evaluate`); state is untouched."""
+        key = jax.random.fold_in(state.rng, EVAL_SALT)
+        return evaluate(key, self.cfg, state.params, state.extra.get("agent_params"), mode="greedy")

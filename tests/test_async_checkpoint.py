@@ -312,3 +312,31 @@ def test_saves_still_land_when_the_interpreter_shuts_down_under_a_running_fit(tm
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert _names(tmp_path / "checkpoints") == [25, 30]
     assert _names(tmp_path / "checkpoints", "final") == [30]
+
+
+def test_a_checkpoint_whose_tensors_are_not_stored_in_name_order_still_verifies(tmp_path):
+    import hashlib
+    import json
+    import struct
+
+    import numpy as np
+
+    from emergence.checkpoint.format import CHECKSUM_KEY, MANIFEST_KEY
+    from emergence.errors import CorruptCheckpointError
+
+    a, b = np.arange(4, dtype=np.float32), np.arange(6, dtype=np.int32)
+    table = {"a": {"dtype": "F32", "shape": [4], "data_offsets": [24, 40]},  # "b" is stored first
+             "b": {"dtype": "I32", "shape": [6], "data_offsets": [0, 24]}}
+    manifest_json = json.dumps({"step": 1, "format_version": 1})
+    sha = hashlib.sha256(json.dumps(table, sort_keys=True).encode() + manifest_json.encode() + a.tobytes() + b.tobytes())
+    header = json.dumps({**table, "__metadata__": {MANIFEST_KEY: manifest_json,
+                                                   CHECKSUM_KEY: "sha256:" + sha.hexdigest()}}).encode()
+    path = tmp_path / "step_1.safetensors"
+    path.write_bytes(struct.pack("<Q", len(header)) + header + b.tobytes() + a.tobytes())
+    file = read_checkpoint(path)
+    assert np.array_equal(file.arrays["a"], a) and np.array_equal(file.arrays["b"], b)
+    damaged = bytearray(path.read_bytes())
+    damaged[-1] ^= 1
+    path.write_bytes(bytes(damaged))
+    with pytest.raises(CorruptCheckpointError, match="checksum mismatch"):
+        read_checkpoint(path)

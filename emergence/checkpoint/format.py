@@ -12,8 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -28,6 +27,7 @@ MANIFEST_KEY = "emergence"
 CHECKSUM_KEY = "emergence_checksum"
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 _PLACEHOLDER = "sha256:" + "0" * 64  # as long as every real checksum
+READ_BLOCK = 16 * 1024 * 1024
 
 _DTYPES = {
     "float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16",
@@ -66,13 +66,39 @@ def _tensor_table(arrays: dict[str, np.ndarray]) -> dict[str, dict[str, Any]]:
     return table
 
 
-def _digest(table: dict, manifest_json: str, chunks: list[memoryview]) -> str:
-    sha = hashlib.sha256()
-    sha.update(json.dumps(table, sort_keys=True).encode())
-    sha.update(manifest_json.encode())
-    for chunk in chunks:
-        sha.update(chunk)
-    return "sha256:" + sha.hexdigest()
+class _Hasher:
+    """The checkpoint's SHA-256, fed piece by piece and computed on a helper thread while the caller does I/O.
+
+    Covers the tensor table, the manifest, then the pieces in the order they are
+    `add`ed (hashlib and file I/O release the GIL, so hashing overlaps reading and
+    writing). A piece must stay unchanged until `checksum()`. When no thread may start
+    (a save from an atexit handler, at interpreter exit) pieces are hashed on the
+    calling thread instead, still in order.
+    """
+
+    def __init__(self, table: dict, manifest_json: str) -> None:
+        self._sha = hashlib.sha256()
+        self._sha.update(json.dumps(table, sort_keys=True).encode())
+        self._sha.update(manifest_json.encode())
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emergence-checkpoint-hash")
+        self._queued: list[Future] = []
+
+    def add(self, piece: memoryview) -> None:
+        try:
+            self._queued.append(self._pool.submit(self._sha.update, piece))
+        except RuntimeError:  # "cannot schedule new futures after interpreter shutdown"
+            self._drain()
+            self._sha.update(piece)
+
+    def _drain(self) -> None:
+        for future in self._queued:
+            future.result()
+        self._queued = []
+
+    def checksum(self) -> str:
+        self._drain()
+        self._pool.shutdown()
+        return "sha256:" + self._sha.hexdigest()
 
 
 def _header_bytes(table: dict, manifest_json: str, checksum: str) -> bytes:
@@ -81,21 +107,6 @@ def _header_bytes(table: dict, manifest_json: str, checksum: str) -> bytes:
     raw = json.dumps(header, separators=(",", ":")).encode()
     raw += b" " * (-len(raw) % 8)
     return struct.pack("<Q", len(raw)) + raw
-
-
-def _start_digest(table: dict, manifest_json: str, chunks: list[memoryview]) -> Callable[[], str]:
-    """Start hashing on a helper thread; returns the call that waits for the checksum.
-
-    At interpreter exit (a save from an atexit handler) no new thread may start: then
-    the hash is computed on the calling thread when asked for.
-    """
-    try:
-        hasher = ThreadPoolExecutor(max_workers=1, thread_name_prefix="emergence-checkpoint-hash")
-        future = hasher.submit(_digest, table, manifest_json, chunks)
-    except RuntimeError:
-        return lambda: _digest(table, manifest_json, chunks)
-    hasher.shutdown(wait=False)
-    return future.result
 
 
 def write_checkpoint(path: Path | str, arrays: dict[str, np.ndarray], manifest: dict[str, Any]) -> str:
@@ -115,11 +126,12 @@ def write_checkpoint(path: Path | str, arrays: dict[str, np.ndarray], manifest: 
 
     def write(handle: BinaryIO) -> None:
         nonlocal checksum
-        digest = _start_digest(table, manifest_json, chunks)
+        hasher = _Hasher(table, manifest_json)
         handle.write(placeholder)
         for chunk in chunks:
+            hasher.add(chunk)
             handle.write(chunk)
-        checksum = digest()
+        checksum = hasher.checksum()
         header = _header_bytes(table, manifest_json, checksum)
         assert len(header) == len(placeholder), "the checksum changed the header's length"
         handle.seek(0)
@@ -188,7 +200,12 @@ def _open(path: Path) -> BinaryIO:
 
 
 def read_checkpoint(path: Path | str) -> CheckpointFile:
-    """Read and verify a checkpoint; any damage is a `CorruptCheckpointError`."""
+    """Read and verify a checkpoint; any damage is a `CorruptCheckpointError`.
+
+    The data is hashed block by block on a helper thread while the next block is read,
+    when the tensors lie in the file in name order, back to back (as every file
+    `write_checkpoint` writes does); otherwise it is hashed tensor by tensor after reading.
+    """
     path = Path(path)
     size = path.stat().st_size if path.exists() else 0
     with _open(path) as handle:
@@ -196,13 +213,44 @@ def read_checkpoint(path: Path | str) -> CheckpointFile:
         manifest, manifest_json, checksum = _manifest(path, header)
         table = {k: v for k, v in header.items() if k != "__metadata__"}
         data = bytearray(size - data_start)
-        if handle.readinto(data) != len(data):
+        hasher = _Hasher(table, manifest_json)
+        in_file_order = _in_file_order(table, len(data))
+        if _read_into(handle, data, hasher if in_file_order else None) != len(data):
             raise _bad(path, "truncated while reading; resume from another checkpoint")
     arrays = _arrays(path, table, data)
-    chunks = [memoryview(data)[slice(*table[name]["data_offsets"])] for name in sorted(table)]
-    if _digest(table, manifest_json, chunks) != checksum:
+    if not in_file_order:
+        for name in sorted(table):
+            hasher.add(memoryview(data)[slice(*table[name]["data_offsets"])])
+    if hasher.checksum() != checksum:
         raise _bad(path, "checksum mismatch (corrupt or truncated); delete it or resume from another checkpoint")
     return CheckpointFile(path=path, manifest=manifest, arrays=arrays, checksum=checksum)
+
+
+def _in_file_order(table: dict, size: int) -> bool:
+    """The tensors, in name order, tile the data exactly: hashing the data as read is hashing them in order."""
+    end = 0
+    try:
+        for name in sorted(table):
+            begin, stop = table[name]["data_offsets"]
+            if begin != end:
+                return False
+            end = stop
+    except (KeyError, TypeError, ValueError):
+        return False
+    return end == size
+
+
+def _read_into(handle: BinaryIO, data: bytearray, hasher: _Hasher | None) -> int:
+    """Fill `data` from `handle` block by block, handing each block to `hasher`; the bytes read."""
+    view, done = memoryview(data), 0
+    while done < len(data):
+        got = handle.readinto(view[done: done + READ_BLOCK])
+        if not got:
+            break
+        if hasher is not None:
+            hasher.add(view[done: done + got])
+        done += got
+    return done
 
 
 def _arrays(path: Path, table: dict, data: bytearray) -> dict[str, np.ndarray]:

@@ -1,0 +1,115 @@
+"""TrackerCallback: feeds trackers at its own interval and keeps their history in every checkpoint.
+
+Between samples it reads only host integers (the step), so training never waits for
+the device on its account. At a sample it takes the last call's metrics and, when
+there is one, the output of a *probe* (a jittable `probe(state) -> dict of arrays`,
+e.g. per-agent action counts from a short greedy rollout) off the device with one
+`jax.device_get`, and hands the host values to each tracker's `update(step, values)`.
+
+Samples are taken at the first call boundary at or after each multiple of
+`every_n_steps`, and at `max_steps`. Their state travels in every checkpoint under this
+callback's `state_key`, so a run killed and resumed records exactly the samples, with
+exactly the values, that a straight run records (same `steps_per_call`): no gaps, no
+duplicates. A checkpoint written at a sampling step by a callback that fires before
+this one still holds that step's sample: `state_dict()` takes a sample that is due
+before it returns the state.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+import jax
+
+from emergence.callbacks.base import Callback, Metrics
+from emergence.log import get_logger
+
+if TYPE_CHECKING:
+    from emergence.trackers import Tracker
+    from emergence.trainer import Trainer
+
+log = get_logger("emergence.callbacks")
+
+Probe = Callable[[Any], Metrics]
+
+
+class TrackerCallback(Callback):
+    """Samples the run every `every_n_steps` steps into `trackers`.
+
+    Args:
+        every_n_steps: sampling interval in train steps (the only times values leave the device).
+        trackers: `EmergenceTracker`, `SpecializationTracker` or anything with their
+            members (`name`, `update`, `state_dict`, `load_state_dict`); names must differ.
+        probe: a jittable `probe(state) -> dict of arrays` run at each sample (it must not
+            change the state). None uses the task's `tracker_probe` if it has one,
+            else only `trainer.last_metrics` are sampled.
+    """
+
+    def __init__(self, every_n_steps: int, trackers: Sequence["Tracker"], probe: Probe | None = None) -> None:
+        if not isinstance(every_n_steps, int) or every_n_steps < 1:
+            raise ValueError(f"every_n_steps must be a positive integer, got {every_n_steps!r}")
+        names = [t.name for t in trackers]
+        if not names or len(set(names)) != len(names):
+            raise ValueError(f"trackers must be a non-empty list with distinct names, got {names}")
+        self.every_n_steps = every_n_steps
+        self.trackers = list(trackers)
+        self.probe = probe
+        self.last_sample_step = 0
+        self._trainer: "Trainer | None" = None
+        self._probe_call: Callable | None = None
+
+    @property
+    def state_key(self) -> str:
+        return f"TrackerCallback{{{','.join(t.name for t in self.trackers)}}}"
+
+    def setup(self, trainer: "Trainer") -> None:
+        self._trainer = trainer
+        probe = self.probe or getattr(trainer.task, "tracker_probe", None)
+        self._probe_call = jax.jit(probe) if probe is not None else None
+
+    def teardown(self, trainer: "Trainer") -> None:
+        self._trainer = None
+
+    def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
+        if self._due(trainer):
+            self._sample(trainer)
+
+    def _due(self, trainer: "Trainer") -> bool:
+        step, last = trainer.step, self.last_sample_step
+        if step <= last:
+            return False
+        return step // self.every_n_steps > last // self.every_n_steps or step >= trainer.max_steps
+
+    def _sample(self, trainer: "Trainer") -> None:
+        outputs = dict(trainer.last_metrics)
+        if self._probe_call is not None:
+            outputs.update(self._probe_call(trainer.state))
+        values = jax.device_get(outputs)
+        for tracker in self.trackers:
+            tracker.update(trainer.step, values)
+        self.last_sample_step = trainer.step
+
+    def _catch_up(self) -> None:
+        """Take a sample that is due at the current step before a checkpoint captures the state."""
+        trainer = self._trainer
+        if trainer is None or not trainer.fitting or trainer.state is None or not trainer.last_metrics:
+            return
+        if (trainer.stop_reason or "").startswith("exception:"):
+            return  # the state may be the donated input of a failed call: sample nothing
+        if self._due(trainer):
+            self._sample(trainer)
+
+    def state_dict(self) -> dict[str, Any]:
+        self._catch_up()
+        return {"last_sample_step": self.last_sample_step,
+                "trackers": {t.name: t.state_dict() for t in self.trackers}}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.last_sample_step = int(state["last_sample_step"])
+        saved = state["trackers"]
+        for tracker in self.trackers:
+            if tracker.name in saved:
+                tracker.load_state_dict(saved[tracker.name])
+            else:
+                log.warning("tracker %r is not in the checkpoint: its history starts at step %d",
+                            tracker.name, self.last_sample_step)

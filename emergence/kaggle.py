@@ -169,7 +169,8 @@ def read_metadata(folder: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise KernelMetadataError(f"{path} not found; create it with `emergence kaggle init --username U`") from None
     except json.JSONDecodeError as err:
-        raise KernelMetadataError(f"{path} is not valid JSON ({err}); fix it or rerun `emergence kaggle init`") from None
+        raise KernelMetadataError(f"{path} is not valid JSON ({err}); fix it or rerun `emergence kaggle init`") \
+            from None
     if not isinstance(meta, dict):
         raise KernelMetadataError(f"{path} must hold a JSON object; rerun `emergence kaggle init`")
     return meta

@@ -1,6 +1,9 @@
 """Drive `train_subprocess.py` from a test or a benchmark: start it, wait for its lines, signal it, collect.
 
 Every wait has a timeout, so a child that hangs fails the test instead of stalling it.
+Children share a persistent JAX compilation cache (in the temp dir, or wherever
+`JAX_COMPILATION_CACHE_DIR` points), so each one starts in about a second instead of
+recompiling the same toy model: behaviour is unchanged, only the compiler is skipped.
 """
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import queue
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -16,6 +20,11 @@ from pathlib import Path
 
 SCRIPT = Path(__file__).with_name("train_subprocess.py")
 REPO = Path(__file__).resolve().parents[2]
+COMPILE_CACHE = {
+    "JAX_COMPILATION_CACHE_DIR": str(Path(tempfile.gettempdir()) / f"emergence-test-jax-cache-{os.getuid()}"),
+    "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+}
 
 
 @dataclass
@@ -39,7 +48,7 @@ class Child:
     """A running `train_subprocess.py RUN_DIR MAX_STEPS *args`."""
 
     def __init__(self, run_dir: Path, max_steps: int, *args: str) -> None:
-        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
+        env = {**COMPILE_CACHE, **os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
         self.process = subprocess.Popen([sys.executable, str(SCRIPT), str(run_dir), str(max_steps), *args],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self.lines: list[str] = []

@@ -8,9 +8,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from emergence import Trainer
+import numpy as np
+
+from emergence import Callback, Trainer
 from emergence.callbacks import CheckpointCallback
-from emergence.checkpoint import CheckpointRef, list_checkpoints, read_checkpoint
+from emergence.checkpoint import CheckpointRef, flatten_to_host, list_checkpoints, read_checkpoint
 from emergence.checkpoint.atomic import TEMP_PREFIX
 from tests.helpers import assert_same_arrays
 from tests.scripts.train_subprocess import ScriptTask
@@ -22,6 +24,29 @@ def fit_here(run_dir: Path, max_steps: int, hidden: tuple[int, ...] = (8,), resu
                       run_dir=run_dir, resume=resume)
     trainer.fit()
     return trainer
+
+
+class _Record(Callback):
+    def __init__(self) -> None:
+        self.states: dict[int, dict[str, np.ndarray]] = {}
+
+    def on_train_call_end(self, trainer, metrics) -> None:
+        self.states[trainer.step] = flatten_to_host(trainer.state)[0]
+
+
+def record_states(run_dir: Path, max_steps: int, hidden: tuple[int, ...] = (8,)) -> dict[int, dict[str, np.ndarray]]:
+    """An uninterrupted run's state after every step, as the flat host arrays a checkpoint stores."""
+    recorder = _Record()
+    Trainer(ScriptTask(hidden), [recorder], max_steps=max_steps, run_dir=run_dir, resume=None).fit()
+    return recorder.states
+
+
+def assert_holds(expected: dict[str, np.ndarray], path: Path) -> None:
+    """The checkpoint at `path` holds exactly `expected`: same leaves, dtypes and bits."""
+    arrays = read_checkpoint(path).arrays
+    assert sorted(arrays) == sorted(expected)
+    differing = [k for k in arrays if arrays[k].dtype != expected[k].dtype or not np.array_equal(arrays[k], expected[k])]
+    assert not differing, f"{path.name}: leaves differ: {differing}"
 
 
 def assert_resume_is_exact(run_dir: Path, tmp_path: Path, max_steps: int, hidden: tuple[int, ...] = (8,)) -> Trainer:

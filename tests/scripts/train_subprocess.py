@@ -9,7 +9,7 @@ involved: the Trainer is built here from the flags.
 Callbacks (`--callbacks`, any of): budget, checkpoint, exception, atexit, signal, in
 that order in the list. Injected trouble: `--crash STEP:HOW` (HOW = sysexit | raise |
 thread-sigterm | device-error), `--signal-in-setup NAME`, `--fsize-after STEP:BYTES`
-(disk full), `--slow-save SECONDS` (every save's gather takes that much longer), `--trace-seconds`
+(the disk is full once the checkpoint of STEP is durable), `--slow-save SECONDS` (every save's gather takes that much longer), `--trace-seconds`
 (a first compile that much longer), and
 `--fit-in-thread STEP` (fit() in a daemon thread; the main program fails at STEP).
 
@@ -159,13 +159,13 @@ class SignalSelfInSetup(Callback):
 
 
 class DiskFullAfter(Callback):
-    """From `step` on, no file this process writes may grow past `limit` bytes (RLIMIT_FSIZE)."""
+    """Once the checkpoint of `step` is durable, no file this process writes may grow past `limit` bytes."""
 
     def __init__(self, step: int, limit: int) -> None:
         self.step, self.limit = step, limit
 
-    def on_train_call_end(self, trainer, metrics):
-        if trainer.step >= self.step:
+    def on_save_checkpoint(self, trainer, ref):
+        if ref.step >= self.step:
             resource.setrlimit(resource.RLIMIT_FSIZE, (self.limit, self.limit))
 
 

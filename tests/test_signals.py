@@ -5,6 +5,7 @@ import logging
 import os
 import signal
 import threading
+import time
 
 import pytest
 
@@ -34,13 +35,29 @@ def test_signal_saves_the_last_completed_step_and_exits_128_plus_signum(tmp_path
 
 def test_signal_during_a_long_first_compile_is_honoured_at_the_first_call_boundary(tmp_path):
     run_dir = tmp_path / "run"
-    child = Child(run_dir, 100_000, "--callbacks", "checkpoint,signal", "--trace-seconds", "2")
+    child = Child(run_dir, 100_000, "--callbacks", "checkpoint,signal", "--trace-seconds", "3")
     child.wait_for("ready")
+    time.sleep(1.0)  # on_fit_start is over; the first call is being traced and compiled
     child.send(signal.SIGTERM)
     done = child.finish()
     assert done.returncode == 143, done.stderr
     assert done.steps() == [1]
     assert done.saved() == ["emergency_step_1.safetensors"]
+
+
+def test_the_emergency_save_does_not_first_drain_a_long_dispatch_queue(tmp_path):
+    """Calls of ~0.3 s of device work; unbounded, the host would be ~30 calls (9 s) ahead when the signal comes."""
+    run_dir, call = tmp_path / "run", 0.3
+    child = Child(run_dir, 100_000, "--callbacks", "signal", "--work-seconds", str(call))
+    child.wait_for("step 12")
+    sent = child.send(signal.SIGTERM)
+    while not list((run_dir / "checkpoints").glob("emergency_step_*.safetensors")):
+        assert time.monotonic() - sent < 30, "no emergency checkpoint 30 s after SIGTERM"
+        time.sleep(0.005)
+    latency = time.monotonic() - sent
+    done = child.finish()
+    assert done.returncode == 143, done.stderr
+    assert latency < 4 * call + 1.5, f"{latency:.2f} s from SIGTERM to a durable emergency checkpoint"
 
 
 class KillSelfAt(Callback):
@@ -89,3 +106,9 @@ def test_outside_the_main_thread_it_warns_and_training_is_unaffected(tmp_path, c
 def test_bad_signal_lists_are_one_line_errors(signals, message):
     with pytest.raises(ValueError, match=message):
         SignalCheckpointCallback(signals=signals)
+
+
+@pytest.mark.parametrize("limit", [0, -1, 1.5])
+def test_bad_in_flight_limits_are_one_line_errors(limit):
+    with pytest.raises(ValueError, match="max_calls_in_flight must be a positive integer or None"):
+        SignalCheckpointCallback(max_calls_in_flight=limit)

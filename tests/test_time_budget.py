@@ -30,7 +30,7 @@ def test_a_20_second_budget_ends_with_a_durable_final_checkpoint_close_to_the_wa
     done = run_child(tmp_path / "run", 100_000, "--callbacks", "budget,checkpoint", "--every", "5",
                      "--budget", str(budget), "--margin", str(margin), "--work-seconds", "0.5", timeout=60)
     assert done.returncode == 0 and done.lines[-1] == "fit returned time_budget", done.stderr
-    started = float(done.lines[0].split()[1])
+    started = float(next(line for line in done.lines if line.startswith("budget from")).split()[2])
     final = [line.split() for line in done.lines if line.startswith("saved final_step_")]
     assert len(final) == 1
     durable_after = float(final[0][2]) - started
@@ -102,7 +102,7 @@ class InFlight(Callback):
 def test_the_host_runs_at_most_a_quarter_margin_ahead_of_the_device(tmp_path, with_budget, bound):
     task = ScriptTask((8,), work_repeats=calibrate_repeats(0.02))  # ~20 ms of device work per step
     watch = InFlight()
-    budget = [TimeBudgetCallback(max_duration=HOUR, margin=0.16)] if with_budget else []  # quarter: 2 calls
+    budget = [TimeBudgetCallback(max_duration=HOUR, margin=0.01)] if with_budget else []  # bound: the minimum, 2
     Trainer(task, [*budget, watch], max_steps=60, run_dir=tmp_path, resume=None).fit()
     assert bound(watch.most), (watch.most, task.work_repeats)
 

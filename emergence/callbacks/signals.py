@@ -7,6 +7,12 @@ Trainer to stop with reason `signal:<NAME>` (so `on_fit_end` and the loggers run
 SIGTERM, 130 for SIGINT, 138 for SIGUSR1), unless it runs inside a notebook, where
 `fit()` returns. More signals while saving are counted and ignored, so they cannot
 tear the save; SIGKILL remains the way to force a stop.
+
+The emergency save has to wait for every call already dispatched (the state it saves
+is the output of the newest). JAX lets the host run ~30 calls ahead of the device, which
+for second-long calls would spend a scheduler's whole grace period (10 s for
+`docker stop`, 30 s for SLURM) before the save even starts; so the callback keeps at most
+`max_calls_in_flight` calls unfinished, waiting (never copying) for older ones.
 """
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ import threading
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
+from emergence.callbacks._in_flight import InFlight
 from emergence.callbacks._save_once import save_last_state
 from emergence.callbacks.base import Callback, Metrics
 from emergence.log import get_logger
@@ -37,14 +44,22 @@ class SignalCheckpointCallback(Callback):
         signals: the signals to catch (SLURM's `--signal=USR1@90` arrives as SIGUSR1).
         exit_process: exit with 128 + signum after `fit()` has wound down; None (the
             default) exits everywhere except inside a Jupyter/IPython kernel.
+        max_calls_in_flight: how many dispatched calls may be unfinished at a call
+            boundary (2 keeps the device busy); an emergency save waits for at most one
+            more than that. None lets the host run as far ahead as JAX allows.
 
     Put it last in the callback list: its `teardown` ends the process, so callbacks after
     it would not get theirs.
     """
 
-    def __init__(self, signals: Iterable[int] = DEFAULT_SIGNALS, exit_process: bool | None = None) -> None:
+    def __init__(self, signals: Iterable[int] = DEFAULT_SIGNALS, exit_process: bool | None = None,
+                 max_calls_in_flight: int | None = 2) -> None:
         self.signals = _check_signals(signals)
+        if max_calls_in_flight is not None and (not isinstance(max_calls_in_flight, int) or max_calls_in_flight < 1):
+            raise ValueError(f"max_calls_in_flight must be a positive integer or None, got {max_calls_in_flight!r}")
         self.exit_process = exit_process
+        self.max_calls_in_flight = max_calls_in_flight
+        self._in_flight = InFlight()
         self.received: signal.Signals | None = None
         self.ignored = 0
         self._previous: dict[signal.Signals, Any] = {}
@@ -53,6 +68,7 @@ class SignalCheckpointCallback(Callback):
 
     def setup(self, trainer: "Trainer") -> None:
         self.received, self.ignored, self._handled, self._failed = None, 0, False, False
+        self._in_flight = InFlight()
         if threading.current_thread() is not threading.main_thread():
             log.warning("fit() runs outside the main thread, where Python cannot catch signals: "
                         "SignalCheckpointCallback is inactive; run fit() in the main thread")
@@ -72,6 +88,9 @@ class SignalCheckpointCallback(Callback):
     def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
         if self.received is not None:
             self._act(trainer)
+        elif self.max_calls_in_flight is not None:
+            self._in_flight.add(trainer.step, metrics)
+            self._in_flight.wait(self.max_calls_in_flight)
 
     def on_exception(self, trainer: "Trainer", exception: BaseException) -> None:
         self._failed = True

@@ -7,15 +7,22 @@ involved: the Trainer is built here from the flags.
     train_subprocess.py RUN_DIR MAX_STEPS [--callbacks checkpoint,signal,...] [--every N] ...
 
 Callbacks (`--callbacks`, any of): budget, checkpoint, exception, atexit, signal, in
-that order in the list. Injected trouble: `--crash STEP:HOW` (HOW = sysexit | raise |
-thread-sigterm | device-error), `--signal-in-setup NAME`, `--fsize-after STEP:BYTES`
-(the disk is full once the checkpoint of STEP is durable), `--slow-save SECONDS` (every save's gather takes that much longer), `--trace-seconds`
-(a first compile that much longer), and
-`--fit-in-thread STEP` (fit() in a daemon thread; the main program fails at STEP).
+that order in the list. Injected trouble and probes:
+
+- `--crash STEP:HOW`: HOW = sysexit | raise | thread-sigterm (from a callback) or
+  device-error (inside the jitted step);
+- `--signal-in-setup NAME`: the process signals itself before training starts;
+- `--fsize-after STEP:BYTES`: the disk is full once the checkpoint of STEP is durable;
+- `--slow-save SECONDS`: every save's gather takes that much longer;
+- `--trace-seconds SECONDS`: the first compile takes that much longer;
+- `--work-seconds SECONDS`: each step does that much real device work;
+- `--plain-save-at STEP`: time one plain save (the benchmark's baseline);
+- `--fit-in-thread STEP`: fit() in a daemon thread; the main program fails at STEP.
 
 Prints one line per event on stdout, for a parent to time its kills:
-`start <epoch of process start>`, `ready <step>`, `step <N>`, `saving`,
-`saved <file name> <epoch>`, `fit returned <reason>`.
+`start <epoch of process start>`, `budget from <epoch>`, `ready <step>`, `step <N>`,
+`saving`, `saved <file name> <epoch> <seconds from snapshot to durable>`,
+`plain <seconds>`, `fit returned <reason>`.
 """
 from __future__ import annotations
 
@@ -32,6 +39,7 @@ import jax
 import jax.numpy as jnp
 
 from emergence import Callback, Trainer
+from emergence.checkpoint import flatten_to_host, write_checkpoint
 from emergence.platform import process_start_time
 from emergence.testing import toy_task
 
@@ -105,7 +113,27 @@ class Reporter(Callback):
         say(f"step {trainer.step}")
 
     def on_save_checkpoint(self, trainer, ref):
-        say(f"saved {ref.path.name} {time.time():.3f}")
+        say(f"saved {ref.path.name} {time.time():.3f} {trainer.last_save_seconds:.4f}")
+
+
+class PlainSave(Callback):
+    """At `step`, once the device is idle, times one plain save of the state: device→host copy + file write.
+
+    The baseline a benchmark compares an emergency save with (written beside the
+    checkpoints, as `plain.safetensors`, so resume never sees it). Prints `plain <seconds>`.
+    """
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_call_end(self, trainer, metrics):
+        if trainer.step != self.step:
+            return
+        jax.block_until_ready(trainer.state)
+        began = time.perf_counter()
+        arrays, _ = flatten_to_host(trainer.state)
+        write_checkpoint(trainer.run_dir / "plain.safetensors", arrays, {"step": trainer.step, "kind": "periodic"})
+        say(f"plain {time.perf_counter() - began:.4f}")
 
 
 class SlowSave(Callback):
@@ -177,7 +205,7 @@ def survival_callbacks(args: argparse.Namespace) -> list[Callback]:
     if unknown:
         raise SystemExit(f"unknown callbacks: {sorted(unknown)}")
     made = {
-        "budget": lambda: TimeBudgetCallback(args.budget, start=process_start_time(), margin=args.margin),
+        "budget": lambda: TimeBudgetCallback(args.budget, start=args.budget_start, margin=args.margin),
         "checkpoint": lambda: CheckpointCallback(every_n_steps=args.every or None, keep_last=args.keep),
         "exception": OnExceptionCheckpointCallback,
         "atexit": AtexitCheckpointCallback,
@@ -199,6 +227,8 @@ def build(args: argparse.Namespace) -> Trainer:
         callbacks.append(Crash(crash_step, crash_how))
     if args.fsize_after:
         callbacks.append(DiskFullAfter(*_pair(args.fsize_after, int)))
+    if args.plain_save_at:
+        callbacks.append(PlainSave(args.plain_save_at))
     callbacks += survival_callbacks(args)
     if args.signal_in_setup:
         callbacks.append(SignalSelfInSetup(args.signal_in_setup))
@@ -238,6 +268,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--crash", default=None, help="STEP:HOW")
     parser.add_argument("--signal-in-setup", default=None)
     parser.add_argument("--fsize-after", default=None, help="STEP:BYTES")
+    parser.add_argument("--plain-save-at", type=int, default=None, help="time one plain save at this step")
     parser.add_argument("--fit-in-thread", type=int, default=None, help="main program fails at this step")
     return parser.parse_args(argv)
 
@@ -245,6 +276,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
 def main(argv: list[str]) -> None:
     say(f"start {process_start_time():.3f}")
     args = parse(argv)
+    args.budget_start = time.time()  # the budget counts from here: imports and compile-cache misses do not eat it
+    say(f"budget from {args.budget_start:.3f}")
     trainer = build(args)
     if args.fit_in_thread is not None:
         run_in_thread(trainer, args.fit_in_thread)

@@ -26,9 +26,10 @@ class EveryHook(Callback):
 
 
 def test_hooks_fire_in_order_with_fused_steps_and_eval(tmp_path):
+    """Synchronous saves, so the order is exact (an async save's hook fires once durable: test_async_checkpoint)."""
     recorder = EveryHook()
     trainer = Trainer(toy_task(), [CheckpointCallback(every_n_steps=8), recorder], max_steps=10, steps_per_call=4,
-                      run_dir=tmp_path, resume=None, eval_every_n_steps=5)
+                      run_dir=tmp_path, resume=None, eval_every_n_steps=5, async_checkpoint=False)
     trainer.fit()
     assert recorder.events == [
         "setup", "on_fit_start",

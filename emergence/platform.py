@@ -70,7 +70,7 @@ def detect() -> Platform:
         end = slurm_job_end_time()
         limit = end - start if end is not None else None
     return Platform(name=name, interactive=_interactive(name), accelerator=accelerator, device_count=count,
-                    session_limit_seconds=limit, session_start=start, output_dir=_output_dir(name))
+                    session_limit_seconds=limit, session_start=start, output_dir=output_dir_for(name))
 
 
 def platform_name() -> Name:
@@ -150,7 +150,8 @@ def _interactive(name: str) -> bool:
     return in_ipython_kernel()
 
 
-def _output_dir(name: str) -> Path:
+def output_dir_for(name: str) -> Path:
+    """Where outputs survive a session on platform `name` (`/kaggle/working`, `/content`, else the cwd)."""
     if name == "kaggle":
         return kaggle_root() / "working"
     if name == "colab":

@@ -353,10 +353,10 @@ def test_a_token_file_in_the_kaggle_config_dir_counts_as_credentials(fake, tmp_p
     assert main(["status"]) == 0
 
 
-def test_the_command_exits_with_the_status_in_a_real_process(fake, tmp_path):
+def test_emergence_kaggle_exits_with_the_status_in_a_real_process(fake, tmp_path):
     _init()
     env = {**os.environ, "FAKE_KAGGLE_STATUSES": "CANCEL_ACKNOWLEDGED", "FAKE_KAGGLE_FAILURE": "cancelled by user"}
-    done = subprocess.run([sys.executable, "-m", "emergence.cli.kaggle", "status"], capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "emergence.cli", "kaggle", "status"], capture_output=True,
                           text=True, env=env, cwd=tmp_path, timeout=120)
     assert done.returncode == 1, done.stderr
     assert done.stdout.splitlines() == [f"{KERNEL}: CANCEL_ACKNOWLEDGED", "failure message: cancelled by user"]

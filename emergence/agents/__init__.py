@@ -1,5 +1,5 @@
 """Learners that plug into the Trainer as Tasks: PPO with evolution on the foraging world."""
-from emergence.agents.config import KAGGLE, QUICK, STRUCTURAL_KEYS, PPOConfig
+from emergence.agents.config import KAGGLE, KAGGLE_ENV_STEPS, QUICK, QUICK_ENV_STEPS, STRUCTURAL_KEYS, PPOConfig
 from emergence.agents.evaluation import (
     EpisodeLog,
     episode_metrics,
@@ -10,5 +10,5 @@ from emergence.agents.evaluation import (
 )
 from emergence.agents.ppo import PPOTask
 
-__all__ = ["KAGGLE", "QUICK", "STRUCTURAL_KEYS", "EpisodeLog", "PPOConfig", "PPOTask", "episode_metrics",
+__all__ = ["KAGGLE", "KAGGLE_ENV_STEPS", "QUICK", "QUICK_ENV_STEPS", "STRUCTURAL_KEYS", "EpisodeLog", "PPOConfig", "PPOTask", "episode_metrics",
            "evaluate", "make_network", "random_policy_metrics", "run_episodes"]

@@ -72,11 +72,12 @@ STRUCTURAL_KEYS = frozenset({
 """Dotted config keys that change array shapes in the TrainState: a checkpoint saved
 under other values cannot be resumed."""
 
-QUICK = PPOConfig(
-    env=EnvParams(grid_size=12, max_agents=16, initial_agents=6, num_food=12, view_radius=2),
-    num_envs=16, rollout_len=32, num_epochs=4, num_minibatches=4, lr=1e-3, hidden_sizes=(64, 64),
-    eval_envs=8, eval_steps=128)
-"""A CPU run of about two minutes on two cores that visibly learns (see docs/lab.md)."""
+QUICK = PPOConfig(num_envs=8, rollout_len=32, num_minibatches=2, lr=1e-3)
+"""The seed's world, small batches: visibly learns on a 2-core CPU in about two minutes."""
+QUICK_ENV_STEPS = 128_000
+"""Env steps of a `--preset quick` run: 500 train_steps of QUICK (docs/lab.md has timings)."""
 
 KAGGLE = PPOConfig()
-"""The seed's full run: 32 envs, 16x16 worlds of up to 32 agents (train 10M env steps)."""
+"""The seed's full run: 32 envs, 16x16 worlds of up to 32 agents."""
+KAGGLE_ENV_STEPS = 10_000_000
+"""Env steps of a `--preset kaggle` run (4883 train_steps of KAGGLE)."""

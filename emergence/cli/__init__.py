@@ -4,9 +4,10 @@
     emergence ckpt   list|inspect|verify|diff|export ...
     emergence eval   CKPT
     emergence render CKPT --out world.gif|png
+    emergence kaggle init|push|run|status|download ...
 
 A group is a function `main(argv: list[str]) -> int` named in `COMMANDS`; registering
-one is one line there (e.g. `"kaggle": ("emergence.cli.kaggle:main", "...")`).
+one is one line there (`"NAME": ("package.module:function", "one-line summary")`).
 
 Exit codes: 0 done (or stopped at its time budget); 1 a check failed (`ckpt verify`,
 `ckpt diff`); 2 bad usage or bad input, said in one line on stderr (every
@@ -28,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("emergence.cli.lab:eval_main", "greedy episodes of a checkpoint's policy, against a random policy"),
     "render": ("emergence.cli.lab:render_main", "draw the world through an episode (GIF or PNG)"),
     "ckpt": ("emergence.cli.ckpt:main", "list, inspect, verify, diff and export checkpoints"),
+    "kaggle": ("emergence.cli.kaggle:main", "init, push, run, check on and download a Kaggle training notebook"),
 }
 
 USAGE_ERROR = 2

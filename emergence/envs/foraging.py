@@ -49,17 +49,29 @@ class EnvParams:
     """Static settings of the world (hashable: pass it as a static jit argument)."""
 
     grid_size: int = 16
+    """side of the square world, in cells"""
     max_agents: int = 32
+    """agent slots per world (the population cap; changes the state's shapes)"""
     initial_agents: int = 8
+    """agents alive at reset"""
     num_food: int = 20
+    """food items on the grid; an eaten one respawns on a free cell"""
     starting_energy: int = 200
+    """energy of each founder"""
     food_energy: int = 100
+    """energy gained by eating one food item"""
     reproduce_threshold: int = 120
+    """energy at which an agent gives birth into a free neighbouring cell"""
     reproduce_cost: int = 50
+    """energy a parent pays at birth; the child starts with it"""
     move_cost: int = 2
+    """energy paid per move (not for staying)"""
     living_cost: int = 1
+    """energy paid every step by every alive agent"""
     view_radius: int = 3
+    """the egocentric view is (2r+1) x (2r+1) cells (changes the observation size)"""
     max_steps: int = 500
+    """episode length: `done` after this many steps (the learner then resets the world)"""
 
     def __post_init__(self) -> None:
         problems = []

@@ -1,0 +1,159 @@
+"""The configuration of `emergence train`: nested groups that tyro turns into flags.
+
+    --preset quick|kaggle  --platform auto|local|kaggle|colab|slurm
+    --train.*      the run: length, checkpoints, resume, intervals (in env steps)
+    --env.*        the foraging world (`emergence.envs.EnvParams`)
+    --ppo.*        the learner's hyperparameters
+    --evolution.*  per-agent heads, mutation, diversity bonus, niche pressure
+
+A preset is a complete `LabConfig`; flags override single fields of it. Lengths and
+intervals are counted in *environment steps* (one step of one world), as RL papers
+count them; the Trainer counts *updates* (train steps), each `num_envs * rollout_len`
+env steps, and intervals are rounded up to whole updates. The learner's part becomes a
+`PPOConfig` (`LabConfig.ppo_config()`), which is what checkpoints record.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Literal
+
+from emergence.agents import KAGGLE, KAGGLE_ENV_STEPS, QUICK, QUICK_ENV_STEPS, PPOConfig
+from emergence.envs import EnvParams
+
+PresetName = Literal["quick", "kaggle"]
+PlatformName = Literal["auto", "local", "kaggle", "colab", "slurm"]
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The run: how long, where, how often to save, evaluate and sample trackers."""
+
+    run_dir: Path | None
+    """where checkpoints, metrics and artifacts go (default: /kaggle/working on Kaggle, else ./runs/<preset>)"""
+    total_steps: int
+    """env steps to train, counted across resumes"""
+    save_interval: int
+    """env steps between periodic checkpoints"""
+    keep_last: int
+    """periodic checkpoints kept (best, emergency and final ones are kept apart)"""
+    resume_from: str
+    """'auto' (newest valid checkpoint of the run; on Kaggle also under /kaggle/input), 'none', or a checkpoint file or dir"""
+    num_envs: int
+    """worlds simulated in parallel (changes the state's shapes: fixed for a run)"""
+    steps_per_call: int
+    """updates fused into one jitted call (hooks fire per call)"""
+    eval_interval: int
+    """env steps between greedy evaluations; the best checkpoint is kept by eval/food_per_agent_step (0: none)"""
+    track_interval: int
+    """env steps between samples of the emergence and specialisation trackers (0: no trackers)"""
+    log_interval: int
+    """env steps between metric rows (console, metrics.csv, TensorBoard)"""
+    seed: int
+    """seeds a fresh run (a resumed run continues its own random stream)"""
+    max_duration: float | None
+    """stop with a final checkpoint after this many seconds (Kaggle: its 12 h limit applies anyway)"""
+    force_resume: bool
+    """resume even if a structural setting (shapes) changed since the checkpoint"""
+
+
+@dataclass(frozen=True)
+class PPOSettings:
+    """PPO hyperparameters (one update: rollout_len steps of num_envs worlds, then epochs of minibatches)."""
+
+    rollout_len: int
+    """env steps per world per update"""
+    num_epochs: int
+    """passes over each rollout"""
+    num_minibatches: int
+    """minibatches per pass, of whole worlds (must divide num_envs)"""
+    lr: float
+    """Adam learning rate"""
+    max_grad_norm: float
+    """global gradient-norm clip"""
+    gamma: float
+    """discount"""
+    gae_lambda: float
+    """GAE lambda"""
+    clip_eps: float
+    """PPO ratio (and value) clip"""
+    ent_coef: float
+    """entropy bonus weight"""
+    vf_coef: float
+    """value loss weight"""
+    hidden_sizes: tuple[int, ...]
+    """widths of the shared MLP trunk"""
+    eval_envs: int
+    """worlds per greedy evaluation"""
+    eval_steps: int
+    """steps per evaluation episode"""
+
+
+@dataclass(frozen=True)
+class EvolutionSettings:
+    """Per-agent policy heads that children inherit with mutation (see emergence.agents.evolution)."""
+
+    enabled: bool
+    """give every agent slot its own head (False: one shared policy)"""
+    mutation_std: float
+    """std of the Gaussian noise added to a parent's head at birth"""
+    diversity_bonus: float
+    """weight of the heads' weight diversity, subtracted from the loss"""
+    niche_pressure: float
+    """weight of behaviour similarity between agents, added to the loss"""
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    """Everything `emergence train` needs; `--preset` picks the defaults of every other flag."""
+
+    preset: PresetName
+    """defaults for every flag: quick (a ~2 minute CPU run that learns) or kaggle (10M env steps on a GPU)"""
+    platform: PlatformName
+    """where this runs, which picks the survival callbacks (auto: detect)"""
+    train: TrainSettings
+    env: EnvParams
+    ppo: PPOSettings
+    evolution: EvolutionSettings
+
+    def ppo_config(self) -> PPOConfig:
+        """The learner's config (what checkpoints record)."""
+        evolution = self.evolution
+        return PPOConfig(env=self.env, num_envs=self.train.num_envs, evolution=evolution.enabled,
+                         mutation_std=evolution.mutation_std, diversity_bonus=evolution.diversity_bonus,
+                         niche_pressure=evolution.niche_pressure, **dataclasses.asdict(self.ppo))
+
+    @property
+    def env_steps_per_update(self) -> int:
+        """Env steps one update collects: num_envs * rollout_len."""
+        return self.train.num_envs * self.ppo.rollout_len
+
+    def updates(self, env_steps: int) -> int:
+        """`env_steps` as whole updates, rounded up (at least one)."""
+        return max(1, math.ceil(env_steps / self.env_steps_per_update))
+
+
+def lab_config(preset: PresetName, ppo: PPOConfig, train: TrainSettings) -> LabConfig:
+    """A `LabConfig` from a learner config and run settings (the num_envs of `ppo` wins)."""
+    return LabConfig(
+        preset=preset, platform="auto", train=dataclasses.replace(train, num_envs=ppo.num_envs), env=ppo.env,
+        ppo=PPOSettings(**{f.name: getattr(ppo, f.name) for f in fields(PPOSettings)}),
+        evolution=EvolutionSettings(enabled=ppo.evolution, mutation_std=ppo.mutation_std,
+                                    diversity_bonus=ppo.diversity_bonus, niche_pressure=ppo.niche_pressure))
+
+
+def _train(total: int, save: int, eval_: int, track: int, log: int, keep_last: int) -> TrainSettings:
+    return TrainSettings(run_dir=None, total_steps=total, save_interval=save, keep_last=keep_last, resume_from="auto",
+                         num_envs=0, steps_per_call=1, eval_interval=eval_, track_interval=track, log_interval=log,
+                         seed=0, max_duration=None, force_resume=False)
+
+
+PRESETS: dict[str, LabConfig] = {
+    "quick": lab_config("quick", QUICK, _train(QUICK_ENV_STEPS, save=12_800, eval_=32_000, track=2_560,
+                                               log=6_400, keep_last=3)),
+    "kaggle": lab_config("kaggle", KAGGLE, _train(KAGGLE_ENV_STEPS, save=100_000, eval_=250_000, track=20_480,
+                                                  log=51_200, keep_last=5)),
+}
+"""`--preset quick`: QUICK for QUICK_ENV_STEPS on a CPU; `--preset kaggle`: the seed's 10M-step run."""

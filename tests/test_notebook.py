@@ -115,6 +115,32 @@ def test_resume_search_with_nothing_valid_starts_fresh(saved, tmp_path):
 
 # the notebook, executed
 
+SEED_DEFAULTS = {"total_steps": 10_000_000, "num_envs": 32, "save_interval": 100_000, "diversity_bonus": 0.1,
+                 "niche_pressure": 0.05, "num_food": 20, "starting_energy": 200, "food_energy": 100,
+                 "reproduce_threshold": 120, "reproduce_cost": 50}
+
+
+def _cells():
+    nbformat = pytest.importorskip("nbformat")
+    return nbformat.read(NOTEBOOK, as_version=4).cells
+
+
+def test_the_notebook_has_seven_code_cells_each_explained_by_a_markdown_cell_above_it():
+    cells = _cells()
+    code = [i for i, cell in enumerate(cells) if cell.cell_type == "code"]
+    assert len(code) == 7
+    assert all(cells[i - 1].cell_type == "markdown" for i in code)
+    assert all(not cells[i].outputs for i in code)  # committed without outputs
+
+
+def test_the_parameters_cell_is_tagged_for_papermill_and_holds_the_seed_defaults():
+    tagged = [cell for cell in _cells() if "parameters" in cell.metadata.get("tags", [])]
+    assert len(tagged) == 1
+    values: dict = {}
+    exec(tagged[0].source, {}, values)
+    assert {name: values[name] for name in SEED_DEFAULTS} == SEED_DEFAULTS
+
+
 class Executed:
     """One headless execution of the notebook: its cells' outputs and the fake Kaggle root."""
 
@@ -230,6 +256,7 @@ def test_the_notebook_shows_progress_curves_and_trackers_inline(first_run):
     assert "emergence event" in results  # the events, or that there are none yet
 
 
+@pytest.mark.slow  # one more execution; resuming is also proven by the read-only test below, in the default run
 def test_executing_again_resumes_and_the_step_continues(first_run, tmp_path):
     root = tmp_path / "kaggle"
     shutil.copytree(first_run.root, root)

@@ -13,8 +13,13 @@ import os
 import platform
 import statistics
 import sys
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+
+import jax
+
+from emergence import Callback, Trainer
 
 MIN_TOLERANCE = 0.01
 
@@ -97,3 +102,24 @@ def exit_with(verdicts: Sequence[str]) -> None:
     if missed:
         print(f"\n{missed} target(s) missed by more than the noise", file=sys.stderr)
     sys.exit(1 if missed else 0)
+
+
+class Window(Callback):
+    """Times the loop: opened by `opener` (last in the list), closed here (first), the state ready at both ends."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+        self.opener = _Opener(self)
+
+    def on_fit_end(self, trainer: Trainer, reason: str) -> None:
+        jax.block_until_ready(trainer.state)
+        self.seconds = time.perf_counter() - self.opener.start
+
+
+class _Opener(Callback):
+    def __init__(self, window: Window) -> None:
+        self.window, self.start = window, 0.0
+
+    def on_fit_start(self, trainer: Trainer) -> None:
+        jax.block_until_ready(trainer.state)  # init_state's eager ops are not the loop's
+        self.start = time.perf_counter()

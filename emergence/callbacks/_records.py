@@ -1,0 +1,51 @@
+"""What the export callbacks write about a run: the latest checkpoint, the latest metrics, JSON files.
+
+Shared by `ArtifactExportCallback` (progress.json) and `FinalizeCallback` (summary.json),
+which never import each other.
+"""
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from emergence.checkpoint.atomic import atomic_write_text
+
+if TYPE_CHECKING:
+    from emergence.checkpoint import CheckpointRef
+    from emergence.trainer import Trainer
+
+
+def output_dir(trainer: "Trainer", chosen: str | os.PathLike | None) -> Path:
+    """`chosen`, or the run dir; created if missing."""
+    path = Path(chosen) if chosen is not None else Path(trainer.run_dir)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def latest_checkpoint(trainer: "Trainer", root: Path) -> dict[str, Any] | None:
+    """The newest checkpoint this run has (written in this session, else resumed from), as JSON."""
+    ref: CheckpointRef | None = trainer.last_checkpoint or trainer.resumed_from
+    if ref is None:
+        return None
+    path = Path(ref.path)
+    try:
+        shown = str(path.resolve().relative_to(root.resolve()))
+    except ValueError:
+        shown = str(path)
+    return {"path": shown, "kind": ref.kind, "step": ref.step, "checksum": ref.checksum}
+
+
+def latest_metrics(trainer: "Trainer") -> tuple[int | None, dict[str, float]]:
+    """The step and values a metrics logger (any callback with `latest` and `latest_step`) last wrote."""
+    for callback in trainer.callbacks:
+        latest = getattr(callback, "latest", None)
+        if isinstance(latest, dict) and hasattr(callback, "latest_step"):
+            return callback.latest_step, dict(latest)
+    return None, {}
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
+    """`data` as indented JSON, atomically."""
+    atomic_write_text(path, json.dumps(data, indent=2) + "\n")

@@ -1,0 +1,157 @@
+"""FinalizeCallback: however the run ends, a summary, checksums and (optionally) one zip to download.
+
+It acts in `teardown`, the last hook of `fit()`, which runs whatever the reason (max_steps,
+time budget, a signal, an exception) and after every callback's `on_fit_end`: the final
+or emergency checkpoint, the last artifacts and the flushed metrics are all on disk by
+then, wherever this callback sits in the list. The one rule: put it *before*
+`SignalCheckpointCallback`, whose `teardown` ends the process.
+
+In the output dir (the run dir by default), each atomically and in this order:
+
+- `summary.json`: status (`complete` when the reason is `max_steps`, else `interrupted`),
+  reason, final step, total time and each session's time and steps (the list travels in
+  every checkpoint; a session killed outright is known up to its last checkpoint), and
+  the latest checkpoint's path, kind, step and checksum;
+- `SHA256SUMS`: every file under the output dir (relative paths; the format of
+  `sha256sum -c`, which verifies a download), except itself and `outputs.zip`;
+- `outputs.zip` when `zip_outputs` (default: on Kaggle only): everything above, checksums
+  included, in one file to download from the notebook's output page.
+
+A failure to write (a full disk) is logged and never replaces the exception that ended
+the run.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from emergence.callbacks._records import latest_checkpoint, output_dir, write_json
+from emergence.callbacks.base import Callback
+from emergence.checkpoint.atomic import TEMP_PREFIX, atomic_write, atomic_write_text
+from emergence.log import get_logger
+from emergence.platform import platform_name
+
+if TYPE_CHECKING:
+    from emergence.trainer import Trainer
+
+log = get_logger("emergence.callbacks")
+
+SUMMARY = "summary.json"
+SUMS = "SHA256SUMS"
+ZIP = "outputs.zip"
+STORED_SUFFIXES = (".safetensors", ".png", ".zip", ".gz")
+_BLOCK = 1 << 20
+
+
+class FinalizeCallback(Callback):
+    """Writes summary.json, SHA256SUMS and optionally outputs.zip at the end of `fit()`; see the module docstring.
+
+    Args:
+        zip_outputs: pack the output dir into `outputs.zip`; None (default) zips on Kaggle only.
+        output_dir: where the files go and what is summed (default: the run dir).
+        clock: epoch seconds (inject a fake one in tests).
+    """
+
+    def __init__(self, zip_outputs: bool | None = None, output_dir: str | os.PathLike | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.zip_outputs = zip_outputs
+        self.output_dir = output_dir
+        self.clock = clock
+        self.sessions: list[dict[str, Any]] = []
+        self._trainer: "Trainer | None" = None
+        self._began = 0.0
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"sessions": self._all_sessions()}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.sessions = list(state.get("sessions", []))
+
+    def setup(self, trainer: "Trainer") -> None:
+        self._trainer = trainer
+        self._began = self.clock()
+        self.sessions = []
+
+    def teardown(self, trainer: "Trainer") -> None:
+        try:
+            self.finalize(trainer)
+        except OSError as err:
+            log.error("finalize: could not write the summary in %s (%s)", self.output_dir or trainer.run_dir, err)
+        finally:
+            self._trainer = None
+
+    def finalize(self, trainer: "Trainer") -> dict[str, Any]:
+        """Write summary.json, SHA256SUMS and (if asked) outputs.zip now; the summary."""
+        root = output_dir(trainer, self.output_dir)
+        sessions = self._all_sessions()
+        reason = trainer.stop_reason
+        summary = {
+            "status": "complete" if reason == "max_steps" else "interrupted",
+            "reason": reason,
+            "final_step": trainer.step,
+            "max_steps": trainer.max_steps,
+            "total_seconds": sum(session["seconds"] for session in sessions),
+            "sessions": sessions,
+            "latest_checkpoint": latest_checkpoint(trainer, root),
+        }
+        write_json(root / SUMMARY, summary)
+        write_checksums(root)
+        zipped = self.zip_outputs if self.zip_outputs is not None else platform_name() == "kaggle"
+        if zipped:
+            write_zip(root)
+        log.info("finalize: %s at step %d (%s): %s, %s%s in %s", summary["status"], trainer.step, reason, SUMMARY,
+                 SUMS, f", {ZIP}" if zipped else "", root)
+        return summary
+
+    def _all_sessions(self) -> list[dict[str, Any]]:
+        """Earlier sessions, then this one so far: start (epoch), seconds, steps and (once known) why it stopped."""
+        trainer = self._trainer
+        if trainer is None:
+            return list(self.sessions)
+        return [*self.sessions, {"started": self._began, "seconds": self.clock() - self._began,
+                                 "start_step": trainer.fit_start_step, "end_step": trainer.step,
+                                 "reason": trainer.stop_reason}]
+
+
+def output_files(root: Path) -> list[Path]:
+    """Files under `root` to sum and zip, as sorted relative paths (not SHA256SUMS, outputs.zip or temp files)."""
+    found = (path for path in root.rglob("*") if path.is_file() and not path.name.startswith(TEMP_PREFIX))
+    return sorted(path.relative_to(root) for path in found if path.relative_to(root).as_posix() not in (SUMS, ZIP))
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file, read in 1 MiB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(_BLOCK), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_checksums(root: Path) -> None:
+    """`SHA256SUMS` for `output_files(root)`, in the format `sha256sum -c` reads (names escaped as it does)."""
+    lines = []
+    for relative in output_files(root):
+        name = relative.as_posix()
+        escaped = name.replace("\\", "\\\\").replace("\n", "\\n")
+        flag = "\\" if escaped != name else ""
+        lines.append(f"{flag}{sha256_file(root / relative)}  {escaped}\n")
+    atomic_write_text(root / SUMS, "".join(lines))
+
+
+def write_zip(root: Path) -> None:
+    """`outputs.zip` of `output_files(root)` plus SHA256SUMS (stored, not deflated, for binary files)."""
+    names = output_files(root) + ([Path(SUMS)] if (root / SUMS).exists() else [])
+
+    def pack(handle: IO[bytes]) -> None:
+        with zipfile.ZipFile(handle, "w") as archive:
+            for relative in names:
+                method = zipfile.ZIP_STORED if relative.suffix in STORED_SUFFIXES else zipfile.ZIP_DEFLATED
+                archive.write(root / relative, relative.as_posix(), compress_type=method)
+
+    atomic_write(root / ZIP, pack)

@@ -1,0 +1,224 @@
+"""LogThrottleCallback: train metrics leave the device only at the logging interval, then go to the sinks.
+
+Per call it hands the call's device metrics to a `MetricAccumulator` (a list append per
+tag: no device work, no transfer). A tag is *due* at the first call boundary at or past
+each multiple of its step interval (`every_n_steps`, or its `per_tag` entry), every
+`every_n_seconds`, and at `max_steps`; then the due tags' windows come to the host in
+one `jax.device_get` and are written, at `trainer.step`, to every sink, which are then
+flushed: what was logged survives the process being killed. Eval metrics are written
+at each `on_validation_end`.
+
+Continuity across resumes: the open windows (sum, last, max and steps of each tag since
+its last fetch) travel in every checkpoint, and on start each sink drops what it holds
+after the starting step, so a run killed and resumed writes exactly the rows, with
+exactly the values, of a run that was never interrupted (same `steps_per_call`, step
+intervals only). A checkpoint written at a logging step by a callback that fires before
+this one still covers that step: `state_dict()` logs what is due first.
+
+A sink that fails with an `OSError` (a full disk) is reported, at most once a minute by
+a `RateLimitFilter`, and training goes on; so are metrics that are NaN or infinite.
+"""
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import jax
+import numpy as np
+
+from emergence.callbacks.base import Callback, Metrics
+from emergence.log import get_logger
+from emergence.log_filter import RateLimitFilter
+from emergence.metrics import ConsoleSink, CSVSink, Every, MetricAccumulator, Sink, SinkStart, TensorBoardSink
+from emergence.metrics.accumulate import STATS, Stats
+from emergence.metrics.schedule import check_interval
+
+if TYPE_CHECKING:
+    from emergence.trainer import Trainer
+
+log = get_logger("emergence.metrics")
+
+WARN_EVERY_SECONDS = 60.0
+
+
+class LogThrottleCallback(Callback):
+    """Accumulates train metrics on the device and writes them to sinks at an interval.
+
+    Args:
+        every_n_steps: step interval for every train metric not in `per_tag` (None: none).
+        every_n_seconds: also log every due tag this often (wall clock).
+        per_tag: step intervals for single tags, e.g. `{"reward": 100, "queue": 250}`.
+        sinks: where values go; default `[CSVSink(), TensorBoardSink(), ConsoleSink()]`
+            (`metrics.csv` and `tensorboard/` in the run dir, and the console).
+        clock: monotonic seconds (inject a fake one in tests).
+        stats: what to log of each train metric's window: `mean` (weighted by steps,
+            under the tag's own name), `last`, `max` (as `<tag>/last`, `<tag>/max`).
+
+    `latest` holds the last values written (tag → float) and `latest_step` their step:
+    a progress display reads them instead of fetching again.
+    """
+
+    def __init__(self, every_n_steps: int | None = 100, every_n_seconds: float | None = None,
+                 per_tag: dict[str, int] | None = None, sinks: Sequence[Sink] | None = None,
+                 clock: Callable[[], float] = time.monotonic, *, stats: Sequence[str] = ("mean",)) -> None:
+        per_tag = dict(per_tag or {})
+        _check(every_n_steps, every_n_seconds, per_tag, stats)
+        self.every_n_steps = every_n_steps
+        self.every_n_seconds = every_n_seconds
+        self.per_tag = per_tag
+        self.sinks: list[Sink] = list(sinks) if sinks is not None else [CSVSink(), TensorBoardSink(), ConsoleSink()]
+        self.clock = clock
+        self.stats = tuple(stats)
+        self.latest: dict[str, float] = {}
+        self.latest_step: int | None = None
+        self._accumulator = MetricAccumulator()
+        self._clock_schedule = Every(None, every_n_seconds, clock, owner="LogThrottleCallback")
+        self._last_logged: dict[str, int] = {}
+        self._seen_step = 0
+        self._next_due = 0
+        self._active: list[Sink] | None = None
+        self._trainer: "Trainer | None" = None
+        self._warnings = RateLimitFilter(every_seconds=WARN_EVERY_SECONDS)
+
+    def state_dict(self) -> dict[str, Any]:
+        self._catch_up()
+        try:
+            windows = self._accumulator.snapshot()
+        except Exception as err:  # never let the logger break a checkpoint (e.g. after a device error)
+            log.warning("metrics: could not save the open logging windows (%s); they restart after a resume", err)
+            windows = {}
+        self._sinks("flush")
+        return {"windows": windows}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self._accumulator.restore(state.get("windows", {}))
+
+    def setup(self, trainer: "Trainer") -> None:
+        self._trainer = trainer
+        log.addFilter(self._warnings)
+
+    def on_fit_start(self, trainer: "Trainer") -> None:
+        self._seen_step = trainer.step
+        self._last_logged = {}
+        self._clock_schedule.done(trainer.step)
+        self._next_due = self._next_due_step(trainer)
+        run = SinkStart(trainer.run_dir, trainer.step, _history_dir(trainer))
+        self._active = [sink for sink in self.sinks if self._call(sink, "start", run)]
+
+    def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
+        if trainer.step == self._seen_step:
+            return  # already taken in by state_dict() for a checkpoint at this step
+        if self._seen_step == trainer.fit_start_step and self.per_tag:
+            _check_tags_exist(self.per_tag, metrics)
+        self._accumulator.add(metrics, trainer.step - self._seen_step)
+        self._seen_step = trainer.step
+        if trainer.step >= self._next_due or self._clock_schedule.due(trainer.step):
+            self._log_due(trainer)
+
+    def on_validation_end(self, trainer: "Trainer", metrics: Metrics) -> None:
+        fetched = jax.device_get(dict(metrics))
+        self._write(trainer.step, {tag: float(np.mean(value)) for tag, value in fetched.items()})
+
+    def on_fit_end(self, trainer: "Trainer", reason: str) -> None:
+        self._sinks("flush")
+
+    def teardown(self, trainer: "Trainer") -> None:
+        self._sinks("close")
+        self._active = None
+        self._trainer = None
+        self._warnings.report_suppressed()
+        log.removeFilter(self._warnings)
+
+    def _log_due(self, trainer: "Trainer") -> None:
+        by_time = self._clock_schedule.due(trainer.step)
+        at_end = trainer.step >= trainer.max_steps
+        due = [tag for tag in self._accumulator.tags
+               if by_time or at_end or self._due_by_steps(tag, trainer.step, trainer.fit_start_step)]
+        taken = self._accumulator.take(due)
+        for tag in due:
+            self._last_logged[tag] = trainer.step
+        if by_time:
+            self._clock_schedule.done(trainer.step)
+        self._next_due = self._next_due_step(trainer)
+        if taken:
+            self._write(trainer.step, self._values(taken))
+
+    def _due_by_steps(self, tag: str, step: int, start: int) -> bool:
+        interval = self.per_tag.get(tag, self.every_n_steps)
+        return interval is not None and step // interval > self._last_logged.get(tag, start) // interval
+
+    def _next_due_step(self, trainer: "Trainer") -> int:
+        """The first step at which some tag is due by steps (max_steps at the latest)."""
+        intervals = {self.every_n_steps, *self.per_tag.values()} - {None}
+        return min([(trainer.step // n + 1) * n for n in intervals] + [trainer.max_steps])
+
+    def _values(self, taken: Mapping[str, Stats]) -> dict[str, float]:
+        return {tag if stat == "mean" else f"{tag}/{stat}": stats.get(stat)
+                for tag, stats in taken.items() for stat in self.stats}
+
+    def _write(self, step: int, values: dict[str, float]) -> None:
+        bad = sorted(tag for tag, value in values.items() if not math.isfinite(value))
+        if bad:
+            log.warning("metrics: %s not finite at step %d", ", ".join(bad), step)
+        self.latest.update(values)
+        self.latest_step = step
+        self._sinks("write", step, values)
+        self._sinks("flush")
+
+    def _sinks(self, action: str, *args: Any) -> None:
+        """Call `action` on every sink that started (none before `on_fit_start`)."""
+        for sink in self._active or ():
+            self._call(sink, action, *args)
+
+    @staticmethod
+    def _call(sink: Sink, action: str, *args: Any) -> bool:
+        """`sink.action(*args)`; an OSError (a full disk) is reported, not raised: False."""
+        try:
+            getattr(sink, action)(*args)
+        except OSError as err:
+            log.warning("metrics: %s could not %s (%s); training goes on", type(sink).__name__,
+                        action, err)
+            return False
+        return True
+
+    def _catch_up(self) -> None:
+        """Before a checkpoint captures the windows: take in (and log, if due) the current call's metrics."""
+        trainer = self._trainer
+        if trainer is None or self._active is None or not trainer.last_metrics or trainer.step == self._seen_step:
+            return
+        if (trainer.stop_reason or "").startswith("exception:"):
+            return  # the metrics may belong to a failed call
+        self.on_train_call_end(trainer, trainer.last_metrics)
+
+
+def _history_dir(trainer: "Trainer") -> Path | None:
+    """The run dir of the checkpoint resumed from, when it is not this run's."""
+    ref = trainer.resumed_from
+    if ref is None:
+        return None
+    previous = Path(ref.path).parent.parent
+    return previous if previous.resolve() != Path(trainer.run_dir).resolve() else None
+
+
+def _check_tags_exist(per_tag: dict[str, int], metrics: Metrics) -> None:
+    unknown = sorted(set(per_tag) - set(metrics))
+    if unknown:
+        raise ValueError(f"per_tag names {unknown}, which the task's train_step does not return; "
+                         f"its metrics are {sorted(metrics)}")
+
+
+def _check(every_n_steps: int | None, every_n_seconds: float | None, per_tag: dict[str, int],
+           stats: Sequence[str]) -> None:
+    check_interval("LogThrottleCallback: every_n_steps", every_n_steps, integer=True)
+    check_interval("LogThrottleCallback: every_n_seconds", every_n_seconds, integer=False)
+    for tag, interval in per_tag.items():
+        check_interval(f"LogThrottleCallback: per_tag[{tag!r}]", interval, integer=True)
+    if every_n_steps is None and every_n_seconds is None and not per_tag:
+        raise ValueError("LogThrottleCallback logs nothing before max_steps: give every_n_steps, "
+                         "every_n_seconds or per_tag")
+    unknown = [s for s in stats if s not in STATS]
+    if unknown or not stats:
+        raise ValueError(f"stats must be a non-empty subset of {STATS}, got {tuple(stats)!r}")

@@ -1,0 +1,13 @@
+"""Metrics on their way off the device: accumulation, schedules, and the sinks they are written to.
+
+`LogThrottleCallback` (in `emergence.callbacks`) ties these together; they are usable alone.
+"""
+from emergence.metrics.accumulate import MetricAccumulator, Stats
+from emergence.metrics.console_sink import ConsoleSink
+from emergence.metrics.csv_sink import CSVSink, read_metrics_csv
+from emergence.metrics.schedule import Every
+from emergence.metrics.sink import Sink, SinkStart
+from emergence.metrics.tensorboard_sink import TensorBoardSink
+
+__all__ = ["CSVSink", "ConsoleSink", "Every", "MetricAccumulator", "Sink", "SinkStart", "Stats", "TensorBoardSink",
+           "read_metrics_csv"]

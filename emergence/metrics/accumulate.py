@@ -1,0 +1,128 @@
+"""MetricAccumulator: running mean / last / max per tag, kept on the device until someone asks.
+
+Per call the accumulator only remembers the call's metric arrays (a list append per
+tag: no device work, no transfer). Every `CHUNK` calls, and when values are taken, it
+folds what it holds into a running total `(sum, last, max)` with one small jitted
+reduction per tag, still on the device. `take()` is the only transfer: one
+`jax.device_get` for all the tags asked for. Chunks are folded in power-of-two sizes,
+so a handful of shapes is ever compiled whatever the logging schedule.
+
+The mean is weighted by the steps each call covered (a fused call's metrics are
+already its steps' mean); `last` and `max` are over the calls' values. Metrics that are
+not scalars are averaged to one number first.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+CHUNK = 64
+STATS = ("mean", "last", "max")
+
+
+@dataclass(frozen=True)
+class Stats:
+    """One tag's window on the host: weighted mean, last and max of the calls' values, and steps covered."""
+
+    mean: float
+    last: float
+    max: float
+    count: int
+
+    def get(self, stat: str) -> float:
+        """The value of `stat` (`mean`, `last` or `max`)."""
+        return getattr(self, stat)
+
+
+@jax.jit
+def _fold(total: tuple[jax.Array, ...], values: tuple[jax.Array, ...], weights: jax.Array) -> tuple[jax.Array, ...]:
+    """Add calls' values (weighted by their steps) to a running (sum, last, max)."""
+    means = jnp.stack([jnp.mean(jnp.asarray(v, jnp.float32)) for v in values])
+    running_sum, _, running_max = total
+    return running_sum + jnp.sum(means * weights), means[-1], jnp.maximum(running_max, jnp.max(means))
+
+
+@dataclass
+class _Window:
+    """What one tag accumulated since its last `take`: calls not yet folded, and the folded total."""
+
+    values: list[jax.Array] = field(default_factory=list)
+    weights: list[int] = field(default_factory=list)
+    total: tuple[jax.Array, ...] | None = None
+    count: int = 0
+
+
+class MetricAccumulator:
+    """Accumulates device metrics per tag between fetches; see the module docstring."""
+
+    def __init__(self) -> None:
+        self._windows: dict[str, _Window] = {}
+        self._empty: tuple[jax.Array, ...] | None = None
+
+    @property
+    def tags(self) -> list[str]:
+        """Tags seen so far, in order of first appearance."""
+        return list(self._windows)
+
+    def pending(self, tag: str) -> int:
+        """Steps accumulated for `tag` since it was last taken."""
+        window = self._windows.get(tag)
+        return window.count if window else 0
+
+    def add(self, metrics: dict[str, Any], steps: int) -> None:
+        """Remember one call's device metrics, which covered `steps` train steps."""
+        for tag, value in metrics.items():
+            window = self._windows.get(tag)
+            if window is None:
+                window = self._windows[tag] = _Window()
+            window.values.append(value)
+            window.weights.append(steps)
+            window.count += steps
+            if len(window.values) == CHUNK:
+                self._fold(window)
+
+    def take(self, tags: list[str]) -> dict[str, Stats]:
+        """The windows of `tags` that hold anything, on the host (one transfer), and start them afresh."""
+        windows = {tag: self._windows[tag] for tag in tags if self.pending(tag)}
+        if not windows:
+            return {}
+        totals = {tag: self._folded(window) for tag, window in windows.items()}
+        host = jax.device_get(totals)
+        stats = {}
+        for tag, window in windows.items():
+            total, last, peak = (float(x) for x in host[tag])
+            stats[tag] = Stats(mean=total / window.count, last=last, max=peak, count=window.count)
+            self._windows[tag] = _Window()
+        return stats
+
+    def snapshot(self) -> dict[str, dict[str, float]]:
+        """Every open window as JSON-able numbers (one transfer), to persist; windows stay open."""
+        totals = {tag: self._folded(window) for tag, window in self._windows.items() if window.count}
+        host = jax.device_get(totals)
+        return {tag: {"sum": float(s), "last": float(last), "max": float(peak), "count": self._windows[tag].count}
+                for tag, (s, last, peak) in host.items()}
+
+    def restore(self, snapshot: dict[str, dict[str, float]]) -> None:
+        """Reopen windows from `snapshot()` (bitwise: float32 totals survive the round trip through float)."""
+        self._windows = {}
+        for tag, saved in snapshot.items():
+            total = tuple(jnp.asarray(np.float32(saved[k])) for k in ("sum", "last", "max"))
+            self._windows[tag] = _Window(total=total, count=int(saved["count"]))
+
+    def _folded(self, window: _Window) -> tuple[jax.Array, ...]:
+        """Fold every held value into the window's total (power-of-two chunks); the total."""
+        while window.values:
+            self._fold(window, 1 << (len(window.values).bit_length() - 1))
+        return window.total
+
+    def _fold(self, window: _Window, size: int = CHUNK) -> None:
+        if self._empty is None:
+            self._empty = (jnp.float32(0.0), jnp.float32(jnp.nan), jnp.float32(-jnp.inf))
+        values, window.values = window.values[:size], window.values[size:]
+        weights, window.weights = window.weights[:size], window.weights[size:]
+        total = window.total if window.total is not None else self._empty
+        window.total = _fold(total, tuple(values), np.asarray(weights, np.float32))

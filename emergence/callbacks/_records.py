@@ -7,20 +7,28 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emergence.checkpoint.atomic import atomic_write_text
+from emergence.errors import RunDirError
 
 if TYPE_CHECKING:
     from emergence.checkpoint import CheckpointRef
     from emergence.trainer import Trainer
 
 
-def output_dir(trainer: "Trainer", chosen: str | os.PathLike | None) -> Path:
-    """`chosen`, or the run dir; created if missing."""
+def output_dir(trainer: "Trainer", chosen: str | os.PathLike | None, owner: str) -> Path:
+    """`chosen`, or the run dir; created if missing. Fails fast, before training, if it cannot be written."""
     path = Path(chosen) if chosen is not None else Path(trainer.run_dir)
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=path):
+            pass
+    except OSError as err:
+        raise RunDirError(f"{owner}: output_dir {path} is not writable ({err.strerror or err}); "
+                          f"pass a writable output_dir") from None
     return path
 
 

@@ -65,7 +65,7 @@ class ArtifactExportCallback(Callback):
 
     def setup(self, trainer: "Trainer") -> None:
         self.resumed_at = []
-        self._out = output_dir(trainer, self.output_dir)
+        self._out = output_dir(trainer, self.output_dir, "ArtifactExportCallback")
 
     def on_fit_start(self, trainer: "Trainer") -> None:
         if trainer.resumed_from is not None and trainer.step not in self.resumed_at:

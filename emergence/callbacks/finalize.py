@@ -33,6 +33,7 @@ from typing import IO, TYPE_CHECKING, Any
 from emergence.callbacks._records import latest_checkpoint, output_dir, write_json
 from emergence.callbacks.base import Callback
 from emergence.checkpoint.atomic import TEMP_PREFIX, atomic_write, atomic_write_text
+from emergence.errors import EmergenceError
 from emergence.log import get_logger
 from emergence.platform import platform_name
 
@@ -73,6 +74,7 @@ class FinalizeCallback(Callback):
         self.sessions = list(state.get("sessions", []))
 
     def setup(self, trainer: "Trainer") -> None:
+        output_dir(trainer, self.output_dir, "FinalizeCallback")  # fail fast, before training
         self._trainer = trainer
         self._began = self.clock()
         self.sessions = []
@@ -80,14 +82,14 @@ class FinalizeCallback(Callback):
     def teardown(self, trainer: "Trainer") -> None:
         try:
             self.finalize(trainer)
-        except OSError as err:
+        except (OSError, EmergenceError) as err:
             log.error("finalize: could not write the summary in %s (%s)", self.output_dir or trainer.run_dir, err)
         finally:
             self._trainer = None
 
     def finalize(self, trainer: "Trainer") -> dict[str, Any]:
         """Write summary.json, SHA256SUMS and (if asked) outputs.zip now; the summary."""
-        root = output_dir(trainer, self.output_dir)
+        root = output_dir(trainer, self.output_dir, "FinalizeCallback")
         sessions = self._all_sessions()
         reason = trainer.stop_reason
         summary = {

@@ -1,0 +1,160 @@
+"""LogThrottleCallback: metrics leave the device only at their interval, with the right values, and bad input fails.
+
+Fetches are counted at the one door to the host (`jax.device_get`), so a stray per-step
+transfer anywhere in the logging path shows up as a count that is too high.
+"""
+from __future__ import annotations
+
+import logging
+
+import jax
+import numpy as np
+import pytest
+
+from emergence import Callback, Trainer
+from emergence.callbacks import LogThrottleCallback
+from emergence.metrics import CSVSink, read_metrics_csv
+from emergence.testing import FakeClock, toy_task
+
+
+class MemorySink:
+    """Keeps every write as (step, values)."""
+
+    def __init__(self) -> None:
+        self.writes: list[tuple[int, dict[str, float]]] = []
+
+    def start(self, run) -> None:
+        self.writes = []
+
+    def write(self, step, values) -> None:
+        self.writes.append((step, dict(values)))
+
+    def flush(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def steps(self, tag: str) -> list[int]:
+        return [step for step, values in self.writes if tag in values]
+
+
+@pytest.fixture
+def fetches(monkeypatch) -> list[int]:
+    """Counts every `jax.device_get` call (one entry per call)."""
+    calls: list[int] = []
+    real = jax.device_get
+
+    def counting(tree):
+        calls.append(1)
+        return real(tree)
+
+    monkeypatch.setattr(jax, "device_get", counting)
+    return calls
+
+
+def _fit(tmp_path, logger: LogThrottleCallback, max_steps: int, *extra: Callback, steps_per_call: int = 1) -> None:
+    Trainer(toy_task(), [logger, *extra], max_steps=max_steps, run_dir=tmp_path, resume=None,
+            steps_per_call=steps_per_call).fit()
+
+
+def test_a_metric_logged_every_100_steps_is_fetched_exactly_every_100_steps(tmp_path, fetches):
+    sink = MemorySink()
+    _fit(tmp_path, LogThrottleCallback(every_n_steps=100, sinks=[sink]), 1000)
+    assert len(fetches) == 10
+    assert sink.steps("loss") == sink.steps("grad_norm") == list(range(100, 1001, 100))
+
+
+def test_per_tag_intervals_fetch_each_tag_at_its_own_steps_in_one_transfer_per_step(tmp_path, fetches):
+    sink = MemorySink()
+    _fit(tmp_path, LogThrottleCallback(every_n_steps=100, per_tag={"grad_norm": 250}, sinks=[sink]), 1000)
+    assert sink.steps("loss") == list(range(100, 1001, 100))
+    assert sink.steps("grad_norm") == [250, 500, 750, 1000]
+    assert len(fetches) == 12, "the 10 loss steps, plus 250 and 750 for grad_norm alone"
+
+
+def test_fused_calls_log_at_the_first_boundary_past_each_multiple(tmp_path, fetches):
+    sink = MemorySink()
+    _fit(tmp_path, LogThrottleCallback(every_n_steps=10, sinks=[sink]), 40, steps_per_call=3)
+    assert sink.steps("loss") == [12, 21, 30, 40]
+    assert len(fetches) == 4
+
+
+class Recorder(Callback):
+    """Fetches every call's metrics (the test's ground truth; a real run never does this)."""
+
+    def __init__(self) -> None:
+        self.values: list[dict[str, float]] = []
+
+    def on_train_call_end(self, trainer, metrics):
+        self.values.append({tag: float(v) for tag, v in jax.device_get(metrics).items()})
+
+
+def test_logged_mean_last_and_max_are_those_of_the_window_since_the_last_fetch(tmp_path):
+    sink, recorder = MemorySink(), Recorder()
+    _fit(tmp_path, LogThrottleCallback(every_n_steps=5, sinks=[sink], stats=("mean", "last", "max")), 10, recorder)
+    losses = np.array([values["loss"] for values in recorder.values], np.float32)
+    for (step, values), window in zip(sink.writes, (losses[:5], losses[5:])):
+        assert values["loss"] == pytest.approx(float(window.mean()), rel=1e-6)
+        assert values["loss/last"] == float(window[-1])
+        assert values["loss/max"] == float(window.max())
+    assert [step for step, _ in sink.writes] == [5, 10]
+
+
+class Tick(Callback):
+    """Advances a fake clock by `seconds` after every call."""
+
+    def __init__(self, clock: FakeClock, seconds: float) -> None:
+        self.clock, self.seconds = clock, seconds
+
+    def on_train_call_end(self, trainer, metrics):
+        self.clock.advance(self.seconds)
+
+
+def test_every_n_seconds_logs_on_the_clock_alone(tmp_path, fetches):
+    clock, sink = FakeClock(), MemorySink()
+    logger = LogThrottleCallback(every_n_steps=None, every_n_seconds=10.0, sinks=[sink], clock=clock)
+    _fit(tmp_path, logger, 35, Tick(clock, 1.0))
+    # The tick runs after the logger, so the logger sees 10 s pass at the call after each 10th.
+    assert sink.steps("loss") == [11, 21, 31, 35], "every 10 s, and the last window at max_steps"
+    assert len(fetches) == 4
+
+
+def test_metrics_csv_has_one_row_per_logged_step_under_a_stable_header(tmp_path):
+    _fit(tmp_path, LogThrottleCallback(every_n_steps=5, sinks=[CSVSink()]), 20)
+    header, rows = read_metrics_csv(tmp_path / "metrics.csv")
+    assert header == ["step", "grad_norm", "loss"], "step first, then tags as the jitted step returns them (sorted)"
+    assert [row["step"] for row in rows] == ["5", "10", "15", "20"]
+    assert all(np.isfinite(float(row["loss"])) for row in rows)
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (dict(every_n_steps=0), "every_n_steps must be a positive integer"),
+    (dict(every_n_steps=2.5), "every_n_steps must be a positive integer"),
+    (dict(every_n_steps=True), "every_n_steps must be a positive integer"),
+    (dict(every_n_seconds=0.0), "every_n_seconds must be positive seconds"),
+    (dict(per_tag={"loss": -5}), r"per_tag\['loss'\] must be a positive integer"),
+    (dict(every_n_steps=None), "logs nothing before max_steps"),
+    (dict(stats=("median",)), "stats must be a non-empty subset"),
+])
+def test_bad_intervals_are_refused_with_one_line(arguments, message):
+    with pytest.raises(ValueError, match=message) as error:
+        LogThrottleCallback(**arguments)
+    assert "\n" not in str(error.value)
+
+
+def test_a_per_tag_interval_for_a_metric_the_task_does_not_return_is_refused_at_the_first_call(tmp_path):
+    logger = LogThrottleCallback(per_tag={"reward": 100}, sinks=[MemorySink()])
+    with pytest.raises(ValueError, match=r"per_tag names \['reward'\].*its metrics are \['grad_norm', 'loss'\]"):
+        _fit(tmp_path, logger, 5)
+
+
+def test_an_unwritable_metrics_file_is_reported_once_and_training_goes_on(tmp_path, read_only_dir, caplog):
+    blocked = read_only_dir(tmp_path / "blocked")
+    sink = MemorySink()
+    logger = LogThrottleCallback(every_n_steps=5, sinks=[CSVSink(blocked / "metrics.csv"), sink])
+    with caplog.at_level(logging.WARNING, logger="emergence"):
+        _fit(tmp_path / "run", logger, 20)
+    warnings = [r.getMessage() for r in caplog.records if "could not" in r.getMessage()]
+    assert len(warnings) == 1 and "CSVSink could not start" in warnings[0] and "\n" not in warnings[0]
+    assert sink.steps("loss") == [5, 10, 15, 20], "the other sinks still get every row"

@@ -8,13 +8,17 @@ is one kind whatever its arguments) and each kind is limited on its own:
 
 - `every_n=100`: the 1st, 101st, 201st ... record of a kind;
 - `every_seconds=60`: at most one record of a kind per minute;
-- `sample=0.01`: each record with probability 1 % (the seed's "warnings at 1 %").
+- `sample=0.01`: each record with probability 1 % (the seed's "warnings at 1 %");
+- `burst=10` with any of them: the first 10 records of a kind pass; the limit applies to the rest.
 
 A record that passes after others of its kind were held back says so: its message ends
 with `(+N similar suppressed)`. `report_suppressed()` logs a summary line for the kinds
 still holding some back (call it at the end of a run; `LogThrottleCallback` does).
 
-Add one to your own logger (records created on that logger are limited):
+The project's own loggers (`emergence.log.get_logger`) all share one keyed by
+`exact_message`: an identical line passes 10 times, then once a minute (a one-off
+message with a new path or step is never held back, however often its template is used). Add one to your own logger (records created
+on that logger are limited; a logger's filters do not see its children's records):
 
     logging.getLogger("emergence").addFilter(RateLimitFilter(every_seconds=30))
 
@@ -37,6 +41,14 @@ def message_template(record: logging.LogRecord) -> Hashable:
     return record.name, str(record.msg)
 
 
+def exact_message(record: logging.LogRecord) -> Hashable:
+    """A stricter key: the logger's name, the level and the formatted message (only identical lines are one kind)."""
+    try:
+        return record.name, record.levelno, record.getMessage()
+    except Exception:  # a malformed record: logging reports it when a handler formats it
+        return record.name, record.levelno, str(record.msg)
+
+
 @dataclass
 class _Kind:
     seen: int = 0
@@ -55,13 +67,17 @@ class RateLimitFilter(logging.Filter):
         key: `key(record) -> hashable` naming a record's kind (default: logger name and template).
         clock: monotonic seconds (inject a fake one in tests).
         seed: seeds the sampling, so a run's log is reproducible.
+        burst: this many records of each kind pass before the limit applies.
     """
 
     def __init__(self, every_n: int | None = None, every_seconds: float | None = None, sample: float | None = None,
                  key: Callable[[logging.LogRecord], Hashable] = message_template, *,
-                 clock: Callable[[], float] = time.monotonic, seed: int | None = 0) -> None:
+                 clock: Callable[[], float] = time.monotonic, seed: int | None = 0, burst: int = 0) -> None:
         super().__init__()
         _check(every_n, every_seconds, sample)
+        if isinstance(burst, bool) or not isinstance(burst, int) or burst < 0:
+            raise ValueError(f"burst must be a non-negative integer, got {burst!r}")
+        self.burst = burst
         self.every_n = every_n
         self.every_seconds = every_seconds
         self.sample = sample
@@ -88,8 +104,10 @@ class RateLimitFilter(logging.Filter):
         return True
 
     def _passes(self, kind: _Kind, now: float) -> bool:
+        if kind.seen <= self.burst:
+            return True
         if self.every_n is not None:
-            return (kind.seen - 1) % self.every_n == 0
+            return (kind.seen - self.burst - 1) % self.every_n == 0
         if self.every_seconds is not None:
             return kind.passed_at is None or now - kind.passed_at >= self.every_seconds
         return self._random.random() < self.sample

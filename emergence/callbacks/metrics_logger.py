@@ -15,8 +15,10 @@ exactly the values, of a run that was never interrupted (same `steps_per_call`, 
 intervals only). A checkpoint written at a logging step by a callback that fires before
 this one still covers that step: `state_dict()` logs what is due first.
 
-A sink that fails with an `OSError` (a full disk) is reported, at most once a minute by
-a `RateLimitFilter`, and training goes on; so are metrics that are NaN or infinite.
+A sink that fails with an `OSError` (a full disk) is reported, and training goes on; so
+are metrics that are NaN or infinite (in a line without the step, so that repeats are
+identical): the project's `RATE_LIMIT` filter passes 10, then one a minute, and the
+callback's `teardown` logs how many were held back.
 """
 from __future__ import annotations
 
@@ -30,8 +32,7 @@ import jax
 import numpy as np
 
 from emergence.callbacks.base import Callback, Metrics
-from emergence.log import get_logger
-from emergence.log_filter import RateLimitFilter
+from emergence.log import RATE_LIMIT, get_logger
 from emergence.metrics import ConsoleSink, CSVSink, Every, MetricAccumulator, Sink, SinkStart, TensorBoardSink
 from emergence.metrics.accumulate import STATS, Stats
 from emergence.metrics.schedule import check_interval
@@ -40,8 +41,6 @@ if TYPE_CHECKING:
     from emergence.trainer import Trainer
 
 log = get_logger("emergence.metrics")
-
-WARN_EVERY_SECONDS = 60.0
 
 
 class LogThrottleCallback(Callback):
@@ -81,7 +80,6 @@ class LogThrottleCallback(Callback):
         self._next_due = 0
         self._active: list[Sink] | None = None
         self._trainer: "Trainer | None" = None
-        self._warnings = RateLimitFilter(every_seconds=WARN_EVERY_SECONDS)
 
     def state_dict(self) -> dict[str, Any]:
         self._catch_up()
@@ -98,7 +96,6 @@ class LogThrottleCallback(Callback):
 
     def setup(self, trainer: "Trainer") -> None:
         self._trainer = trainer
-        log.addFilter(self._warnings)
 
     def on_fit_start(self, trainer: "Trainer") -> None:
         self._seen_step = trainer.step
@@ -129,8 +126,7 @@ class LogThrottleCallback(Callback):
         self._sinks("close")
         self._active = None
         self._trainer = None
-        self._warnings.report_suppressed()
-        log.removeFilter(self._warnings)
+        RATE_LIMIT.report_suppressed()
 
     def _log_due(self, trainer: "Trainer") -> None:
         by_time = self._clock_schedule.due(trainer.step)
@@ -162,7 +158,7 @@ class LogThrottleCallback(Callback):
     def _write(self, step: int, values: dict[str, float]) -> None:
         bad = sorted(tag for tag, value in values.items() if not math.isfinite(value))
         if bad:
-            log.warning("metrics: %s not finite at step %d", ", ".join(bad), step)
+            log.warning("metrics: %s not finite (NaN or infinite)", ", ".join(bad))
         self.latest.update(values)
         self.latest_step = step
         self._sinks("write", step, values)

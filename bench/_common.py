@@ -16,12 +16,35 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple, TypeVar
 
 import jax
 
 from emergence import Callback, Trainer
 
 MIN_TOLERANCE = 0.01
+T = TypeVar("T")
+
+
+class Lap(NamedTuple):
+    """One timed stretch: wall seconds, and CPU seconds of all this process's threads.
+
+    On a shared machine the CPU time is the steadier figure of work done (another job
+    taking a core slows the wall clock, not the work); the wall clock is what a user waits.
+    """
+
+    wall: float
+    cpu: float
+
+
+class Stopwatch:
+    """Starts a `Lap`: `lap = Stopwatch(); ...; lap.stop()`."""
+
+    def __init__(self) -> None:
+        self.wall, self.cpu = time.perf_counter(), time.process_time()
+
+    def stop(self) -> Lap:
+        return Lap(time.perf_counter() - self.wall, time.process_time() - self.cpu)
 
 
 def machine() -> str:
@@ -38,10 +61,10 @@ def machine() -> str:
     return f"{model}, {os.cpu_count()} cores, {jax.default_backend()} ({devices}), jax {jax.__version__}"
 
 
-def interleaved(cases: dict[str, Callable[[], float]], rounds: int) -> dict[str, list[float]]:
-    """Run each case once per round, rotating the order; each case returns the seconds it measured."""
+def interleaved(cases: dict[str, Callable[[], T]], rounds: int) -> dict[str, list[T]]:
+    """Run each case once per round, rotating the order; each case returns what it measured (seconds, a `Lap`)."""
     names = list(cases)
-    times: dict[str, list[float]] = {name: [] for name in names}
+    times: dict[str, list[T]] = {name: [] for name in names}
     for r in range(rounds):
         for name in names[r % len(names):] + names[: r % len(names)]:
             times[name].append(cases[name]())
@@ -108,18 +131,22 @@ class Window(Callback):
     """Times the loop: opened by `opener` (last in the list), closed here (first), the state ready at both ends."""
 
     def __init__(self) -> None:
-        self.seconds = 0.0
+        self.lap = Lap(0.0, 0.0)
         self.opener = _Opener(self)
+
+    @property
+    def seconds(self) -> float:
+        return self.lap.wall
 
     def on_fit_end(self, trainer: Trainer, reason: str) -> None:
         jax.block_until_ready(trainer.state)
-        self.seconds = time.perf_counter() - self.opener.start
+        self.lap = self.opener.watch.stop()
 
 
 class _Opener(Callback):
     def __init__(self, window: Window) -> None:
-        self.window, self.start = window, 0.0
+        self.window, self.watch = window, Stopwatch()
 
     def on_fit_start(self, trainer: Trainer) -> None:
         jax.block_until_ready(trainer.state)  # init_state's eager ops are not the loop's
-        self.start = time.perf_counter()
+        self.watch = Stopwatch()

@@ -1,6 +1,6 @@
 """checkpoint_io: save and restore a ~512 MiB TrainState against raw disk, Orbax, pickle and flax.
 
-    python bench/checkpoint_io.py [--mib 512] [--rounds 5] [--dir /tmp]
+    python bench/checkpoint_io.py [--mib 512] [--rounds 5] [--dir /tmp] [--quick]
 
 Targets (exit 1 when one is missed by more than the noise of the per-round ratios):
   - disk: `write_checkpoint` of host arrays ≥ 0.9× the speed of a raw fsync'd write of
@@ -228,7 +228,10 @@ def main() -> None:
     parser.add_argument("--mib", type=int, default=512)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--dir", default=tempfile.gettempdir(), help="where the files go (the disk under test)")
+    parser.add_argument("--quick", action="store_true", help="128 MiB, 3 rounds")
     args = parser.parse_args()
+    if args.quick:
+        args.mib, args.rounds = 128, 3
     free = shutil.disk_usage(args.dir).free
     if free < 4 * args.mib * 2**20:
         raise SystemExit(f"only {free / 2**30:.1f} GiB free in {args.dir}; need 4x {args.mib} MiB; pass --dir")

@@ -20,21 +20,17 @@ class InFlight:
     """A queue of unfinished train calls, oldest first."""
 
     def __init__(self) -> None:
-        self._calls: deque[tuple[int, list[Any], float]] = deque()
+        self._calls: deque[tuple[int, list[Any]]] = deque()
 
     def __len__(self) -> int:
         return len(self._calls)
 
-    def add(self, step: int, metrics: Any, dispatched_at: float = 0.0) -> bool:
-        """Track the call ending at `step` by its metrics, queued at `dispatched_at`; False when it has none to watch."""
+    def add(self, step: int, metrics: Any) -> bool:
+        """Track the call ending at `step` by its metrics; False when it has none to watch."""
         leaves = jax.tree.leaves(metrics)
         if leaves:
-            self._calls.append((step, leaves, dispatched_at))
+            self._calls.append((step, leaves))
         return bool(leaves)
-
-    def oldest_dispatched(self) -> float | None:
-        """When the oldest call still tracked was queued (as given to `add`), if any."""
-        return self._calls[0][2] if self._calls else None
 
     def poll(self) -> int | None:
         """Forget the calls that have finished; the step of the newest of them, if any."""

@@ -11,12 +11,12 @@ tear the save; SIGKILL remains the way to force a stop.
 The emergency save has to wait for every call already dispatched (the state it saves
 is the output of the newest). JAX lets the host run ~30 calls ahead of the device, which
 for second-long calls would spend a scheduler's whole grace period (10 s for
-`docker stop`, 30 s for SLURM) before the save even starts; so the callback keeps at most
-`max_calls_in_flight` calls unfinished, waiting (never copying) for older ones, until it
-has seen a call finish and then whenever the oldest unfinished call was dispatched more
-than `QUEUED_SECONDS` ago. Short calls are left alone: a queue of them that young drains
-in milliseconds, and waiting on each would make a dispatch-bound loop (a tiny model, one
-step per call) 1.5-3x slower.
+`docker stop`, 30 s for SLURM) before the save even starts; so whenever the device work
+queued ahead of the host exceeds `QUEUED_SECONDS` (estimated from observed completions by
+a `CallTimer`, and assumed to until one is seen), the callback waits (never copying) until
+at most `max_calls_in_flight` calls are unfinished. A queue of short calls is left alone:
+it drains within `QUEUED_SECONDS`, and waiting at every call would make a dispatch-bound
+loop (a tiny model, one step per call) 1.5-3x slower.
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from emergence.callbacks._in_flight import InFlight
+from emergence.callbacks._call_timer import CallTimer
 from emergence.callbacks._save_once import save_last_state
 from emergence.callbacks.base import Callback, Metrics
 from emergence.log import get_logger
@@ -40,7 +40,7 @@ log = get_logger("emergence.callbacks")
 
 DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 _UNCATCHABLE = {signal.SIGKILL, signal.SIGSTOP}
-QUEUED_SECONDS = 0.05
+QUEUED_SECONDS = 0.25
 
 
 class SignalCheckpointCallback(Callback):
@@ -51,9 +51,9 @@ class SignalCheckpointCallback(Callback):
         exit_process: exit with 128 + signum after `fit()` has wound down; None (the
             default) exits everywhere except inside a Jupyter/IPython kernel.
         max_calls_in_flight: how many dispatched calls may be unfinished at a call
-            boundary when the queue is slow (see above; 2 keeps the device busy); an
-            emergency save waits for at most one more than that, or for a queue younger
-            than `QUEUED_SECONDS`. None lets the host run as far ahead as JAX allows.
+            boundary once more than `QUEUED_SECONDS` of device work is queued (2 keeps the
+            device busy): an emergency save waits for at most one more call than that, or
+            about `QUEUED_SECONDS`. None lets the host run as far ahead as JAX allows.
 
     Put it last in the callback list: its `teardown` ends the process, so callbacks after
     it would not get theirs.
@@ -66,8 +66,8 @@ class SignalCheckpointCallback(Callback):
             raise ValueError(f"max_calls_in_flight must be a positive integer or None, got {max_calls_in_flight!r}")
         self.exit_process = exit_process
         self.max_calls_in_flight = max_calls_in_flight
-        self._in_flight = InFlight()
-        self._seen_finish = False
+        self._timer = CallTimer(time.monotonic)
+        self._seen_step = 0
         self.received: signal.Signals | None = None
         self.ignored = 0
         self._previous: dict[signal.Signals, Any] = {}
@@ -76,7 +76,7 @@ class SignalCheckpointCallback(Callback):
 
     def setup(self, trainer: "Trainer") -> None:
         self.received, self.ignored, self._handled, self._failed = None, 0, False, False
-        self._in_flight, self._seen_finish = InFlight(), False
+        self._timer = CallTimer(time.monotonic)
         if threading.current_thread() is not threading.main_thread():
             log.warning("fit() runs outside the main thread, where Python cannot catch signals: "
                         "SignalCheckpointCallback is inactive; run fit() in the main thread")
@@ -91,6 +91,7 @@ class SignalCheckpointCallback(Callback):
             self.ignored += 1
 
     def on_fit_start(self, trainer: "Trainer") -> None:
+        self._seen_step = trainer.step
         self._act(trainer)
 
     def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
@@ -100,13 +101,12 @@ class SignalCheckpointCallback(Callback):
             self._bound_queue(trainer.step, metrics)
 
     def _bound_queue(self, step: int, metrics: Metrics) -> None:
-        """Wait for older calls while no call has been seen to finish, or while the queue is old."""
-        now = time.monotonic()
-        self._in_flight.add(step, metrics, now)
-        self._seen_finish = self._in_flight.poll() is not None or self._seen_finish
-        oldest = self._in_flight.oldest_dispatched()
-        if not self._seen_finish or (oldest is not None and now - oldest > QUEUED_SECONDS):
-            self._seen_finish = self._in_flight.wait(self.max_calls_in_flight) is not None or self._seen_finish
+        """Wait for older calls while more than `QUEUED_SECONDS` of device work is (or may be) queued."""
+        timer = self._timer
+        timer.dispatched(step, step - self._seen_step, metrics)
+        self._seen_step = step
+        if timer.seconds_per_step is None or timer.pending_seconds(step) > QUEUED_SECONDS:
+            timer.wait(self.max_calls_in_flight)
 
     def on_exception(self, trainer: "Trainer", exception: BaseException) -> None:
         self._failed = True

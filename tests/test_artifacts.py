@@ -79,12 +79,15 @@ def test_training_curves_png_is_a_valid_image_with_one_panel_per_tag_family_and_
     assert "resumed at step 20" in figure.get_suptitle()
 
 
-def test_an_unwritable_output_dir_fails_before_training_with_one_line(tmp_path, read_only_dir):
+def test_an_unwritable_output_dir_fails_before_training_with_one_line(tmp_path, read_only_dir, monkeypatch):
     blocked = read_only_dir(tmp_path / "blocked")
+    (tmp_path / "cwd").mkdir()
+    monkeypatch.chdir(tmp_path / "cwd")
     trainer = Trainer(toy_task(), [ArtifactExportCallback(output_dir=blocked)], max_steps=5, run_dir=tmp_path / "run")
     with pytest.raises(RunDirError, match="ArtifactExportCallback: output_dir .* is not writable") as error:
         trainer.fit()
     assert "\n" not in str(error.value) and trainer.step == 0
+    assert list((tmp_path / "cwd").iterdir()) == [], "nothing may be written anywhere else instead"
 
 
 def test_a_bad_interval_is_refused_with_one_line():

@@ -55,7 +55,7 @@ class ArtifactExportCallback(Callback):
         self.output_dir = output_dir
         self.metrics_csv = Path(metrics_csv)
         self.resumed_at: list[int] = []
-        self._out = Path(".")
+        self._out: Path | None = None  # set by setup, once the output dir is known to be writable
 
     def state_dict(self) -> dict[str, Any]:
         return {"resumed_at": list(self.resumed_at)}
@@ -82,6 +82,8 @@ class ArtifactExportCallback(Callback):
 
     def export(self, trainer: "Trainer") -> None:
         """Write the artifacts now (a failure to write is logged; training goes on)."""
+        if self._out is None:  # setup never ran or failed: there is nowhere checked to write
+            return
         try:
             self._write_progress(trainer)
             self._write_curves(trainer)

@@ -23,13 +23,15 @@ from emergence.cli.report import Throughput, summary
 from emergence.cli.tracking import lab_trackers, policy_probe
 from emergence.cli.usage import UsageError, parse
 from emergence.config import PRESETS, LabConfig
-from emergence.errors import ConfigMismatchError
+from emergence.errors import CheckpointNotFoundError, ConfigMismatchError
 from emergence.metrics import CSVSink, TensorBoardSink
 from emergence.platform import kaggle_root, platform_name
 from emergence.resume_search import kaggle_resume_checkpoint
 
 MONITOR = "eval/food_per_agent_step"
 PROGRESS_LINE_SECONDS = 15.0
+SHOWN = ("env/food_per_agent_step", "env/population", "loss/total", MONITOR)
+"""What the progress line shows of the logged metrics (all of them go to metrics.csv and TensorBoard)."""
 
 
 def preset_in(argv: Sequence[str]) -> str:
@@ -54,7 +56,7 @@ def parse_config(argv: Sequence[str]) -> LabConfig:
 
 
 def check(config: LabConfig) -> None:
-    """Refuse settings no run can use, naming the flag (a `UsageError`)."""
+    """Refuse settings no run can use, naming the flag, before anything is compiled or written."""
     train = config.train
     for name in ("total_steps", "save_interval", "keep_last", "num_envs", "steps_per_call", "log_interval"):
         if getattr(train, name) < 1:
@@ -64,6 +66,9 @@ def check(config: LabConfig) -> None:
             raise UsageError(f"--train.{name.replace('_', '-')} must be 0 (off) or positive, got {getattr(train, name)}")
     if train.max_duration is not None and train.max_duration <= 0:
         raise UsageError(f"--train.max-duration must be positive seconds, got {train.max_duration}")
+    if train.resume_from not in ("auto", "none") and not Path(train.resume_from).exists():
+        raise CheckpointNotFoundError(f"--train.resume-from {train.resume_from}: nothing there; pass a checkpoint "
+                                      f"file or dir, 'auto' or 'none'")
     try:
         config.ppo_config()
     except ValueError as err:  # e.g. num_envs not a multiple of num_minibatches
@@ -108,7 +113,7 @@ def callbacks(config: LabConfig, platform: str, task: PPOTask) -> list[Callback]
         "checkpoint": dict(every_n_steps=updates(train.save_interval), keep_last=train.keep_last,
                            monitor=MONITOR if evaluating else None, mode="max", save_top_k=1 if evaluating else 0),
         "logging": dict(every_n_steps=updates(train.log_interval), sinks=[CSVSink(), TensorBoardSink()]),
-        "progress": dict(plain_every_n_seconds=PROGRESS_LINE_SECONDS),
+        "progress": dict(plain_every_n_seconds=PROGRESS_LINE_SECONDS, metrics=SHOWN),
     }
     if train.max_duration is not None:
         overrides["time_budget"] = dict(max_duration=train.max_duration)

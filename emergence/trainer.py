@@ -31,6 +31,7 @@ from emergence.checkpoint.atomic import remove_stale_temp_files
 from emergence.checkpointing import build_manifest, check_config, host_metrics, restore_state
 from emergence.errors import CheckpointWriteError, RunDirError
 from emergence.log import get_logger
+from emergence.parallel.mesh import DataParallel, Devices
 from emergence.state import TrainState
 from emergence.task import Task, task_config, task_name
 
@@ -41,16 +42,20 @@ Resume = Literal["auto"] | str | os.PathLike | None
 ASYNC_KINDS = ("periodic", "best")
 
 
-def _fused_call(train_step: Callable, steps: int) -> Callable:
+def _jit_donating(fn: Callable) -> Callable:
+    return jax.jit(fn, donate_argnums=0)
+
+
+def _fused_call(train_step: Callable, steps: int, jit_step: Callable[[Callable], Callable] = _jit_donating) -> Callable:
     """One jitted call running `steps` train steps; metrics averaged over them on device."""
     if steps == 1:
-        return jax.jit(train_step, donate_argnums=0)
+        return jit_step(train_step)
 
     def many(state: TrainState) -> tuple[TrainState, Metrics]:
         state, metrics = jax.lax.scan(lambda s, _: train_step(s), state, None, length=steps)
         return state, jax.tree.map(lambda m: m.mean(axis=0), metrics)
 
-    return jax.jit(many, donate_argnums=0)
+    return jit_step(many)
 
 
 class Trainer:
@@ -76,6 +81,11 @@ class Trainer:
             outside the loop, are durable before `save_checkpoint` returns. False writes
             every save synchronously; an `AsyncCheckpointWriter` is used as given (tests pass
             one to hold writes back).
+        devices: None (default: JAX's default device, no mesh), or data parallel over local
+            devices: `"all"`, the first N, or a list of `jax.Device`. The state is placed on a
+            one-axis mesh as the task's optional `state_sharding(mesh, state)` says (else
+            replicated) after init or restore; see `emergence.parallel`. Checkpoints are
+            written gathered and resume onto any device count.
 
     `last_save_seconds` is how long the last durable save took from snapshot to durable
     file (what the same save costs written synchronously), set before its
@@ -85,7 +95,7 @@ class Trainer:
     def __init__(self, task: Task, callbacks: Sequence[Callback] = (), *, max_steps: int,
                  steps_per_call: int = 1, run_dir: str | os.PathLike | None = None, resume: Resume = "auto",
                  seed: int = 0, eval_every_n_steps: int | None = None, force_resume: bool = False,
-                 async_checkpoint: bool | AsyncCheckpointWriter = True) -> None:
+                 async_checkpoint: bool | AsyncCheckpointWriter = True, devices: Devices | None = None) -> None:
         _check_positive(max_steps=max_steps, steps_per_call=steps_per_call)
         if eval_every_n_steps is not None:
             _check_positive(eval_every_n_steps=eval_every_n_steps)
@@ -101,6 +111,7 @@ class Trainer:
         self.eval_every_n_steps = eval_every_n_steps
         self.force_resume = force_resume
         self._writer = _writer(async_checkpoint)
+        self.parallel = None if devices is None else DataParallel(devices)
         self._hooks = _hook_table(self.callbacks)
         self._calls: dict[int, Callable] = {}
         self._eval_call: Callable | None = None
@@ -190,7 +201,8 @@ class Trainer:
 
     def _call(self, steps: int) -> Callable:
         if steps not in self._calls:
-            self._calls[steps] = _fused_call(self.task.train_step, steps)
+            jit_step = _jit_donating if self.parallel is None else self.parallel.jit_step
+            self._calls[steps] = _fused_call(self.task.train_step, steps, jit_step)
         return self._calls[steps]
 
     def evaluate(self) -> Metrics:
@@ -273,6 +285,8 @@ class Trainer:
 
     def _initial_state(self) -> TrainState:
         fresh = self.task.init_state(jax.random.key(self.seed))
+        if self.parallel is not None:
+            fresh = self.parallel.place(self.task, fresh)  # restore_state places leaves like these
         file = self._find_resume_checkpoint()
         if file is None:
             return fresh

@@ -33,6 +33,7 @@ from emergence.agents.config import STRUCTURAL_KEYS, PPOConfig
 from emergence.agents.evaluation import evaluate, make_network
 from emergence.agents.networks import init_agent_params, policy
 from emergence.envs import NUM_ACTIONS, EnvState, observe, reset_state, step
+from emergence.parallel.mesh import shard_extra
 from emergence.state import TrainState
 
 EVAL_SALT = 0x5EED  # eval keys are fold_in(state.rng, EVAL_SALT): state.rng itself is untouched
@@ -159,6 +160,10 @@ class PPOTask:
                                        cfg.mutation_std)
             extra |= {"agent_params": agents, "agent_opt_state": self.agent_tx.init(agents)}
         return TrainState.create(params=params, opt_state=self.tx.init(params), rng=rng, extra=extra)
+
+    def state_sharding(self, mesh: Any, state: TrainState) -> TrainState:
+        """Data parallel (`Trainer(devices=...)`): the `num_envs` worlds and heads split across devices."""
+        return shard_extra(mesh, state)
 
     def _observe(self, env_state: EnvState) -> jax.Array:
         return jax.vmap(lambda s: observe(s, self.cfg.env))(env_state)

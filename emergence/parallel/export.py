@@ -1,0 +1,55 @@
+"""One seed out of a `ManySeeds` checkpoint, as an ordinary checkpoint of the inner task.
+
+The arrays are seed i's slices of the stacked state; the manifest keeps the step,
+kind, versions and typed-key table, takes the inner task's config (so the inner task
+resumes it with no config change), keeps seed i's metrics under their plain names, and
+drops callback state (it described the stacked run: its best-k list names the stack's
+files). `exported` records where it came from.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from emergence.checkpoint import CheckpointFile, write_checkpoint
+from emergence.checkpoint.manifest import config_hash
+from emergence.errors import EmergenceError
+from emergence.parallel.seeds import seed_tag
+
+
+def _num_seeds(file: CheckpointFile) -> int:
+    config = file.manifest.get("config", {})
+    if not isinstance(config.get("num_seeds"), int) or "task" not in config:
+        raise EmergenceError(f"{file.path.name} holds one run, not a ManySeeds stack (its config has no num_seeds); "
+                             f"export it without --seed")
+    return config["num_seeds"]
+
+
+def seed_metrics(metrics: dict[str, float], seed: int) -> dict[str, float]:
+    """Seed `seed`'s entries of a stacked run's metrics, under their plain names."""
+    suffix = seed_tag("", seed)
+    return {name[: -len(suffix)]: value for name, value in metrics.items() if name.endswith(suffix)}
+
+
+def seed_checkpoint(file: CheckpointFile, seed: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Seed `seed`'s arrays and manifest from a stacked checkpoint; a one-line error for any other file."""
+    num_seeds = _num_seeds(file)
+    if not 0 <= seed < num_seeds:
+        raise EmergenceError(f"--seed {seed} is out of range: {file.path.name} holds seeds 0..{num_seeds - 1}")
+    arrays = {name: np.array(stacked[seed]) for name, stacked in file.arrays.items()}  # a 0-d slice stays 0-d
+    inner = file.manifest["config"]["task"]
+    manifest = {**file.manifest, "config": inner, "config_hash": config_hash(inner), "callbacks": {},
+                "metrics": seed_metrics(file.manifest.get("metrics", {}), seed),
+                "exported": {"source": file.path.name, "source_checksum": file.checksum, "seed": seed}}
+    manifest.pop("format_version", None)
+    return arrays, manifest
+
+
+def export_seed(file: CheckpointFile, seed: int, out: Path) -> dict[str, np.ndarray]:
+    """Write seed `seed` of `file` to `out` as a checkpoint that the inner task resumes from (atomically)."""
+    arrays, manifest = seed_checkpoint(file, seed)
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    write_checkpoint(out, arrays, manifest)
+    return arrays

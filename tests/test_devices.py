@@ -19,7 +19,7 @@ import pytest
 from emergence import Callback, Trainer
 from emergence.callbacks import CheckpointCallback
 from emergence.checkpoint import flatten_to_host, read_checkpoint
-from emergence.parallel import DeviceError
+from emergence.parallel import DeviceError, ManySeeds
 from emergence.testing import toy_task
 
 
@@ -33,7 +33,7 @@ def tiny_ppo():
                              eval_envs=1, eval_steps=4))
 
 
-TASKS = {"toy": toy_task, "ppo": tiny_ppo}
+TASKS = {"toy": toy_task, "ppo": tiny_ppo, "8_seeds": lambda: ManySeeds(toy_task(), 8)}
 
 
 class SaveWhatWasRestored(Callback):
@@ -109,6 +109,14 @@ def test_a_checkpoint_saved_on_8_devices_resumes_on_1_and_2_and_the_other_way(tm
     alone = Trainer(toy_task(), max_steps=6, run_dir=tmp_path / "one_device_process", resume=at_step_3(saved_8),
                     async_checkpoint=False)  # this process has a single device and no mesh
     assert_close(flatten_to_host(alone.fit())[0], final(saved_8, 6))
+
+
+def test_eight_seeds_on_eight_devices_run_one_seed_each_and_match_one_device(tmp_path):
+    sharded, plain = in_eight_devices(
+        {"task": "8_seeds", "devices": "all", "max_steps": 4, "run_dir": str(tmp_path / "eight")},
+        {"task": "8_seeds", "devices": None, "max_steps": 4, "run_dir": str(tmp_path / "plain")})
+    assert sharded["params"] == sharded["opt_state"] == ["P('data',) on 8"] and plain["params"] == ["single on 1"]
+    assert_close(final(tmp_path / "eight", 4), final(tmp_path / "plain", 4))
 
 
 @pytest.mark.slow

@@ -16,12 +16,13 @@ from typing import Annotated, Any
 import tyro
 from tyro.conf import Positional, arg
 
-from emergence.checkpoint import CheckpointRef, list_checkpoints, read_checkpoint, read_manifest
+from emergence.checkpoint import CheckpointFile, CheckpointRef, list_checkpoints, read_checkpoint, read_manifest
 from emergence.cli.arrays import array_differences, export_arrays, subtree_sizes
 from emergence.cli.paths import checkpoint_dir, existing, load_checkpoint
 from emergence.cli.table import format_number, format_table, human_size, local_time
 from emergence.cli.usage import parse
 from emergence.errors import EmergenceError
+from emergence.parallel.export import export_seed
 
 LATEST = "latest.json"
 
@@ -204,21 +205,41 @@ class Export:
     Tensors keep their leaf paths in the training state (`params/params/Dense_0/kernel`
     is `state.params["params"]["Dense_0"]["kernel"]`); the metadata holds the step, the
     source file and checksum and the config (JSON). No optimizer state, rng or env state.
+    With `--seed i` on a many-seeds checkpoint (`ManySeeds`), write seed i's whole state
+    instead, as an ordinary checkpoint of the inner task that resumes alone.
     """
 
     path: Positional[Annotated[Path, arg(metavar="CKPT")]]
     """a checkpoint file, or a run/checkpoint dir (its newest valid checkpoint)"""
     out: Positional[Annotated[Path, arg(metavar="OUT")]]
-    """the file to write (e.g. policy.safetensors)"""
+    """the file to write (e.g. policy.safetensors; with --seed e.g. seed3/checkpoints/step_1000.safetensors)"""
     include: tuple[str, ...] = ("params",)
     """subtrees to export (e.g. --include params extra/agent_params for the lab's evolved heads)"""
+    seed: Annotated[int | None, arg(metavar="I")] = None
+    """export run i of a many-seeds checkpoint as a resumable checkpoint of the inner task (whole state)"""
 
     def run(self) -> int:
         file = load_checkpoint(self.path)
-        written = export_arrays(file, self.out, self.include)
-        print(f"wrote {self.out}: {len(written)} arrays, {human_size(self.out.stat().st_size)} "
-              f"(step {file.manifest['step']}; load with safetensors.numpy.load_file)")
+        if self.seed is None:
+            written = export_arrays(file, self.out, self.include)
+            print(f"wrote {self.out}: {len(written)} arrays, {human_size(self.out.stat().st_size)} "
+                  f"(step {file.manifest['step']}; load with safetensors.numpy.load_file)")
+            return 0
+        if self.include != ("params",):
+            raise EmergenceError("--seed writes the whole state of one seed; drop --include")
+        _check_out(file, self.out)
+        written = export_seed(file, self.seed, self.out)
+        print(f"wrote {self.out}: seed {self.seed}, {len(written)} arrays, {human_size(self.out.stat().st_size)} "
+              f"(step {file.manifest['step']}; resume it with Trainer(<inner task>, resume=\"{self.out}\"))")
         return 0
+
+
+def _check_out(file: CheckpointFile, out: Path) -> None:
+    """A one-line error unless `out` can take a new checkpoint without touching `file`."""
+    if out.is_dir():
+        raise EmergenceError(f"{out} is a directory; pass a file name such as {out / 'step_0.safetensors'}")
+    if out.exists() and out.resolve() == file.path.resolve():
+        raise EmergenceError(f"{out} is the checkpoint being exported; write the export to another file")
 
 
 Command = (Annotated[List, tyro.conf.subcommand("list")] | Annotated[Inspect, tyro.conf.subcommand("inspect")]

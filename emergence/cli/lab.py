@@ -33,6 +33,8 @@ from emergence.envs import render
 from emergence.errors import IncompatibleCheckpointError
 from emergence.state import TrainState
 
+play = jax.jit(run_episodes, static_argnums=(1, 4, 5, 6))
+"""`run_episodes` compiled once per (config, policy, worlds, steps)."""
 CheckpointArg = Positional[Annotated[Path, arg(metavar="CKPT")]]
 SHEET_FRAMES = 12
 SHEET_COLUMNS = 4
@@ -51,9 +53,10 @@ def load_lab_checkpoint(path: Path) -> tuple[CheckpointFile, PPOTask, TrainState
     return file, task, restore_state(task.init_state(jax.random.key(0)), file)
 
 
-def _positive(**values: int) -> None:
+def _positive(**values: int | None) -> None:
+    """A one-line `UsageError` for the first flag given below 1 (None: not given)."""
     for name, value in values.items():
-        if value < 1:
+        if value is not None and value < 1:
             raise UsageError(f"--{name} must be at least 1, got {value}")
 
 
@@ -75,13 +78,13 @@ class Eval:
 
 def evaluate_checkpoint(command: Eval) -> dict[str, Any]:
     """Greedy and random metrics of `command.checkpoint` (host floats) and where they came from."""
+    _positive(envs=command.envs, steps=command.steps)
     file, task, state = load_lab_checkpoint(command.checkpoint)
     envs, steps = command.envs or task.cfg.eval_envs, command.steps or task.cfg.eval_steps
-    _positive(envs=envs, steps=steps)
     key = jax.random.key(command.seed)
 
     def measure(mode: str) -> dict[str, float]:
-        log = run_episodes(key, task.cfg, state.params, state.extra.get("agent_params"), mode, envs, steps)
+        log = play(key, task.cfg, state.params, state.extra.get("agent_params"), mode, envs, steps)
         return {name.removeprefix("eval/"): float(value) for name, value in jax.device_get(episode_metrics(log)).items()}
 
     greedy, random = measure("greedy"), measure("random")
@@ -133,7 +136,7 @@ def episode_frames(command: Render) -> np.ndarray:
     """(steps, H, W, 3) uint8 frames of one world, the first being the fresh world."""
     _, task, state = load_lab_checkpoint(command.checkpoint)
     env = task.cfg.env
-    log = run_episodes(jax.random.key(command.seed), task.cfg, state.params, state.extra.get("agent_params"),
+    log = play(jax.random.key(command.seed), task.cfg, state.params, state.extra.get("agent_params"),
                        command.policy, 1, command.steps)
     world = jax.tree.map(lambda x: x[:, 0], log.states)
     return np.asarray(jax.vmap(lambda s: render(s, env, command.cell_px))(world))

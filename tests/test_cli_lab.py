@@ -39,6 +39,9 @@ def run_dir(tmp_path_factory) -> Path:
     return run_dir
 
 
+# Every command below plays 1 world for 6 steps, so each policy's episode program compiles once.
+
+
 def run(capsys, *argv: str) -> tuple[int, str, str]:
     code = main(list(argv))
     captured = capsys.readouterr()
@@ -46,10 +49,10 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
 
 
 def test_eval_reports_greedy_and_random_on_the_same_worlds(capsys, run_dir):
-    code, out, _ = run(capsys, "eval", str(run_dir), "--json", "--envs", "3", "--steps", "6", "--seed", "4")
+    code, out, _ = run(capsys, "eval", str(run_dir), "--json", "--envs", "1", "--steps", "6", "--seed", "4")
     result = json.loads(out)
-    assert code == 0 and result["step"] == 2 and (result["envs"], result["steps"]) == (3, 6)
-    random = jax.device_get(episode_metrics(play(jax.random.key(4), TINY, None, None, "random", 3, 6)))
+    assert code == 0 and result["step"] == 2 and (result["envs"], result["steps"]) == (1, 6)
+    random = jax.device_get(episode_metrics(play(jax.random.key(4), TINY, None, None, "random", 1, 6)))
     assert result["random"]["food_per_agent_step"] == pytest.approx(float(random["eval/food_per_agent_step"]))
     assert result["random"] != result["greedy"]
     assert result["food_ratio"] == pytest.approx(result["greedy"]["food_per_agent_step"]
@@ -58,7 +61,7 @@ def test_eval_reports_greedy_and_random_on_the_same_worlds(capsys, run_dir):
 
 
 def test_eval_prints_a_table_with_the_ratio(capsys, run_dir):
-    code, out, _ = run(capsys, "eval", str(run_dir / "checkpoints" / "final_step_2.safetensors"), "--envs", "3",
+    code, out, _ = run(capsys, "eval", str(run_dir / "checkpoints" / "final_step_2.safetensors"), "--envs", "1",
                        "--steps", "6")
     assert code == 0 and "greedy" in out and "random" in out and "the random policy's" in out
 

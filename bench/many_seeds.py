@@ -12,7 +12,9 @@ ratio (vmapped / sequential) is the per-round time ratio sequential / vmapped; t
 table gives its median over interleaved rounds and the noise (median absolute
 deviation), for wall time and for process CPU time. No target: the gain depends on
 how far one run is from filling the device (a CPU with 2 cores has little room; a GPU
-running a 32-env PPO has a lot). `--quick` is a tiny world for a smoke run.
+running a 32-env PPO has a lot), against the extra work vmap adds (PPO's `lax.cond`s
+become `select`s that run both branches). docs/scaling.md has the figures measured.
+`--quick` is a tiny world for a smoke run.
 """
 from __future__ import annotations
 

@@ -81,8 +81,9 @@ class Trainer:
             outside the loop, are durable before `save_checkpoint` returns. False writes
             every save synchronously; an `AsyncCheckpointWriter` is used as given (tests pass
             one to hold writes back).
-        devices: None (default: JAX's default device, no mesh), or data parallel over local
-            devices: `"all"`, the first N, or a list of `jax.Device`. The state is placed on a
+        devices: None (default: JAX's default device, no mesh), or data parallel: `"all"` (under
+            `jax.distributed`, every process's; only process 0 writes checkpoints), the first N
+            local devices, or a list of `jax.Device`. The state is placed on a
             one-axis mesh as the task's optional `state_sharding(mesh, state)` says (else
             replicated) after init or restore; see `emergence.parallel`. Checkpoints are
             written gathered and resume onto any device count.
@@ -236,13 +237,16 @@ class Trainer:
             raise failed
         started = time.perf_counter()
         path = self.checkpoint_dir / checkpoint_name(kind, self._step)
-        arrays, typed_keys = flatten_to_host(self._state)
+        state = self._state if self.parallel is None else self.parallel.gathered(self._state)
+        arrays, typed_keys = flatten_to_host(state)
         manifest = build_manifest(
             step=self._step, kind=kind, reason=reason, config=task_config(self.task),
             callbacks={cb.state_key: cb.state_dict() for cb in self.callbacks},
             metrics={**host_metrics(self.last_metrics), **host_metrics(self.last_eval_metrics), **(metrics or {})},
             typed_keys=typed_keys)
         ref = CheckpointRef(path, kind, self._step)
+        if self.parallel is not None and not self.parallel.writes:
+            return ref  # under jax.distributed every process gathered the state above; process 0 writes it
         if background:
             self._writer.submit(lambda: _write_durably(ref, arrays, manifest, started, then))
             return ref

@@ -6,7 +6,15 @@ checkpoint with `export_seed` (`emergence ckpt export --seed i`). docs/scaling.m
 what runs where.
 """
 from emergence.parallel.export import export_seed, seed_checkpoint
-from emergence.parallel.mesh import AXIS, DataParallel, DeviceError, replicated, resolve_devices, shard_extra, split_leading_axis
+from emergence.parallel.mesh import (
+    AXIS,
+    DataParallel,
+    DeviceError,
+    replicated,
+    resolve_devices,
+    shard_extra,
+    split_leading_axis,
+)
 from emergence.parallel.seeds import ManySeeds, per_seed, seed_tag
 
 __all__ = ["AXIS", "DataParallel", "DeviceError", "ManySeeds", "export_seed", "per_seed", "replicated",

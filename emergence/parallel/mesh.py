@@ -7,6 +7,10 @@ splits its `num_envs` axis, see `shard_extra`); without it every leaf is replica
 The state is placed once (after init or restore) and every jitted call keeps those
 shardings (`in_shardings`/`out_shardings`), so the compiler partitions the step and
 inserts the gradient all-reduce itself: no hand-written `pmap`.
+
+Under `jax.distributed` (`devices="all"` spans every process's devices) a save is a
+collective: every process gathers the state (`gathered`), process 0 alone writes
+(`writes`). docs/scaling.md says what of many hosts is not handled yet.
 """
 from __future__ import annotations
 
@@ -17,6 +21,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from emergence.checkpoint.tree import is_typed_key
 from emergence.errors import EmergenceError
 
 AXIS = "data"
@@ -29,10 +34,11 @@ class DeviceError(EmergenceError, ValueError):
 
 
 def resolve_devices(devices: Devices) -> list[jax.Device]:
-    """The local devices `devices` names: `"all"`, the first N, or an explicit list of `jax.Device`."""
+    """The devices `devices` names: `"all"` (every process's under `jax.distributed`), the first N local
+    ones, or an explicit list of local `jax.Device`."""
     available = jax.local_devices()
     if devices == "all":
-        return list(available)
+        return list(jax.devices())
     if isinstance(devices, int) and not isinstance(devices, bool):
         if not 1 <= devices <= len(available):
             raise DeviceError(f"devices={devices} but this process has {len(available)} "
@@ -73,6 +79,13 @@ def shard_extra(mesh: Mesh, state: Any) -> Any:
                          rng=copy(state.rng), extra=every(state.extra, lambda leaf: split_leading_axis(mesh, leaf)))
 
 
+def _from_host(leaf: Any, sharding: NamedSharding) -> jax.Array:
+    """`leaf` placed with a sharding that spans processes, by way of a host copy (every process holds the same)."""
+    if is_typed_key(leaf):
+        return jax.random.wrap_key_data(_from_host(jax.random.key_data(leaf), sharding), impl=jax.random.key_impl(leaf))
+    return jax.device_put(np.asarray(jax.device_get(leaf)), sharding)
+
+
 class DataParallel:
     """A one-axis mesh over local devices, placing a task's state on it and jitting steps that keep it there."""
 
@@ -80,12 +93,34 @@ class DataParallel:
         self.devices = resolve_devices(devices)
         self.mesh = Mesh(np.array(self.devices), (AXIS,))
         self.state_shardings: Any = None
+        self._gather: Callable | None = None
+
+    @property
+    def writes(self) -> bool:
+        """True on the process that writes checkpoints: the only one, or process 0 of several."""
+        return jax.process_index() == 0
+
+    def gathered(self, state: Any) -> Any:
+        """`state` with every leaf readable by `jax.device_get` on this process.
+
+        On one process that is `state` itself (`device_get` gathers local shards). Across
+        processes a leaf split over other hosts' devices is first copied whole onto every
+        device by a jitted identity: a collective, so every process must call this at the
+        same step (a save is taken by all processes, written by process 0).
+        """
+        if jax.process_count() == 1:
+            return state
+        if self._gather is None:
+            self._gather = jax.jit(lambda tree: tree, out_shardings=replicated(self.mesh))
+        return self._gather(state)
 
     def place(self, task: Any, state: Any) -> Any:
         """`state` on the mesh as the task's `state_sharding(mesh, state)` says (replicated without one)."""
         declare = getattr(task, "state_sharding", None)
         shardings = declare(self.mesh, state) if callable(declare) else jax.tree.map(lambda _: replicated(self.mesh), state)
         self.state_shardings = shardings
+        if jax.process_count() > 1:  # device_put reaches other hosts' devices only from host memory
+            return jax.tree.map(_from_host, state, shardings)
         return jax.device_put(state, shardings)
 
     def jit_step(self, fn: Callable) -> Callable:

@@ -1,0 +1,90 @@
+"""Two CPU processes under jax.distributed (gloo on localhost): every process trains and restores, process 0 writes.
+
+Each test starts this file twice as a script (process 0 and 1), each with one CPU
+device, and trains `ManySeeds(toy_task(), 2)` on the 2-device global mesh: the seed
+axis is split, so each process holds one seed and a save must gather across processes.
+"""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from emergence.checkpoint import flatten_to_host, read_checkpoint
+
+pytestmark = pytest.mark.slow
+
+
+def child(process_id: int, port: int, run_dir: str, max_steps: int, resume: str | None) -> dict:
+    import jax
+
+    jax.config.update("jax_cpu_collectives_implementation", "gloo")
+    jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=process_id)
+    from emergence import Callback, Trainer
+    from emergence.callbacks import CheckpointCallback
+    from emergence.parallel import ManySeeds
+    from emergence.testing import toy_task
+
+    saved: list[str] = []
+
+    class Saved(Callback):
+        def on_save_checkpoint(self, trainer, ref):
+            saved.append(ref.path.name)
+
+    trainer = Trainer(ManySeeds(toy_task(), 2), [CheckpointCallback(every_n_steps=3, keep_last=None), Saved()],
+                      max_steps=max_steps, run_dir=run_dir, resume=resume, devices="all")
+    state = trainer.fit()
+    kernel = state.params["params"]["Dense_0"]["kernel"]
+    return {"process": jax.process_index(), "devices": len(trainer.parallel.devices), "step": trainer.step,
+            "saved": saved, "local_seeds": [s.data.shape[0] for s in kernel.addressable_shards],
+            "resumed": trainer.resumed_from.path.name if trainer.resumed_from else None}
+
+
+def two_processes(run_dir, max_steps: int, resume=None) -> list[dict]:
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"} | {"JAX_PLATFORMS": "cpu"}
+    args = lambda pid: [sys.executable, __file__, str(pid), str(port), str(run_dir), str(max_steps), str(resume or "")]
+    procs = [subprocess.Popen(args(pid), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+             for pid in (0, 1)]
+    outs = [p.communicate(timeout=300) for p in procs]
+    for p, (_, err) in zip(procs, outs):
+        assert p.returncode == 0, err[-3000:]
+    return [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+
+
+def test_every_process_trains_its_seed_and_only_process_0_writes_then_both_resume(tmp_path):
+    straight = two_processes(tmp_path / "straight", 6)
+    assert [r["devices"] for r in straight] == [2, 2] and [r["local_seeds"] for r in straight] == [[1], [1]]
+    assert straight[0]["saved"] == ["step_3.safetensors", "step_6.safetensors", "final_step_6.safetensors"]
+    assert straight[1]["saved"] == []  # it gathered at every save, but never wrote
+    folder = tmp_path / "straight" / "checkpoints"
+    assert sorted(p.name for p in folder.glob("*.safetensors")) == \
+        ["final_step_6.safetensors", "step_3.safetensors", "step_6.safetensors"]
+    assert read_checkpoint(folder / "step_3.safetensors").arrays["params/params/Dense_0/kernel"].shape == (2, 1, 8)
+
+    resumed = two_processes(tmp_path / "resumed", 6, resume=folder / "step_3.safetensors")
+    assert [r["resumed"] for r in resumed] == ["step_3.safetensors"] * 2 and [r["step"] for r in resumed] == [6, 6]
+    a = read_checkpoint(folder / "final_step_6.safetensors").arrays
+    b = read_checkpoint(tmp_path / "resumed" / "checkpoints" / "final_step_6.safetensors").arrays
+    assert all(np.array_equal(a[n], b[n]) for n in a)  # same program, same devices: bitwise
+
+    from emergence import Trainer
+    from emergence.parallel import ManySeeds
+    from emergence.testing import toy_task
+
+    alone = Trainer(ManySeeds(toy_task(), 2), max_steps=6, run_dir=tmp_path / "one_process",
+                    resume=folder / "step_3.safetensors", async_checkpoint=False).fit()
+    mine = flatten_to_host(alone)[0]
+    assert all(np.allclose(mine[n], a[n], rtol=1e-5, atol=1e-7) for n in a)
+
+
+if __name__ == "__main__":
+    pid, port, run_dir, steps, resume = sys.argv[1:]
+    print(json.dumps(child(int(pid), int(port), run_dir, int(steps), resume or None)))

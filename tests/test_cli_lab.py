@@ -17,6 +17,7 @@ from emergence.cli import main
 from emergence.cli.lab import contact_sheet, play
 from emergence.envs import EnvParams
 from emergence.testing import toy_task
+from tests.test_ppo import quick_compiles  # noqa: F401  (autouse: XLA without most optimisations here too)
 
 TINY = PPOConfig(env=EnvParams(grid_size=6, max_agents=6, initial_agents=3, num_food=5, view_radius=1),
                  num_envs=2, rollout_len=4, num_epochs=1, num_minibatches=1, hidden_sizes=(8,), eval_envs=2,

@@ -9,7 +9,9 @@ Targets (exit 1 when one is missed by more than the noise of the per-round ratio
     time of Orbax's `StandardCheckpointer`;
   - stall: the time `Trainer.save_checkpoint` blocks the loop for an async save ≤ 1.2×
     the time of a plain `jax.device_get` of the same state.
-Pickle and `flax.serialization` are speed references only. The pickle row loads only
+Pickle, `flax.serialization` and a SHA-256 of the same bytes in memory (the CPU the
+file's checksum costs on write and on read; it overlaps the disk only when a core is
+free) are references only. The pickle row loads only
 the file it wrote a moment before into its own private temporary directory: nothing
 pickled is ever read from anywhere else.
 
@@ -19,6 +21,7 @@ Reads are cold: before each restore the files are evicted from the page cache wi
 from __future__ import annotations
 
 import argparse
+import hashlib
 import os
 import pickle
 import shutil
@@ -114,6 +117,15 @@ class Methods:
         path = self.work / "raw.bin"
         save, _ = timed(lambda: fsync_write(path, self.chunks))
         return save, self._cold(path, lambda: read_all(path))
+
+    def sha256(self) -> tuple[float, float]:
+        """SHA-256 of the same bytes in memory: the CPU the checksum needs on write, and again on read."""
+        def digest() -> None:
+            sha = hashlib.sha256()
+            for chunk in self.chunks:
+                sha.update(chunk)
+        seconds, _ = timed(digest)
+        return seconds, seconds
 
     def emergence_disk(self) -> tuple[float, float]:
         path = self.work / "disk.safetensors"
@@ -243,7 +255,8 @@ def report(args: argparse.Namespace, work: Path) -> None:
     state = make_state(args.mib)
     size = sum(leaf.nbytes for leaf in jax.tree.leaves(state))
     methods = Methods(state, work)
-    cases = {name: getattr(methods, name) for name in ("raw", "emergence_disk", "emergence", "orbax", "pickle", "flax")}
+    cases = {name: getattr(methods, name)
+             for name in ("raw", "sha256", "emergence_disk", "emergence", "orbax", "pickle", "flax")}
     times = interleaved(cases, args.rounds)
     del methods
     save = {name: [t[0] for t in runs] for name, runs in times.items()}
@@ -262,6 +275,7 @@ def report(args: argparse.Namespace, work: Path) -> None:
     row("raw fsync'd write (baseline)", save["raw"], None, "-", "-")
     row("emergence write_checkpoint (host arrays)", save["emergence_disk"], disk_w, "≥ 0.9× raw speed",
         verdict(disk_w, 0.9))
+    row("sha256 of the same bytes in memory (checksum CPU, reference)", save["sha256"], None, "-", "-")
     row("raw read, cold (baseline)", load["raw"], None, "-", "-")
     row("emergence read_checkpoint + verify, cold", load["emergence_disk"], disk_r, "≥ 0.9× raw speed",
         verdict(disk_r, 0.9))
@@ -275,7 +289,7 @@ def report(args: argparse.Namespace, work: Path) -> None:
     row("jax.device_get of the state (baseline)", probe.get, None, "-", "-")
     row("stall of an async Trainer.save_checkpoint", probe.save, stall, "≤ 1.2× device_get time",
         verdict(stall, 1.2, higher_is_better=False))
-    detail = ", ".join(f"{name} {med(save[name])} s + {med(load[name])} s" for name in times)
+    detail = ", ".join(f"{name} {med(save[name])} s + {med(load[name])} s" for name in times if name != "sha256")
     print_table(
         f"checkpoint_io: {size / 2**20:.0f} MiB TrainState, {args.rounds} interleaved rounds, medians; {machine()}",
         ["what", "seconds", "ratio (median ± MAD)", "target", "verdict"], rows,

@@ -1,10 +1,10 @@
 """loop_overhead: the Trainer with every survival callback on, against a hand-written JAX loop.
 
-    python bench/loop_overhead.py [--rounds 7] [--seconds 1.0] [--quick]
+    python bench/loop_overhead.py [--rounds 9] [--seconds 0.5] [--quick]
 
 The same jitted step (the regression MLP: a tiny one, dispatch-bound, and a larger one,
-compute-bound), one call per step and 100 steps fused per call, run interleaved round
-by round by:
+compute-bound), one call per step and 100 steps fused per call, run by (each Trainer
+run right next to a run of the baseline, round after round: `paired`):
   - raw: `jax.jit(train_step, donate_argnums=0)` in a Python `for` loop, or a
     hand-written `lax.scan` of 100 steps (metrics averaged, as the Trainer's) in the
     same loop (the baseline);
@@ -36,7 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 import jax
-from _common import Lap, Ratio, Stopwatch, Window, exit_with, interleaved, machine, print_table, verdict
+from _common import Lap, Ratio, Stopwatch, Window, exit_with, machine, paired, print_table, verdict
 
 from emergence import Callback, Trainer
 from emergence.callbacks import CheckpointCallback
@@ -150,7 +150,7 @@ def configurations(first: bool) -> dict[str, tuple[list[str], bool]]:
 
 
 def measure(model: str, settings: dict, fused: int, args: argparse.Namespace, work: str, first: bool) -> list[list]:
-    """The table rows of one model and one `steps_per_call`, from interleaved rounds."""
+    """The table rows of one model and one `steps_per_call`, from paired rounds."""
     task = toy_task(**settings)
     raw = raw_runner(task, fused)
     steps = steps_for(raw, fused, args.seconds)
@@ -158,28 +158,27 @@ def measure(model: str, settings: dict, fused: int, args: argparse.Namespace, wo
     configs = configurations(first and not args.quick)
     runs = {name: trainer_runner(task, fused, f"{work}/{fused}-{i}", names, log_every, save)
             for i, (name, (names, save)) in enumerate(configs.items())}
-    times = interleaved({"raw": lambda: raw(steps), **{n: (lambda r=r: r(steps)) for n, r in runs.items()}},
-                        args.rounds)
+    pairs = paired(lambda: raw(steps), {n: (lambda r=r: r(steps)) for n, r in runs.items()}, args.rounds)
     loop = "jit loop" if fused == 1 else f"lax.scan x{FUSED}"
-    wall = {name: [lap.wall for lap in laps] for name, laps in times.items()}
-    cpu = {name: [lap.cpu for lap in laps] for name, laps in times.items()}
-    rows = [[model, loop, "raw (baseline)", steps, _rate(steps, wall["raw"]), "-", "-", "-", "-"]]
-    for name in configs:
-        ratio = Ratio.of(wall["raw"], wall[name])
+    raw_walls = [base.wall for runs_ in pairs.values() for base, _ in runs_]
+    rows = [[model, loop, "raw (baseline)", steps, _rate(steps, raw_walls), "-", "-", "-", "-"]]
+    for name, laps in pairs.items():
+        ratio = Ratio.of([b.wall for b, _ in laps], [c.wall for _, c in laps])
+        cpu = Ratio.of([b.cpu for b, _ in laps], [c.cpu for _, c in laps])
         target = TARGET if name == "all callbacks" else None
-        rows.append([model, loop, f"Trainer, {name}", steps, _rate(steps, wall[name]), str(ratio),
-                     str(Ratio.of(cpu["raw"], cpu[name])), f"≥ {TARGET}" if target else "-", verdict(ratio, target)])
+        rows.append([model, loop, f"Trainer, {name}", steps, _rate(steps, [c.wall for _, c in laps]), str(ratio),
+                     str(cpu), f"≥ {TARGET}" if target else "-", verdict(ratio, target)])
     return rows
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--rounds", type=int, default=7)
-    parser.add_argument("--seconds", type=float, default=1.0, help="length of one timed run")
-    parser.add_argument("--quick", action="store_true", help="3 rounds of 0.5 s, no per-callback rows")
+    parser.add_argument("--rounds", type=int, default=9)
+    parser.add_argument("--seconds", type=float, default=0.5, help="length of one timed run")
+    parser.add_argument("--quick", action="store_true", help="3 rounds of 0.3 s, no per-callback rows")
     args = parser.parse_args()
     if args.quick:
-        args.rounds, args.seconds = 3, 0.5
+        args.rounds, args.seconds = 3, 0.3
     logging.getLogger("emergence").setLevel(logging.WARNING)
     _, missing = survival_classes()
     rows: list[list] = []
@@ -195,7 +194,8 @@ def main() -> None:
              f"cores, blind to time spent waiting); the verdict is on the wall clock."]
     if missing:
         notes.append(f"Not yet in the tree, so not measured (their rows time the rest): {', '.join(missing)}.")
-    print_table(f"loop_overhead: {args.rounds} interleaved rounds of ~{args.seconds} s, medians; {machine()}",
+    print_table(f"loop_overhead: {args.rounds} rounds of ~{args.seconds} s runs, each paired with a raw run; medians; "
+                f"{machine()}",
                 ["step", "loop", "run by", "steps", "steps/s", "speed vs raw (median ± MAD)", "CPU-time ratio", "target",
                  "verdict"],
                 rows, notes)

@@ -83,7 +83,8 @@ def test_flag_intervals_in_env_steps_become_update_intervals_on_the_platform_pre
     built = {type(cb).__name__: cb for cb in callbacks(config, "local", PPOTask(config.ppo_config()))}
     assert built["CheckpointCallback"].every_n_steps == 3  # 20 env steps = 2.5 updates of 8, rounded up
     assert built["CheckpointCallback"].monitor == "eval/food_per_agent_step"
-    assert built["TimeBudgetCallback"].max_duration == 30 and "TrackerCallback" in built
+    assert (built["TimeBudgetCallback"].max_duration, built["TimeBudgetCallback"].margin) == (30, 3)
+    assert "TrackerCallback" in built
     assert list(built)[-1] == "SignalCheckpointCallback"
 
 

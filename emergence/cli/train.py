@@ -100,6 +100,11 @@ def resume_source(config: LabConfig, platform: str) -> Any:
     return "auto"
 
 
+def budget_margin(max_duration: float) -> float:
+    """Seconds kept in reserve before `--train.max-duration`: a tenth of it, at most the usual 60 s."""
+    return min(60.0, max_duration / 10)
+
+
 def callbacks(config: LabConfig, platform: str, task: PPOTask) -> list[Callback]:
     """The platform's preset, with the flags' intervals (env steps → updates) and the lab's trackers added.
 
@@ -116,7 +121,7 @@ def callbacks(config: LabConfig, platform: str, task: PPOTask) -> list[Callback]
         "progress": dict(plain_every_n_seconds=PROGRESS_LINE_SECONDS, metrics=SHOWN),
     }
     if train.max_duration is not None:
-        overrides["time_budget"] = dict(max_duration=train.max_duration)
+        overrides["time_budget"] = dict(max_duration=train.max_duration, margin=budget_margin(train.max_duration))
     extra: list[Callback] = [Throughput(config.env_steps_per_update)]
     if train.track_interval > 0:
         extra.append(TrackerCallback(updates(train.track_interval), lab_trackers(), probe=policy_probe(task)))

@@ -25,7 +25,7 @@ from emergence.cli.usage import UsageError, parse
 from emergence.config import PRESETS, LabConfig
 from emergence.errors import CheckpointNotFoundError, ConfigMismatchError
 from emergence.metrics import CSVSink, TensorBoardSink
-from emergence.platform import kaggle_root, platform_name
+from emergence.platform import jax_accelerator, kaggle_root, kaggle_session_limit, platform_name
 from emergence.resume_search import kaggle_resume_checkpoint
 
 MONITOR = "eval/food_per_agent_step"
@@ -100,9 +100,16 @@ def resume_source(config: LabConfig, platform: str) -> Any:
     return "auto"
 
 
-def budget_margin(max_duration: float) -> float:
-    """Seconds kept in reserve before `--train.max-duration`: a tenth of it, at most the usual 60 s."""
-    return min(60.0, max_duration / 10)
+def time_budget(max_duration: float, platform: str) -> dict[str, float]:
+    """Arguments of the preset's time budget for `--train.max-duration`, keeping a tenth of it in reserve.
+
+    The reserve is at most the usual margin (60 s; 600 s on Kaggle). On Kaggle the entry is
+    the `KaggleTimeoutCallback`, whose limit becomes the shorter of the flag and the session's.
+    """
+    if platform == "kaggle":
+        session = kaggle_session_limit(jax_accelerator()[0])
+        return {"limit": min(max_duration, session), "margin": min(600.0, max_duration / 10)}
+    return {"max_duration": max_duration, "margin": min(60.0, max_duration / 10)}
 
 
 def callbacks(config: LabConfig, platform: str, task: PPOTask) -> list[Callback]:
@@ -121,7 +128,7 @@ def callbacks(config: LabConfig, platform: str, task: PPOTask) -> list[Callback]
         "progress": dict(plain_every_n_seconds=PROGRESS_LINE_SECONDS, metrics=SHOWN),
     }
     if train.max_duration is not None:
-        overrides["time_budget"] = dict(max_duration=train.max_duration, margin=budget_margin(train.max_duration))
+        overrides["time_budget"] = time_budget(train.max_duration, platform)
     extra: list[Callback] = [Throughput(config.env_steps_per_update)]
     if train.track_interval > 0:
         extra.append(TrackerCallback(updates(train.track_interval), lab_trackers(), probe=policy_probe(task)))

@@ -10,5 +10,5 @@ from emergence.agents.evaluation import (
 )
 from emergence.agents.ppo import PPOTask
 
-__all__ = ["KAGGLE", "KAGGLE_ENV_STEPS", "QUICK", "QUICK_ENV_STEPS", "STRUCTURAL_KEYS", "EpisodeLog", "PPOConfig", "PPOTask", "episode_metrics",
-           "evaluate", "make_network", "random_policy_metrics", "run_episodes"]
+__all__ = ["KAGGLE", "KAGGLE_ENV_STEPS", "QUICK", "QUICK_ENV_STEPS", "STRUCTURAL_KEYS", "EpisodeLog", "PPOConfig",
+           "PPOTask", "episode_metrics", "evaluate", "make_network", "random_policy_metrics", "run_episodes"]

@@ -77,14 +77,19 @@ def assert_close(a: dict[str, np.ndarray], b: dict[str, np.ndarray], rtol: float
     assert not far, f"leaves differ beyond float tolerance: {far}"
 
 
-def test_eight_devices_and_one_agree_to_float_tolerance(tmp_path):
-    one, eight, plain = in_eight_devices(
+def test_eight_devices_and_one_agree_to_float_tolerance_and_eight_seeds_run_one_per_device(tmp_path):
+    one, eight, plain, seeds_sharded, seeds_plain = in_eight_devices(
         {"devices": 1, "max_steps": 6, "run_dir": str(tmp_path / "one")},
         {"devices": "all", "max_steps": 6, "run_dir": str(tmp_path / "eight")},
-        {"devices": None, "max_steps": 6, "run_dir": str(tmp_path / "plain")})
+        {"devices": None, "max_steps": 6, "run_dir": str(tmp_path / "plain")},
+        {"task": "8_seeds", "devices": "all", "max_steps": 4, "run_dir": str(tmp_path / "seeds_eight")},
+        {"task": "8_seeds", "devices": None, "max_steps": 4, "run_dir": str(tmp_path / "seeds_plain")})
     assert eight["params"] == ["P() on 8"] and one["params"] == ["P() on 1"] and plain["params"] == ["single on 1"]
     assert_close(final(tmp_path / "eight", 6), final(tmp_path / "one", 6))
     assert_close(final(tmp_path / "eight", 6), final(tmp_path / "plain", 6))
+    assert seeds_sharded["params"] == seeds_sharded["opt_state"] == ["P('data',) on 8"]  # the seed axis split
+    assert seeds_plain["params"] == ["single on 1"]
+    assert_close(final(tmp_path / "seeds_eight", 4), final(tmp_path / "seeds_plain", 4))
 
 
 def test_a_checkpoint_saved_on_8_devices_resumes_on_1_and_2_and_the_other_way(tmp_path):
@@ -109,14 +114,6 @@ def test_a_checkpoint_saved_on_8_devices_resumes_on_1_and_2_and_the_other_way(tm
     alone = Trainer(toy_task(), max_steps=6, run_dir=tmp_path / "one_device_process", resume=at_step_3(saved_8),
                     async_checkpoint=False)  # this process has a single device and no mesh
     assert_close(flatten_to_host(alone.fit())[0], final(saved_8, 6))
-
-
-def test_eight_seeds_on_eight_devices_run_one_seed_each_and_match_one_device(tmp_path):
-    sharded, plain = in_eight_devices(
-        {"task": "8_seeds", "devices": "all", "max_steps": 4, "run_dir": str(tmp_path / "eight")},
-        {"task": "8_seeds", "devices": None, "max_steps": 4, "run_dir": str(tmp_path / "plain")})
-    assert sharded["params"] == sharded["opt_state"] == ["P('data',) on 8"] and plain["params"] == ["single on 1"]
-    assert_close(final(tmp_path / "eight", 4), final(tmp_path / "plain", 4))
 
 
 @pytest.mark.slow

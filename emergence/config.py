@@ -57,6 +57,8 @@ class TrainSettings:
     """stop with a final checkpoint after this many seconds (Kaggle: its 12 h limit applies anyway)"""
     force_resume: bool
     """resume even if a structural setting (shapes) changed since the checkpoint"""
+    devices: str
+    """'one' (JAX's default device), 'all' (every local device: worlds split across them, e.g. Kaggle's two T4s) or a count N"""
 
 
 @dataclass(frozen=True)
@@ -144,16 +146,16 @@ def lab_config(preset: PresetName, ppo: PPOConfig, train: TrainSettings) -> LabC
                                     diversity_bonus=ppo.diversity_bonus, niche_pressure=ppo.niche_pressure))
 
 
-def _train(total: int, save: int, eval_: int, track: int, log: int, keep_last: int) -> TrainSettings:
+def _train(total: int, save: int, eval_: int, track: int, log: int, keep_last: int, devices: str) -> TrainSettings:
     return TrainSettings(run_dir=None, total_steps=total, save_interval=save, keep_last=keep_last, resume_from="auto",
                          num_envs=0, steps_per_call=1, eval_interval=eval_, track_interval=track, log_interval=log,
-                         seed=0, max_duration=None, force_resume=False)
+                         seed=0, max_duration=None, force_resume=False, devices=devices)
 
 
 PRESETS: dict[str, LabConfig] = {
     "quick": lab_config("quick", QUICK, _train(QUICK_ENV_STEPS, save=12_800, eval_=32_000, track=2_560,
-                                               log=6_400, keep_last=3)),
+                                               log=6_400, keep_last=3, devices="one")),
     "kaggle": lab_config("kaggle", KAGGLE, _train(KAGGLE_ENV_STEPS, save=100_000, eval_=250_000, track=20_480,
-                                                  log=51_200, keep_last=5)),
+                                                  log=51_200, keep_last=5, devices="all")),
 }
 """`--preset quick`: QUICK for QUICK_ENV_STEPS on a CPU; `--preset kaggle`: the seed's 10M-step run."""

@@ -28,12 +28,14 @@ TINY = ["--platform", "local", "--env.grid-size", "6", "--env.max-agents", "6", 
 CACHE = Path(tempfile.gettempdir()) / f"emergence-test-jax-cache-{os.getuid()}"
 
 
-def emergence(*args: str, optimize: bool = False) -> subprocess.Popen:
+def emergence(*args: str, optimize: bool = False, devices: int = 1) -> subprocess.Popen:
     """`python -m emergence.cli ARGS` in a new process sharing the tests' JAX compile cache.
 
     Unless `optimize`, XLA skips most optimisations: tiny runs compile in a third of the time.
+    `devices` CPU devices are forced on the child (XLA's host platform device count).
     """
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "JAX_COMPILATION_CACHE_DIR": str(CACHE),
+           **({"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"} if devices > 1 else {}),
            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
            "JAX_DISABLE_MOST_OPTIMIZATIONS": "0" if optimize else "1"}
     return subprocess.Popen([sys.executable, "-m", "emergence.cli", *args], stdout=subprocess.PIPE,
@@ -99,6 +101,7 @@ def test_flag_intervals_in_env_steps_become_update_intervals_on_the_platform_pre
     (["--train.num-envs", "3"], "multiple of num_minibatches"),
     (["--env.num-food", "-1"], "num_food must be >= 0"),
     (["--train.max-duration", "-5"], "--train.max-duration must be positive"),
+    (["--train.devices", "two"], "--train.devices must be 'one', 'all' or a positive count, got 'two'"),
 ])
 def test_bad_usage_is_one_line_and_exit_2(capsys, argv, says):
     assert says in one_line_error(capsys, ["train", *argv])
@@ -108,6 +111,21 @@ def test_missing_resume_checkpoint_is_one_line_and_exit_2(capsys, tmp_path):
     err = one_line_error(capsys, ["train", *TINY, "--train.run-dir", str(tmp_path / "run"),
                                   "--train.resume-from", str(tmp_path / "nowhere")])
     assert "nowhere" in err
+
+
+def test_more_devices_than_there_are_is_one_line_and_exit_2(capsys, tmp_path):
+    err = one_line_error(capsys, ["train", *TINY, "--train.run-dir", str(tmp_path / "run"), "--train.devices", "64"])
+    assert "devices=64 but this process has 1 cpu device(s)" in err and not (tmp_path / "run" / "checkpoints").exists()
+
+
+def test_all_devices_split_the_worlds_and_the_checkpoint_resumes_on_one(tmp_path):
+    run_dir = tmp_path / "run"
+    code, out, err = finish(emergence("train", *TINY, "--train.run-dir", str(run_dir), "--train.total-steps", "16",
+                                      "--train.devices", "all", devices=2))
+    assert code == 0, err[-2000:]
+    code, out, err = finish(emergence("train", *TINY, "--train.run-dir", str(run_dir), "--train.total-steps", "32"))
+    assert code == 0 and "resum" in (out + err).lower(), err[-2000:]
+    assert read_checkpoint(run_dir / "checkpoints" / "final_step_4.safetensors").manifest["step"] == 4
 
 
 @pytest.fixture(scope="module")

@@ -64,6 +64,7 @@ def check(config: LabConfig) -> None:
     for name in ("eval_interval", "track_interval"):
         if getattr(train, name) < 0:
             raise UsageError(f"--train.{name.replace('_', '-')} must be 0 (off) or positive, got {getattr(train, name)}")
+    trainer_devices(train.devices)
     if train.max_duration is not None and train.max_duration <= 0:
         raise UsageError(f"--train.max-duration must be positive seconds, got {train.max_duration}")
     if train.resume_from not in ("auto", "none") and not Path(train.resume_from).exists():
@@ -73,6 +74,15 @@ def check(config: LabConfig) -> None:
         config.ppo_config()
     except ValueError as err:  # e.g. num_envs not a multiple of num_minibatches
         raise UsageError(f"{err} (flags --train.num-envs, --ppo.*)") from None
+
+
+def trainer_devices(flag: str) -> str | int | None:
+    """`--train.devices` as the Trainer's `devices=`: None for 'one', 'all', or a positive count."""
+    if flag in ("one", "all"):
+        return None if flag == "one" else "all"
+    if flag.isdigit() and int(flag) > 0:
+        return int(flag)
+    raise UsageError(f"--train.devices must be 'one', 'all' or a positive count, got {flag!r}")
 
 
 def resolve_platform(config: LabConfig) -> str:
@@ -143,7 +153,7 @@ def build(config: LabConfig, platform: str) -> Trainer:
                    steps_per_call=train.steps_per_call, run_dir=run_dir(config, platform),
                    resume=resume_source(config, platform), seed=train.seed,
                    eval_every_n_steps=updates(train.eval_interval) if train.eval_interval > 0 else None,
-                   force_resume=train.force_resume)
+                   force_resume=train.force_resume, devices=trainer_devices(train.devices))
 
 
 def main(argv: list[str]) -> int:

@@ -31,6 +31,7 @@ from emergence.checkpoint.atomic import remove_stale_temp_files
 from emergence.checkpointing import build_manifest, check_config, host_metrics, restore_state
 from emergence.errors import CheckpointWriteError, RunDirError
 from emergence.log import get_logger
+from emergence.parallel.agreement import StopAgreement
 from emergence.parallel.mesh import DataParallel, Devices
 from emergence.state import TrainState
 from emergence.task import Task, task_config, task_name
@@ -91,6 +92,11 @@ class Trainer:
     `last_save_seconds` is how long the last durable save took from snapshot to durable
     file (what the same save costs written synchronously), set before its
     `on_save_checkpoint` fires: the figure a time budget needs for the final save.
+
+    `agreement` is None on one process. Under `jax.distributed` (`jax.process_count() > 1`,
+    checked here once) it is a `StopAgreement`, fired first at call boundaries, so every
+    process stops (and saves) at the same step; emergency and final saves end with a
+    barrier once process 0's file is durable.
     """
 
     def __init__(self, task: Task, callbacks: Sequence[Callback] = (), *, max_steps: int,
@@ -113,7 +119,8 @@ class Trainer:
         self.force_resume = force_resume
         self._writer = _writer(async_checkpoint)
         self.parallel = None if devices is None else DataParallel(devices)
-        self._hooks = _hook_table(self.callbacks)
+        self.agreement = StopAgreement() if jax.process_count() > 1 else None
+        self._hooks = _hook_table(self.callbacks if self.agreement is None else [self.agreement, *self.callbacks])
         self._calls: dict[int, Callable] = {}
         self._eval_call: Callable | None = None
         self._reset_run_state()
@@ -246,11 +253,19 @@ class Trainer:
             typed_keys=typed_keys)
         ref = CheckpointRef(path, kind, self._step)
         if self.parallel is not None and not self.parallel.writes:
-            return ref  # under jax.distributed every process gathered the state above; process 0 writes it
+            self.last_checkpoint = ref  # under jax.distributed every process gathered the state; process 0 writes
+            if not background:
+                self.parallel.saved_durably(ref)
+            return ref
         if background:
             self._writer.submit(lambda: _write_durably(ref, arrays, manifest, started, then))
             return ref
-        ref = self._saved(_write_durably(ref, arrays, manifest, started, then))
+        try:
+            written = _write_durably(ref, arrays, manifest, started, then)
+        finally:
+            if self.parallel is not None:
+                self.parallel.saved_durably(ref)
+        ref = self._saved(written)
         if failed is not None:
             raise failed
         return ref

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
+
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -20,13 +24,14 @@ from emergence.checkpoint import flatten_to_host, read_checkpoint
 pytestmark = pytest.mark.slow
 
 
-def child(process_id: int, port: int, run_dir: str, max_steps: int, resume: str | None) -> dict:
+def child(process_id: int, port: int, run_dir: str, max_steps: int, resume: str | None, slow: bool) -> dict:
+    """One process's run; `slow`: a SignalCheckpointCallback, 20 ms per call and a `training_<pid>` marker at step 3."""
     import jax
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=process_id)
     from emergence import Callback, Trainer
-    from emergence.callbacks import CheckpointCallback
+    from emergence.callbacks import CheckpointCallback, SignalCheckpointCallback
     from emergence.parallel import ManySeeds
     from emergence.testing import toy_task
 
@@ -36,27 +41,48 @@ def child(process_id: int, port: int, run_dir: str, max_steps: int, resume: str 
         def on_save_checkpoint(self, trainer, ref):
             saved.append(ref.path.name)
 
-    trainer = Trainer(ManySeeds(toy_task(), 2), [CheckpointCallback(every_n_steps=3, keep_last=None), Saved()],
+    class Slow(Callback):
+        def on_train_call_end(self, trainer, metrics):
+            time.sleep(0.02)
+            if trainer.step == 3:
+                (Path(run_dir) / f"training_{process_id}").touch()
+
+    extra = [Slow(), SignalCheckpointCallback()] if slow else []
+    trainer = Trainer(ManySeeds(toy_task(), 2), [CheckpointCallback(every_n_steps=3, keep_last=None), Saved(), *extra],
                       max_steps=max_steps, run_dir=run_dir, resume=resume, devices="all")
-    state = trainer.fit()
-    kernel = state.params["params"]["Dense_0"]["kernel"]
+    exit_code = 0
+    try:
+        trainer.fit()
+    except SystemExit as stop:  # the signal callback's exit (143): report first
+        exit_code = stop.code
+    kernel = trainer.state.params["params"]["Dense_0"]["kernel"]
     return {"process": jax.process_index(), "devices": len(trainer.parallel.devices), "step": trainer.step,
             "saved": saved, "local_seeds": [s.data.shape[0] for s in kernel.addressable_shards],
-            "resumed": trainer.resumed_from.path.name if trainer.resumed_from else None}
+            "resumed": trainer.resumed_from.path.name if trainer.resumed_from else None,
+            "stop_reason": trainer.stop_reason, "exit": exit_code,
+            "last_exists_at_return": trainer.last_checkpoint is not None and trainer.last_checkpoint.path.exists()}
 
 
-def two_processes(run_dir, max_steps: int, resume=None) -> list[dict]:
+def start_two(run_dir, max_steps: int, resume=None, slow: bool = False) -> list[subprocess.Popen]:
     with socket.socket() as probe:
         probe.bind(("localhost", 0))
         port = probe.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"} | {"JAX_PLATFORMS": "cpu"}
-    args = lambda pid: [sys.executable, __file__, str(pid), str(port), str(run_dir), str(max_steps), str(resume or "")]
-    procs = [subprocess.Popen(args(pid), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-             for pid in (0, 1)]
+    args = lambda pid: [sys.executable, __file__, str(pid), str(port), str(run_dir), str(max_steps), str(resume or ""),
+                        "slow" if slow else ""]
+    return [subprocess.Popen(args(pid), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+            for pid in (0, 1)]
+
+
+def results(procs: list[subprocess.Popen], exit_code: int = 0) -> list[dict]:
     outs = [p.communicate(timeout=300) for p in procs]
     for p, (_, err) in zip(procs, outs):
-        assert p.returncode == 0, err[-3000:]
+        assert p.returncode == exit_code, err[-3000:]
     return [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+
+
+def two_processes(run_dir, max_steps: int, resume=None) -> list[dict]:
+    return results(start_two(run_dir, max_steps, resume))
 
 
 def test_every_process_trains_its_seed_and_only_process_0_writes_then_both_resume(tmp_path):
@@ -85,6 +111,33 @@ def test_every_process_trains_its_seed_and_only_process_0_writes_then_both_resum
     assert all(np.allclose(mine[n], a[n], rtol=1e-5, atol=1e-7) for n in a)
 
 
+def test_a_sigterm_to_one_process_stops_both_at_one_step_with_one_emergency_checkpoint_then_both_resume(tmp_path):
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    procs = start_two(run_dir, 2000, slow=True)  # 2000 calls of >= 20 ms: still training when the signal comes
+    marker, waited = run_dir / "training_1", time.monotonic()
+    while not marker.exists():
+        assert procs[1].poll() is None and time.monotonic() - waited < 240, "process 1 never reached step 3"
+        time.sleep(0.05)
+    procs[1].send_signal(signal.SIGTERM)  # process 0 gets nothing
+    stopped = results(procs, exit_code=143)  # both exit as SIGTERM says: the agreed signal
+    step = stopped[0]["step"]
+    assert 3 <= step < 2000 and [r["step"] for r in stopped] == [step, step]
+    assert [r["stop_reason"] for r in stopped] == ["signal:SIGTERM"] * 2
+    emergency = f"emergency_step_{step}.safetensors"
+    assert stopped[0]["saved"][-1] == emergency and stopped[1]["saved"] == []  # process 0 wrote it
+    assert [r["last_exists_at_return"] for r in stopped] == [True, True]  # process 1 waited for it (the barrier)
+    folder = run_dir / "checkpoints"
+    assert [p.name for p in folder.glob("emergency_*")] == [emergency]
+    assert read_checkpoint(folder / emergency).manifest["step"] == step
+
+    resumed = two_processes(run_dir, step + 3, resume="auto")  # the emergency checkpoint is the newest
+    assert [r["resumed"] for r in resumed] == [emergency] * 2 and [r["step"] for r in resumed] == [step + 3] * 2
+    assert read_checkpoint(folder / f"final_step_{step + 3}.safetensors").manifest["step"] == step + 3
+
+
 if __name__ == "__main__":
-    pid, port, run_dir, steps, resume = sys.argv[1:]
-    print(json.dumps(child(int(pid), int(port), run_dir, int(steps), resume or None)))
+    pid, port, run_dir, steps, resume, slow = sys.argv[1:]
+    result = child(int(pid), int(port), run_dir, int(steps), resume or None, slow == "slow")
+    print(json.dumps(result), flush=True)
+    sys.exit(result["exit"])

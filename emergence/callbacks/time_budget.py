@@ -12,7 +12,9 @@ save will cost too). Until the first save: 0.5 s + the state's size at 100 MB/s 
 device work still queued. To keep a stop effective it bounds how far the host runs
 ahead of the device to about a quarter of the margin. The final checkpoint at a
 `time_budget` stop is written by `CheckpointCallback` when one is in the list, else by
-this callback (never twice).
+this callback (never twice). Under `jax.distributed` (the Trainer then has an
+`agreement`) the callback proposes the stop instead, and process 0's proposal stops
+every process at the same step (see `StopAgreement`).
 """
 from __future__ import annotations
 
@@ -72,6 +74,7 @@ class TimeBudgetCallback(Callback):
         self._seen_step = 0
         self._queued = 0.0
         self._fit_began = 0.0
+        self._stop: Callable[[str], None] | None = None  # set in setup: request_stop, or propose
 
     @property
     def remaining(self) -> float:
@@ -95,6 +98,8 @@ class TimeBudgetCallback(Callback):
         self._fit_began = self.clock()
         self.deadline = self._resolve_deadline()
         self._timer = CallTimer(self.clock)
+        agreement = getattr(trainer, "agreement", None)
+        self._stop = trainer.request_stop if agreement is None else agreement.propose
 
     def on_fit_start(self, trainer: "Trainer") -> None:
         self._steps_per_call = trainer.steps_per_call
@@ -102,7 +107,7 @@ class TimeBudgetCallback(Callback):
         self._state_bytes = sum(getattr(leaf, "nbytes", 0) for leaf in jax.tree.leaves(trainer.state))
         if self.remaining < self.margin + self.save_seconds:
             log.warning("time budget: only %.0f s left before the deadline: not training", self.remaining)
-            trainer.request_stop(REASON)
+            self._stop(REASON)
 
     def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
         self._timer.dispatched(trainer.step, trainer.step - self._seen_step, metrics)
@@ -112,7 +117,7 @@ class TimeBudgetCallback(Callback):
         if self.remaining < self.margin + self.call_seconds + self.save_seconds:
             log.info("time budget: %.1f s left < margin %.1f + call %.2f + save %.2f: stopping at step %d",
                      self.remaining, self.margin, self.call_seconds, self.save_seconds, trainer.step)
-            trainer.request_stop(REASON)
+            self._stop(REASON)
 
     def on_save_checkpoint(self, trainer: "Trainer", ref: "CheckpointRef") -> None:
         self._saves.append(trainer.last_save_seconds)

@@ -19,6 +19,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from emergence.checkpoint.tree import is_typed_key
@@ -93,6 +94,7 @@ class DataParallel:
         self.devices = resolve_devices(devices)
         self.mesh = Mesh(np.array(self.devices), (AXIS,))
         self.state_shardings: Any = None
+        self.many_processes = jax.process_count() > 1
         self._gather: Callable | None = None
 
     @property
@@ -113,6 +115,16 @@ class DataParallel:
         if self._gather is None:
             self._gather = jax.jit(lambda tree: tree, out_shardings=replicated(self.mesh))
         return self._gather(state)
+
+    def saved_durably(self, ref: Any) -> None:
+        """After a synchronous save: across processes, a barrier that process 0 passes once the file is durable.
+
+        So no process returns from `fit()` (or goes on) before the emergency or final
+        checkpoint exists. Process 0 reaches it also when its write failed, so the others
+        never wait forever. On one process, nothing.
+        """
+        if self.many_processes:
+            multihost_utils.sync_global_devices(f"emergence: {ref.path.name} written")
 
     def place(self, task: Any, state: Any) -> Any:
         """`state` on the mesh as the task's `state_sharding(mesh, state)` says (replicated without one)."""

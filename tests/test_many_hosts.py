@@ -1,4 +1,5 @@
-"""Two CPU processes under jax.distributed (gloo on localhost): every process trains and restores, process 0 writes.
+"""Two CPU processes under jax.distributed (gloo on localhost): every process trains and restores, process 0 writes,
+and a signal to one process or process 0's time budget stops both at the same step.
 
 Each test starts this file twice as a script (process 0 and 1), each with one CPU
 device, and trains `ManySeeds(toy_task(), 2)` on the 2-device global mesh: the seed
@@ -24,14 +25,15 @@ from emergence.checkpoint import flatten_to_host, read_checkpoint
 pytestmark = pytest.mark.slow
 
 
-def child(process_id: int, port: int, run_dir: str, max_steps: int, resume: str | None, slow: bool) -> dict:
-    """One process's run; `slow`: a SignalCheckpointCallback, 20 ms per call and a `training_<pid>` marker at step 3."""
+def child(process_id: int, port: int, run_dir: str, max_steps: int, resume: str | None, mode: str) -> dict:
+    """One process's run. Modes "signal" and "budget": 20 ms per call and a `training_<pid>` marker at step 3, with a
+    SignalCheckpointCallback ("signal") or a 5 s TimeBudgetCallback on process 0 and a 1 h one on process 1 ("budget")."""
     import jax
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=process_id)
     from emergence import Callback, Trainer
-    from emergence.callbacks import CheckpointCallback, SignalCheckpointCallback
+    from emergence.callbacks import CheckpointCallback, SignalCheckpointCallback, TimeBudgetCallback
     from emergence.parallel import ManySeeds
     from emergence.testing import toy_task
 
@@ -47,7 +49,8 @@ def child(process_id: int, port: int, run_dir: str, max_steps: int, resume: str 
             if trainer.step == 3:
                 (Path(run_dir) / f"training_{process_id}").touch()
 
-    extra = [Slow(), SignalCheckpointCallback()] if slow else []
+    budget = TimeBudgetCallback(max_duration=5.0 if process_id == 0 else 3600.0, margin=1.0)
+    extra = {"": [], "signal": [Slow(), SignalCheckpointCallback()], "budget": [Slow(), budget]}[mode]
     trainer = Trainer(ManySeeds(toy_task(), 2), [CheckpointCallback(every_n_steps=3, keep_last=None), Saved(), *extra],
                       max_steps=max_steps, run_dir=run_dir, resume=resume, devices="all")
     exit_code = 0
@@ -63,13 +66,13 @@ def child(process_id: int, port: int, run_dir: str, max_steps: int, resume: str 
             "last_exists_at_return": trainer.last_checkpoint is not None and trainer.last_checkpoint.path.exists()}
 
 
-def start_two(run_dir, max_steps: int, resume=None, slow: bool = False) -> list[subprocess.Popen]:
+def start_two(run_dir, max_steps: int, resume=None, mode: str = "") -> list[subprocess.Popen]:
     with socket.socket() as probe:
         probe.bind(("localhost", 0))
         port = probe.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"} | {"JAX_PLATFORMS": "cpu"}
     args = lambda pid: [sys.executable, __file__, str(pid), str(port), str(run_dir), str(max_steps), str(resume or ""),
-                        "slow" if slow else ""]
+                        mode]
     return [subprocess.Popen(args(pid), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
             for pid in (0, 1)]
 
@@ -114,7 +117,7 @@ def test_every_process_trains_its_seed_and_only_process_0_writes_then_both_resum
 def test_a_sigterm_to_one_process_stops_both_at_one_step_with_one_emergency_checkpoint_then_both_resume(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
-    procs = start_two(run_dir, 2000, slow=True)  # 2000 calls of >= 20 ms: still training when the signal comes
+    procs = start_two(run_dir, 2000, mode="signal")  # 2000 calls of >= 20 ms: still training when the signal comes
     marker, waited = run_dir / "training_1", time.monotonic()
     while not marker.exists():
         assert procs[1].poll() is None and time.monotonic() - waited < 240, "process 1 never reached step 3"
@@ -136,8 +139,18 @@ def test_a_sigterm_to_one_process_stops_both_at_one_step_with_one_emergency_chec
     assert read_checkpoint(folder / f"final_step_{step + 3}.safetensors").manifest["step"] == step + 3
 
 
+def test_process_0s_time_budget_stops_both_processes_at_one_step_with_one_final_checkpoint(tmp_path):
+    stopped = results(start_two(tmp_path, 2000, mode="budget"))  # process 1's own budget is an hour
+    step = stopped[0]["step"]
+    assert 3 <= step < 2000 and [r["step"] for r in stopped] == [step, step]
+    assert [r["stop_reason"] for r in stopped] == ["time_budget"] * 2
+    assert stopped[0]["saved"][-1] == f"final_step_{step}.safetensors" and stopped[1]["saved"] == []
+    assert [p.name for p in (tmp_path / "checkpoints").glob("final_*")] == [f"final_step_{step}.safetensors"]
+    assert [r["last_exists_at_return"] for r in stopped] == [True, True]
+
+
 if __name__ == "__main__":
-    pid, port, run_dir, steps, resume, slow = sys.argv[1:]
-    result = child(int(pid), int(port), run_dir, int(steps), resume or None, slow == "slow")
+    pid, port, run_dir, steps, resume, mode = sys.argv[1:]
+    result = child(int(pid), int(port), run_dir, int(steps), resume or None, mode)
     print(json.dumps(result), flush=True)
     sys.exit(result["exit"])

@@ -94,9 +94,9 @@ class Trainer:
     `on_save_checkpoint` fires: the figure a time budget needs for the final save.
 
     `agreement` is None on one process. Under `jax.distributed` (`jax.process_count() > 1`,
-    checked here once) it is a `StopAgreement`, fired first at call boundaries, so every
-    process stops (and saves) at the same step; emergency and final saves end with a
-    barrier once process 0's file is durable.
+    checked once as `fit()` starts) it is a `StopAgreement`, fired first at call
+    boundaries, so every process stops (and saves) at the same step; emergency and final
+    saves end with a barrier once process 0's file is durable.
     """
 
     def __init__(self, task: Task, callbacks: Sequence[Callback] = (), *, max_steps: int,
@@ -119,8 +119,8 @@ class Trainer:
         self.force_resume = force_resume
         self._writer = _writer(async_checkpoint)
         self.parallel = None if devices is None else DataParallel(devices)
-        self.agreement = StopAgreement() if jax.process_count() > 1 else None
-        self._hooks = _hook_table(self.callbacks if self.agreement is None else [self.agreement, *self.callbacks])
+        self.agreement: StopAgreement | None = None
+        self._hooks = _hook_table(self.callbacks)
         self._calls: dict[int, Callable] = {}
         self._eval_call: Callable | None = None
         self._reset_run_state()
@@ -166,6 +166,7 @@ class Trainer:
     def fit(self) -> TrainState:
         """Train until `max_steps` or a stop request; return the final state."""
         self._reset_run_state()
+        self._agree_across_processes()
         self._prepare_run_dir()
         self.fitting = True
         try:
@@ -192,6 +193,12 @@ class Trainer:
                 self._writer.close()
             self._fire("teardown")
         return self._state
+
+    def _agree_across_processes(self) -> None:
+        """Under `jax.distributed`, once: put a `StopAgreement` first in the hook table (one process: nothing)."""
+        if self.agreement is None and jax.process_count() > 1:
+            self.agreement = StopAgreement()
+            self._hooks = _hook_table([self.agreement, *self.callbacks])
 
     def _train_loop(self) -> None:
         while self._stop_reason is None and self._step < self.max_steps:

@@ -26,8 +26,9 @@ pytestmark = pytest.mark.slow
 
 
 def child(process_id: int, port: int, run_dir: str, max_steps: int, resume: str | None, mode: str) -> dict:
-    """One process's run. Modes "signal" and "budget": 20 ms per call and a `training_<pid>` marker at step 3, with a
-    SignalCheckpointCallback ("signal") or a 5 s TimeBudgetCallback on process 0 and a 1 h one on process 1 ("budget")."""
+    """One process's run. Modes "signal" and "budget": 20 ms per call and a `training_<pid>` marker at step 3,
+    with a SignalCheckpointCallback ("signal"), or a 5 s TimeBudgetCallback on process 0 and a 1 h one on
+    process 1 ("budget")."""
     import jax
 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
@@ -147,6 +148,13 @@ def test_process_0s_time_budget_stops_both_processes_at_one_step_with_one_final_
     assert stopped[0]["saved"][-1] == f"final_step_{step}.safetensors" and stopped[1]["saved"] == []
     assert [p.name for p in (tmp_path / "checkpoints").glob("final_*")] == [f"final_step_{step}.safetensors"]
     assert [r["last_exists_at_return"] for r in stopped] == [True, True]
+
+
+def test_proposing_a_stop_the_processes_cannot_agree_on_is_a_one_line_error():
+    from emergence.parallel import StopAgreement
+
+    with pytest.raises(ValueError, match="cannot agree on stop reason 'tired'; use one of"):
+        StopAgreement().propose("tired")
 
 
 if __name__ == "__main__":

@@ -4,9 +4,9 @@ A save of a state that spans processes is a collective, so every process must st
 and take its emergency or final save, at the same step. Stop decisions that are not
 step-based are local: a SIGTERM reaches one process, and a time budget is measured by
 each process on its own clock. The Trainer adds this hook (first in the list) only when
-`jax.process_count() > 1`, checked once when it is built; one process never sees it.
+`jax.process_count() > 1`, checked once as `fit()` starts; one process never sees it.
 
-Every `every_n_calls` calls, and after the last call, each process contributes two
+Every `AGREE_EVERY_N_CALLS` calls, and after the last call, each process contributes two
 small ints, gathered with `multihost_utils.process_allgather` (a collective, so the
 host waits for the device work queued ahead of it: hence every few calls, not each):
 
@@ -16,7 +16,7 @@ host waits for the device work queued ahead of it: hence every few calls, not ea
 - the stop it proposes (`propose`, the time budget's way to stop): process 0's
   proposal alone counts, and becomes `request_stop` on every process.
 
-So a signal or a time-budget stop takes effect up to `every_n_calls` calls later than
+So a signal or a time-budget stop takes effect up to `AGREE_EVERY_N_CALLS` calls later than
 on one process.
 """
 from __future__ import annotations
@@ -43,8 +43,7 @@ STOP_REASONS = ("time_budget",)
 class StopAgreement(Callback):
     """Agrees across processes, at call boundaries, on a signal received anywhere and on process 0's stop."""
 
-    def __init__(self, every_n_calls: int = AGREE_EVERY_N_CALLS) -> None:
-        self.every_n_calls = every_n_calls
+    def __init__(self) -> None:
         self._calls = 0
         self._proposed = 0
 
@@ -60,7 +59,7 @@ class StopAgreement(Callback):
 
     def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
         self._calls += 1
-        if self._calls % self.every_n_calls == 0 or trainer.step >= trainer.max_steps:
+        if self._calls % AGREE_EVERY_N_CALLS == 0 or trainer.step >= trainer.max_steps:
             self.agree(trainer)
 
     def agree(self, trainer: "Trainer") -> None:

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from emergence.checkpoint import flatten_to_host, read_checkpoint
+from emergence.metrics import read_metrics_csv
 
 pytestmark = pytest.mark.slow
 
@@ -34,7 +35,8 @@ def child(process_id: int, port: int, run_dir: str, max_steps: int, resume: str 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=process_id)
     from emergence import Callback, Trainer
-    from emergence.callbacks import CheckpointCallback, SignalCheckpointCallback, TimeBudgetCallback
+    from emergence.callbacks import (ArtifactExportCallback, CheckpointCallback, FinalizeCallback, LogThrottleCallback,
+                                     SignalCheckpointCallback, TimeBudgetCallback)
     from emergence.parallel import ManySeeds
     from emergence.testing import toy_task
 
@@ -51,7 +53,10 @@ def child(process_id: int, port: int, run_dir: str, max_steps: int, resume: str 
                 (Path(run_dir) / f"training_{process_id}").touch()
 
     budget = TimeBudgetCallback(max_duration=5.0 if process_id == 0 else 3600.0, margin=1.0)
-    extra = {"": [], "signal": [Slow(), SignalCheckpointCallback()], "budget": [Slow(), budget]}[mode]
+    outputs = Path(run_dir) / f"outputs_{process_id}"
+    observe = [LogThrottleCallback(every_n_steps=3), ArtifactExportCallback(output_dir=outputs),
+               FinalizeCallback(output_dir=outputs)]
+    extra = {"": observe, "signal": [Slow(), SignalCheckpointCallback()], "budget": [Slow(), budget]}[mode]
     trainer = Trainer(ManySeeds(toy_task(), 2), [CheckpointCallback(every_n_steps=3, keep_last=None), Saved(), *extra],
                       max_steps=max_steps, run_dir=run_dir, resume=resume, devices="all")
     exit_code = 0
@@ -98,6 +103,10 @@ def test_every_process_trains_its_seed_and_only_process_0_writes_then_both_resum
     assert sorted(p.name for p in folder.glob("*.safetensors")) == \
         ["final_step_6.safetensors", "step_3.safetensors", "step_6.safetensors"]
     assert read_checkpoint(folder / "step_3.safetensors").arrays["params/params/Dense_0/kernel"].shape == (2, 1, 8)
+    outputs = tmp_path / "straight"  # metrics, artifacts and the summary: written once, by process 0
+    assert [row["step"] for row in read_metrics_csv(outputs / "metrics.csv")[1]] == ["3", "6"]
+    assert {"progress.json", "summary.json", "SHA256SUMS"} <= {p.name for p in (outputs / "outputs_0").iterdir()}
+    assert not (outputs / "outputs_1").exists()
 
     resumed = two_processes(tmp_path / "resumed", 6, resume=folder / "step_3.safetensors")
     assert [r["resumed"] for r in resumed] == ["step_3.safetensors"] * 2 and [r["step"] for r in resumed] == [6, 6]

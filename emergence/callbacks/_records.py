@@ -11,12 +11,19 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import jax
+
 from emergence.checkpoint.atomic import atomic_write_text
 from emergence.errors import RunDirError
 
 if TYPE_CHECKING:
     from emergence.checkpoint import CheckpointRef
     from emergence.trainer import Trainer
+
+
+def writes_outputs() -> bool:
+    """Whether this process writes the run's outputs: under `jax.distributed` only process 0 does."""
+    return jax.process_index() == 0
 
 
 def output_dir(trainer: "Trainer", chosen: str | os.PathLike | None, owner: str) -> Path:

@@ -21,7 +21,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emergence.callbacks._records import latest_checkpoint, latest_metrics, output_dir, write_json
+from emergence.callbacks._records import latest_checkpoint, latest_metrics, output_dir, write_json, writes_outputs
 from emergence.callbacks.base import Callback, Metrics
 from emergence.checkpoint.atomic import atomic_write
 from emergence.log import get_logger
@@ -65,7 +65,7 @@ class ArtifactExportCallback(Callback):
 
     def setup(self, trainer: "Trainer") -> None:
         self.resumed_at = []
-        self._out = output_dir(trainer, self.output_dir, "ArtifactExportCallback")
+        self._out = output_dir(trainer, self.output_dir, "ArtifactExportCallback") if writes_outputs() else None
 
     def on_fit_start(self, trainer: "Trainer") -> None:
         if trainer.resumed_from is not None and trainer.step not in self.resumed_at:
@@ -82,7 +82,7 @@ class ArtifactExportCallback(Callback):
 
     def export(self, trainer: "Trainer") -> None:
         """Write the artifacts now (a failure to write is logged; training goes on)."""
-        if self._out is None:  # setup never ran or failed: there is nowhere checked to write
+        if self._out is None:  # not process 0, or setup never ran or failed: nowhere checked to write
             return
         try:
             self._write_progress(trainer)

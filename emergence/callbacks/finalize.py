@@ -30,7 +30,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from emergence.callbacks._records import latest_checkpoint, output_dir, write_json
+from emergence.callbacks._records import latest_checkpoint, output_dir, write_json, writes_outputs
 from emergence.callbacks.base import Callback
 from emergence.checkpoint.atomic import TEMP_PREFIX, atomic_write, atomic_write_text
 from emergence.errors import EmergenceError
@@ -74,12 +74,17 @@ class FinalizeCallback(Callback):
         self.sessions = list(state.get("sessions", []))
 
     def setup(self, trainer: "Trainer") -> None:
+        self._trainer = None
+        if not writes_outputs():  # under jax.distributed, process 0 finalizes
+            return
         output_dir(trainer, self.output_dir, "FinalizeCallback")  # fail fast, before training
         self._trainer = trainer
         self._began = self.clock()
         self.sessions = []
 
     def teardown(self, trainer: "Trainer") -> None:
+        if self._trainer is None:  # setup did not finish, or this process does not write
+            return
         try:
             self.finalize(trainer)
         except (OSError, EmergenceError) as err:

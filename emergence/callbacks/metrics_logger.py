@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
+from emergence.callbacks._records import writes_outputs
 from emergence.callbacks.base import Callback, Metrics
 from emergence.log import RATE_LIMIT, get_logger
 from emergence.metrics import ConsoleSink, CSVSink, Every, MetricAccumulator, Sink, SinkStart, TensorBoardSink
@@ -103,7 +104,8 @@ class LogThrottleCallback(Callback):
         self._clock_schedule.done(trainer.step)
         self._next_due = self._next_due_step(trainer)
         run = SinkStart(trainer.run_dir, trainer.step, _history_dir(trainer))
-        self._active = [sink for sink in self.sinks if self._call(sink, "start", run)]
+        writers = self.sinks if writes_outputs() else []  # under jax.distributed, process 0 writes
+        self._active = [sink for sink in writers if self._call(sink, "start", run)]
 
     def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
         if trainer.step == self._seen_step:

@@ -56,8 +56,10 @@ def child(process_id: int, port: int, run_dir: str, max_steps: int, resume: str 
     outputs = Path(run_dir) / f"outputs_{process_id}"
     observe = [LogThrottleCallback(every_n_steps=3), ArtifactExportCallback(output_dir=outputs),
                FinalizeCallback(output_dir=outputs)]
-    extra = {"": observe, "signal": [Slow(), SignalCheckpointCallback()], "budget": [Slow(), budget]}[mode]
-    trainer = Trainer(ManySeeds(toy_task(), 2), [CheckpointCallback(every_n_steps=3, keep_last=None), Saved(), *extra],
+    extra = {"": observe, "signal": [Slow(), SignalCheckpointCallback()], "budget": [Slow(), budget],
+             "seconds": []}[mode]
+    schedule = dict(every_n_seconds=1.0) if mode == "seconds" else dict(every_n_steps=3)
+    trainer = Trainer(ManySeeds(toy_task(), 2), [CheckpointCallback(**schedule, keep_last=None), Saved(), *extra],
                       max_steps=max_steps, run_dir=run_dir, resume=resume, devices="all")
     exit_code = 0
     try:
@@ -157,6 +159,14 @@ def test_process_0s_time_budget_stops_both_processes_at_one_step_with_one_final_
     assert stopped[0]["saved"][-1] == f"final_step_{step}.safetensors" and stopped[1]["saved"] == []
     assert [p.name for p in (tmp_path / "checkpoints").glob("final_*")] == [f"final_step_{step}.safetensors"]
     assert [r["last_exists_at_return"] for r in stopped] == [True, True]
+
+
+def test_time_based_checkpoints_are_refused_across_processes_before_training(tmp_path):
+    procs = start_two(tmp_path, 10, mode="seconds")
+    for process in procs:
+        _, err = process.communicate(timeout=300)
+        assert process.returncode == 1 and "every_n_seconds follows each process's own clock" in err, err[-2000:]
+    assert not list(tmp_path.glob("checkpoints/*.safetensors"))
 
 
 def test_proposing_a_stop_the_processes_cannot_agree_on_is_a_one_line_error():

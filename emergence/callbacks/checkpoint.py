@@ -70,6 +70,12 @@ class CheckpointCallback(Callback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = list(state.get("best", []))
 
+    def setup(self, trainer: "Trainer") -> None:
+        if self.every_n_seconds is not None and trainer.agreement is not None:
+            raise ValueError("CheckpointCallback: every_n_seconds follows each process's own clock, so under "
+                             "jax.distributed the processes would save at different steps and wait on each other; "
+                             "use every_n_steps")
+
     def on_fit_start(self, trainer: "Trainer") -> None:
         self._schedule_after(trainer.step)
         if self.save_on_start and trainer.resumed_from is None:

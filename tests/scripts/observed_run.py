@@ -20,28 +20,26 @@ import argparse
 import sys
 import time
 
-from emergence import Callback, Trainer
+from emergence import Trainer
 from emergence.callbacks import (ArtifactExportCallback, CheckpointCallback, FinalizeCallback, LogThrottleCallback,
                                  SignalCheckpointCallback)
 from emergence.metrics import CSVSink, TensorBoardSink
 from emergence.testing import toy_task
+from fit_toy import PrintStep  # a sibling script: this file runs as a script
 
 
-class Reporter(Callback):
+class Reporter(PrintStep):
     """Prints the events a parent process waits for, and hangs at `hang_at`."""
 
     def __init__(self, hang_at: int | None) -> None:
         self.hang_at = hang_at
 
     def on_train_call_end(self, trainer, metrics):
-        print(f"step {trainer.step}", flush=True)
+        super().on_train_call_end(trainer, metrics)
         if trainer.step == self.hang_at:
             print(f"hanging {trainer.step}", flush=True)
             while True:
                 time.sleep(1)
-
-    def on_save_checkpoint(self, trainer, ref):
-        print(f"saved {ref.path.name}", flush=True)
 
 
 def main(argv: list[str]) -> None:

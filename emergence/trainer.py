@@ -28,11 +28,14 @@ from emergence.checkpoint import (
 )
 from emergence.checkpoint.async_writer import AsyncCheckpointWriter
 from emergence.checkpoint.atomic import remove_stale_temp_files
-from emergence.checkpointing import build_manifest, check_config, host_metrics, restore_state
+from emergence.checkpoint.manifest import build_manifest, check_config
+from emergence.checkpoint.restore import host_metrics, restore_state
 from emergence.errors import CheckpointWriteError, RunDirError
 from emergence.log import get_logger
 from emergence.parallel.agreement import StopAgreement
 from emergence.parallel.mesh import DataParallel, Devices
+from emergence.platforms import platform_name
+from emergence.platforms.process import jax_devices
 from emergence.state import TrainState
 from emergence.task import Task, task_config, task_name
 
@@ -122,6 +125,7 @@ class Trainer:
         self.agreement: StopAgreement | None = None
         self._hooks = _hook_table(self.callbacks)
         self._calls: dict[int, Callable] = {}
+        self._platform: dict[str, Any] | None = None
         self._eval_call: Callable | None = None
         self._reset_run_state()
 
@@ -257,7 +261,7 @@ class Trainer:
             step=self._step, kind=kind, reason=reason, config=task_config(self.task),
             callbacks={cb.state_key: cb.state_dict() for cb in self.callbacks},
             metrics={**host_metrics(self.last_metrics), **host_metrics(self.last_eval_metrics), **(metrics or {})},
-            typed_keys=typed_keys)
+            typed_keys=typed_keys, platform=self._where())
         ref = CheckpointRef(path, kind, self._step)
         if self.parallel is not None and not self.parallel.writes:
             self.last_checkpoint = ref  # under jax.distributed every process gathered the state; process 0 writes
@@ -276,6 +280,12 @@ class Trainer:
         if failed is not None:
             raise failed
         return ref
+
+    def _where(self) -> dict[str, Any]:
+        """What the manifest records of where the run is: platform name, JAX backend, device kinds and count."""
+        if self._platform is None:
+            self._platform = {"name": platform_name(), **jax_devices()}
+        return self._platform
 
     def _saved(self, written: tuple[CheckpointRef, float]) -> CheckpointRef:
         """A checkpoint is durable: record it and fire `on_save_checkpoint`."""

@@ -11,7 +11,7 @@ from emergence import Callback, Trainer
 from emergence.callbacks import ArtifactExportCallback, CheckpointCallback, LogThrottleCallback
 from emergence.errors import RunDirError
 from emergence.metrics import CSVSink, read_metrics_csv
-from emergence.plots import PANEL_INCHES, series_from_rows, training_curves_figure
+from emergence.metrics.plots import PANEL_INCHES, series_from_rows, training_curves_figure
 from emergence.testing import toy_task
 
 

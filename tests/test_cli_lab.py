@@ -11,10 +11,10 @@ import pytest
 from PIL import Image
 
 from emergence import Trainer
-from emergence.agents import PPOConfig, PPOTask, episode_metrics
+from emergence.lab.agents import PPOConfig, PPOTask, episode_metrics
 from emergence.callbacks import CheckpointCallback
 from emergence.cli import main
-from emergence.cli.lab import contact_sheet, play
+from emergence.lab.cli.episodes import contact_sheet, play
 from emergence.envs import EnvParams
 from emergence.testing import toy_task
 from tests.test_ppo import quick_compiles  # noqa: F401  (autouse: XLA without most optimisations here too)

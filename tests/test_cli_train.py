@@ -16,8 +16,9 @@ import pytest
 
 from emergence.checkpoint import list_checkpoints, read_checkpoint
 from emergence.cli import main
-from emergence.cli.train import callbacks, parse_config
-from emergence.agents import PPOTask
+from emergence.lab.cli.train import parse_config
+from emergence.lab.run import callbacks
+from emergence.lab.agents import PPOTask
 from emergence.metrics import read_metrics_csv
 
 TINY = ["--platform", "local", "--env.grid-size", "6", "--env.max-agents", "6", "--env.initial-agents", "3",

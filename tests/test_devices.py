@@ -24,8 +24,8 @@ from emergence.testing import toy_task
 
 
 def tiny_ppo():
-    from emergence.agents import PPOTask
-    from emergence.agents.config import PPOConfig
+    from emergence.lab.agents import PPOTask
+    from emergence.lab.agents.config import PPOConfig
     from emergence.envs import EnvParams
 
     env = EnvParams(grid_size=6, max_agents=4, initial_agents=2, num_food=4, view_radius=1, max_steps=20)

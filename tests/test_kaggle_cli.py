@@ -20,7 +20,7 @@ import pytest
 from emergence import Trainer
 from emergence.callbacks import CheckpointCallback
 from emergence.cli.kaggle import main
-from emergence.kaggle import (
+from emergence.platforms.kaggle_workflow import (
     KaggleCommandError,
     KernelMetadataError,
     build_metadata,

@@ -3,7 +3,7 @@
 The notebook reads `EMERGENCE_KAGGLE_ROOT`, so each test builds `<tmp>/kaggle/{working,input}`
 and runs the notebook with nbclient in a real `python3` kernel, CPU, tiny parameters
 injected after its `parameters` cell the way papermill does. Resume discovery
-(`emergence.resume_search`) is tested directly first. Kernels share the tests' persistent
+(`emergence.platforms.kaggle.kaggle_resume_checkpoint`) is tested directly first. Kernels share the tests' persistent
 JAX compilation cache, so an execution takes seconds.
 """
 from __future__ import annotations
@@ -23,9 +23,10 @@ import pytest
 from emergence import Trainer
 from emergence.callbacks import CheckpointCallback
 from emergence.checkpoint import read_checkpoint
-from emergence.kaggle import verify_output
+from emergence.platforms.kaggle_workflow import verify_output
 from emergence.metrics.csv_sink import read_metrics_csv
-from emergence.resume_search import checkpoint_dirs, kaggle_resume_checkpoint, newest_valid_checkpoint
+from emergence.checkpoint.discovery import checkpoint_dirs, newest_valid_checkpoint
+from emergence.platforms.kaggle import kaggle_resume_checkpoint
 from emergence.testing import toy_task
 from tests.scripts.driver import COMPILE_CACHE, REPO
 

@@ -13,9 +13,9 @@ import pytest
 
 from emergence import Callback, Trainer
 from emergence.callbacks import SignalCheckpointCallback, TimeBudgetCallback
-from emergence.callbacks.presets import for_platform
+from emergence.platforms.presets import for_platform
 from emergence.checkpoint import read_checkpoint
-from emergence.platform import detect, in_ipython_kernel, process_start_time
+from emergence.platforms import detect, in_ipython_kernel, process_start_time
 from emergence.testing import toy_task
 
 SIGNALS = ("KAGGLE_KERNEL_RUN_TYPE", "KAGGLE_URL_BASE", "KAGGLE_DATA_PROXY_URL", "COLAB_RELEASE_TAG", "COLAB_GPU",
@@ -104,7 +104,7 @@ def test_the_result_is_frozen(clean_env):
 
 
 def test_process_start_time_is_when_the_process_started_not_when_asked():
-    code = "import time; time.sleep(1.5); from emergence.platform import process_start_time as t; print(t())"
+    code = "import time; time.sleep(1.5); from emergence.platforms import process_start_time as t; print(t())"
     launched = time.time()
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})

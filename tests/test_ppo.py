@@ -10,9 +10,9 @@ import numpy as np
 import optax
 import pytest
 
-from emergence.agents import PPOConfig, PPOTask, random_policy_metrics, run_episodes
-from emergence.agents.evolution import behaviour_similarity, inherit, weight_diversity
-from emergence.agents.ppo import EVAL_SALT, Batch, gae, ppo_loss
+from emergence.lab.agents import PPOConfig, PPOTask, random_policy_metrics, run_episodes
+from emergence.lab.agents.evolution import behaviour_similarity, inherit, weight_diversity
+from emergence.lab.agents.ppo import EVAL_SALT, Batch, gae, ppo_loss
 from emergence.envs import EnvParams
 
 TINY = PPOConfig(

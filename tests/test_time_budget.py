@@ -12,7 +12,7 @@ from emergence import Callback, Trainer
 from emergence.callbacks import (AtexitCheckpointCallback, CheckpointCallback, KaggleTimeoutCallback,
                                  OnExceptionCheckpointCallback, SignalCheckpointCallback, TimeBudgetCallback)
 from emergence.checkpoint import list_checkpoints, read_checkpoint
-from emergence.platform import process_start_time
+from emergence.platforms import process_start_time
 from emergence.testing import FakeClock, toy_task
 from tests.scripts.driver import run_child
 from tests.scripts.train_subprocess import ScriptTask, calibrate_repeats

@@ -14,7 +14,7 @@ from emergence import Trainer
 from emergence.callbacks import CheckpointCallback, TrackerCallback
 from emergence.checkpoint import list_checkpoints, read_checkpoint, read_manifest
 from emergence.testing import fire, toy_task
-from emergence.trackers import EmergenceTracker, SpecializationTracker, specialization_index, weight_divergence
+from emergence.lab.trackers import EmergenceTracker, SpecializationTracker, specialization_index, weight_divergence
 from tests.helpers import SCRIPTS, assert_same_arrays, wait_for_line
 
 

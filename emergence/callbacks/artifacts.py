@@ -26,7 +26,7 @@ from emergence.callbacks.base import Callback, Metrics
 from emergence.checkpoint.atomic import atomic_write
 from emergence.log import get_logger
 from emergence.metrics.schedule import Every
-from emergence.plots import write_training_curves
+from emergence.metrics.plots import write_training_curves
 
 if TYPE_CHECKING:
     from emergence.trainer import Trainer

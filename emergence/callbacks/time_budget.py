@@ -29,7 +29,7 @@ from emergence.callbacks._call_timer import CallTimer
 from emergence.callbacks._save_once import save_last_state
 from emergence.callbacks.base import Callback, Metrics
 from emergence.log import get_logger
-from emergence.platform import jax_accelerator, kaggle_session_limit, process_start_time, slurm_job_end_time
+from emergence.platforms import jax_accelerator, kaggle_session_limit, process_start_time, slurm_job_end_time
 
 if TYPE_CHECKING:
     from emergence.checkpoint import CheckpointRef
@@ -147,7 +147,7 @@ class KaggleTimeoutCallback(TimeBudgetCallback):
     """Kaggle's session wall: 12 hours on CPU/GPU, 9 hours on TPU (detected), from the process start.
 
     Args:
-        limit: session seconds (default: by accelerator, from `emergence.platform`).
+        limit: session seconds (default: by accelerator, from `emergence.platforms`).
         start: epoch seconds the session began (default: this process's start time, read
             from `/proc`; pass the real session start if you restarted the kernel).
         margin: seconds kept free after the final checkpoint for the summary, artifact

@@ -16,8 +16,8 @@ before it returns the state.
 """
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import jax
 
@@ -25,12 +25,30 @@ from emergence.callbacks.base import Callback, Metrics
 from emergence.log import get_logger
 
 if TYPE_CHECKING:
-    from emergence.trackers import Tracker
     from emergence.trainer import Trainer
 
 log = get_logger("emergence.callbacks")
 
 Probe = Callable[[Any], Metrics]
+
+
+@runtime_checkable
+class Tracker(Protocol):
+    """What `TrackerCallback` needs of a tracker."""
+
+    name: str
+
+    def update(self, step: int, values: Mapping[str, Any]) -> Any:
+        """Record one sample taken at `step` from host values."""
+        ...
+
+    def state_dict(self) -> dict[str, Any]:
+        """JSON-able state, exact through `json`."""
+        ...
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore what `state_dict` returned."""
+        ...
 
 
 class TrackerCallback(Callback):

@@ -1,4 +1,4 @@
-"""What a checkpoint says about itself besides its arrays: versions, config, changes."""
+"""What a checkpoint says about itself besides its arrays: the manifest, versions, config and its changes."""
 from __future__ import annotations
 
 import functools
@@ -7,7 +7,13 @@ import json
 import platform as _platform
 from dataclasses import dataclass
 from importlib import metadata
+import time
 from typing import Any
+
+from emergence.errors import ConfigMismatchError
+from emergence.log import get_logger
+
+log = get_logger("emergence.checkpoint")
 
 _LIBRARIES = ("emergence", "jax", "jaxlib", "flax", "optax", "numpy", "safetensors")
 
@@ -73,3 +79,35 @@ def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[Confi
 def is_structural(key: str, structural_keys: set[str]) -> bool:
     """True when `key` is, or lies under, one of the task's structural keys."""
     return any(key == s or key.startswith(s + ".") for s in structural_keys)
+
+
+def build_manifest(*, step: int, kind: str, reason: str | None, config: dict[str, Any],
+                   callbacks: dict[str, Any], metrics: dict[str, float], typed_keys: dict[str, str],
+                   platform: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Everything a checkpoint says about itself besides its arrays."""
+    return {
+        "step": step,
+        "kind": kind,
+        "reason": reason,
+        "wall_time": time.time(),
+        "config": config,
+        "config_hash": config_hash(config),
+        "callbacks": callbacks,
+        "metrics": metrics,
+        "versions": library_versions(),
+        "platform": platform or {},
+        "typed_keys": typed_keys,
+    }
+
+
+def check_config(saved: dict[str, Any], current: dict[str, Any], structural_keys: set[str], force: bool) -> None:
+    """Log every config change; refuse structural ones unless `force`."""
+    changes = config_changes(saved, current)
+    for change in changes:
+        log.warning("config changed since the checkpoint: %s", change)
+    refused = [c for c in changes if is_structural(c.key, structural_keys)]
+    if refused and not force:
+        listed = "; ".join(str(c) for c in refused)
+        raise ConfigMismatchError(
+            f"cannot resume: structural config changed ({listed}); restore it, start a new run_dir, "
+            f"or pass force_resume=True")

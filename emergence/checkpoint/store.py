@@ -1,9 +1,9 @@
-"""A directory of checkpoints: names, the `latest` pointer, discovery and rotation.
+"""A directory of checkpoints: names, the `latest` pointer and rotation (discovery: `discovery.py`).
 
 Files are named by kind and step (`step_<N>`, `best_step_<N>`, `emergency_step_<N>`,
 `final_step_<N>`, each `.safetensors`). `latest.json` names the newest one for people
 and tools; it is a plain file, so it survives zipping and download. Discovery does not
-trust it: it scans the names and takes the newest file that verifies.
+trust it (see `discovery.py`).
 """
 from __future__ import annotations
 
@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from emergence.checkpoint.atomic import atomic_write_text, fsync_dir
-from emergence.checkpoint.format import CheckpointFile, read_checkpoint
-from emergence.errors import CheckpointNotFoundError, EmergenceError
 
 log = logging.getLogger("emergence.checkpoint")
 
@@ -71,35 +69,6 @@ def write_latest(directory: Path, ref: CheckpointRef) -> None:
     """Point `latest.json` at `ref` (atomically)."""
     pointer = {"name": ref.path.name, "kind": ref.kind, "step": ref.step, "checksum": ref.checksum}
     atomic_write_text(directory / LATEST, json.dumps(pointer, indent=1) + "\n")
-
-
-def load_newest_valid(directory: Path | str) -> CheckpointFile | None:
-    """The newest checkpoint in `directory` that verifies, or None if there is none.
-
-    Tries every file newest first (by step, from its name), verifying each and
-    warning about each damaged one it skips, so a stale or dangling `latest.json`
-    never matters. Reads only: nothing in `directory` is changed.
-    """
-    for ref in reversed(list_checkpoints(directory)):
-        try:
-            return read_checkpoint(ref.path)
-        except (EmergenceError, OSError) as err:
-            log.warning("skipping damaged checkpoint: %s", err)
-    return None
-
-
-def resolve_resume(source: Path | str) -> CheckpointFile:
-    """The checkpoint a `resume=<path>` names: that file, or the newest valid one in that dir."""
-    source = Path(source)
-    if source.is_file():
-        return read_checkpoint(source)
-    if not source.exists():
-        raise CheckpointNotFoundError(f"resume path {source} does not exist; pass resume='auto' or None to start fresh")
-    found = load_newest_valid(source)
-    if found is None:
-        raise CheckpointNotFoundError(
-            f"no valid checkpoint in {source}; point resume at a directory with checkpoints, or use resume='auto'")
-    return found
 
 
 def delete_checkpoint(ref: CheckpointRef) -> None:

@@ -25,9 +25,9 @@ from collections.abc import Sequence
 from emergence.errors import EmergenceError
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("emergence.cli.train:main", "train the foraging lab (PPO with evolution), resumable and preemption-safe"),
-    "eval": ("emergence.cli.lab:eval_main", "greedy episodes of a checkpoint's policy, against a random policy"),
-    "render": ("emergence.cli.lab:render_main", "draw the world through an episode (GIF or PNG)"),
+    "train": ("emergence.lab.cli.train:main", "train the foraging lab (PPO with evolution), resumable and preemption-safe"),
+    "eval": ("emergence.lab.cli.episodes:eval_main", "greedy episodes of a checkpoint's policy, against a random policy"),
+    "render": ("emergence.lab.cli.episodes:render_main", "draw the world through an episode (GIF or PNG)"),
     "ckpt": ("emergence.cli.ckpt:main", "list, inspect, verify, diff and export checkpoints"),
     "kaggle": ("emergence.cli.kaggle:main", "init, push, run, check on and download a Kaggle training notebook"),
 }

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from emergence import kaggle
+from emergence.platforms import kaggle_workflow as kaggle
 from emergence.errors import EmergenceError
 
 EXIT_FAILED, EXIT_SETUP, EXIT_PENDING = 1, 2, 3

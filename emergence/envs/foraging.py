@@ -29,7 +29,7 @@ parents pay, what children receive) cancel; agents die at exactly zero energy, s
 death removes none.
 
 `done` is true when every agent is dead or `max_steps` steps have run. `step` never
-resets: auto-reset is the learner's business (see `emergence.agents.ppo`).
+resets: auto-reset is the learner's business (see `emergence.lab.agents.ppo`).
 """
 from __future__ import annotations
 

@@ -20,7 +20,7 @@ import jax.numpy as jnp
 from emergence import Callback, Trainer
 from emergence.callbacks import CheckpointCallback, TrackerCallback
 from emergence.testing import toy_task
-from emergence.trackers import EmergenceTracker, SpecializationTracker
+from emergence.lab.trackers import EmergenceTracker, SpecializationTracker
 
 
 class PrintStep(Callback):

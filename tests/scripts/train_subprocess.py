@@ -40,7 +40,7 @@ import jax.numpy as jnp
 
 from emergence import Callback, Trainer
 from emergence.checkpoint import flatten_to_host, write_checkpoint
-from emergence.platform import process_start_time
+from emergence.platforms import process_start_time
 from emergence.testing import toy_task
 
 

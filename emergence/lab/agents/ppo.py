@@ -12,7 +12,7 @@ One `train_step` (PureJaxRL style, all `lax.scan`, no host syncs):
    clipped PPO objective (advantages normalised per minibatch):
    ``loss = policy + vf_coef * value - ent_coef * entropy
    - diversity_bonus * weight_diversity + niche_pressure * behaviour_similarity``
-   (the last two only with evolution; see `emergence.agents.evolution`).
+   (the last two only with evolution; see `emergence.lab.agents.evolution`).
 
 Masking: a sample counts only if its slot held an alive agent when it acted, and
 (with evolution) no child was born into that slot later in the rollout, because
@@ -28,10 +28,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from emergence.agents import evolution
-from emergence.agents.config import STRUCTURAL_KEYS, PPOConfig
-from emergence.agents.evaluation import evaluate, make_network
-from emergence.agents.networks import init_agent_params, policy
+from emergence.lab.agents import evolution
+from emergence.lab.agents.config import STRUCTURAL_KEYS, PPOConfig
+from emergence.lab.agents.evaluation import evaluate, make_network
+from emergence.lab.agents.networks import init_agent_params, policy
 from emergence.envs import NUM_ACTIONS, EnvState, observe, reset_state, step
 from emergence.parallel.mesh import shard_extra
 from emergence.state import TrainState

@@ -17,10 +17,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from emergence.agents import PPOTask
+from emergence.lab.agents import PPOTask
 from emergence.envs import observe
 from emergence.state import TrainState
-from emergence.trackers import EmergenceTracker, SpecializationTracker
+from emergence.lab.trackers import EmergenceTracker, SpecializationTracker
 
 LAB_SERIES = {"population": "env/population", "births": "env/births", "deaths": "env/deaths",
               "food": "env/food_per_agent_step", "mean_energy": "env/mean_energy", "lifespan": "env/lifespan"}
@@ -45,7 +45,7 @@ def policy_probe(task: PPOTask) -> Callable[[TrainState], dict[str, jax.Array]]:
         if heads is None:
             logits = jnp.broadcast_to(shared_logits, (alive.shape[0], *shared_logits.shape))
             out: dict[str, jax.Array] = {}
-        else:  # logits_n(o) = shared(o) + h(o) @ w_n + b_n, as in emergence.agents.networks.policy
+        else:  # logits_n(o) = shared(o) + h(o) @ w_n + b_n, as in emergence.lab.agents.networks.policy
             w = heads["w"].reshape(alive.shape[0], *heads["w"].shape[2:])
             b = heads["b"].reshape(alive.shape[0], -1)
             logits = shared_logits[None] + jnp.einsum("mh,nha->nma", features, w) + b[:, None]

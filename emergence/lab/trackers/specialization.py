@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from emergence.trackers.history import SeriesHistory
+from emergence.lab.trackers.history import SeriesHistory
 
 DEFAULT_KEYS = {"action_counts": "action_counts", "movement": "movement", "agent_params": "agent_params",
                 "alive": "alive"}

@@ -20,7 +20,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
 
-from emergence.agents import KAGGLE, KAGGLE_ENV_STEPS, QUICK, QUICK_ENV_STEPS, PPOConfig
+from emergence.lab.agents import KAGGLE, KAGGLE_ENV_STEPS, QUICK, QUICK_ENV_STEPS, PPOConfig
 from emergence.envs import EnvParams
 
 PresetName = Literal["quick", "kaggle"]
@@ -95,7 +95,7 @@ class PPOSettings:
 
 @dataclass(frozen=True)
 class EvolutionSettings:
-    """Per-agent policy heads that children inherit with mutation (see emergence.agents.evolution)."""
+    """Per-agent policy heads that children inherit with mutation (see emergence.lab.agents.evolution)."""
 
     enabled: bool
     """give every agent slot its own head (False: one shared policy)"""
@@ -159,3 +159,45 @@ PRESETS: dict[str, LabConfig] = {
                                                   log=51_200, keep_last=5, devices="all")),
 }
 """`--preset quick`: QUICK for QUICK_ENV_STEPS on a CPU; `--preset kaggle`: the seed's 10M-step run."""
+
+
+def dotted_keys(config: LabConfig) -> list[str]:
+    """Every settable leaf of a config by its dotted name (`evolution.diversity_bonus`, `env.num_food`, ...)."""
+    keys = []
+    for group in fields(config):
+        value = getattr(config, group.name)
+        if dataclasses.is_dataclass(value):
+            keys += [f"{group.name}.{f.name}" for f in fields(value)]
+        else:
+            keys.append(group.name)
+    return keys
+
+
+def resolve_key(config: LabConfig, key: str) -> str:
+    """`key` as a dotted name: itself, or the one dotted name it is an unambiguous suffix of.
+
+    `diversity_bonus` means `evolution.diversity_bonus`; `-` and `_` are the same (flags use `-`).
+    """
+    wanted = key.replace("-", "_")
+    keys = dotted_keys(config)
+    if wanted in keys:
+        return wanted
+    matches = [k for k in keys if k.endswith("." + wanted)]
+    if len(matches) == 1:
+        return matches[0]
+    if matches:
+        raise ValueError(f"config key {key!r} is ambiguous: it could be {' or '.join(matches)}; write it in full")
+    raise ValueError(f"unknown config key {key!r}; use a dotted name such as evolution.diversity_bonus "
+                     f"(emergence train --help lists them)")
+
+
+def with_values(config: LabConfig, values: dict[str, object]) -> LabConfig:
+    """`config` with each `values` key (a dotted name or an unambiguous suffix) set; unknown keys are one-line errors."""
+    for key, value in values.items():
+        dotted = resolve_key(config, key)
+        if "." not in dotted:
+            config = dataclasses.replace(config, **{dotted: value})
+            continue
+        group, name = dotted.split(".")
+        config = dataclasses.replace(config, **{group: dataclasses.replace(getattr(config, group), **{name: value})})
+    return config

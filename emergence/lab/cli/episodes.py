@@ -23,10 +23,10 @@ import jax
 import numpy as np
 from tyro.conf import Positional, arg
 
-from emergence.agents import PPOConfig, PPOTask, episode_metrics, run_episodes
+from emergence.lab.agents import PPOConfig, PPOTask, episode_metrics, run_episodes
 from emergence.checkpoint import CheckpointFile
 from emergence.checkpoint.atomic import atomic_write_bytes
-from emergence.checkpointing import restore_state
+from emergence.checkpoint.restore import restore_state
 from emergence.cli.paths import load_checkpoint
 from emergence.cli.usage import UsageError, parse
 from emergence.envs import render

@@ -23,7 +23,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from emergence.agents.networks import AgentParams
+from emergence.lab.agents.networks import AgentParams
 
 
 def _take_rows(x: jax.Array, source: jax.Array) -> jax.Array:

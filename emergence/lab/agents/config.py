@@ -16,7 +16,7 @@ class PPOConfig:
     every alive agent of one world), then runs `num_epochs` passes over them in
     `num_minibatches` minibatches of whole environments (`num_envs` must divide).
     Evolution fields (`evolution`, `mutation_std`, `diversity_bonus`,
-    `niche_pressure`) are described in `emergence.agents.evolution` and docs/lab.md.
+    `niche_pressure`) are described in `emergence.lab.agents.evolution` and docs/lab.md.
     """
 
     env: EnvParams = dataclasses.field(default_factory=EnvParams)

@@ -14,9 +14,9 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from emergence.agents import evolution
-from emergence.agents.config import PPOConfig
-from emergence.agents.networks import ActorCritic, AgentParams, policy
+from emergence.lab.agents import evolution
+from emergence.lab.agents.config import PPOConfig
+from emergence.lab.agents.networks import ActorCritic, AgentParams, policy
 from emergence.envs import NUM_ACTIONS, EnvState, observe, reset_state, step
 
 Mode = Literal["greedy", "sample", "random"]

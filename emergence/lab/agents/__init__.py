@@ -1,6 +1,6 @@
 """Learners that plug into the Trainer as Tasks: PPO with evolution on the foraging world."""
-from emergence.agents.config import KAGGLE, KAGGLE_ENV_STEPS, QUICK, QUICK_ENV_STEPS, STRUCTURAL_KEYS, PPOConfig
-from emergence.agents.evaluation import (
+from emergence.lab.agents.config import KAGGLE, KAGGLE_ENV_STEPS, QUICK, QUICK_ENV_STEPS, STRUCTURAL_KEYS, PPOConfig
+from emergence.lab.agents.evaluation import (
     EpisodeLog,
     episode_metrics,
     evaluate,
@@ -8,7 +8,7 @@ from emergence.agents.evaluation import (
     random_policy_metrics,
     run_episodes,
 )
-from emergence.agents.ppo import PPOTask
+from emergence.lab.agents.ppo import PPOTask
 
 __all__ = ["KAGGLE", "KAGGLE_ENV_STEPS", "QUICK", "QUICK_ENV_STEPS", "STRUCTURAL_KEYS", "EpisodeLog", "PPOConfig",
            "PPOTask", "episode_metrics", "evaluate", "make_network", "random_policy_metrics", "run_episodes"]

@@ -3,7 +3,7 @@
 Fed on the host with values already fetched (see `TrackerCallback`): each `update`
 appends one point per series and runs a `ShiftDetector` on it. An *emergence event*
 is a sustained shift of a series beyond `k` standard deviations of its recent window
-(see `emergence.trackers.shift` for the exact rule), recorded with its series, its
+(see `emergence.lab.trackers.shift` for the exact rule), recorded with its series, its
 onset step and the step it was detected at.
 """
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Any
 import numpy as np
 
 from emergence.log import get_logger
-from emergence.trackers.history import SeriesHistory
-from emergence.trackers.shift import ShiftDetector
+from emergence.lab.trackers.history import SeriesHistory
+from emergence.lab.trackers.shift import ShiftDetector
 
-log = get_logger("emergence.trackers")
+log = get_logger("emergence.lab.trackers")
 
 DEFAULT_SERIES = ("population", "births", "deaths", "food", "mean_energy", "lifespan")
 

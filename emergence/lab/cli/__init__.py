@@ -1,0 +1,1 @@
+"""The lab's commands (`emergence train`, `eval`, `render`): thin parsers over `emergence.lab`."""

@@ -22,7 +22,6 @@ from emergence.cli.paths import checkpoint_dir, existing, load_checkpoint
 from emergence.cli.table import format_number, format_table, human_size, local_time
 from emergence.cli.usage import parse
 from emergence.errors import EmergenceError
-from emergence.parallel.export import export_seed
 
 LATEST = "latest.json"
 
@@ -228,6 +227,8 @@ class Export:
         if self.include != ("params",):
             raise EmergenceError("--seed writes the whole state of one seed; drop --include")
         _check_out(file, self.out)
+        from emergence.parallel.export import export_seed  # loads JAX: only this subcommand needs it
+
         written = export_seed(file, self.seed, self.out)
         print(f"wrote {self.out}: seed {self.seed}, {len(written)} arrays, {human_size(self.out.stat().st_size)} "
               f"(step {file.manifest['step']}; resume it with Trainer(<inner task>, resume=\"{self.out}\"))")

@@ -3,21 +3,27 @@
 `Trainer(devices=...)` uses `DataParallel`; wrap a task in `ManySeeds(task, num_seeds)`
 to train S independent runs as one vmapped program, and pull one run out of its
 checkpoint with `export_seed` (`emergence ckpt export --seed i`). Under
-`jax.distributed` the Trainer adds a `StopAgreement` so every process stops at the same
-step. docs/scaling.md says what runs where.
+`jax.distributed` the Trainer agrees on stops across processes (`agreement.py`) so
+every process stops at the same step. docs/scaling.md says what runs where. Names load
+when first used (each module imports JAX).
 """
-from emergence.parallel.agreement import StopAgreement
-from emergence.parallel.export import export_seed, seed_checkpoint
-from emergence.parallel.mesh import (
-    AXIS,
-    DataParallel,
-    DeviceError,
-    replicated,
-    resolve_devices,
-    shard_extra,
-    split_leading_axis,
-)
-from emergence.parallel.seeds import ManySeeds, per_seed, seed_tag
+from __future__ import annotations
 
-__all__ = ["AXIS", "DataParallel", "DeviceError", "ManySeeds", "StopAgreement", "export_seed", "per_seed",
-           "replicated", "resolve_devices", "seed_checkpoint", "seed_tag", "shard_extra", "split_leading_axis"]
+import importlib
+from typing import Any
+
+_WHERE = {
+    "StopAgreement": "agreement",
+    "export_seed": "export", "seed_checkpoint": "export",
+    "AXIS": "mesh", "DataParallel": "mesh", "DeviceError": "mesh", "replicated": "mesh", "resolve_devices": "mesh",
+    "shard_extra": "mesh", "split_leading_axis": "mesh",
+    "ManySeeds": "seeds", "per_seed": "seeds", "seed_tag": "seeds",
+}
+
+__all__ = sorted(_WHERE)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _WHERE:
+        raise AttributeError(f"module 'emergence.parallel' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"emergence.parallel.{_WHERE[name]}"), name)

@@ -34,7 +34,7 @@ from emergence.errors import CheckpointWriteError, RunDirError
 from emergence.log import get_logger
 from emergence.parallel.agreement import StopAgreement
 from emergence.parallel.mesh import DataParallel, Devices
-from emergence.platforms import platform_name
+from emergence.platforms.detect import platform_name
 from emergence.platforms.process import jax_devices
 from emergence.state import TrainState
 from emergence.task import Task, task_config, task_name

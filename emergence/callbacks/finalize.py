@@ -35,7 +35,7 @@ from emergence.callbacks.base import Callback
 from emergence.checkpoint.atomic import TEMP_PREFIX, atomic_write, atomic_write_text
 from emergence.errors import EmergenceError
 from emergence.log import get_logger
-from emergence.platforms import platform_name
+from emergence.platforms.detect import platform_name
 
 if TYPE_CHECKING:
     from emergence.trainer import Trainer

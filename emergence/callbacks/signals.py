@@ -36,7 +36,7 @@ from emergence.callbacks._call_timer import CallTimer
 from emergence.callbacks._save_once import save_last_state
 from emergence.callbacks.base import Callback, Metrics
 from emergence.log import get_logger
-from emergence.platforms import in_ipython_kernel
+from emergence.platforms.process import in_ipython_kernel
 
 if TYPE_CHECKING:
     from emergence.trainer import Trainer

@@ -29,7 +29,9 @@ from emergence.callbacks._call_timer import CallTimer
 from emergence.callbacks._save_once import save_last_state
 from emergence.callbacks.base import Callback, Metrics
 from emergence.log import get_logger
-from emergence.platforms import jax_accelerator, kaggle_session_limit, process_start_time, slurm_job_end_time
+from emergence.platforms.kaggle import kaggle_session_limit
+from emergence.platforms.process import jax_accelerator, process_start_time
+from emergence.platforms.slurm import slurm_job_end_time
 
 if TYPE_CHECKING:
     from emergence.checkpoint import CheckpointRef

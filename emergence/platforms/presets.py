@@ -21,7 +21,8 @@ from typing import Any
 
 import emergence.callbacks as callbacks
 from emergence.callbacks.base import Callback
-from emergence.platforms import NAMES, output_dir_for, platform_name, slurm_job_end_time
+from emergence.platforms.detect import NAMES, output_dir_for, platform_name
+from emergence.platforms.slurm import slurm_job_end_time
 
 Spec = tuple[str, dict[str, Any]]
 

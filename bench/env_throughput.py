@@ -33,7 +33,7 @@ import jax.numpy as jnp
 from _common import Ratio, Window, exit_with, interleaved, machine, print_table, verdict
 
 from emergence import Trainer
-from emergence.agents import PPOConfig, PPOTask
+from emergence.lab.agents import PPOConfig, PPOTask
 from emergence.callbacks import CheckpointCallback, SignalCheckpointCallback, TimeBudgetCallback
 from emergence.envs import NUM_ACTIONS, EnvParams, reset_state, step
 

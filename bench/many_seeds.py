@@ -24,8 +24,8 @@ from collections.abc import Callable
 import jax
 from _common import Lap, Ratio, Stopwatch, interleaved, machine, print_table
 
-from emergence.agents import PPOTask
-from emergence.agents.config import QUICK, PPOConfig
+from emergence.lab.agents import PPOTask
+from emergence.lab.agents.config import QUICK, PPOConfig
 from emergence.envs import EnvParams
 from emergence.parallel import ManySeeds
 

@@ -22,7 +22,6 @@ the run.
 """
 from __future__ import annotations
 
-import hashlib
 import os
 import time
 import zipfile
@@ -36,6 +35,7 @@ from emergence.checkpoint.atomic import TEMP_PREFIX, atomic_write, atomic_write_
 from emergence.errors import EmergenceError
 from emergence.log import get_logger
 from emergence.platforms.detect import platform_name
+from emergence.sums import SUMS_FILE, format_sums
 
 if TYPE_CHECKING:
     from emergence.trainer import Trainer
@@ -43,10 +43,9 @@ if TYPE_CHECKING:
 log = get_logger("emergence.callbacks")
 
 SUMMARY = "summary.json"
-SUMS = "SHA256SUMS"
+SUMS = SUMS_FILE
 ZIP = "outputs.zip"
 STORED_SUFFIXES = (".safetensors", ".png", ".zip", ".gz")
-_BLOCK = 1 << 20
 
 
 class FinalizeCallback(Callback):
@@ -131,24 +130,9 @@ def output_files(root: Path) -> list[Path]:
     return sorted(path.relative_to(root) for path in found if path.relative_to(root).as_posix() not in (SUMS, ZIP))
 
 
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file, read in 1 MiB blocks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(_BLOCK), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_checksums(root: Path) -> None:
-    """`SHA256SUMS` for `output_files(root)`, in the format `sha256sum -c` reads (names escaped as it does)."""
-    lines = []
-    for relative in output_files(root):
-        name = relative.as_posix()
-        escaped = name.replace("\\", "\\\\").replace("\n", "\\n")
-        flag = "\\" if escaped != name else ""
-        lines.append(f"{flag}{sha256_file(root / relative)}  {escaped}\n")
-    atomic_write_text(root / SUMS, "".join(lines))
+    """`SHA256SUMS` for `output_files(root)`, in the format `sha256sum -c` reads (see emergence.sums)."""
+    atomic_write_text(root / SUMS, format_sums(root, output_files(root)))
 
 
 def write_zip(root: Path) -> None:

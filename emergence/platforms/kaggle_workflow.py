@@ -16,7 +16,6 @@ Kaggle/kaggle-api `kaggle_api_extended.py` and Kaggle/kaggle-cli `docs/kernels.m
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import re
 import shutil
@@ -32,11 +31,11 @@ from typing import Any
 from emergence.checkpoint import CheckpointRef, list_checkpoints, read_checkpoint
 from emergence.checkpoint.atomic import atomic_write_text
 from emergence.errors import EmergenceError
+from emergence.sums import SUMS_FILE, ChecksumError, verify_sums
 
 METADATA_FILE = "kernel-metadata.json"
 CODE_FILE = "kaggle_training.ipynb"
 DEFAULT_SLUG = "emergence-training"
-SUMS_FILE = "SHA256SUMS"
 MACHINE_SHAPES = {"t4x2": "NvidiaTeslaT4Highmem", "p100": "NvidiaTeslaP100", "tpu": "TpuV5E8", "none": ""}
 LANGUAGES = ("python", "r", "rmarkdown")
 KERNEL_TYPES = ("script", "notebook")
@@ -53,7 +52,6 @@ _AUTH_FAILURES = ("could not find kaggle.json", "you must log in to kaggle", "au
                   "401 client error")
 _STATUS = re.compile(r'^(?P<kernel>\S+) has status "(?:KernelWorkerStatus\.)?(?P<state>[A-Za-z_]+)"\s*$', re.M)
 _FAILURE = re.compile(r'^Failure message: "(?P<message>.*)"\s*\Z', re.M | re.S)
-_SUM_LINE = re.compile(r"^(?P<digest>[0-9a-fA-F]{64}) [ *](?P<name>.+)$")
 
 
 class KaggleSetupError(EmergenceError):
@@ -68,8 +66,8 @@ class KaggleCommandError(EmergenceError):
     """The `kaggle` command failed, or printed something this module cannot read."""
 
 
-class OutputVerificationError(EmergenceError):
-    """Downloaded output does not match its SHA256SUMS (or a checkpoint is damaged)."""
+class OutputVerificationError(ChecksumError):
+    """A downloaded checkpoint is damaged (a SHA256SUMS mismatch is its parent, `ChecksumError`)."""
 
 
 @dataclass(frozen=True)
@@ -305,34 +303,6 @@ def download_output(kernel: str, dest: Path) -> None:
     """`kaggle kernels output kernel -p dest -o`: the latest version's /kaggle/working files."""
     Path(dest).mkdir(parents=True, exist_ok=True)
     run_kaggle(["kernels", "output", kernel, "-p", str(dest), "-o"])
-
-
-def verify_sums(sums_file: Path) -> int:
-    """Check every file `sums_file` lists (sha256sum format, paths relative to it); return how many."""
-    checked = 0
-    for number, line in enumerate(Path(sums_file).read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        match = _SUM_LINE.match(line)
-        if match is None:
-            raise OutputVerificationError(f"{sums_file}:{number} is not '<sha256>  <file>'; re-download the output")
-        target = sums_file.parent / match.group("name")
-        if not target.is_file():
-            raise OutputVerificationError(f"{target} is listed in {sums_file.name} but was not downloaded; "
-                                          "download again")
-        if _sha256(target) != match.group("digest").lower():
-            raise OutputVerificationError(f"{target} does not match its SHA256SUMS entry: the download is damaged; "
-                                          "download again")
-        checked += 1
-    return checked
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def downloaded_checkpoints(root: Path) -> list[CheckpointRef]:

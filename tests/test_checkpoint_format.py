@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import pickle
 import struct
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -11,6 +12,8 @@ import pytest
 from safetensors.numpy import load_file, save_file
 
 from emergence.checkpoint import flatten_to_host, read_checkpoint, read_manifest, unflatten_into, write_checkpoint
+from emergence.checkpoint.format import FORMAT_VERSION
+from emergence.cli import main as emergence_main
 from emergence.errors import CheckpointNotFoundError, CorruptCheckpointError, IncompatibleCheckpointError
 
 
@@ -55,6 +58,69 @@ def test_a_checkpoint_written_from_jax_arrays_loads_with_numpy_only(tmp_path):
     assert set(arrays) == {"params/w", "step", "rng"}
     assert np.array_equal(arrays["params/w"], np.ones((2, 3), np.float32))
     assert arrays["rng"].dtype == np.uint32 and arrays["rng"].shape == (2,)
+
+
+V1_FIXTURE = Path(__file__).parent / "fixtures" / "checkpoint_v1.safetensors"  # written by format v1's code
+
+
+def _assert_equal_to_tree(loaded):
+    restored = unflatten_into(_tree(), loaded.arrays, loaded.manifest["typed_keys"])
+    for original, back in zip(jax.tree.leaves(_tree()), jax.tree.leaves(restored)):
+        if jnp.issubdtype(original.dtype, jax.dtypes.prng_key):
+            original, back = jax.random.key_data(original), jax.random.key_data(back)
+        assert original.dtype == back.dtype and np.array_equal(np.asarray(original), np.asarray(back))
+
+
+def test_new_files_are_format_2_with_a_blake3_checksum(tmp_path):
+    path = tmp_path / "step_3.safetensors"
+    checksum = _save(path)
+    assert FORMAT_VERSION == 2 and checksum.startswith("blake3:") and len(checksum) == len("blake3:") + 64
+    assert read_manifest(path)["format_version"] == 2
+
+
+def test_a_format_1_file_from_the_old_code_still_loads_and_verifies():
+    loaded = read_checkpoint(V1_FIXTURE)
+    assert loaded.manifest["format_version"] == 1 and loaded.checksum.startswith("sha256:")
+    _assert_equal_to_tree(loaded)
+
+
+def test_a_damaged_format_1_file_is_still_refused(tmp_path):
+    data = bytearray(V1_FIXTURE.read_bytes())
+    data[-3] ^= 0x10
+    path = tmp_path / "step_3.safetensors"
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptCheckpointError, match="checksum mismatch"):
+        read_checkpoint(path)
+
+
+def test_format_1_can_still_be_written_and_both_versions_hash_the_same_content(tmp_path):
+    arrays, typed = flatten_to_host(_tree())
+    manifest = {"step": 3, "kind": "periodic", "typed_keys": typed}
+    old = write_checkpoint(tmp_path / "v1.safetensors", arrays, manifest, format_version=1)
+    new = write_checkpoint(tmp_path / "v2.safetensors", arrays, manifest)
+    assert old.startswith("sha256:") and new.startswith("blake3:")
+    for name in ("v1", "v2"):
+        _assert_equal_to_tree(read_checkpoint(tmp_path / f"{name}.safetensors"))
+    with pytest.raises(ValueError, match="format_version"):
+        write_checkpoint(tmp_path / "v3.safetensors", arrays, manifest, format_version=3)
+
+
+def test_a_version_edit_that_swaps_the_digest_is_refused(tmp_path):
+    path = tmp_path / "step_3.safetensors"
+    _save(path)
+    raw = path.read_bytes().replace(b'\\"format_version\\": 2', b'\\"format_version\\": 1')
+    path.write_bytes(raw)
+    with pytest.raises(CorruptCheckpointError, match="checksum mismatch"):
+        read_checkpoint(path)
+
+
+def test_ckpt_verify_reports_each_file_format_version(tmp_path, capsys):
+    (tmp_path / "step_1.safetensors").write_bytes(V1_FIXTURE.read_bytes())
+    _save(tmp_path / "step_3.safetensors")
+    assert emergence_main(["ckpt", "verify", str(tmp_path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "ok   step_1.safetensors (step 3, periodic, format v1 sha256)"
+    assert lines[1] == "ok   step_3.safetensors (step 3, periodic, format v2 blake3)"
 
 
 def test_manifest_reads_without_the_arrays(tmp_path):
@@ -103,7 +169,9 @@ def test_unknown_format_version_says_upgrade(tmp_path):
     path = tmp_path / "step_3.safetensors"
     arrays, _ = flatten_to_host({"w": jnp.ones(2)})
     write_checkpoint(path, arrays, {"step": 3})
-    raw = path.read_bytes().replace(b'\\"format_version\\": 1', b'\\"format_version\\": 9')
+    stored = f'\\"format_version\\": {FORMAT_VERSION}'.encode()
+    assert stored in path.read_bytes()
+    raw = path.read_bytes().replace(stored, b'\\"format_version\\": 9')
     path.write_bytes(raw)
     with pytest.raises(CorruptCheckpointError, match="upgrade emergence"):
         read_checkpoint(path)

@@ -95,7 +95,7 @@ def test_inspect_json_is_one_object_whose_sizes_add_up(capsys, run):
     code, out, _ = emergence(capsys, "ckpt", "inspect", path, "--json")
     report = json.loads(out)
     arrays = read_checkpoint(path).arrays
-    assert code == 0 and report["manifest"]["step"] == 10 and report["checksum"].startswith("sha256:")
+    assert code == 0 and report["manifest"]["step"] == 10 and report["checksum"].startswith("blake3:")
     assert sum(report["subtrees"][top]["bytes"] for top in ("params", "opt_state", "rng", "step")) == \
         sum(a.nbytes for a in arrays.values())
     assert report["arrays"]["params/params/Dense_0/kernel"] == {"dtype": "float32", "shape": [1, 8]}

@@ -145,8 +145,9 @@ class Verify:
         bad = 0
         for path in paths:
             try:
-                manifest = read_checkpoint(path).manifest
-                print(f"ok   {path.name} (step {manifest['step']}, {manifest['kind']})")
+                file = read_checkpoint(path)
+                print(f"ok   {path.name} (step {file.manifest['step']}, {file.manifest['kind']}, "
+                      f"format v{file.manifest['format_version']} {file.checksum.split(':')[0]})")
             except (EmergenceError, OSError) as err:
                 bad += 1
                 print(f"BAD  {path.name}: {str(err).removeprefix(str(path) + ': ')}")

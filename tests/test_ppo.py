@@ -87,7 +87,7 @@ def test_dead_slots_are_masked_out_of_loss_and_gradients(task):
     scrambled = Batch(*[jnp.where(batch.mask.reshape(batch.mask.shape + (1,) * (x.ndim - 3)), x, y)
                         for x, y in zip(batch[:-1], junk[:-1])], mask=batch.mask)
     scrambled_probes = (jnp.where(alive[..., None], probes[0], 7.0), alive)
-    grad = jax.jit(jax.grad(lambda p, a, b, pr: ppo_loss(task.network, TINY, p, a, b, pr), (0, 1), has_aux=True))
+    grad = jax.jit(jax.grad(lambda p, a, b, pr: ppo_loss(task.network, task.hyper(), p, a, b, pr), (0, 1), has_aux=True))
     want, want_parts = grad(state.params, heads, batch, probes)
     got, got_parts = grad(state.params, heads, scrambled, scrambled_probes)
     for a, b in zip(jax.tree.leaves((want, want_parts)), jax.tree.leaves((got, got_parts))):

@@ -54,14 +54,16 @@ def _heads_for(agent_params: Optional[AgentParams], num_envs: int) -> Optional[A
 
 
 def run_episodes(key: jax.Array, config: PPOConfig, params: Any, agent_params: Optional[AgentParams],
-                 mode: Mode = "greedy", num_envs: Optional[int] = None, num_steps: Optional[int] = None
-                 ) -> EpisodeLog:
+                 mode: Mode = "greedy", num_envs: Optional[int] = None, num_steps: Optional[int] = None,
+                 mutation_std: Any = None) -> EpisodeLog:
     """Play fresh worlds for `num_steps` (default `config.eval_steps`, `config.eval_envs`).
 
     `mode`: "greedy" (argmax), "sample" (from the policy) or "random" (uniform
     actions; `params` and `agent_params` are then ignored). Pure and jittable with
-    `config`, `mode`, `num_envs` and `num_steps` static.
+    `config`, `mode`, `num_envs` and `num_steps` static; `mutation_std` (default the
+    config's) may be a traced scalar, a sweep run's own.
     """
+    mutation_std = config.mutation_std if mutation_std is None else mutation_std
     env = config.env
     num_envs = num_envs or config.eval_envs
     num_steps = num_steps or config.eval_steps
@@ -81,7 +83,7 @@ def run_episodes(key: jax.Array, config: PPOConfig, params: Any, agent_params: O
         keys = jax.random.split(key_env, num_envs)
         _, after, reward, _, info = jax.vmap(lambda k, s, a: step(k, s, a, env))(keys, states, actions)
         if heads is not None:
-            heads = evolution.inherit(key_mutate, heads, info["born"], after.parent_slot, config.mutation_std)
+            heads = evolution.inherit(key_mutate, heads, info["born"], after.parent_slot, mutation_std)
         record = EpisodeLog(states, actions.astype(jnp.int32), reward, info["food_eaten"], info["births"],
                             info["deaths"], info["population"], info["energy_spent"])
         return (after, heads), record
@@ -109,9 +111,9 @@ def episode_metrics(log: EpisodeLog) -> dict[str, jax.Array]:
 
 
 def evaluate(key: jax.Array, config: PPOConfig, params: Any, agent_params: Optional[AgentParams],
-             mode: Mode = "greedy") -> dict[str, jax.Array]:
+             mode: Mode = "greedy", mutation_std: Any = None) -> dict[str, jax.Array]:
     """`episode_metrics` of `run_episodes` with the config's eval sizes."""
-    return episode_metrics(run_episodes(key, config, params, agent_params, mode))
+    return episode_metrics(run_episodes(key, config, params, agent_params, mode, mutation_std=mutation_std))
 
 
 def random_policy_metrics(key: jax.Array, config: PPOConfig) -> dict[str, jax.Array]:

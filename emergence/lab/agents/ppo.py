@@ -14,6 +14,11 @@ One `train_step` (PureJaxRL style, all `lax.scan`, no host syncs):
    - diversity_bonus * weight_diversity + niche_pressure * behaviour_similarity``
    (the last two only with evolution; see `emergence.lab.agents.evolution`).
 
+The values that only enter the computation (learning rate, coefficients, discounts,
+mutation std; `emergence.lab.agents.hyper.TRACED`) come from a `hyper` mapping, not
+from the config: `train_step` passes the config's own floats, and a sweep passes each
+vmapped run its own traced scalars through `train_step_with(state, hyper)`.
+
 Masking: a sample counts only if its slot held an alive agent when it acted, and
 (with evolution) no child was born into that slot later in the rollout, because
 the update evaluates every slot with its final head.
@@ -31,6 +36,7 @@ import optax
 from emergence.lab.agents import evolution
 from emergence.lab.agents.config import STRUCTURAL_KEYS, PPOConfig
 from emergence.lab.agents.evaluation import evaluate, make_network
+from emergence.lab.agents.hyper import Hyper, hyperparameters
 from emergence.lab.agents.networks import init_agent_params, policy
 from emergence.envs import NUM_ACTIONS, EnvState, observe, reset_state, step
 from emergence.parallel.mesh import shard_extra
@@ -85,13 +91,15 @@ def _masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
     return (x * mask).sum() / jnp.maximum(mask.sum(), 1.0)
 
 
-def ppo_loss(network: Any, config: PPOConfig, params: Any, agent_params: Any, batch: Batch,
+def ppo_loss(network: Any, hyper: Hyper, params: Any, agent_params: Any, batch: Batch,
              probes: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The minimised objective for one minibatch (see module docstring) and its parts.
 
     `agent_params` rows and `probes = (obs, alive)` (envs, slots, ...) line up with the
     batch's env axis; masked samples contribute nothing to the loss or its gradient.
+    `hyper` gives the coefficients (`hyperparameters(config)` or a sweep run's traced ones).
     """
+    clip_eps = hyper["clip_eps"]
     mask = batch.mask.astype(jnp.float32)
     logits, value, _ = policy(network, params, agent_params, batch.obs)
     log_probs = jax.nn.log_softmax(logits)
@@ -101,18 +109,18 @@ def ppo_loss(network: Any, config: PPOConfig, params: Any, agent_params: Any, ba
     mean = _masked_mean(batch.advantage, mask)
     std = jnp.sqrt(_masked_mean((batch.advantage - mean) ** 2, mask))
     advantage = (batch.advantage - mean) / (std + 1e-8)
-    clipped = jnp.clip(ratio, 1.0 - config.clip_eps, 1.0 + config.clip_eps)
+    clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
     policy_loss = -_masked_mean(jnp.minimum(ratio * advantage, clipped * advantage), mask)
-    value_clipped = batch.value + jnp.clip(value - batch.value, -config.clip_eps, config.clip_eps)
+    value_clipped = batch.value + jnp.clip(value - batch.value, -clip_eps, clip_eps)
     value_loss = 0.5 * _masked_mean(jnp.maximum((value - batch.target) ** 2, (value_clipped - batch.target) ** 2), mask)
     entropy = _masked_mean(-(jnp.exp(log_probs) * log_probs).sum(-1), mask)
     parts = {"loss/policy": policy_loss, "loss/value": value_loss, "loss/entropy": entropy,
              "loss/approx_kl": _masked_mean(ratio - 1.0 - log_ratio, mask),
-             "loss/clip_frac": _masked_mean((jnp.abs(ratio - 1.0) > config.clip_eps).astype(jnp.float32), mask)}
-    loss = policy_loss + config.vf_coef * value_loss - config.ent_coef * entropy
+             "loss/clip_frac": _masked_mean((jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.float32), mask)}
+    loss = policy_loss + hyper["vf_coef"] * value_loss - hyper["ent_coef"] * entropy
     if agent_params is not None:
         diversity, similarity = _population_terms(network, params, agent_params, probes)
-        loss = loss - config.diversity_bonus * diversity + config.niche_pressure * similarity
+        loss = loss - hyper["diversity_bonus"] * diversity + hyper["niche_pressure"] * similarity
         parts |= {"evolution/weight_diversity": diversity, "evolution/behaviour_similarity": similarity}
     return loss, parts | {"loss/total": loss}
 
@@ -142,8 +150,17 @@ class PPOTask:
     def __init__(self, config: PPOConfig = PPOConfig()) -> None:
         self.cfg = config
         self.network = make_network(config)
-        self.tx = optax.chain(optax.clip_by_global_norm(config.max_grad_norm), optax.adam(config.lr))
-        self.agent_tx = optax.adam(config.lr)
+        self.tx, self.agent_tx = self.optimizers(self.hyper())
+
+    def hyper(self) -> dict[str, float]:
+        """This config's traced values as Python floats: what `train_step` passes to `train_step_with`."""
+        return hyperparameters(self.cfg)
+
+    @staticmethod
+    def optimizers(hyper: Hyper) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
+        """(shared, per-head) optimisers for `hyper`'s lr and clip; their state's structure never depends on them."""
+        return (optax.chain(optax.clip_by_global_norm(hyper["max_grad_norm"]), optax.adam(hyper["lr"])),
+                optax.adam(hyper["lr"]))
 
     def config(self) -> dict[str, Any]:
         """The JSON-able config (`PPOConfig.to_dict`)."""
@@ -181,8 +198,10 @@ class PPOTask:
 
         return jax.lax.cond(done.any(), reset_done, lambda: after), after, reward, done, info
 
-    def rollout(self, key: jax.Array, params: Any, extra: dict[str, Any]) -> tuple[dict[str, Any], Transition]:
+    def rollout(self, key: jax.Array, params: Any, extra: dict[str, Any], hyper: Hyper | None = None
+                ) -> tuple[dict[str, Any], Transition]:
         """`rollout_len` steps of all worlds with sampled actions: (new extra, transitions)."""
+        mutation_std = (hyper or self.hyper())["mutation_std"]
 
         def one_step(carry, key):
             extra = carry
@@ -197,7 +216,7 @@ class PPOTask:
             born = info["born"] & ~done[:, None]
             extra = extra | {"env": next_state}
             if agents is not None:
-                extra |= self._inherit(key_mutate, extra, born, after.parent_slot)
+                extra |= self._inherit(key_mutate, extra, born, after.parent_slot, mutation_std)
             counts = {k: info[k].sum() for k in ("births", "deaths", "food_eaten", "energy_spent", "lifespan_sum")}
             counts |= {"episodes": done.sum(), "energy": jnp.where(env_state.alive, env_state.energy, 0).sum()}
             ended = env_state.alive & (done[:, None] | ~same_agent)
@@ -205,11 +224,12 @@ class PPOTask:
 
         return jax.lax.scan(one_step, extra, jax.random.split(key, self.cfg.rollout_len))
 
-    def _inherit(self, key: jax.Array, extra: dict[str, Any], born: jax.Array, parent_slot: jax.Array) -> dict[str, Any]:
+    def _inherit(self, key: jax.Array, extra: dict[str, Any], born: jax.Array, parent_slot: jax.Array,
+                 mutation_std: Any) -> dict[str, Any]:
         """Newborns take their parent's head (mutated) and its Adam moments (as they are)."""
 
         def births() -> dict[str, Any]:
-            agents = evolution.inherit(key, extra["agent_params"], born, parent_slot, self.cfg.mutation_std)
+            agents = evolution.inherit(key, extra["agent_params"], born, parent_slot, mutation_std)
             opt = optax.tree_map_params(self.agent_tx, lambda x: evolution.copy_rows(x, born, parent_slot),
                                         extra["agent_opt_state"])
             return {"agent_params": agents, "agent_opt_state": opt}
@@ -217,13 +237,14 @@ class PPOTask:
         keep = lambda: {"agent_params": extra["agent_params"], "agent_opt_state": extra["agent_opt_state"]}
         return jax.lax.cond(born.any(), births, keep)
 
-    def _batch(self, params: Any, extra: dict[str, Any], traj: Transition) -> tuple[Batch, tuple[jax.Array, jax.Array]]:
+    def _batch(self, params: Any, extra: dict[str, Any], traj: Transition, hyper: Hyper
+               ) -> tuple[Batch, tuple[jax.Array, jax.Array]]:
         """GAE and masks for the collected rollout, plus the probes for population terms."""
         env_state, agents = extra["env"], extra.get("agent_params")
         last_obs = self._observe(env_state)
         _, last_value, _ = policy(self.network, params, agents, last_obs)
         advantage, target = gae(traj.reward, traj.value, traj.done, jnp.where(env_state.alive, last_value, 0.0),
-                                self.cfg.gamma, self.cfg.gae_lambda)
+                                hyper["gamma"], hyper["gae_lambda"])
         mask = traj.alive
         if agents is not None:
             born_later = jnp.flip(jnp.cumsum(jnp.flip(traj.born, 0), 0), 0) > 0
@@ -232,22 +253,24 @@ class PPOTask:
         return batch, (last_obs, env_state.alive)
 
     def _update(self, key: jax.Array, state: TrainState, extra: dict[str, Any], batch: Batch,
-                probes: tuple[jax.Array, jax.Array]):
+                probes: tuple[jax.Array, jax.Array], hyper: Hyper):
         """`num_epochs` x `num_minibatches` gradient steps on groups of whole worlds."""
         cfg = self.cfg
         evolving = "agent_params" in extra
-        grad_fn = jax.value_and_grad(lambda p, a, b, pr: ppo_loss(self.network, cfg, p, a, b, pr), (0, 1), has_aux=True)
+        tx, agent_tx = self.optimizers(hyper)
+        grad_fn = jax.value_and_grad(lambda p, a, b, pr: ppo_loss(self.network, hyper, p, a, b, pr), (0, 1),
+                                     has_aux=True)
 
         def minibatch(carry, envs):
             params, opt_state, agents, agent_opt = carry
             mb = jax.tree.map(lambda x: x[:, envs], batch)
             rows = jax.tree.map(lambda x: x[envs], agents) if evolving else None
             (_, parts), (grads, row_grads) = grad_fn(params, rows, mb, jax.tree.map(lambda x: x[envs], probes))
-            updates, opt_state = self.tx.update(grads, opt_state, params)
+            updates, opt_state = tx.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
             if evolving:
                 agent_grads = jax.tree.map(lambda g, x: jnp.zeros_like(x).at[envs].set(g), row_grads, agents)
-                updates, agent_opt = self.agent_tx.update(agent_grads, agent_opt, agents)
+                updates, agent_opt = agent_tx.update(agent_grads, agent_opt, agents)
                 agents = optax.apply_updates(agents, updates)
             return (params, opt_state, agents, agent_opt), parts
 
@@ -261,10 +284,14 @@ class PPOTask:
 
     def train_step(self, state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
         """One PPO update from `num_envs * rollout_len` fresh env steps; pure and jittable."""
+        return self.train_step_with(state, self.hyper())
+
+    def train_step_with(self, state: TrainState, hyper: Hyper) -> tuple[TrainState, dict[str, jax.Array]]:
+        """`train_step` with the traced values taken from `hyper` (a sweep's per-run scalars) instead of the config."""
         rng, key_rollout, key_update = jax.random.split(state.rng, 3)
-        extra, traj = self.rollout(key_rollout, state.params, state.extra)
-        batch, probes = self._batch(state.params, extra, traj)
-        (params, opt_state, agents, agent_opt), metrics = self._update(key_update, state, extra, batch, probes)
+        extra, traj = self.rollout(key_rollout, state.params, state.extra, hyper)
+        batch, probes = self._batch(state.params, extra, traj, hyper)
+        (params, opt_state, agents, agent_opt), metrics = self._update(key_update, state, extra, batch, probes, hyper)
         if agents is not None:
             extra = extra | {"agent_params": agents, "agent_opt_state": agent_opt}
         metrics |= self._rollout_metrics(traj, state.step)
@@ -288,5 +315,10 @@ class PPOTask:
 
     def eval_step(self, state: TrainState) -> dict[str, jax.Array]:
         """Greedy episodes on fresh worlds (see `evaluation.evaluate`); state is untouched."""
+        return self.eval_step_with(state, self.hyper())
+
+    def eval_step_with(self, state: TrainState, hyper: Hyper) -> dict[str, jax.Array]:
+        """`eval_step` with `hyper`'s mutation std for births during the episodes."""
         key = jax.random.fold_in(state.rng, EVAL_SALT)
-        return evaluate(key, self.cfg, state.params, state.extra.get("agent_params"), mode="greedy")
+        return evaluate(key, self.cfg, state.params, state.extra.get("agent_params"), mode="greedy",
+                        mutation_std=hyper["mutation_std"])

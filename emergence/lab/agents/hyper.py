@@ -1,0 +1,38 @@
+"""Per-run hyperparameters: the PPOConfig values that only enter the computation, as one small pytree.
+
+`PPOTask.train_step_with(state, hyper)` reads these from `hyper` instead of from its
+config, so a vmapped sweep (`emergence.lab.sweep`) can hand each run its own values as
+traced float32 scalars. A single run passes `hyperparameters(config)`: Python floats,
+the very constants the config holds, so its program and its numbers are unchanged.
+
+Everything else in `PPOConfig` fixes shapes, scan lengths or the world's rules (static
+in `emergence.envs`), so it is the same for every run of one compiled program.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Union
+
+import jax
+import jax.numpy as jnp
+
+from emergence.lab.agents.config import PPOConfig
+
+TRACED: dict[str, str] = {
+    "lr": "ppo.lr", "max_grad_norm": "ppo.max_grad_norm", "gamma": "ppo.gamma", "gae_lambda": "ppo.gae_lambda",
+    "clip_eps": "ppo.clip_eps", "ent_coef": "ppo.ent_coef", "vf_coef": "ppo.vf_coef",
+    "mutation_std": "evolution.mutation_std", "diversity_bonus": "evolution.diversity_bonus",
+    "niche_pressure": "evolution.niche_pressure"}
+"""PPOConfig field -> its `emergence train` dotted key, for every value a sweep may vary per run."""
+
+Hyper = Mapping[str, Union[float, jax.Array]]
+
+
+def hyperparameters(config: PPOConfig) -> dict[str, float]:
+    """The traced values of one config, as the Python floats it holds (a single run's `hyper`)."""
+    return {name: float(getattr(config, name)) for name in TRACED}
+
+
+def stacked(configs: Sequence[PPOConfig]) -> dict[str, jax.Array]:
+    """One float32 array of shape (runs,) per traced value: the `hyper` a vmapped sweep maps over."""
+    return {name: jnp.asarray([getattr(c, name) for c in configs], jnp.float32) for name in TRACED}

@@ -217,21 +217,24 @@ class Export:
     """subtrees to export (e.g. --include params extra/agent_params for the lab's evolved heads)"""
     seed: Annotated[int | None, arg(metavar="I")] = None
     """export run i of a many-seeds checkpoint as a resumable checkpoint of the inner task (whole state)"""
+    run_index: Annotated[int | None, arg(name="run", metavar="I")] = None
+    """export run i of a sweep (`emergence sweep`) as an ordinary checkpoint that train, eval and render take"""
 
     def run(self) -> int:
         file = load_checkpoint(self.path)
-        if self.seed is None:
+        flag, index = ("--run", self.run_index) if self.run_index is not None else ("--seed", self.seed)
+        if index is None:
             written = export_arrays(file, self.out, self.include)
             print(f"wrote {self.out}: {len(written)} arrays, {human_size(self.out.stat().st_size)} "
                   f"(step {file.manifest['step']}; load with safetensors.numpy.load_file)")
             return 0
         if self.include != ("params",):
-            raise EmergenceError("--seed writes the whole state of one seed; drop --include")
+            raise EmergenceError(f"{flag} writes the whole state of one run; drop --include")
         _check_out(file, self.out)
         from emergence.parallel.export import export_seed  # loads JAX: only this subcommand needs it
 
-        written = export_seed(file, self.seed, self.out)
-        print(f"wrote {self.out}: seed {self.seed}, {len(written)} arrays, {human_size(self.out.stat().st_size)} "
+        written = export_seed(file, index, self.out, flag)
+        print(f"wrote {self.out}: {flag[2:]} {index}, {len(written)} arrays, {human_size(self.out.stat().st_size)} "
               f"(step {file.manifest['step']}; resume it with Trainer(<inner task>, resume=\"{self.out}\"))")
         return 0
 

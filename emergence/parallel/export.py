@@ -5,6 +5,11 @@ kind, versions and typed-key table, takes the inner task's config (so the inner 
 resumes it with no config change), keeps seed i's metrics under their plain names, and
 drops callback state (it described the stacked run: its best-k list names the stack's
 files). `exported` records where it came from.
+
+A stack whose config lists its runs (`config["runs"][i]`, a sweep: each run with its own
+`config`, and whatever else describes it, such as its seed and grid values) exports run
+i with run i's own config; its metrics are the `/run_i` ones and `exported` adds the
+run's description.
 """
 from __future__ import annotations
 
@@ -23,33 +28,37 @@ def _num_seeds(file: CheckpointFile) -> int:
     config = file.manifest.get("config", {})
     if not isinstance(config.get("num_seeds"), int) or "task" not in config:
         raise EmergenceError(f"{file.path.name} holds one run, not a ManySeeds stack (its config has no num_seeds); "
-                             f"export it without --seed")
+                             f"export it without --seed/--run")
     return config["num_seeds"]
 
 
-def seed_metrics(metrics: dict[str, float], seed: int) -> dict[str, float]:
+def seed_metrics(metrics: dict[str, float], seed: int, tag: str = "seed") -> dict[str, float]:
     """Seed `seed`'s entries of a stacked run's metrics, under their plain names."""
-    suffix = seed_tag("", seed)
+    suffix = seed_tag("", seed, tag)
     return {name[: -len(suffix)]: value for name, value in metrics.items() if name.endswith(suffix)}
 
 
-def seed_checkpoint(file: CheckpointFile, seed: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Seed `seed`'s arrays and manifest from a stacked checkpoint; a one-line error for any other file."""
+def seed_checkpoint(file: CheckpointFile, seed: int, flag: str = "--seed") -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """Seed (run) `seed`'s arrays and manifest from a stacked checkpoint; a one-line error for any other file."""
     num_seeds = _num_seeds(file)
+    noun = "runs" if flag == "--run" else "seeds"
     if not 0 <= seed < num_seeds:
-        raise EmergenceError(f"--seed {seed} is out of range: {file.path.name} holds seeds 0..{num_seeds - 1}")
+        raise EmergenceError(f"{flag} {seed} is out of range: {file.path.name} holds {noun} 0..{num_seeds - 1}")
     arrays = {name: np.array(stacked[seed]) for name, stacked in file.arrays.items()}  # a 0-d slice stays 0-d
-    inner = file.manifest["config"]["task"]
+    runs = file.manifest["config"].get("runs")
+    run = runs[seed] if isinstance(runs, list) else None
+    inner = run["config"] if run is not None else file.manifest["config"]["task"]
+    origin = {"seed": seed} if run is None else {"run": seed, **{k: v for k, v in run.items() if k != "config"}}
     manifest = {**file.manifest, "config": inner, "config_hash": config_hash(inner), "callbacks": {},
-                "metrics": seed_metrics(file.manifest.get("metrics", {}), seed),
-                "exported": {"source": file.path.name, "source_checksum": file.checksum, "seed": seed}}
+                "metrics": seed_metrics(file.manifest.get("metrics", {}), seed, "seed" if run is None else "run"),
+                "exported": {"source": file.path.name, "source_checksum": file.checksum, **origin}}
     manifest.pop("format_version", None)
     return arrays, manifest
 
 
-def export_seed(file: CheckpointFile, seed: int, out: Path) -> dict[str, np.ndarray]:
-    """Write seed `seed` of `file` to `out` as a checkpoint that the inner task resumes from (atomically)."""
-    arrays, manifest = seed_checkpoint(file, seed)
+def export_seed(file: CheckpointFile, seed: int, out: Path, flag: str = "--seed") -> dict[str, np.ndarray]:
+    """Write seed (run) `seed` of `file` to `out` as a checkpoint that the inner task resumes from (atomically)."""
+    arrays, manifest = seed_checkpoint(file, seed, flag)
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     write_checkpoint(out, arrays, manifest)
     return arrays

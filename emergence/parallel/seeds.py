@@ -10,6 +10,9 @@ run out as an ordinary checkpoint of the inner task.
 
 Metrics come out per seed (`loss/seed_3`) and averaged over seeds (`loss`), sliced on
 device inside the jitted step: no host sync.
+
+A stack whose runs differ in more than their seed (the lab's sweeps) lists each run's
+own config under `config()["runs"][i]["config"]`; export then gives run i that config.
 """
 from __future__ import annotations
 
@@ -28,15 +31,15 @@ log = get_logger("emergence.parallel")
 Metrics = dict[str, jax.Array]
 
 
-def seed_tag(name: str, seed: int) -> str:
-    """The metric name of seed `seed`'s `name`: `loss` -> `loss/seed_3`."""
-    return f"{name}/seed_{seed}"
+def seed_tag(name: str, seed: int, tag: str = "seed") -> str:
+    """The metric name of seed `seed`'s `name`: `loss` -> `loss/seed_3` (`loss/run_3` with tag "run")."""
+    return f"{name}/{tag}_{seed}"
 
 
-def per_seed(metrics: Metrics, num_seeds: int) -> Metrics:
+def per_seed(metrics: Metrics, num_seeds: int, tag: str = "seed") -> Metrics:
     """Stacked `(S, ...)` metrics as their mean over seeds plus one entry per seed (on device)."""
     out = {name: value.mean(axis=0) for name, value in metrics.items()}
-    out |= {seed_tag(name, i): value[i] for name, value in metrics.items() for i in range(num_seeds)}
+    out |= {seed_tag(name, i, tag): value[i] for name, value in metrics.items() for i in range(num_seeds)}
     return out
 
 

@@ -28,6 +28,7 @@ from emergence.checkpoint import (
 )
 from emergence.checkpoint.async_writer import AsyncCheckpointWriter
 from emergence.checkpoint.atomic import remove_stale_temp_files
+from emergence.checkpoint.store import link_checkpoint
 from emergence.checkpoint.manifest import build_manifest, check_config
 from emergence.checkpoint.restore import host_metrics, restore_state
 from emergence.errors import CheckpointWriteError, RunDirError
@@ -255,8 +256,9 @@ class Trainer:
             raise failed
         started = time.perf_counter()
         path = self.checkpoint_dir / checkpoint_name(kind, self._step)
+        same_as = self._same_step_file(kind)
         state = self._state if self.parallel is None else self.parallel.gathered(self._state)
-        arrays, typed_keys = flatten_to_host(state)
+        arrays, typed_keys = ({}, {}) if same_as is not None else flatten_to_host(state)
         manifest = build_manifest(
             step=self._step, kind=kind, reason=reason, config=task_config(self.task),
             callbacks={cb.state_key: cb.state_dict() for cb in self.callbacks},
@@ -272,7 +274,7 @@ class Trainer:
             self._writer.submit(lambda: _write_durably(ref, arrays, manifest, started, then))
             return ref
         try:
-            written = _write_durably(ref, arrays, manifest, started, then)
+            written = _write_durably(ref, arrays, manifest, started, then, same_as)
         finally:
             if self.parallel is not None:
                 self.parallel.saved_durably(ref)
@@ -280,6 +282,13 @@ class Trainer:
         if failed is not None:
             raise failed
         return ref
+
+    def _same_step_file(self, kind: str) -> CheckpointRef | None:
+        """The durable periodic/best file of this step a `final` save can reuse (hard link), on one process only."""
+        last = self.last_checkpoint
+        if kind != "final" or self.parallel is not None or last is None or last.checksum is None:
+            return None
+        return last if last.step == self._step and last.kind in ("periodic", "best") else None
 
     def _where(self) -> dict[str, Any]:
         """What the manifest records of where the run is: platform name, JAX backend, device kinds and count."""
@@ -367,15 +376,21 @@ class Trainer:
 
 
 def _write_durably(ref: CheckpointRef, arrays: dict, manifest: dict, started: float,
-                   then: Callable[[CheckpointRef], None] | None) -> tuple[CheckpointRef, float]:
+                   then: Callable[[CheckpointRef], None] | None,
+                   same_as: CheckpointRef | None = None) -> tuple[CheckpointRef, float]:
     """Write `ref`'s file, point `latest.json` at it, run `then`; the ref with its checksum and the save's seconds.
 
     Runs on the writer thread for async saves and inline for the others; a failure is the
     same one-line `CheckpointWriteError` either way. The seconds run from `started` (the
-    snapshot) to the durable file: what the same save costs written synchronously.
+    snapshot) to the durable file: what the same save costs written synchronously. With
+    `same_as` (a durable file of the same step and state) no arrays are written: `ref` is
+    made a hard link of it (see `link_checkpoint`).
     """
     try:
-        written = CheckpointRef(ref.path, ref.kind, ref.step, write_checkpoint(ref.path, arrays, manifest))
+        if same_as is not None:
+            written = link_checkpoint(same_as, ref)
+        else:
+            written = CheckpointRef(ref.path, ref.kind, ref.step, write_checkpoint(ref.path, arrays, manifest))
         write_latest(ref.path.parent, written)
     except OSError as err:
         raise CheckpointWriteError(

@@ -4,16 +4,24 @@ Files are named by kind and step (`step_<N>`, `best_step_<N>`, `emergency_step_<
 `final_step_<N>`, each `.safetensors`). `latest.json` names the newest one for people
 and tools; it is a plain file, so it survives zipping and download. Discovery does not
 trust it (see `discovery.py`).
+
+A `final` save at the step of a periodic (or best) file this run just wrote holds the
+same arrays: `link_checkpoint` gives that file its second name (`final_step_<N>` is a
+hard link of `step_<N>`: one inode, the disk holds the bytes once; `ckpt list` shows
+both names, each with the full size, and the final's manifest is the periodic's). On a
+filesystem without hard links no second file is written and `latest.json` points at the
+periodic one.
 """
 from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from emergence.checkpoint.atomic import atomic_write_text, fsync_dir
+from emergence.checkpoint.atomic import TEMP_PREFIX, atomic_write_text, fsync_dir
 
 log = logging.getLogger("emergence.checkpoint")
 
@@ -69,6 +77,26 @@ def write_latest(directory: Path, ref: CheckpointRef) -> None:
     """Point `latest.json` at `ref` (atomically)."""
     pointer = {"name": ref.path.name, "kind": ref.kind, "step": ref.step, "checksum": ref.checksum}
     atomic_write_text(directory / LATEST, json.dumps(pointer, indent=1) + "\n")
+
+
+def link_checkpoint(source: CheckpointRef, target: CheckpointRef) -> CheckpointRef:
+    """`target` as a hard link of `source`'s durable file; `source` itself where hard links are not possible.
+
+    Atomic like a write: the link is made under a temp name, renamed over `target`, and
+    the directory fsync'd. Raises `OSError` when `source` is gone.
+    """
+    temp = target.path.with_name(f"{TEMP_PREFIX}{target.path.name}.{os.getpid()}")
+    try:
+        temp.unlink(missing_ok=True)
+        os.link(source.path, temp)
+    except OSError as err:
+        if not source.path.exists():
+            raise
+        log.info("no hard link for %s here (%s): latest.json points at %s", target.path.name, err, source.path.name)
+        return source
+    os.replace(temp, target.path)
+    fsync_dir(target.path.parent)
+    return CheckpointRef(target.path, target.kind, target.step, source.checksum)
 
 
 def delete_checkpoint(ref: CheckpointRef) -> None:

@@ -192,12 +192,18 @@ def resolve_key(config: LabConfig, key: str) -> str:
 
 
 def with_values(config: LabConfig, values: dict[str, object]) -> LabConfig:
-    """`config` with each `values` key (a dotted name or an unambiguous suffix) set; unknown keys are one-line errors."""
+    """`config` with each `values` key (a dotted name or an unambiguous suffix) set; unknown keys are one-line errors.
+
+    A group's values are set together, so settings checked against each other (a
+    world's `initial_agents` and `max_agents`) are checked once, all changed.
+    """
+    top: dict[str, object] = {}
+    groups: dict[str, dict[str, object]] = {}
     for key, value in values.items():
-        dotted = resolve_key(config, key)
-        if "." not in dotted:
-            config = dataclasses.replace(config, **{dotted: value})
-            continue
-        group, name = dotted.split(".")
-        config = dataclasses.replace(config, **{group: dataclasses.replace(getattr(config, group), **{name: value})})
-    return config
+        group, _, name = resolve_key(config, key).rpartition(".")
+        if group:
+            groups.setdefault(group, {})[name] = value
+        else:
+            top[name] = value
+    changed = {group: dataclasses.replace(getattr(config, group), **named) for group, named in groups.items()}
+    return dataclasses.replace(config, **top, **changed)

@@ -1,8 +1,11 @@
 """One run builder for the lab: a `LabConfig` and a platform become a `Trainer` with the callbacks that keep it alive.
 
-`emergence train` and the Kaggle notebook both call `build_trainer`, so the callback
-list, the env-steps→updates conversion, the run dir and the resume search are written
-once. Everything here is lab policy on top of the framework's presets
+`emergence train`, `emergence sweep` and the Kaggle notebook all call `build_trainer`,
+so the callback list, the env-steps→updates conversion, the run dir and the resume
+search are written once. Given a `Grid`, it builds the sweep of that grid (every run
+vmapped in one `SweepTask`) under the same callbacks, with the sweep's metric sinks.
+
+Everything here is lab policy on top of the framework's presets
 (`emergence.platforms.presets.for_platform`).
 """
 from __future__ import annotations
@@ -15,11 +18,14 @@ from emergence.callbacks.base import Callback
 from emergence.lab.agents import PPOTask
 from emergence.lab.config import LabConfig
 from emergence.lab.report import Throughput
+from emergence.lab.sweep.grid import Grid, run_config
+from emergence.lab.sweep.sinks import LongCSVSink, MeanCSVSink, RunTensorBoardSinks
+from emergence.lab.sweep.task import SweepTask
 from emergence.lab.tracking import lab_trackers, policy_probe
 from emergence.metrics import CSVSink, TensorBoardSink
 from emergence.platforms import jax_accelerator, kaggle_session_limit, platform_name
 from emergence.platforms.kaggle import kaggle_resume_checkpoint, kaggle_working
-from emergence.platforms.presets import for_platform
+from emergence.platforms.presets import for_platform, preset
 from emergence.trainer import Trainer
 
 MONITOR = "eval/food_per_agent_step"
@@ -74,13 +80,14 @@ def time_budget(max_duration: float, platform: str) -> dict[str, float]:
     return {"max_duration": max_duration, "margin": min(60.0, max_duration / 10)}
 
 
-def callbacks(config: LabConfig, platform: str, task: PPOTask, **overrides: Any) -> list[Callback]:
+def callbacks(config: LabConfig, platform: str, task: PPOTask | SweepTask, **overrides: Any) -> list[Callback]:
     """The platform's preset, with the flags' intervals (env steps → updates) and the lab's trackers added.
 
     Periodic saves come every `--train.save-interval` env steps (and, where the preset
     says so, every so many seconds); the best checkpoint is kept by eval food per agent
     step; metrics go to metrics.csv and TensorBoard, and the console shows a progress line.
     `overrides` go to `for_platform` last (the notebook's live display: `progress={}`).
+    A `SweepTask` gets `sweep_outputs` instead of the single run's sinks, and no trackers.
     """
     train, updates = config.train, config.updates
     evaluating = train.eval_interval > 0
@@ -92,22 +99,40 @@ def callbacks(config: LabConfig, platform: str, task: PPOTask, **overrides: Any)
     }
     if train.max_duration is not None:
         lab["time_budget"] = time_budget(train.max_duration, platform)
-    extra: list[Callback] = [Throughput(config.env_steps_per_update)]
-    if train.track_interval > 0:
+    sweeping = isinstance(task, SweepTask)
+    if sweeping:
+        lab["logging"]["sinks"] = sweep_sinks(task)
+        if "artifacts" in preset(platform):
+            lab["artifacts"] = {"metrics_csv": "metrics_mean.csv"}  # the framework's curves of the mean over runs
+    extra: list[Callback] = [Throughput(config.env_steps_per_update * (task.num_seeds if sweeping else 1))]
+    if train.track_interval > 0 and not sweeping:
         extra.append(TrackerCallback(updates(train.track_interval), lab_trackers(), probe=policy_probe(task)))
     merged = {key: {**lab[key], **value} if isinstance(value, dict) and key in lab else value
               for key, value in overrides.items()}
     return for_platform(platform, extra=extra, **{**lab, **merged})
 
 
-def build_trainer(config: LabConfig, platform: str | None = None, **overrides: Any) -> Trainer:
+def sweep_sinks(task: SweepTask) -> list[Any]:
+    """A sweep's sinks: long-form metrics.csv, a TensorBoard dir per run, metrics_mean.csv (see `sweep.sinks`)."""
+    return [LongCSVSink(task.runs), RunTensorBoardSinks(task.runs), MeanCSVSink()]
+
+
+def sweep_task(config: LabConfig, grid: Grid) -> SweepTask:
+    """The `SweepTask` of `grid` over `config` (seeds from `--train.seed`)."""
+    runs = grid.runs(config.train.seed)
+    return SweepTask(config.ppo_config(), grid, runs, [run_config(config, run).ppo_config() for run in runs])
+
+
+def build_trainer(config: LabConfig, platform: str | None = None, sweep: Grid | None = None,
+                  **overrides: Any) -> Trainer:
     """The Trainer for a lab config on `platform` (default: detected), as `emergence train` and the notebook run it.
 
-    PPOTask under `callbacks(...)` (`overrides` reach `for_platform`), lengths and
-    intervals converted from env steps to updates, resuming as `train.resume_from` says.
+    PPOTask (or, given `sweep`, the `SweepTask` of that grid) under `callbacks(...)`
+    (`overrides` reach `for_platform`), lengths and intervals converted from env steps
+    to updates (a sweep's are per run), resuming as `train.resume_from` says.
     """
     platform = platform or resolve_platform(config)
-    task = PPOTask(config.ppo_config())
+    task = PPOTask(config.ppo_config()) if sweep is None else sweep_task(config, sweep)
     train, updates = config.train, config.updates
     return Trainer(task, callbacks(config, platform, task, **overrides), max_steps=updates(train.total_steps),
                    steps_per_call=train.steps_per_call, run_dir=run_dir(config, platform),

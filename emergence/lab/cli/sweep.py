@@ -1,0 +1,110 @@
+"""`emergence sweep`: a grid of config values x seeds trained as one vmapped, resumable program.
+
+    emergence sweep --preset quick --sweep.grid diversity_bonus=0,0.05 --sweep.grid niche_pressure=0,0.05 \\
+        --sweep.seeds 2 --train.run-dir runs/ablation
+
+Every `emergence train` flag applies (to every run); `--sweep.grid KEY=V1,V2,...` is
+repeatable (KEY a dotted config name or an unambiguous suffix; only values that enter
+the computation may vary, see `emergence.lab.sweep.grid`), `--sweep.seeds N` gives each
+grid point N seeds (`--train.seed`, +1, ...). Lengths and intervals are per run. The
+sweep runs under the platform's survival callbacks, resumes with `--train.resume-from
+auto` (the same grid only), and ends by writing the report (`emergence report DIR`).
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import jax
+
+from emergence.checkpoint import newest_valid_checkpoint, read_manifest, resolve_resume
+from emergence.cli.usage import UsageError
+from emergence.lab.cli.train import parse_config
+from emergence.lab.config import LabConfig
+from emergence.lab.report import summary
+from emergence.lab.run import build_trainer, resolve_platform, resume_source, run_dir
+from emergence.lab.sweep.grid import Grid, parse_grid
+from emergence.lab.sweep.report import write_report
+
+HELP = """emergence sweep: a grid of config values x seeds as one vmapped program (all `emergence train` flags apply)
+
+  --sweep.grid KEY=V1,V2,...  values of one config key (repeatable), e.g. diversity_bonus=0,0.05
+  --sweep.seeds N             seeds per grid point, from --train.seed (default 1)
+"""
+
+
+def split_sweep_flags(argv: Sequence[str]) -> tuple[list[str], int, list[str]]:
+    """(`--sweep.grid` entries, `--sweep.seeds`, the other arguments) of a command line."""
+    entries, seeds, rest, args = [], "1", [], list(argv)
+    while args:
+        arg = args.pop(0)
+        name, sep, value = arg.partition("=")
+        if name not in ("--sweep.grid", "--sweep.seeds"):
+            rest.append(arg)
+            continue
+        if not sep:
+            if not args:
+                raise UsageError(f"{name} needs a value (see `emergence sweep --help`)")
+            value = args.pop(0)
+        if name == "--sweep.grid":
+            entries.append(value)
+        else:
+            seeds = value
+    try:
+        return entries, int(seeds), rest
+    except ValueError:
+        raise UsageError(f"--sweep.seeds must be a positive count of seeds per grid point, got {seeds!r}") from None
+
+
+def check_resume(config: LabConfig, platform: str, wanted: dict) -> None:
+    """Refuse, in one line and before anything is written, to resume a checkpoint of another sweep or a single run."""
+    source = resume_source(config, platform)
+    if source is None:
+        return
+    if source == "auto":
+        ref = newest_valid_checkpoint([run_dir(config, platform) / "checkpoints"])
+        if ref is None:
+            return
+        path, saved = ref.path, read_manifest(ref.path)["config"]
+    else:
+        file = resolve_resume(source)
+        path, saved = file.path, file.manifest["config"]
+    if "sweep" not in saved:
+        raise UsageError(f"{path} is a single run's checkpoint, not a sweep's; use another --train.run-dir "
+                         f"or --train.resume-from none")
+    had = {"sweep": saved["sweep"], "seeds": [run["seed"] for run in saved.get("runs", [])]}
+    if had != wanted:
+        raise UsageError(f"{path} belongs to another sweep ({_describe(had)}; this command asks for "
+                         f"{_describe(wanted)}): repeat its --sweep.grid/--sweep.seeds/--train.seed or use a new "
+                         f"--train.run-dir")
+
+
+def _describe(sweep: dict) -> str:
+    grid = " ".join(f"{key}={','.join(f'{v:g}' for v in values)}" for key, values in sweep["sweep"]["grid"].items())
+    return f"grid {grid or '(none)'}, seeds {sweep['seeds']}"
+
+
+def main(argv: list[str]) -> int:
+    """`emergence sweep [FLAGS]`: train every run, print a summary and the report, return 0."""
+    if "-h" in argv or "--help" in argv:
+        print(HELP)
+        parse_config(["--help"])
+    entries, seeds, rest = split_sweep_flags(argv)
+    config = parse_config(rest)
+    grid = parse_grid(config, entries, seeds)
+    platform = resolve_platform(config)
+    runs = grid.runs(config.train.seed)
+    check_resume(config, platform, {"sweep": grid.to_dict(), "seeds": [run.seed for run in runs]})
+    trainer = build_trainer(config, platform, sweep=grid)
+    print(f"emergence sweep: {len(runs)} runs ({len(runs) // grid.seeds} grid points x {grid.seeds} seeds) in one "
+          f"program, preset {config.preset} on {platform}, run dir {trainer.run_dir}; {config.train.total_steps:,} "
+          f"env steps per run = {trainer.max_steps:,} updates", flush=True)
+    began = time.perf_counter()
+    trainer.fit()
+    jax.block_until_ready(trainer.state)
+    print(summary(trainer, time.perf_counter() - began).replace("env steps)", "env steps over all runs)")
+          .replace("env steps/s", "env steps/s over all runs"), flush=True)
+    written = write_report(Path(trainer.run_dir))
+    print(f"report: {', '.join(str(path) for path in written)}", flush=True)
+    return 0

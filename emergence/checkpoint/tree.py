@@ -1,4 +1,12 @@
-"""Pytrees as flat `{leaf path: host array}` dicts, and back, with typed PRNG keys."""
+"""Pytrees as flat `{leaf path: host array}` dicts, and back, with typed PRNG keys.
+
+Any pytree is a state: our `TrainState`, a flax `train_state.TrainState` subclass, an
+NNX `State`, a dict. A leaf that is not yet a JAX array (flax's `TrainState.create`
+makes `step` the Python int 0; a task may keep numpy arrays) is stored and checked as
+what it becomes inside `jit` (`jax.typeof`: `0` is a weakly typed int32, a float64
+numpy array float32 without x64), and restored as that, so a resumed run compiles the
+same program as the run that never stopped.
+"""
 from __future__ import annotations
 
 from typing import Any
@@ -7,7 +15,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from emergence.errors import IncompatibleCheckpointError
+from emergence.checkpoint.format import _DTYPES as STORABLE_DTYPES
+from emergence.errors import EmergenceError, IncompatibleCheckpointError
+
+
+class UnstorableLeafError(EmergenceError, TypeError):
+    """A state leaf that a checkpoint cannot hold (not an array, or a dtype safetensors lacks)."""
 
 
 def _key_name(key: Any) -> str:
@@ -28,6 +41,35 @@ def is_typed_key(leaf: Any) -> bool:
     return dtype is not None and jnp.issubdtype(dtype, jax.dtypes.prng_key)
 
 
+def leaf_type(name: str, leaf: Any) -> Any:
+    """What `leaf` is inside `jit` (shape, dtype, weak type); a leaf a checkpoint cannot hold is a one-line error."""
+    try:
+        aval = jax.typeof(leaf)
+    except TypeError:
+        raise UnstorableLeafError(
+            f"state leaf '{name}' is a {type(leaf).__name__}, not an array, so no checkpoint can hold it; make it an "
+            "array, or keep it out of the state (flax: struct.field(pytree_node=False), or on the task)") from None
+    if not is_typed_key(aval) and np.dtype(aval.dtype).name not in STORABLE_DTYPES:
+        raise UnstorableLeafError(
+            f"state leaf '{name}' has dtype {aval.dtype}, which safetensors cannot store; keep it as "
+            f"{' / '.join(_STORABLE_HINT)} (e.g. a complex array as its real and imaginary parts)")
+    return aval
+
+
+_STORABLE_HINT = ("float", "int", "uint", "bool", "bfloat16")
+
+
+def check_storable(tree: Any) -> None:
+    """Raise `UnstorableLeafError` naming the first leaf of `tree` a checkpoint cannot hold (cheap: no copies)."""
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        leaf_type(leaf_path(path), leaf)
+
+
+def _host_copy(name: str, leaf: Any) -> np.ndarray:
+    """A host (non-JAX) leaf as the array it becomes inside `jit`, copied."""
+    return np.array(leaf, dtype=leaf_type(name, leaf).dtype, copy=True)
+
+
 def flatten_to_host(tree: Any) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     """Every leaf as a host numpy array keyed by its path, safe to keep while the tree is donated.
 
@@ -37,18 +79,21 @@ def flatten_to_host(tree: Any) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     waiting for any. On accelerators that is a copy; on the CPU backend it is a
     read-only view of the buffer, which is as safe and costs nothing: JAX never donates
     a buffer a live numpy view refers to (the next call writes a new one), so the
-    snapshot keeps the values it had. Host (numpy) leaves are copied.
+    snapshot keeps the values it had. Host leaves (Python scalars, numpy arrays) are
+    copied as the array they become inside `jit`. A leaf no checkpoint can hold is an
+    `UnstorableLeafError` naming it, before anything is written.
     """
     names: list[str] = []
     leaves: list[Any] = []
     typed_keys: dict[str, str] = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
         name = leaf_path(path)
+        leaf_type(name, leaf)
         if is_typed_key(leaf):
             typed_keys[name] = str(jax.random.key_impl(leaf))
             leaf = jax.random.key_data(leaf)
         names.append(name)
-        leaves.append(leaf if isinstance(leaf, jax.Array) else np.array(leaf, copy=True))
+        leaves.append(leaf if isinstance(leaf, jax.Array) else _host_copy(name, leaf))
     return dict(zip(names, (np.asarray(a) for a in jax.device_get(leaves)))), typed_keys
 
 
@@ -75,10 +120,11 @@ def _check_leaf(name: str, template: Any, stored: np.ndarray, impl: str | None) 
                 f"leaf '{name}': task has key<{want_impl}>{list(template.shape)}, "
                 f"checkpoint has key<{impl}> data {list(stored.shape)}")
         return
-    want_dtype = np.dtype(template.dtype)
-    if tuple(stored.shape) != tuple(template.shape) or stored.dtype != want_dtype:
+    want = leaf_type(name, template)
+    want_dtype = np.dtype(want.dtype)
+    if tuple(stored.shape) != tuple(want.shape) or stored.dtype != want_dtype:
         raise IncompatibleCheckpointError(
-            f"leaf '{name}': task has {_describe(template.shape, want_dtype)}, "
+            f"leaf '{name}': task has {_describe(want.shape, want_dtype)}, "
             f"checkpoint has {_describe(stored.shape, stored.dtype)}")
 
 
@@ -105,9 +151,27 @@ def unflatten_into(template: Any, arrays: dict[str, np.ndarray], typed_keys: dic
     for name, (_, template_leaf) in zip(names, flat):
         stored = arrays[name]
         _check_leaf(name, template_leaf, stored, typed_keys.get(name))
-        sharding = getattr(template_leaf, "sharding", None)
-        value = jax.device_put(stored, sharding)
-        if name in typed_keys:
-            value = jax.random.wrap_key_data(value, impl=typed_keys[name])
-        leaves.append(value)
+        leaves.append(_placed_like(template_leaf, stored, typed_keys.get(name)))
     return jax.tree_util.tree_unflatten(treedef, leaves)
+
+
+def _placed_like(template: Any, stored: np.ndarray, impl: str | None) -> Any:
+    """`stored` as a leaf like `template`: on its sharding, a typed key if it was one, weakly typed if it was.
+
+    A weakly typed leaf (flax's `step=0`, what `jit` made of it, or its `ManySeeds`
+    stack) comes back weakly typed, so the resumed run's `jit` sees the same input
+    types and compiles the same program: resume stays bitwise.
+    """
+    value = jax.device_put(stored, getattr(template, "sharding", None))
+    if impl is not None:
+        return jax.random.wrap_key_data(value, impl=impl)
+    return weakly_typed(value) if getattr(jax.typeof(template), "weak_type", False) else value
+
+
+def weakly_typed(value: jax.Array) -> jax.Array:
+    """`value` marked weakly typed, as JAX marks Python scalars (JAX has no public call for it; unmarked if gone)."""
+    try:
+        from jax._src.lax.lax import _convert_element_type
+    except ImportError:  # a later JAX: the values are the same, the first resumed call retraces
+        return value
+    return _convert_element_type(value, value.dtype, weak_type=True)

@@ -22,7 +22,7 @@ import numpy as np
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from emergence.checkpoint.tree import is_typed_key
+from emergence.checkpoint.tree import is_typed_key, leaf_path, weakly_typed
 from emergence.errors import EmergenceError
 
 AXIS = "data"
@@ -68,23 +68,29 @@ def split_leading_axis(mesh: Mesh, leaf: Any) -> NamedSharding:
     return replicated(mesh)
 
 
-def shard_extra(mesh: Mesh, state: Any) -> Any:
-    """Shardings for a `TrainState` whose `extra` leaves share a leading batch axis (envs, worlds).
+def shard_extra(mesh: Mesh, state: Any, field: str = "extra") -> Any:
+    """Shardings for any state pytree whose `field` subtree's leaves share a leading batch axis (envs, worlds).
 
-    That axis is split across devices; `step`, `params`, `opt_state` and `rng` are
+    Leaves under the top-level field or key named `field` (our `TrainState.extra`, a
+    flax `TrainState` subclass's extra field, a dict's `"extra"` entry) are split across
+    devices on that axis; every other leaf (step, params, optimizer state, keys) is
     replicated, so the compiler averages gradients over the devices' shares of the batch.
+    Nothing here assumes `emergence.TrainState`'s fields.
     """
-    every = lambda tree, rule: jax.tree.map(rule, tree)
-    copy = lambda _: replicated(mesh)
-    return state.replace(step=copy(state.step), params=every(state.params, copy), opt_state=every(state.opt_state, copy),
-                         rng=copy(state.rng), extra=every(state.extra, lambda leaf: split_leading_axis(mesh, leaf)))
+    def rule(path: tuple, leaf: Any) -> NamedSharding:
+        under = bool(path) and leaf_path(path[:1]) == field
+        return split_leading_axis(mesh, leaf) if under else replicated(mesh)
+
+    return jax.tree_util.tree_map_with_path(rule, state)
 
 
 def _from_host(leaf: Any, sharding: NamedSharding) -> jax.Array:
     """`leaf` placed with a sharding that spans processes, by way of a host copy (every process holds the same)."""
     if is_typed_key(leaf):
         return jax.random.wrap_key_data(_from_host(jax.random.key_data(leaf), sharding), impl=jax.random.key_impl(leaf))
-    return jax.device_put(np.asarray(jax.device_get(leaf)), sharding)
+    kind = jax.typeof(leaf)
+    placed = jax.device_put(np.asarray(jax.device_get(leaf), dtype=kind.dtype), sharding)
+    return weakly_typed(placed) if kind.weak_type else placed  # flax's `step=0` stays weak, as on one process
 
 
 class DataParallel:
@@ -96,11 +102,6 @@ class DataParallel:
         self.state_shardings: Any = None
         self.many_processes = jax.process_count() > 1
         self._gather: Callable | None = None
-
-    @property
-    def writes(self) -> bool:
-        """True on the process that writes checkpoints: the only one, or process 0 of several."""
-        return jax.process_index() == 0
 
     def gathered(self, state: Any) -> Any:
         """`state` with every leaf readable by `jax.device_get` on this process.

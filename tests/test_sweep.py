@@ -1,0 +1,169 @@
+"""Sweeps keep their promises in-process: the grid's runs and names, one-line errors for bad grids (nothing
+written), run i of the vmapped sweep computes what its config computes alone, the long-form metrics.csv
+survives resumes, and the report's numbers are what metrics.csv says. The CLI end to end (run i against
+`emergence train`, export, SIGKILL + resume) is tests/test_sweep_cli.py (slow)."""
+from __future__ import annotations
+
+import csv
+import math
+
+import jax
+import numpy as np
+import pytest
+
+from emergence.checkpoint import write_checkpoint
+from emergence.cli import main
+from emergence.lab.agents import PPOTask
+from emergence.lab.cli.train import parse_config
+from emergence.lab.run import sweep_task
+from emergence.lab.sweep.grid import parse_grid
+from emergence.lab.sweep.report import BOOTSTRAP, T_975, report_lines, write_report
+from emergence.lab.sweep.sinks import LongCSVSink, read_long_csv
+from emergence.metrics import SinkStart
+
+TINY = ["--platform", "local", "--env.grid-size", "6", "--env.max-agents", "6", "--env.initial-agents", "3",
+        "--env.num-food", "5", "--env.view-radius", "1", "--ppo.rollout-len", "4", "--ppo.num-epochs", "1",
+        "--ppo.num-minibatches", "1", "--ppo.hidden-sizes", "8", "--ppo.eval-envs", "2", "--ppo.eval-steps", "8",
+        "--train.num-envs", "2"]
+GRID = ["--sweep.grid", "diversity_bonus=0,0.05", "--sweep.grid", "niche_pressure=0,0.05", "--sweep.seeds", "2"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def quick_compiles():
+    """XLA without most optimisations while this module runs (what is tested is what runs compute)."""
+    before = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", before)
+
+
+def test_runs_are_the_grid_product_with_seeds_innermost_and_named_by_their_values():
+    config = parse_config([*TINY, "--train.seed", "7"])
+    runs = parse_grid(config, ["diversity_bonus=0,0.05", "ppo.lr=1e-3,3e-4,1e-4"], 2).runs(config.train.seed)
+    assert len(runs) == 12 and [run.index for run in runs] == list(range(12))
+    assert runs[0].values == {"evolution.diversity_bonus": 0.0, "ppo.lr": 1e-3} and runs[0].seed == 7
+    assert runs[3].values == {"evolution.diversity_bonus": 0.0, "ppo.lr": 3e-4} and runs[3].seed == 8
+    assert runs[11].name == "diversity_bonus=0.05,lr=0.0001,seed=8"
+
+
+@pytest.mark.parametrize("args, says", [
+    (["--sweep.grid", "num_envs=2,4"], "--sweep.grid num_envs: train.num_envs changes the state's shapes, so it "
+                                       "cannot vary within one sweep; set it with --train.num-envs"),
+    (["--sweep.grid", "hidden_sizes=8,16"], "ppo.hidden_sizes changes the state's shapes"),
+    (["--sweep.grid", "env.grid_size=6,8"], "env.grid_size changes the state's shapes"),
+    (["--sweep.grid", "total_steps=8,16"], "train.total_steps is fixed for the whole compiled program"),
+    (["--sweep.grid", "bogus=1,2"], "--sweep.grid bogus: unknown config key 'bogus'"),
+    (["--sweep.grid", "diversity_bonus="], "--sweep.grid diversity_bonus= has no values"),
+    (["--sweep.grid", "diversity_bonus"], "--sweep.grid takes KEY=V1,V2,..."),
+    (["--sweep.grid", "diversity_bonus=0,high"], "--sweep.grid diversity_bonus: 'high' is not a number"),
+    (["--sweep.grid", "lr=1e-3", "--sweep.grid", "ppo.lr=1e-4"], "ppo.lr is already in the grid"),
+    (["--sweep.seeds", "0"], "--sweep.seeds must be a positive count of seeds per grid point, got 0"),
+    (["--sweep.seeds", "two"], "--sweep.seeds must be a positive count of seeds per grid point, got 'two'"),
+    (["--sweep.seeds"], "--sweep.seeds needs a value"),
+])
+def test_a_bad_sweep_is_one_line_exit_2_and_writes_nothing(capsys, tmp_path, args, says):
+    run_dir = tmp_path / "run"
+    assert main(["sweep", *TINY, "--train.run-dir", str(run_dir), *args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and err.startswith("emergence sweep: error: ") and says in err, err
+    assert not run_dir.exists()
+
+
+def _fake_checkpoint(run_dir, config):
+    path = run_dir / "checkpoints" / "step_1.safetensors"
+    path.parent.mkdir(parents=True)
+    write_checkpoint(path, {"step": np.array(1)}, {"step": 1, "kind": "periodic", "config": config})
+    return sorted((p.name, p.stat().st_mtime_ns) for p in path.parent.iterdir())
+
+
+@pytest.mark.parametrize("saved, says", [
+    ({"sweep": {"grid": {"evolution.diversity_bonus": [0.0, 0.1]}, "seeds": 2}, "runs": [{"seed": 0}] * 4},
+     "belongs to another sweep (grid evolution.diversity_bonus=0,0.1, seeds [0, 0, 0, 0]; this command asks for "
+     "grid evolution.diversity_bonus=0,0.05 evolution.niche_pressure=0,0.05, seeds [0, 1, 0, 1, 0, 1, 0, 1])"),
+    ({"num_envs": 2}, "is a single run's checkpoint, not a sweep's"),
+])
+def test_resuming_another_sweep_or_a_single_run_is_one_line_and_touches_nothing(capsys, tmp_path, saved, says):
+    before = _fake_checkpoint(tmp_path, saved)
+    assert main(["sweep", *TINY, "--train.run-dir", str(tmp_path), *GRID]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and says in err, err
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in (tmp_path / "checkpoints").iterdir()) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints"]
+
+
+def test_run_i_of_the_vmapped_sweep_computes_what_its_config_computes_alone():
+    """Float tolerance, not bits: vmap batches each matmul, which XLA's CPU backend reduces in another order
+    (seen: at most 2e-8 on params after 2 updates)."""
+    config = parse_config(TINY)
+    task = sweep_task(config, parse_grid(config, GRID[1::2][:2], 2))
+    state, step = task.init_state(jax.random.key(123)), jax.jit(task.train_step)
+    for _ in range(2):
+        state, metrics = step(state)
+    for i in (0, 5, 7):
+        alone = PPOTask(task.configs[i])
+        single, single_step = alone.init_state(jax.random.key(task.runs[i].seed)), jax.jit(alone.train_step)
+        for _ in range(2):
+            single, single_metrics = single_step(single)
+        in_sweep = jax.tree.map(lambda x: x[i], state.params)
+        for a, b in zip(jax.tree.leaves(in_sweep), jax.tree.leaves(single.params)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        assert float(metrics[f"loss/total/run_{i}"]) == pytest.approx(float(single_metrics["loss/total"]), abs=1e-5)
+    assert task.configs[5].diversity_bonus == 0.05 and task.configs[5].niche_pressure == 0.0
+    assert task.config()["runs"][5]["config"] == task.configs[5].to_dict() and task.config()["runs"][5]["seed"] == 1
+
+
+def _long_rows(sink, step, runs, value):
+    sink.write(step, {f"loss/run_{i}": value + i for i in range(runs)} | {"loss": -1.0})
+
+
+def test_long_csv_has_a_row_per_run_per_step_merges_a_step_and_is_cut_back_on_resume(tmp_path):
+    config = parse_config(TINY)
+    runs = parse_grid(config, ["diversity_bonus=0,0.05"], 1).runs(0)
+    sink = LongCSVSink(runs)
+    sink.start(SinkStart(tmp_path, 0))
+    for step in (2, 4, 6):
+        _long_rows(sink, step, 2, float(step))
+    sink.write(6, {"eval/food/run_1": 0.5})  # an eval at the same step joins its row
+    sink.close()
+    header, rows = read_long_csv(tmp_path / "metrics.csv")
+    assert header == ["run", "diversity_bonus", "seed", "step", "loss", "eval/food"]
+    assert [(r["run"], r["step"], r["loss"], r["eval/food"]) for r in rows][-2:] == [("0", "6", "6.0", ""),
+                                                                                     ("1", "6", "7.0", "0.5")]
+    assert rows[1]["diversity_bonus"] == "0.05" and len(rows) == 6
+    with open(tmp_path / "metrics.csv", "a") as handle:
+        handle.write("0,0.0,0,8,8")  # a torn line, as a SIGKILL leaves it
+    resumed = LongCSVSink(runs)
+    resumed.start(SinkStart(tmp_path, 4))
+    _long_rows(resumed, 6, 2, 60.0)
+    resumed.close()
+    rows = read_long_csv(tmp_path / "metrics.csv")[1]
+    assert [(r["step"], r["loss"]) for r in rows] == [("2", "2.0"), ("2", "3.0"), ("4", "4.0"), ("4", "5.0"),
+                                                      ("6", "60.0"), ("6", "61.0")]
+
+
+def test_report_numbers_are_recomputed_from_metrics_csv(tmp_path):
+    rng = np.random.default_rng(1)
+    with open(tmp_path / "metrics.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["run", "diversity_bonus", "seed", "step", "env/population", "eval/mean_return"])
+        for run, (bonus, seed) in enumerate([(b, s) for b in (0.0, 0.1) for s in range(3)]):
+            for step in (1, 2):
+                writer.writerow([run, bonus, seed, step, rng.normal(5 + 10 * bonus), ""])
+            writer.writerow([run, bonus, seed, 3, rng.normal(5 + 30 * bonus), rng.normal(1.0)])
+    written = write_report(tmp_path)
+    assert [p.name for p in written] == ["report.md", "report.csv", "sweep_curves.png"] and written[2].stat().st_size
+    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
+    final = {(float(r["diversity_bonus"]), m): [float(x[m]) for x in rows if x["diversity_bonus"] == r["diversity_bonus"]
+                                                 and x["step"] == "3"] for r in rows for m in ("env/population",)}
+    lines = {(line.config, line.metric): line for line in report_lines(tmp_path / "metrics.csv")}
+    base, other = final[0.0, "env/population"], final[0.1, "env/population"]
+    line = lines["diversity_bonus=0.1", "env/population"]
+    assert line.seeds == 3 and line.mean == pytest.approx(np.mean(other))
+    assert line.ci95 == pytest.approx(T_975[1] * np.std(other, ddof=1) / math.sqrt(3))
+    assert line.diff == pytest.approx(np.mean(other) - np.mean(base))
+    assert line.diff_lo <= line.diff <= line.diff_hi and line.excludes_zero == (line.diff_lo > 0 or line.diff_hi < 0)
+    assert (line.diff_hi - line.diff_lo) < 4 * math.sqrt(np.var(other, ddof=1) / 3 + np.var(base, ddof=1) / 3) + 1e-9
+    assert lines["diversity_bonus=0", "env/population"].diff == 0.0 and BOOTSTRAP >= 1000
+    table = list(csv.DictReader(open(tmp_path / "report.csv")))
+    assert {(r["config"], r["metric"]) for r in table} == set(lines)
+    assert "diversity_bonus=0.1" in (tmp_path / "report.md").read_text()

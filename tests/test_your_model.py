@@ -147,7 +147,8 @@ def _final_arrays(trainer: Trainer) -> dict[str, np.ndarray]:
     return flatten_to_host(trainer.state)[0]
 
 
-@pytest.mark.parametrize("style", ["linen", "linen_seeds_3", "nnx_seeds_3"])
+@pytest.mark.parametrize("style", [pytest.param("linen", marks=pytest.mark.slow), "linen_seeds_3",
+                                   pytest.param("nnx_seeds_3", marks=pytest.mark.slow)])
 def test_resume_in_process_is_bitwise_and_keeps_the_weakly_typed_step(tmp_path, style):
     fit(style, tmp_path / "run", 6, None)
     resumed = fit(style, tmp_path / "run", 9, None)

@@ -1,0 +1,105 @@
+"""`emergence sweep` end to end (slow: each test starts `python -m emergence.cli` processes): a 2 x 2 grid x 2
+seeds writes long-form metrics, a TensorBoard dir per run and the report; run i matches the same config trained
+alone with `emergence train`; `ckpt export --run i` resumes alone and `eval` takes it; SIGKILL or SIGTERM and
+resume end bitwise equal to the straight sweep (`emergence ckpt diff`)."""
+from __future__ import annotations
+
+import csv
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+
+from emergence.checkpoint import read_checkpoint
+from emergence.lab.sweep.report import T_975
+from tests.test_cli_train import emergence, finish, newest_periodic_step
+from tests.test_sweep import GRID, TINY
+
+pytestmark = pytest.mark.slow
+
+LENGTH = ["--train.total-steps", "96", "--train.save-interval", "32", "--train.eval-interval", "48",
+          "--train.log-interval", "16"]
+"""12 updates of 8 env steps per run: periodic saves at 4, 8, 12; evaluations at 6 and 12; rows every 2."""
+FINAL = "final_step_12.safetensors"
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("straight")
+    code, out, err = finish(emergence("sweep", *TINY, *GRID, *LENGTH, "--train.run-dir", str(run_dir)))
+    assert code == 0, err[-3000:]
+    return run_dir, out
+
+
+def test_a_sweep_writes_long_metrics_a_tensorboard_dir_per_run_and_the_report(straight):
+    run_dir, out = straight
+    assert "8 runs (4 grid points x 2 seeds) in one program" in out and "report: " in out
+    rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
+    assert list(rows[0])[:5] == ["run", "diversity_bonus", "niche_pressure", "seed", "step"]
+    assert sorted({(r["run"], r["step"]) for r in rows}) == sorted((str(i), str(s)) for i in range(8)
+                                                                   for s in range(2, 13, 2))
+    names = sorted(p.name for p in (run_dir / "tensorboard").iterdir())
+    assert len(names) == 8 and "diversity_bonus=0.05,niche_pressure=0,seed=1" in names
+    final = {}
+    for row in rows:
+        if row["eval/food_per_agent_step"]:
+            final.setdefault((row["diversity_bonus"], row["niche_pressure"]), {})[row["seed"]] = \
+                float(row["eval/food_per_agent_step"])  # the last eval of each run wins
+    table = {(r["config"], r["metric"]): r for r in csv.DictReader(open(run_dir / "report.csv"))}
+    line = table["diversity_bonus=0.05,niche_pressure=0", "eval/food_per_agent_step"]
+    values, base = list(final["0.05", "0.0"].values()), list(final["0.0", "0.0"].values())
+    assert float(line["mean"]) == pytest.approx(np.mean(values))
+    assert float(line["ci95"]) == pytest.approx(T_975[0] * np.std(values, ddof=1) / np.sqrt(2), nan_ok=True)
+    assert float(line["diff"]) == pytest.approx(np.mean(values) - np.mean(base))
+    assert (run_dir / "sweep_curves.png").stat().st_size > 0 and "# Sweep report" in (run_dir / "report.md").read_text()
+
+
+def test_run_i_matches_its_config_trained_alone_and_its_export_resumes_alone(straight, tmp_path):
+    """Run 5 = diversity_bonus 0.05, niche_pressure 0, seed 1. Float tolerance, not bits: vmap batches the
+    matmuls, which XLA's CPU backend reduces in another order (seen: params within 1e-7 after 12 updates)."""
+    run_dir, _ = straight
+    exported = tmp_path / "run5" / "checkpoints" / "step_12.safetensors"
+    code, out, err = finish(emergence("ckpt", "export", "--run", "5", str(run_dir / "checkpoints" / FINAL),
+                                      str(exported)))
+    assert code == 0 and "run 5" in out, err
+    values = ["--evolution.diversity-bonus", "0.05", "--evolution.niche-pressure", "0", "--train.seed", "1"]
+    alone_dir = tmp_path / "alone"
+    code, _, err = finish(emergence("train", *TINY, *values, *LENGTH, "--train.run-dir", str(alone_dir)))
+    assert code == 0, err[-3000:]
+    alone, mine = read_checkpoint(alone_dir / "checkpoints" / FINAL), read_checkpoint(exported)
+    assert mine.manifest["config"] == alone.manifest["config"] and sorted(mine.arrays) == sorted(alone.arrays)
+    assert mine.manifest["exported"]["seed"] == 1 and mine.manifest["exported"]["run"] == 5
+    far = [n for n, a in alone.arrays.items() if not np.allclose(mine.arrays[n], a, rtol=1e-5, atol=1e-6)]
+    assert not far, far
+    code, out, err = finish(emergence("train", *TINY, *values, *LENGTH[:2], "--train.total-steps", "112",
+                                      "--train.run-dir", str(tmp_path / "run5")))
+    assert code == 0 and "stopped: max_steps at update 14" in out and "config changed" not in err, err[-3000:]
+    code, out, err = finish(emergence("eval", str(exported)))
+    assert code == 0, err[-3000:]
+
+
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGTERM])
+def test_a_killed_sweep_resumed_ends_bitwise_equal_to_the_straight_one(straight, tmp_path, signum):
+    run_dir, _ = straight
+    flags = [*TINY, *GRID, *LENGTH[:2], "--train.save-interval", "8", *LENGTH[4:], "--train.run-dir", str(tmp_path)]
+    killed = emergence("sweep", *flags)
+    deadline = time.monotonic() + 240
+    while newest_periodic_step(tmp_path) < 3:
+        assert killed.poll() is None and time.monotonic() < deadline, killed.stderr.read()[-2000:]
+        time.sleep(0.05)
+    time.sleep(random.uniform(0.0, 0.5))
+    killed.send_signal(signum)
+    assert killed.wait(timeout=120) in (-signal.SIGKILL, 143, 0)
+    code, out, err = finish(emergence("sweep", *flags, "--train.resume-from", "auto"))
+    assert code == 0, err[-3000:]
+    diff = subprocess.run([sys.executable, "-m", "emergence.cli", "ckpt", "diff", str(run_dir / "checkpoints" / FINAL),
+                           str(tmp_path / "checkpoints" / FINAL)], capture_output=True, text=True)
+    assert diff.returncode == 0, diff.stdout + diff.stderr
+    straight_rows = [r for r in csv.DictReader(open(run_dir / "metrics.csv"))]
+    resumed_rows = [r for r in csv.DictReader(open(tmp_path / "metrics.csv"))]
+    key = lambda r: (int(r["run"]), int(r["step"]))
+    assert sorted(map(key, resumed_rows)) == sorted(map(key, straight_rows))  # no gaps, no duplicates

@@ -6,6 +6,7 @@ callbacks; the one way anything writes a checkpoint is `Trainer.save_checkpoint`
 """
 from __future__ import annotations
 
+import difflib
 import os
 import tempfile
 import time
@@ -16,6 +17,7 @@ from typing import Any, Literal
 import jax
 
 from emergence.callbacks.base import HOOKS, Callback, Metrics, overrides
+from emergence.calls import CallTracker
 from emergence.checkpoint import (
     CheckpointFile,
     CheckpointRef,
@@ -33,10 +35,12 @@ from emergence.checkpoint.manifest import build_manifest, check_config
 from emergence.checkpoint.restore import host_metrics, restore_state
 from emergence.errors import CheckpointWriteError, RunDirError
 from emergence.log import get_logger
-from emergence.parallel.agreement import StopAgreement
 from emergence.parallel.mesh import DataParallel, Devices
+from emergence.parallel.process_zero import writes_outputs
+from emergence.parallel.stops import Stops
 from emergence.platforms.detect import platform_name
 from emergence.platforms.process import jax_devices
+from emergence.schedule import Every
 from emergence.state import TrainState
 from emergence.task import Task, task_config, task_name
 
@@ -66,12 +70,17 @@ def _fused_call(train_step: Callable, steps: int, jit_step: Callable[[Callable],
 class Trainer:
     """Runs a `Task` for `max_steps` train steps with callbacks.
 
+    Both of Lightning's shapes work: `Trainer(callbacks=[...], max_steps=N).fit(task)` and
+    `Trainer(task, [...], max_steps=N).fit()`; the task goes in exactly one of the two places.
+
     Args:
-        task: the `Task` to train.
+        task: the `Task` to train (or pass it to `fit`).
         callbacks: `Callback`s, fired in this order.
-        max_steps: train steps to reach (counted across resumes).
+        max_steps: train steps to reach (counted across resumes); None trains until a callback
+            stops the run (a time budget, a signal, early stopping: callbacks with `can_stop`),
+            with a warning at `fit()` start when none can.
         steps_per_call: steps fused into one jitted `lax.scan` call; hooks fire per call.
-        run_dir: where checkpoints and artifacts go (default `runs/<task name>`).
+        run_dir: where checkpoints and artifacts go (default `runs/<task name>`, once the task is known).
         resume: `"auto"` (newest valid checkpoint in the run dir, else start fresh),
             a checkpoint file or directory (which is only read), or None (start fresh).
         seed: seeds `init_state` when not resuming.
@@ -97,37 +106,50 @@ class Trainer:
     file (what the same save costs written synchronously), set before its
     `on_save_checkpoint` fires: the figure a time budget needs for the final save.
 
-    `agreement` is None on one process. Under `jax.distributed` (`jax.process_count() > 1`,
-    checked once as `fit()` starts) it is a `StopAgreement`, fired first at call
-    boundaries, so every process stops (and saves) at the same step; emergency and final
-    saves end with a barrier once process 0's file is durable.
+    `stops` is where callbacks propose a stop and read the agreed one (`Stops`): at once on
+    one process; under `jax.distributed` (`jax.process_count() > 1`, checked once as `fit()`
+    starts) agreed every few calls before the call's hooks, so every process stops (and
+    saves) at the same step; emergency and final saves end with a barrier once process 0's
+    file is durable. `calls` tracks the train calls in flight (`CallTracker`) for the
+    callbacks that need call completion or timing; it is fed only when one `watch()`es it.
+
+    Fields callbacks publish for others (the Trainer owns them, resets them at each
+    `fit()` and never reads them): `logged_metrics` and `logged_step` (the values a metrics
+    logger last wrote, and their step), `time_left` (seconds before a time budget's
+    deadline, as of the last call boundary). None/empty until someone writes them.
     """
 
-    def __init__(self, task: Task, callbacks: Sequence[Callback] = (), *, max_steps: int,
+    def __init__(self, task: Task | None = None, callbacks: Sequence[Callback] = (), *, max_steps: int | None = None,
                  steps_per_call: int = 1, run_dir: str | os.PathLike | None = None, resume: Resume = "auto",
                  seed: int = 0, eval_every_n_steps: int | None = None, force_resume: bool = False,
                  async_checkpoint: bool | AsyncCheckpointWriter = True, devices: Devices | None = None) -> None:
-        _check_positive(max_steps=max_steps, steps_per_call=steps_per_call)
+        if isinstance(task, (list, tuple)):
+            raise TypeError("Trainer's first argument is the task; pass the callback list as callbacks=[...]")
+        if max_steps is not None:
+            _check_positive(max_steps=max_steps)
+        _check_positive(steps_per_call=steps_per_call)
         if eval_every_n_steps is not None:
             _check_positive(eval_every_n_steps=eval_every_n_steps)
-            if not callable(getattr(task, "eval_step", None)):
-                raise ValueError("eval_every_n_steps is set but the task has no eval_step; add one or drop it")
-        self.task = task
+        self.task: Task | None = None
         self.callbacks = list(callbacks)
         self.max_steps = max_steps
         self.steps_per_call = steps_per_call
-        self.run_dir = Path(run_dir if run_dir is not None else Path("runs") / task_name(task))
+        self._run_dir_given = run_dir is not None
+        self.run_dir: Path | None = Path(run_dir) if run_dir is not None else None
         self.resume = resume
         self.seed = seed
         self.eval_every_n_steps = eval_every_n_steps
         self.force_resume = force_resume
         self._writer = _writer(async_checkpoint)
         self.parallel = None if devices is None else DataParallel(devices)
-        self.agreement: StopAgreement | None = None
         self._hooks = _hook_table(self.callbacks)
         self._calls: dict[int, Callable] = {}
         self._platform: dict[str, Any] | None = None
         self._eval_call: Callable | None = None
+        self._evaluation = None if eval_every_n_steps is None else Every(eval_every_n_steps, owner="Trainer eval")
+        self._task_given = task
+        if task is not None:
+            self._bind(task)
         self._reset_run_state()
 
     def _reset_run_state(self) -> None:
@@ -142,7 +164,29 @@ class Trainer:
         self.resumed_from: CheckpointRef | None = None
         self.fitting = False
         self._saves_async = False
+        self.stops = Stops(on_agreed=self.request_stop)
+        self.calls = CallTracker()
+        self.logged_metrics: dict[str, float] = {}
+        self.logged_step: int | None = None
+        self.time_left: float | None = None
 
+    def _bind(self, task: Task) -> None:
+        """Make `task` the one this trainer trains (checked as the constructor or `fit` receives it)."""
+        if self.eval_every_n_steps is not None and not callable(getattr(task, "eval_step", None)):
+            raise ValueError("eval_every_n_steps is set but the task has no eval_step; add one or drop it")
+        if task is not self.task:
+            self._calls, self._eval_call = {}, None
+        self.task = task
+        if not self._run_dir_given:
+            self.run_dir = Path("runs") / task_name(task)
+
+    def _task_for_fit(self, task: Task | None) -> Task:
+        if task is not None and self._task_given is not None:
+            raise ValueError("a task was given to both Trainer(...) and fit(...); pass it in one place")
+        chosen = task if task is not None else self._task_given
+        if chosen is None:
+            raise ValueError("no task to train: pass one to fit(task) (or to Trainer(task, ...))")
+        return chosen
     @property
     def state(self) -> TrainState | None:
         """The state after the last completed call (device arrays)."""
@@ -168,16 +212,21 @@ class Trainer:
         if self._stop_reason is None:
             self._stop_reason = reason
 
-    def fit(self) -> TrainState:
-        """Train until `max_steps` or a stop request; return the final state."""
+    def fit(self, task: Task | None = None) -> TrainState:
+        """Train `task` (or the one given to the constructor) until `max_steps` or a stop; return the final state."""
+        self._bind(self._task_for_fit(task))
         self._reset_run_state()
-        self._agree_across_processes()
+        if jax.process_count() > 1:
+            self.stops = Stops(jax.process_count(), on_agreed=self.request_stop)
+        self._warn_if_unstoppable()
         self._prepare_run_dir()
         self.fitting = True
         try:
             self._fire("setup")
             self._state = self._initial_state()
             self.fit_start_step = self._step
+            if self._evaluation is not None:
+                self._evaluation.done(self._step)
             self._saves_async = self._writer is not None
             self._fire("on_fit_start")
             self._train_loop()
@@ -199,24 +248,29 @@ class Trainer:
             self._fire("teardown")
         return self._state
 
-    def _agree_across_processes(self) -> None:
-        """Under `jax.distributed`, once: put a `StopAgreement` first in the hook table (one process: nothing)."""
-        if self.agreement is None and jax.process_count() > 1:
-            self.agreement = StopAgreement()
-            self._hooks = _hook_table([self.agreement, *self.callbacks])
+    def _warn_if_unstoppable(self) -> None:
+        """With `max_steps=None`, say so when no callback can end the run (none has `can_stop`)."""
+        if self.max_steps is None and not any(cb.can_stop for cb in self.callbacks):
+            log.warning("max_steps=None and no callback can stop the run (none has can_stop, as TimeBudgetCallback "
+                        "and SignalCheckpointCallback do): it trains until killed; set max_steps or add one")
 
     def _train_loop(self) -> None:
-        while self._stop_reason is None and self._step < self.max_steps:
-            steps = min(self.steps_per_call, self.max_steps - self._step)
+        end = self.max_steps
+        while self._stop_reason is None and (end is None or self._step < end):
+            steps = self.steps_per_call if end is None else min(self.steps_per_call, end - self._step)
             self._state, metrics = self._call(steps)(self._state)
-            before, self._step = self._step, self._step + steps
+            self._step += steps
             self.last_metrics = metrics
+            if self.calls.watched:
+                self.calls.dispatched(self._step, steps, metrics)
             if self._saves_async and self._writer.ready:
                 self._raise_pending_save_failure()
+            self.stops.call_ended(last=end is not None and self._step >= end)
             for hook in self._hooks["on_train_call_end"]:
                 hook(self, metrics)
-            if self.eval_every_n_steps and before // self.eval_every_n_steps != self._step // self.eval_every_n_steps:
+            if self._evaluation is not None and self._evaluation.due_by_steps(self._step):
                 self.evaluate()
+                self._evaluation.done(self._step)
         self.request_stop("max_steps")
 
     def _call(self, steps: int) -> Callable:
@@ -250,6 +304,7 @@ class Trainer:
         `CheckpointWriteError` is raised: before an async save, and after an emergency or
         final save is durable (those always get their chance).
         """
+        self._fire("on_before_save_checkpoint", kind)
         background = self._saves_async and kind in ASYNC_KINDS
         failed = self._collect_pending_save()
         if failed is not None and background:
@@ -265,7 +320,7 @@ class Trainer:
             metrics={**host_metrics(self.last_metrics), **host_metrics(self.last_eval_metrics), **(metrics or {})},
             typed_keys=typed_keys, platform=self._where())
         ref = CheckpointRef(path, kind, self._step)
-        if self.parallel is not None and not self.parallel.writes:
+        if self.parallel is not None and not writes_outputs():
             self.last_checkpoint = ref  # under jax.distributed every process gathered the state; process 0 writes
             if not background:
                 self.parallel.saved_durably(ref)
@@ -420,11 +475,29 @@ def _hook_table(callbacks: list[Callback]) -> dict[str, tuple[Callable, ...]]:
     for cb in callbacks:
         if not isinstance(cb, Callback):
             raise TypeError(f"{cb!r} is not an emergence Callback; subclass emergence.Callback")
+        _check_hook_names(cb)
     keys = [cb.state_key for cb in callbacks]
     duplicates = sorted({k for k in keys if keys.count(k) > 1})
     if duplicates:
         raise ValueError(f"two callbacks share state_key {duplicates[0]!r}; give one a distinct state_key")
     return {hook: tuple(getattr(cb, hook) for cb in callbacks if overrides(cb, hook)) for hook in HOOKS}
+
+
+def _check_hook_names(callback: Callback) -> None:
+    """Refuse a public method named like a hook that is not one (`on_train_batch_end`, `set_up`): it never fires."""
+    for klass in type(callback).__mro__:
+        if klass is Callback or not issubclass(klass, Callback):
+            break
+        for name, value in vars(klass).items():
+            if name.startswith("_") or name in HOOKS or not _is_method(value):
+                continue
+            if name.startswith("on_") or difflib.get_close_matches(name, ("setup", "teardown"), n=1, cutoff=0.8):
+                raise ValueError(f"{type(callback).__name__}.{name} is not a hook, so it would never be called; "
+                                 f"rename it to one of {', '.join(HOOKS)} (or prefix it with _)")
+
+
+def _is_method(value: Any) -> bool:
+    return callable(value) or isinstance(value, (staticmethod, classmethod))
 
 
 def _check_positive(**values: int) -> None:

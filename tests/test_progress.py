@@ -25,6 +25,19 @@ class Tick(Callback):
             clock.advance(self.seconds)
 
 
+class StopAt(Callback):
+    """Stops the run at `step` (reason "enough"), as a time budget or early stopping would."""
+
+    can_stop = True
+
+    def __init__(self, step: int) -> None:
+        self.step = step
+
+    def on_train_call_end(self, trainer, metrics):
+        if trainer.step >= self.step:
+            trainer.request_stop("enough")
+
+
 class Poisoned:
     """A stand-in for a device array that fails the test if anything reads it (a host sync would)."""
 
@@ -53,8 +66,21 @@ def test_without_a_terminal_it_prints_one_short_line_a_minute_with_rate_eta_budg
     lines = out.getvalue().splitlines()
     assert [re.match(r"step (\d+)/", line).group(1) for line in lines] == ["0", "60", "120", "150"]
     assert all(len(line) < 200 for line in lines)
-    assert "1.0 steps/s · ETA 0:01:30 · budget 0:59:00 left · ckpt 50 (0:00:11 ago) · grad_norm" in lines[1]
+    # the budget publishes trainer.time_left at its own hook, before Tick moved the clock a second on
+    assert "1.0 steps/s · ETA 0:01:30 · budget 0:59:01 left · ckpt 50 (0:00:11 ago) · grad_norm" in lines[1]
     assert lines[-1].endswith("stopped: max_steps")
+
+
+def test_without_max_steps_it_shows_the_step_and_rate_without_a_total_or_eta(tmp_path):
+    clock = FakeClock(0.0)
+    console, out = plain_console()
+    stop = StopAt(4)
+    Trainer(callbacks=[Tick(1.0, clock, FakeClock()), stop, RichProgressCallback(console=console, clock=clock,
+                                                                                 plain_every_n_seconds=2.0)],
+            run_dir=tmp_path, resume=None).fit(toy_task())
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("step 0 · – steps/s · ETA –") and "/" not in lines[0].split("·")[0]
+    assert lines[-1].startswith("step 4 · 1.0 steps/s · ETA –") and lines[-1].endswith("stopped: enough")
 
 
 def test_stdout_that_is_not_a_terminal_selects_plain_lines(tmp_path, capsys):

@@ -1,4 +1,4 @@
-"""What the export callbacks write about a run: the latest checkpoint, the latest metrics, JSON files.
+"""What the export callbacks write about a run: the output dir, the latest checkpoint, JSON files.
 
 Shared by `ArtifactExportCallback` (progress.json) and `FinalizeCallback` (summary.json),
 which never import each other.
@@ -11,19 +11,12 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import jax
-
 from emergence.checkpoint.atomic import atomic_write_text
 from emergence.errors import RunDirError
 
 if TYPE_CHECKING:
     from emergence.checkpoint import CheckpointRef
     from emergence.trainer import Trainer
-
-
-def writes_outputs() -> bool:
-    """Whether this process writes the run's outputs: under `jax.distributed` only process 0 does."""
-    return jax.process_index() == 0
 
 
 def output_dir(trainer: "Trainer", chosen: str | os.PathLike | None, owner: str) -> Path:
@@ -50,15 +43,6 @@ def latest_checkpoint(trainer: "Trainer", root: Path) -> dict[str, Any] | None:
     except ValueError:
         shown = str(path)
     return {"path": shown, "kind": ref.kind, "step": ref.step, "checksum": ref.checksum}
-
-
-def latest_metrics(trainer: "Trainer") -> tuple[int | None, dict[str, float]]:
-    """The step and values a metrics logger (any callback with `latest` and `latest_step`) last wrote."""
-    for callback in trainer.callbacks:
-        latest = getattr(callback, "latest", None)
-        if isinstance(latest, dict) and hasattr(callback, "latest_step"):
-            return callback.latest_step, dict(latest)
-    return None, {}
 
 
 def write_json(path: Path, data: dict[str, Any]) -> None:

@@ -6,7 +6,8 @@ it writes into the output dir (the run dir by default), each file atomically:
 - `training_curves.png`: the metrics in `metrics.csv` (written by `LogThrottleCallback`'s
   CSV sink), one panel per tag family, dotted lines where the run resumed;
 - `progress.json`: step, max_steps, time, stop reason, the steps the run resumed at, the
-  last checkpoint (path, kind, step, checksum) and the latest logged metrics;
+  last checkpoint (path, kind, step, checksum) and the latest logged metrics (what a
+  metrics logger published as `trainer.logged_metrics` / `trainer.logged_step`);
 - `metrics.csv` itself, copied, when the output dir is not the run dir.
 
 Drawing the PNG takes a fraction of a second on the training thread, so keep the
@@ -21,12 +22,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emergence.callbacks._records import latest_checkpoint, latest_metrics, output_dir, write_json, writes_outputs
+from emergence.callbacks._records import latest_checkpoint, output_dir, write_json
 from emergence.callbacks.base import Callback, Metrics
 from emergence.checkpoint.atomic import atomic_write
 from emergence.log import get_logger
-from emergence.metrics.schedule import Every
 from emergence.metrics.plots import write_training_curves
+from emergence.parallel.process_zero import writes_outputs
+from emergence.schedule import Every
 
 if TYPE_CHECKING:
     from emergence.trainer import Trainer
@@ -91,7 +93,6 @@ class ArtifactExportCallback(Callback):
             log.warning("artifacts: could not write to %s (%s); training goes on", self._out, err)
 
     def _write_progress(self, trainer: "Trainer") -> None:
-        metrics_step, metrics = latest_metrics(trainer)
         write_json(self._out / PROGRESS, {
             "step": trainer.step,
             "max_steps": trainer.max_steps,
@@ -99,8 +100,8 @@ class ArtifactExportCallback(Callback):
             "stop_reason": trainer.stop_reason,
             "resumed_at": self.resumed_at,
             "last_checkpoint": latest_checkpoint(trainer, self._out),
-            "metrics_step": metrics_step,
-            "metrics": metrics,
+            "metrics_step": trainer.logged_step,
+            "metrics": dict(trainer.logged_metrics),
         })
 
     def _write_curves(self, trainer: "Trainer") -> None:
@@ -110,5 +111,6 @@ class ArtifactExportCallback(Callback):
         if csv_path.parent.resolve() != self._out.resolve():
             with open(csv_path, "rb") as source:
                 atomic_write(self._out / csv_path.name, lambda out: shutil.copyfileobj(source, out))
-        title = f"{trainer.run_dir.name} · step {trainer.step:,} of {trainer.max_steps:,}"
+        of = f" of {trainer.max_steps:,}" if trainer.max_steps is not None else ""
+        title = f"{trainer.run_dir.name} · step {trainer.step:,}{of}"
         write_training_curves(csv_path, self._out / CURVES, self.resumed_at, title)

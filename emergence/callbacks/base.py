@@ -3,7 +3,13 @@
 A callback overrides only the hooks it needs; the Trainer calls only overridden hooks,
 so an unused hook costs nothing per step. Bookkeeping a callback wants to keep across
 a resume goes through `state_dict()` / `load_state_dict()` and travels inside every
-checkpoint under `state_key`.
+checkpoint under `state_key`; `state_dict()` only reads (what a callback owes the current
+call before a checkpoint captures it, it settles in `on_before_save_checkpoint`), so the
+order of the callback list never changes what a checkpoint holds. What one callback
+publishes for others goes through a field the Trainer owns (`trainer.logged_metrics`,
+`trainer.time_left`), and a stop every process must agree on through `trainer.stops`.
+A public method named like a hook that is not one (`on_train_batch_end`, `set_up`) is
+refused when the Trainer is built.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ HOOKS = (
     "on_fit_start",
     "on_train_call_end",
     "on_validation_end",
+    "on_before_save_checkpoint",
     "on_save_checkpoint",
     "on_load_checkpoint",
     "on_exception",
@@ -29,7 +36,13 @@ HOOKS = (
 
 
 class Callback:
-    """Base class for everything that hangs on the training loop."""
+    """Base class for everything that hangs on the training loop.
+
+    `can_stop` is True on callbacks that can end a run by themselves (a time budget, a
+    signal, early stopping): with `max_steps=None` the Trainer warns when none can.
+    """
+
+    can_stop: bool = False
 
     @property
     def state_key(self) -> str:
@@ -54,6 +67,9 @@ class Callback:
 
     def on_validation_end(self, trainer: "Trainer", metrics: Metrics) -> None:
         """After `eval_step` ran; `metrics` are device arrays."""
+
+    def on_before_save_checkpoint(self, trainer: "Trainer", kind: str) -> None:
+        """A `kind` checkpoint of `trainer.step` is about to capture every `state_dict()`: take in what is due now."""
 
     def on_save_checkpoint(self, trainer: "Trainer", ref: "CheckpointRef") -> None:
         """A checkpoint is durable on disk."""

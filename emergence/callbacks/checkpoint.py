@@ -6,8 +6,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from emergence.callbacks._save_once import saved_at_current_step
 from emergence.callbacks.base import Callback, Metrics
 from emergence.checkpoint import CheckpointRef, checkpoint_name, delete_checkpoint, rotate
+from emergence.schedule import Every
 
 if TYPE_CHECKING:
     from emergence.trainer import Trainer
@@ -36,7 +38,8 @@ class CheckpointCallback(Callback):
                  keep_last: int | None = 5, monitor: str | None = None, mode: Literal["min", "max"] = "min",
                  save_top_k: int = 0, save_on_start: bool = False, save_final: bool = True,
                  clock: Callable[[], float] = time.monotonic) -> None:
-        _check(every_n_steps, every_n_seconds, keep_last, monitor, mode, save_top_k)
+        _check(keep_last, monitor, mode, save_top_k)
+        self.schedule = Every(every_n_steps, every_n_seconds, clock, owner="CheckpointCallback")
         self.every_n_steps = every_n_steps
         self.every_n_seconds = every_n_seconds
         self.keep_last = keep_last
@@ -47,8 +50,6 @@ class CheckpointCallback(Callback):
         self.save_final = save_final
         self.clock = clock
         self.best: list[dict[str, Any]] = []
-        self._next_step = 0
-        self._last_save_time = 0.0
 
     @property
     def state_key(self) -> str:
@@ -71,20 +72,18 @@ class CheckpointCallback(Callback):
         self.best = list(state.get("best", []))
 
     def setup(self, trainer: "Trainer") -> None:
-        if self.every_n_seconds is not None and trainer.agreement is not None:
+        if self.every_n_seconds is not None and trainer.stops.processes > 1:
             raise ValueError("CheckpointCallback: every_n_seconds follows each process's own clock, so under "
                              "jax.distributed the processes would save at different steps and wait on each other; "
                              "use every_n_steps")
 
     def on_fit_start(self, trainer: "Trainer") -> None:
-        self._schedule_after(trainer.step)
+        self.schedule.done(trainer.step)
         if self.save_on_start and trainer.resumed_from is None:
             self._save_periodic(trainer)
 
     def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
-        due_by_steps = self.every_n_steps is not None and trainer.step >= self._next_step
-        due_by_time = self.every_n_seconds is not None and self.clock() - self._last_save_time >= self.every_n_seconds
-        if due_by_steps or due_by_time:
+        if self.schedule.due(trainer.step):
             self._save_periodic(trainer)
 
     def on_validation_end(self, trainer: "Trainer", metrics: Metrics) -> None:
@@ -103,9 +102,7 @@ class CheckpointCallback(Callback):
 
     def on_fit_end(self, trainer: "Trainer", reason: str) -> None:
         trained = trainer.step > trainer.fit_start_step
-        last = trainer.last_checkpoint
-        saved_here = last is not None and last.step == trainer.step and last.kind in ("final", "emergency")
-        if self.save_final and trained and is_clean_stop(reason) and not saved_here:
+        if self.save_final and trained and is_clean_stop(reason) and not saved_at_current_step(trainer):
             trainer.save_checkpoint("final", reason=reason)
 
     def _qualifies(self, value: float) -> bool:
@@ -120,12 +117,7 @@ class CheckpointCallback(Callback):
         keep = self.keep_last
         trainer.save_checkpoint("periodic", reason="periodic",
                                 then=None if keep is None else lambda ref: rotate(ref.path.parent, keep))
-        self._schedule_after(trainer.step)
-
-    def _schedule_after(self, step: int) -> None:
-        self._last_save_time = self.clock()
-        if self.every_n_steps is not None:
-            self._next_step = (step // self.every_n_steps + 1) * self.every_n_steps
+        self.schedule.done(trainer.step)
 
 
 def _delete_best(directory: Path, evicted: list[dict[str, Any]]) -> None:
@@ -134,11 +126,7 @@ def _delete_best(directory: Path, evicted: list[dict[str, Any]]) -> None:
         delete_checkpoint(CheckpointRef(directory / old["name"], "best", old["step"]))
 
 
-def _check(every_n_steps: Any, every_n_seconds: Any, keep_last: Any, monitor: Any, mode: str, save_top_k: Any) -> None:
-    if every_n_steps is not None and (not isinstance(every_n_steps, int) or every_n_steps < 1):
-        raise ValueError(f"every_n_steps must be a positive integer or None, got {every_n_steps!r}")
-    if every_n_seconds is not None and not every_n_seconds > 0:
-        raise ValueError(f"every_n_seconds must be positive or None, got {every_n_seconds!r}")
+def _check(keep_last: Any, monitor: Any, mode: str, save_top_k: Any) -> None:
     if keep_last is not None and (not isinstance(keep_last, int) or keep_last < 1):
         raise ValueError(f"keep_last must be a positive integer or None (keep all), got {keep_last!r}")
     if mode not in ("min", "max"):

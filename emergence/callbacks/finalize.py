@@ -29,11 +29,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from emergence.callbacks._records import latest_checkpoint, output_dir, write_json, writes_outputs
+from emergence.callbacks._records import latest_checkpoint, output_dir, write_json
 from emergence.callbacks.base import Callback
 from emergence.checkpoint.atomic import TEMP_PREFIX, atomic_write, atomic_write_text
 from emergence.errors import EmergenceError
 from emergence.log import get_logger
+from emergence.parallel.process_zero import writes_outputs
 from emergence.platforms.detect import platform_name
 from emergence.sums import SUMS_FILE, format_sums
 

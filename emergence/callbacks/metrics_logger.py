@@ -2,18 +2,20 @@
 
 Per call it hands the call's device metrics to a `MetricAccumulator` (a list append per
 tag: no device work, no transfer). A tag is *due* at the first call boundary at or past
-each multiple of its step interval (`every_n_steps`, or its `per_tag` entry), every
-`every_n_seconds`, and at `max_steps`; then the due tags' windows come to the host in
-one `jax.device_get` and are written, at `trainer.step`, to every sink, which are then
-flushed: what was logged survives the process being killed. Eval metrics are written
-at each `on_validation_end`.
+each multiple of its step interval (`every_n_steps`, or its `per_tag` entry; one `Every`
+per distinct interval), every `every_n_seconds`, and at `max_steps` (when there is one);
+then the due tags' windows come to the host in one `jax.device_get` and are written, at
+`trainer.step`, to every sink, which are then flushed: what was logged survives the
+process being killed. Eval metrics are written at each `on_validation_end`.
 
 Continuity across resumes: the open windows (sum, last, max and steps of each tag since
 its last fetch) travel in every checkpoint, and on start each sink drops what it holds
 after the starting step, so a run killed and resumed writes exactly the rows, with
 exactly the values, of a run that was never interrupted (same `steps_per_call`, step
 intervals only). A checkpoint written at a logging step by a callback that fires before
-this one still covers that step: `state_dict()` logs what is due first.
+this one still covers that step: `on_before_save_checkpoint` takes in the current call and
+logs what is due, so `state_dict()` only reads and the callback order does not matter.
+What was written last is published as `trainer.logged_metrics` / `trainer.logged_step`.
 
 A sink that fails with an `OSError` (a full disk) is reported, and training goes on; so
 are metrics that are NaN or infinite (in a line without the step, so that repeats are
@@ -31,12 +33,12 @@ from typing import TYPE_CHECKING, Any
 import jax
 import numpy as np
 
-from emergence.callbacks._records import writes_outputs
 from emergence.callbacks.base import Callback, Metrics
 from emergence.log import RATE_LIMIT, get_logger
-from emergence.metrics import ConsoleSink, CSVSink, Every, MetricAccumulator, Sink, SinkStart, TensorBoardSink
+from emergence.metrics import ConsoleSink, CSVSink, MetricAccumulator, Sink, SinkStart, TensorBoardSink
 from emergence.metrics.accumulate import STATS, Stats
-from emergence.metrics.schedule import check_interval
+from emergence.parallel.process_zero import writes_outputs
+from emergence.schedule import Every, check_interval
 
 if TYPE_CHECKING:
     from emergence.trainer import Trainer
@@ -57,8 +59,9 @@ class LogThrottleCallback(Callback):
         stats: what to log of each train metric's window: `mean` (weighted by steps,
             under the tag's own name), `last`, `max` (as `<tag>/last`, `<tag>/max`).
 
-    `latest` holds the last values written (tag → float) and `latest_step` their step:
-    a progress display reads them instead of fetching again.
+    The last values written (tag → float) and their step are published as
+    `trainer.logged_metrics` and `trainer.logged_step`: a progress display or an export
+    reads them instead of fetching again.
     """
 
     def __init__(self, every_n_steps: int | None = 100, every_n_seconds: float | None = None,
@@ -72,54 +75,55 @@ class LogThrottleCallback(Callback):
         self.sinks: list[Sink] = list(sinks) if sinks is not None else [CSVSink(), TensorBoardSink(), ConsoleSink()]
         self.clock = clock
         self.stats = tuple(stats)
-        self.latest: dict[str, float] = {}
-        self.latest_step: int | None = None
         self._accumulator = MetricAccumulator()
         self._clock_schedule = Every(None, every_n_seconds, clock, owner="LogThrottleCallback")
-        self._last_logged: dict[str, int] = {}
+        intervals = {every_n_steps, *per_tag.values()} - {None}
+        self._by_steps = {n: Every(n, owner="LogThrottleCallback") for n in sorted(intervals)}
         self._seen_step = 0
-        self._next_due = 0
         self._active: list[Sink] | None = None
-        self._trainer: "Trainer | None" = None
 
     def state_dict(self) -> dict[str, Any]:
-        self._catch_up()
         try:
             windows = self._accumulator.snapshot()
         except Exception as err:  # never let the logger break a checkpoint (e.g. after a device error)
             log.warning("metrics: could not save the open logging windows (%s); they restart after a resume", err)
             windows = {}
-        self._sinks("flush")
         return {"windows": windows}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._accumulator.restore(state.get("windows", {}))
 
-    def setup(self, trainer: "Trainer") -> None:
-        self._trainer = trainer
-
     def on_fit_start(self, trainer: "Trainer") -> None:
         self._seen_step = trainer.step
-        self._last_logged = {}
         self._clock_schedule.done(trainer.step)
-        self._next_due = self._next_due_step(trainer)
+        for schedule in self._by_steps.values():
+            schedule.done(trainer.step)
         run = SinkStart(trainer.run_dir, trainer.step, _history_dir(trainer))
         writers = self.sinks if writes_outputs() else []  # under jax.distributed, process 0 writes
         self._active = [sink for sink in writers if self._call(sink, "start", run)]
 
     def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
         if trainer.step == self._seen_step:
-            return  # already taken in by state_dict() for a checkpoint at this step
+            return  # already taken in before a checkpoint at this step
         if self._seen_step == trainer.fit_start_step and self.per_tag:
             _check_tags_exist(self.per_tag, metrics)
         self._accumulator.add(metrics, trainer.step - self._seen_step)
         self._seen_step = trainer.step
-        if trainer.step >= self._next_due or self._clock_schedule.due(trainer.step):
+        step = trainer.step
+        if (any(schedule.due_by_steps(step) for schedule in self._by_steps.values())
+                or self._clock_schedule.due(step) or _at_end(trainer)):
             self._log_due(trainer)
+
+    def on_before_save_checkpoint(self, trainer: "Trainer", kind: str) -> None:
+        """Before a checkpoint captures the windows: take in (and log, if due) the current call's metrics."""
+        if self._active is not None and trainer.last_metrics and trainer.step != self._seen_step \
+                and not (trainer.stop_reason or "").startswith("exception:"):  # else: maybe a failed call's
+            self.on_train_call_end(trainer, trainer.last_metrics)
+        self._sinks("flush")
 
     def on_validation_end(self, trainer: "Trainer", metrics: Metrics) -> None:
         fetched = jax.device_get(dict(metrics))
-        self._write(trainer.step, {tag: float(np.mean(value)) for tag, value in fetched.items()})
+        self._write(trainer, trainer.step, {tag: float(np.mean(value)) for tag, value in fetched.items()})
 
     def on_fit_end(self, trainer: "Trainer", reason: str) -> None:
         self._sinks("flush")
@@ -127,42 +131,33 @@ class LogThrottleCallback(Callback):
     def teardown(self, trainer: "Trainer") -> None:
         self._sinks("close")
         self._active = None
-        self._trainer = None
         RATE_LIMIT.report_suppressed()
 
     def _log_due(self, trainer: "Trainer") -> None:
-        by_time = self._clock_schedule.due(trainer.step)
-        at_end = trainer.step >= trainer.max_steps
+        step = trainer.step
+        by_time = self._clock_schedule.due(step)
+        every = by_time or _at_end(trainer)
+        due_intervals = {n for n, schedule in self._by_steps.items() if every or schedule.due_by_steps(step)}
         due = [tag for tag in self._accumulator.tags
-               if by_time or at_end or self._due_by_steps(tag, trainer.step, trainer.fit_start_step)]
+               if every or self.per_tag.get(tag, self.every_n_steps) in due_intervals]
         taken = self._accumulator.take(due)
-        for tag in due:
-            self._last_logged[tag] = trainer.step
+        for n in due_intervals:
+            self._by_steps[n].done(step)
         if by_time:
-            self._clock_schedule.done(trainer.step)
-        self._next_due = self._next_due_step(trainer)
+            self._clock_schedule.done(step)
         if taken:
-            self._write(trainer.step, self._values(taken))
-
-    def _due_by_steps(self, tag: str, step: int, start: int) -> bool:
-        interval = self.per_tag.get(tag, self.every_n_steps)
-        return interval is not None and step // interval > self._last_logged.get(tag, start) // interval
-
-    def _next_due_step(self, trainer: "Trainer") -> int:
-        """The first step at which some tag is due by steps (max_steps at the latest)."""
-        intervals = {self.every_n_steps, *self.per_tag.values()} - {None}
-        return min([(trainer.step // n + 1) * n for n in intervals] + [trainer.max_steps])
+            self._write(trainer, step, self._values(taken))
 
     def _values(self, taken: Mapping[str, Stats]) -> dict[str, float]:
         return {tag if stat == "mean" else f"{tag}/{stat}": stats.get(stat)
                 for tag, stats in taken.items() for stat in self.stats}
 
-    def _write(self, step: int, values: dict[str, float]) -> None:
+    def _write(self, trainer: "Trainer", step: int, values: dict[str, float]) -> None:
         bad = sorted(tag for tag, value in values.items() if not math.isfinite(value))
         if bad:
             log.warning("metrics: %s not finite (NaN or infinite)", ", ".join(bad))
-        self.latest.update(values)
-        self.latest_step = step
+        trainer.logged_metrics.update(values)
+        trainer.logged_step = step
         self._sinks("write", step, values)
         self._sinks("flush")
 
@@ -182,15 +177,11 @@ class LogThrottleCallback(Callback):
             return False
         return True
 
-    def _catch_up(self) -> None:
-        """Before a checkpoint captures the windows: take in (and log, if due) the current call's metrics."""
-        trainer = self._trainer
-        if trainer is None or self._active is None or not trainer.last_metrics or trainer.step == self._seen_step:
-            return
-        if (trainer.stop_reason or "").startswith("exception:"):
-            return  # the metrics may belong to a failed call
-        self.on_train_call_end(trainer, trainer.last_metrics)
 
+
+def _at_end(trainer: "Trainer") -> bool:
+    """The last call before `max_steps` (never, with `max_steps=None`)."""
+    return trainer.max_steps is not None and trainer.step >= trainer.max_steps
 
 def _history_dir(trainer: "Trainer") -> Path | None:
     """The run dir of the checkpoint resumed from, when it is not this run's."""

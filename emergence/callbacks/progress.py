@@ -4,12 +4,13 @@
     budget 11:02:13 left · ckpt 10,000 (0:00:41 ago) · loss 0.01234 · grad_norm 0.4512
 
 - steps/s from the host's clock over the last ~30 refreshes (with asynchronous dispatch
-  the host runs at most a bounded queue ahead, so this is the device's pace), ETA from it;
-- the time budget left, from the first callback with a numeric `remaining` (seconds), such
-  as `TimeBudgetCallback` / `KaggleTimeoutCallback`;
+  the host runs at most a bounded queue ahead, so this is the device's pace), ETA from it
+  (with `max_steps=None`: the step alone, no bar or ETA);
+- the time budget left, from `trainer.time_left` (published by `TimeBudgetCallback` /
+  `KaggleTimeoutCallback` at each call boundary);
 - the last checkpoint's step and age, from `on_save_checkpoint` (or the one resumed from);
-- the latest values a metrics logger wrote (a callback with `latest` and `latest_step`,
-  such as `LogThrottleCallback`): nothing is fetched from the device here.
+- the latest values a metrics logger wrote, from `trainer.logged_metrics` (published by
+  `LogThrottleCallback`): nothing is fetched from the device here.
 
 Where it shows: a live bar in a terminal; an in-place display in a Jupyter notebook
 (Kaggle, Colab; via IPython's display handles, no ipywidgets needed); and when stdout is
@@ -29,10 +30,9 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from emergence.callbacks._records import latest_metrics
 from emergence.callbacks.base import Callback, Metrics
 from emergence.metrics.console_sink import format_values
-from emergence.metrics.schedule import check_interval
+from emergence.schedule import check_interval
 
 if TYPE_CHECKING:
     from emergence.checkpoint import CheckpointRef
@@ -69,7 +69,6 @@ class RichProgressCallback(Callback):
         self._console: Console | None = None
         self._live: Live | None = None
         self._notebook: Any = None
-        self._budget: Any = None
         self._samples: deque[tuple[float, int]] = deque(maxlen=RATE_SAMPLES)
         self._checkpoint: tuple[int, float | None] | None = None
         self._next_refresh = 0.0
@@ -86,7 +85,6 @@ class RichProgressCallback(Callback):
         self._checkpoint, self._notebook = None, None
 
     def on_fit_start(self, trainer: "Trainer") -> None:
-        self._budget = next((cb for cb in trainer.callbacks if _is_number(getattr(cb, "remaining", None))), None)
         if trainer.resumed_from is not None:
             self._checkpoint = (trainer.resumed_from.step, None)
         now = self.clock()
@@ -125,11 +123,11 @@ class RichProgressCallback(Callback):
     def status(self, trainer: "Trainer", now: float) -> list[str]:
         """The parts after the bar: rate, ETA, budget, last checkpoint, latest metrics."""
         rate = self.steps_per_second
-        left = trainer.max_steps - trainer.step
+        end = trainer.max_steps
         parts = [f"{rate:,.1f} steps/s" if rate is not None else "– steps/s",
-                 f"ETA {_hms(left / rate)}" if rate else "ETA –"]
-        if self._budget is not None:
-            parts.append(f"budget {_hms(self._budget.remaining)} left")
+                 f"ETA {_hms((end - trainer.step) / rate)}" if rate and end is not None else "ETA –"]
+        if trainer.time_left is not None:
+            parts.append(f"budget {_hms(trainer.time_left)} left")
         if self._checkpoint is not None:
             step, saved_at = self._checkpoint
             age = "resumed" if saved_at is None else f"{_hms(now - saved_at)} ago"
@@ -140,7 +138,7 @@ class RichProgressCallback(Callback):
         return parts
 
     def _shown_metrics(self, trainer: "Trainer") -> dict[str, float]:
-        _, latest = latest_metrics(trainer)
+        latest = trainer.logged_metrics
         tags = self.metrics if self.metrics is not None else list(latest)[: self.max_metrics]
         return {tag: latest[tag] for tag in tags if tag in latest}
 
@@ -158,9 +156,8 @@ class RichProgressCallback(Callback):
     def _render(self, trainer: "Trainer", now: float, final: str | None = None) -> Table:
         parts = self.status(trainer, now)
         top = Table.grid(padding=(0, 1))
-        top.add_row(Text(_steps(trainer), style="bold"),
-                    ProgressBar(total=trainer.max_steps, completed=trainer.step, width=BAR_WIDTH),
-                    Text(parts[0]), Text(parts[1]))
+        bar = ProgressBar(total=trainer.max_steps, completed=trainer.step, width=BAR_WIDTH)  # total None: pulsing
+        top.add_row(Text(_steps(trainer), style="bold"), bar, Text(parts[0]), Text(parts[1]))
         frame = Table.grid()
         frame.add_row(top)
         frame.add_row(Text(" · ".join(parts[2:] + ([final] if final else [])), style="dim"))
@@ -181,6 +178,8 @@ class RichProgressCallback(Callback):
 
 
 def _steps(trainer: "Trainer") -> str:
+    if trainer.max_steps is None:
+        return f"step {trainer.step:,}"
     percent = 100.0 * trainer.step / trainer.max_steps
     return f"step {trainer.step:,}/{trainer.max_steps:,} ({percent:.0f}%)"
 
@@ -190,6 +189,3 @@ def _hms(seconds: float) -> str:
     whole = max(0, int(seconds))
     return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
 
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)

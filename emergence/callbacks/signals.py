@@ -1,7 +1,8 @@
 """SignalCheckpointCallback: SIGTERM, SIGINT, SIGUSR1 (and Jupyter's interrupt) end a run with a checkpoint.
 
-The handler only records the signal: no I/O happens inside it. At the next call
-boundary the callback writes `emergency_step_<N>` of the last completed step, asks the
+The handler only records the signal and proposes the stop `signal:<NAME>` to
+`trainer.stops` (any process's proposal counts): no I/O happens inside it. At the next
+call boundary where that stop is agreed the callback writes `emergency_step_<N>` of the last completed step, asks the
 Trainer to stop with reason `signal:<NAME>` (so `on_fit_end` and the loggers run), and in
 `teardown` restores the previous handlers and exits with 128 + signum (143 for
 SIGTERM, 130 for SIGINT, 138 for SIGUSR1), unless it runs inside a notebook, where
@@ -12,16 +13,16 @@ The emergency save has to wait for every call already dispatched (the state it s
 is the output of the newest). JAX lets the host run ~30 calls ahead of the device, which
 for second-long calls would spend a scheduler's whole grace period (10 s for
 `docker stop`, 30 s for SLURM) before the save even starts; so whenever the device work
-queued ahead of the host exceeds `QUEUED_SECONDS` (estimated from observed completions by
-a `CallTimer`, and assumed to until one is seen), the callback waits (never copying) until
-at most `max_calls_in_flight` calls are unfinished. A queue of short calls is left alone:
+queued ahead of the host exceeds `QUEUED_SECONDS` (estimated from the completions the
+Trainer's call tracker `trainer.calls` saw, and assumed to until one is seen), the callback
+waits (never copying) until at most `max_calls_in_flight` calls are unfinished. A queue of short calls is left alone:
 it drains within `QUEUED_SECONDS`, and waiting at every call would make a dispatch-bound
 loop (a tiny model, one step per call) 1.5-3x slower.
 
-Under `jax.distributed` (the Trainer then has an `agreement`) the handler only records
-the signal as `pending`: the `StopAgreement` gathers it from every process and hands
-the agreed one to every process's callback (`agree`), so all of them save and stop at
-the same step and every one exits with that signal's code.
+Under `jax.distributed` the proposal is agreed every few calls (see `emergence.parallel.stops`):
+every process reads the same agreed `signal:<NAME>` at the same boundary, so all of them
+save and stop at the same step and every one exits with that signal's code, also the
+processes that received nothing.
 """
 from __future__ import annotations
 
@@ -32,13 +33,14 @@ import time
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
-from emergence.callbacks._call_timer import CallTimer
 from emergence.callbacks._save_once import save_last_state
 from emergence.callbacks.base import Callback, Metrics
+from emergence.calls import StepRate
 from emergence.log import get_logger
 from emergence.platforms.process import in_ipython_kernel
 
 if TYPE_CHECKING:
+    from emergence.parallel.stops import Stops
     from emergence.trainer import Trainer
 
 log = get_logger("emergence.callbacks")
@@ -46,6 +48,7 @@ log = get_logger("emergence.callbacks")
 DEFAULT_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1)
 _UNCATCHABLE = {signal.SIGKILL, signal.SIGSTOP}
 QUEUED_SECONDS = 0.25
+PREFIX = "signal:"
 
 
 class SignalCheckpointCallback(Callback):
@@ -61,8 +64,12 @@ class SignalCheckpointCallback(Callback):
             about `QUEUED_SECONDS`. None lets the host run as far ahead as JAX allows.
 
     Put it last in the callback list: its `teardown` ends the process, so callbacks after
-    it would not get theirs.
+    it would not get theirs. `caught` is the first signal this process received, `received`
+    the one the run stopped on (the same, except that under `jax.distributed` it may have
+    reached another process).
     """
+
+    can_stop = True
 
     def __init__(self, signals: Iterable[int] = DEFAULT_SIGNALS, exit_process: bool | None = None,
                  max_calls_in_flight: int | None = 2) -> None:
@@ -71,67 +78,59 @@ class SignalCheckpointCallback(Callback):
             raise ValueError(f"max_calls_in_flight must be a positive integer or None, got {max_calls_in_flight!r}")
         self.exit_process = exit_process
         self.max_calls_in_flight = max_calls_in_flight
-        self._timer = CallTimer(time.monotonic)
-        self._seen_step = 0
+        self._rate = StepRate(time.monotonic)
+        self.caught: signal.Signals | None = None
         self.received: signal.Signals | None = None
-        self.pending: signal.Signals | None = None
         self.ignored = 0
         self._previous: dict[signal.Signals, Any] = {}
         self._handled = False
         self._failed = False
 
     def setup(self, trainer: "Trainer") -> None:
-        self.received, self.pending, self.ignored, self._handled, self._failed = None, None, 0, False, False
-        self._timer = CallTimer(time.monotonic)
+        self.caught, self.received, self.ignored, self._handled, self._failed = None, None, 0, False, False
+        self._rate = StepRate(time.monotonic)
+        if self.max_calls_in_flight is not None:
+            trainer.calls.watch()
         if threading.current_thread() is not threading.main_thread():
             log.warning("fit() runs outside the main thread, where Python cannot catch signals: "
                         "SignalCheckpointCallback is inactive; run fit() in the main thread")
             return
-        handler = self._record if getattr(trainer, "agreement", None) is None else self._record_pending
+        stops = trainer.stops
+        handler = lambda signum, frame: self._record(stops, signum)  # noqa: E731
         self._previous = {sig: signal.signal(sig, handler) for sig in self.signals}
 
-    def _record(self, signum: int, frame: Any) -> None:
-        """The handler: remember the first signal, count the rest; nothing else."""
-        if self.received is None:
-            self.received = signal.Signals(signum)
+    def _record(self, stops: "Stops", signum: int) -> None:
+        """The handler: remember the first signal and propose the stop, count the rest; nothing else."""
+        if self.caught is None:
+            self.caught = signal.Signals(signum)
+            stops.propose(PREFIX + self.caught.name, any_process=True)
         else:
             self.ignored += 1
-
-    def _record_pending(self, signum: int, frame: Any) -> None:
-        """The handler under `jax.distributed`: remember the first signal until the processes agree on it."""
-        if self.pending is None:
-            self.pending = signal.Signals(signum)
-        else:
-            self.ignored += 1
-
-    def agree(self, received: signal.Signals) -> None:
-        """The processes agreed on `received` (see `StopAgreement`): act on it at this call boundary."""
-        if self.received is None:
-            self.received = received
 
     def on_fit_start(self, trainer: "Trainer") -> None:
-        self._seen_step = trainer.step
-        self._act(trainer)
+        self._act(trainer, _agreed_signal(trainer))
 
     def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
-        if self.received is not None:
-            self._act(trainer)
+        agreed = trainer.stops.agreed
+        if agreed is not None and not self._handled and agreed.startswith(PREFIX):
+            self._act(trainer, _agreed_signal(trainer))
         elif self.max_calls_in_flight is not None:
-            self._bound_queue(trainer.step, metrics)
+            self._bound_queue(trainer)
 
-    def _bound_queue(self, step: int, metrics: Metrics) -> None:
+    def _bound_queue(self, trainer: "Trainer") -> None:
         """Wait for older calls while more than `QUEUED_SECONDS` of device work is (or may be) queued."""
-        timer = self._timer
-        timer.dispatched(step, step - self._seen_step, metrics)
-        self._seen_step = step
-        if timer.seconds_per_step is None or timer.pending_seconds(step) > QUEUED_SECONDS:
-            timer.wait(self.max_calls_in_flight)
+        calls, rate = trainer.calls, self._rate
+        rate.observe(calls)
+        if rate.seconds_per_step is None or rate.pending_seconds(trainer.step) > QUEUED_SECONDS:
+            calls.wait(self.max_calls_in_flight)
+            rate.observe(calls)
 
     def on_exception(self, trainer: "Trainer", exception: BaseException) -> None:
         self._failed = True
 
     def on_fit_end(self, trainer: "Trainer", reason: str) -> None:
-        self._act(trainer)
+        local = self.caught if trainer.stops.processes == 1 else None  # one process: a signal after another stop
+        self._act(trainer, _agreed_signal(trainer) or local)
 
     def teardown(self, trainer: "Trainer") -> None:
         for sig, previous in self._previous.items():
@@ -147,17 +146,25 @@ class SignalCheckpointCallback(Callback):
             sys.exit(code)
         log.info("stopped by %s: fit() returns (notebook)", self.received.name)
 
-    def _act(self, trainer: "Trainer") -> None:
-        """Once a signal came: stop at this boundary and save the last completed step."""
-        if self.received is None or self._handled:
+    def _act(self, trainer: "Trainer", received: signal.Signals | None) -> None:
+        """Once a signal is agreed: stop at this boundary and save the last completed step."""
+        if received is None or self._handled:
             return
-        self._handled = True
-        reason = f"signal:{self.received.name}"
+        self._handled, self.received = True, received
+        reason = PREFIX + received.name
         trainer.request_stop(reason)
         save_last_state(trainer, "emergency", reason)
 
     def _should_exit(self) -> bool:
         return self.exit_process if self.exit_process is not None else not in_ipython_kernel()
+
+
+def _agreed_signal(trainer: "Trainer") -> signal.Signals | None:
+    """The signal of the agreed stop, when it is `signal:<NAME>` of a known signal."""
+    agreed = trainer.stops.agreed
+    if agreed is None or not agreed.startswith(PREFIX):
+        return None
+    return signal.Signals.__members__.get(agreed[len(PREFIX):])
 
 
 def _check_signals(signals: Iterable[int]) -> tuple[signal.Signals, ...]:

@@ -2,19 +2,21 @@
 
 At every call boundary the callback compares the time left with what stopping needs:
 
-    remaining < margin + next call + save  →  request_stop("time_budget")
+    remaining < margin + next call + save  →  trainer.stops.propose("time_budget")
 
-Both estimates are measured as the run goes: the call from the device's completions
-(see `CallTimer`), never forcing a copy to the host; the save from the checkpoints
+Both estimates are measured as the run goes: the call from the device's completions that
+the Trainer's call tracker saw (`trainer.calls`, read through a `StepRate` on this
+callback's clock), never forcing a copy to the host; the save from the checkpoints
 actually written (`trainer.last_save_seconds`, from the snapshot to the durable file:
 a save syncs, so it includes draining the calls still queued, which is what the final
 save will cost too). Until the first save: 0.5 s + the state's size at 100 MB/s + the
 device work still queued. To keep a stop effective it bounds how far the host runs
 ahead of the device to about a quarter of the margin. The final checkpoint at a
 `time_budget` stop is written by `CheckpointCallback` when one is in the list, else by
-this callback (never twice). Under `jax.distributed` (the Trainer then has an
-`agreement`) the callback proposes the stop instead, and process 0's proposal stops
-every process at the same step (see `StopAgreement`).
+this callback (never twice). The stop is proposed to `trainer.stops` as `time_budget`:
+on one process it takes effect at once; under `jax.distributed` process 0's proposal
+stops every process at the same step (see `emergence.parallel.stops`). The seconds left
+are published as `trainer.time_left` at every call boundary (a progress display reads it).
 """
 from __future__ import annotations
 
@@ -25,9 +27,9 @@ from typing import TYPE_CHECKING
 
 import jax
 
-from emergence.callbacks._call_timer import CallTimer
 from emergence.callbacks._save_once import save_last_state
 from emergence.callbacks.base import Callback, Metrics
+from emergence.calls import StepRate
 from emergence.log import get_logger
 from emergence.platforms.kaggle import kaggle_session_limit
 from emergence.platforms.process import jax_accelerator, process_start_time
@@ -59,6 +61,8 @@ class TimeBudgetCallback(Callback):
     (when set) applies. The budget is per process: nothing of it is saved in checkpoints.
     """
 
+    can_stop = True
+
     def __init__(self, max_duration: float | None = None, *, deadline: float | None = None,
                  start: float | None = None, margin: float = 60.0, clock: Callable[[], float] = time.time) -> None:
         self.slurm_end = slurm_job_end_time()
@@ -69,14 +73,12 @@ class TimeBudgetCallback(Callback):
         self.margin = float(margin)
         self.clock = clock
         self.deadline = 0.0
-        self._timer = CallTimer(clock)
+        self._rate = StepRate(clock)
         self._saves: deque[float] = deque(maxlen=3)
         self._state_bytes = 0
         self._steps_per_call = 1
-        self._seen_step = 0
         self._queued = 0.0
         self._fit_began = 0.0
-        self._stop: Callable[[str], None] | None = None  # set in setup: request_stop, or propose
 
     @property
     def remaining(self) -> float:
@@ -86,7 +88,7 @@ class TimeBudgetCallback(Callback):
     @property
     def call_seconds(self) -> float:
         """Estimated device seconds of one call (before any call finished: time since fit() began)."""
-        per_step = self._timer.seconds_per_step
+        per_step = self._rate.seconds_per_step
         return per_step * self._steps_per_call if per_step is not None else self.clock() - self._fit_began
 
     @property
@@ -99,27 +101,29 @@ class TimeBudgetCallback(Callback):
     def setup(self, trainer: "Trainer") -> None:
         self._fit_began = self.clock()
         self.deadline = self._resolve_deadline()
-        self._timer = CallTimer(self.clock)
-        agreement = getattr(trainer, "agreement", None)
-        self._stop = trainer.request_stop if agreement is None else agreement.propose
+        self._rate = StepRate(self.clock)
+        trainer.calls.watch()
+        trainer.time_left = self.remaining
 
     def on_fit_start(self, trainer: "Trainer") -> None:
         self._steps_per_call = trainer.steps_per_call
-        self._seen_step = trainer.step
         self._state_bytes = sum(getattr(leaf, "nbytes", 0) for leaf in jax.tree.leaves(trainer.state))
-        if self.remaining < self.margin + self.save_seconds:
-            log.warning("time budget: only %.0f s left before the deadline: not training", self.remaining)
-            self._stop(REASON)
+        remaining = trainer.time_left = self.remaining
+        if remaining < self.margin + self.save_seconds:
+            log.warning("time budget: only %.0f s left before the deadline: not training", remaining)
+            trainer.stops.propose(REASON)
 
     def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
-        self._timer.dispatched(trainer.step, trainer.step - self._seen_step, metrics)
-        self._seen_step = trainer.step
-        self._timer.wait(self._backlog_limit())
-        self._queued = self._timer.pending_seconds(trainer.step)
-        if self.remaining < self.margin + self.call_seconds + self.save_seconds:
+        calls = trainer.calls
+        self._rate.observe(calls)
+        calls.wait(self._backlog_limit())
+        self._rate.observe(calls)
+        self._queued = self._rate.pending_seconds(trainer.step)
+        remaining = trainer.time_left = self.remaining
+        if remaining < self.margin + self.call_seconds + self.save_seconds:
             log.info("time budget: %.1f s left < margin %.1f + call %.2f + save %.2f: stopping at step %d",
-                     self.remaining, self.margin, self.call_seconds, self.save_seconds, trainer.step)
-            self._stop(REASON)
+                     remaining, self.margin, self.call_seconds, self.save_seconds, trainer.step)
+            trainer.stops.propose(REASON)
 
     def on_save_checkpoint(self, trainer: "Trainer", ref: "CheckpointRef") -> None:
         self._saves.append(trainer.last_save_seconds)
@@ -134,7 +138,7 @@ class TimeBudgetCallback(Callback):
 
     def _backlog_limit(self) -> int:
         """Calls allowed in flight: at least 2 (keeps the device busy), at most a quarter margin of work."""
-        if self._timer.seconds_per_step is None:
+        if self._rate.seconds_per_step is None:
             return 2
         return max(2, int(BACKLOG_SHARE_OF_MARGIN * self.margin / max(self.call_seconds, 1e-9)))
 

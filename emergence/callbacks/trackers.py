@@ -7,12 +7,12 @@ e.g. per-agent action counts from a short greedy rollout) off the device with on
 `jax.device_get`, and hands the host values to each tracker's `update(step, values)`.
 
 Samples are taken at the first call boundary at or after each multiple of
-`every_n_steps`, and at `max_steps`. Their state travels in every checkpoint under this
+`every_n_steps` (an `Every`), and at `max_steps` when there is one. Their state travels in every checkpoint under this
 callback's `state_key`, so a run killed and resumed records exactly the samples, with
 exactly the values, that a straight run records (same `steps_per_call`): no gaps, no
 duplicates. A checkpoint written at a sampling step by a callback that fires before
-this one still holds that step's sample: `state_dict()` takes a sample that is due
-before it returns the state.
+this one still holds that step's sample: `on_before_save_checkpoint` takes a sample that
+is due, so `state_dict()` only reads and the callback order does not matter.
 """
 from __future__ import annotations
 
@@ -23,6 +23,7 @@ import jax
 
 from emergence.callbacks.base import Callback, Metrics
 from emergence.log import get_logger
+from emergence.schedule import Every
 
 if TYPE_CHECKING:
     from emergence.trainer import Trainer
@@ -64,7 +65,7 @@ class TrackerCallback(Callback):
     """
 
     def __init__(self, every_n_steps: int, trackers: Sequence["Tracker"], probe: Probe | None = None) -> None:
-        if not isinstance(every_n_steps, int) or every_n_steps < 1:
+        if not isinstance(every_n_steps, int) or isinstance(every_n_steps, bool) or every_n_steps < 1:
             raise ValueError(f"every_n_steps must be a positive integer, got {every_n_steps!r}")
         names = [t.name for t in trackers]
         if not names or len(set(names)) != len(names):
@@ -72,31 +73,40 @@ class TrackerCallback(Callback):
         self.every_n_steps = every_n_steps
         self.trackers = list(trackers)
         self.probe = probe
-        self.last_sample_step = 0
-        self._trainer: "Trainer | None" = None
+        self.schedule = Every(every_n_steps, owner="TrackerCallback")
         self._probe_call: Callable | None = None
+
+    @property
+    def last_sample_step(self) -> int:
+        """The step of the last sample (0 before any)."""
+        return self.schedule.last_step
 
     @property
     def state_key(self) -> str:
         return f"TrackerCallback{{{','.join(t.name for t in self.trackers)}}}"
 
     def setup(self, trainer: "Trainer") -> None:
-        self._trainer = trainer
         probe = self.probe or getattr(trainer.task, "tracker_probe", None)
         self._probe_call = jax.jit(probe) if probe is not None else None
-
-    def teardown(self, trainer: "Trainer") -> None:
-        self._trainer = None
 
     def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
         if self._due(trainer):
             self._sample(trainer)
 
+    def on_before_save_checkpoint(self, trainer: "Trainer", kind: str) -> None:
+        """Take a sample that is due at the current step before a checkpoint captures the state."""
+        if not trainer.fitting or trainer.state is None or not trainer.last_metrics:
+            return
+        if (trainer.stop_reason or "").startswith("exception:"):
+            return  # the state may be the donated input of a failed call: sample nothing
+        if self._due(trainer):
+            self._sample(trainer)
+
     def _due(self, trainer: "Trainer") -> bool:
-        step, last = trainer.step, self.last_sample_step
-        if step <= last:
-            return False
-        return step // self.every_n_steps > last // self.every_n_steps or step >= trainer.max_steps
+        step = trainer.step
+        if self.schedule.due_by_steps(step):
+            return True
+        return trainer.max_steps is not None and step >= trainer.max_steps > self.last_sample_step
 
     def _sample(self, trainer: "Trainer") -> None:
         outputs = dict(trainer.last_metrics)
@@ -105,25 +115,14 @@ class TrackerCallback(Callback):
         values = jax.device_get(outputs)
         for tracker in self.trackers:
             tracker.update(trainer.step, values)
-        self.last_sample_step = trainer.step
-
-    def _catch_up(self) -> None:
-        """Take a sample that is due at the current step before a checkpoint captures the state."""
-        trainer = self._trainer
-        if trainer is None or not trainer.fitting or trainer.state is None or not trainer.last_metrics:
-            return
-        if (trainer.stop_reason or "").startswith("exception:"):
-            return  # the state may be the donated input of a failed call: sample nothing
-        if self._due(trainer):
-            self._sample(trainer)
+        self.schedule.done(trainer.step)
 
     def state_dict(self) -> dict[str, Any]:
-        self._catch_up()
         return {"last_sample_step": self.last_sample_step,
                 "trackers": {t.name: t.state_dict() for t in self.trackers}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.last_sample_step = int(state["last_sample_step"])
+        self.schedule.done(int(state["last_sample_step"]))
         saved = state["trackers"]
         for tracker in self.trackers:
             if tracker.name in saved:

@@ -103,11 +103,6 @@ class DataParallel:
         self.many_processes = jax.process_count() > 1
         self._gather: Callable | None = None
 
-    @property
-    def writes(self) -> bool:
-        """True on the process that writes checkpoints: the only one, or process 0 of several."""
-        return jax.process_index() == 0
-
     def gathered(self, state: Any) -> Any:
         """`state` with every leaf readable by `jax.device_get` on this process.
 

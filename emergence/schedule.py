@@ -1,0 +1,67 @@
+"""Every: the one rule for "is a periodic action due?" (by steps, by seconds, or both).
+
+Checkpoints, metric logging (each tag's interval too), trackers, artifact exports and the
+Trainer's evaluation all ask an `Every`. Steps count like this: an action every n steps is
+due at the first call boundary at or past each multiple of n after the step it last ran
+at, so `steps_per_call` need not divide n. A step-only schedule that is not due costs an
+integer comparison; a seconds interval adds one clock read.
+"""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+
+class Every:
+    """Due every `steps` steps and/or every `seconds` seconds since the last `done()`.
+
+    Args:
+        steps: step interval, or None.
+        seconds: wall-clock interval, or None.
+        clock: monotonic seconds (inject a fake one in tests).
+        owner: names the caller in error messages.
+    """
+
+    def __init__(self, steps: int | None, seconds: float | None = None, clock: Callable[[], float] = time.monotonic,
+                 owner: str = "interval") -> None:
+        check_interval(f"{owner}: every_n_steps", steps, integer=True)
+        check_interval(f"{owner}: every_n_seconds", seconds, integer=False)
+        self.steps = steps
+        self.seconds = seconds
+        self.clock = clock
+        self.last_step = 0
+        self.last_time = clock() if seconds is not None else 0.0
+        self._next_step = self._first_due_after(0)
+
+    def done(self, step: int) -> None:
+        """The action ran at `step` (or counting starts there): the next one is an interval away."""
+        self.last_step = step
+        self._next_step = self._first_due_after(step)
+        if self.seconds is not None:
+            self.last_time = self.clock()
+
+    def due(self, step: int) -> bool:
+        """True when a step multiple was crossed or the time interval passed since `done()`."""
+        if step >= self._next_step:
+            return True
+        return self.seconds is not None and self.clock() - self.last_time >= self.seconds
+
+    def due_by_steps(self, step: int) -> bool:
+        """True when a multiple of `steps` lies in (last step, `step`]; the clock is not read."""
+        return step >= self._next_step
+
+    def _first_due_after(self, last: int) -> float:
+        """The one step rule: due at `step` when `step // n > last // n`, i.e. from the next multiple of n on."""
+        if self.steps is None:
+            return float("inf")
+        return (last // self.steps + 1) * self.steps
+
+
+def check_interval(name: str, value: int | float | None, *, integer: bool) -> None:
+    """A one-line error for an interval that is not None or positive (an integer for steps)."""
+    if value is None:
+        return
+    if integer and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
+        raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+    if not integer and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
+        raise ValueError(f"{name} must be positive seconds or None, got {value!r}")

@@ -1,0 +1,104 @@
+"""Stops: one service agrees on a stop on one process at once, and across processes every few calls."""
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+
+from emergence.parallel.stops import REASON_BYTES, Stops
+
+
+def test_on_one_process_the_first_proposal_is_agreed_at_once_and_handed_on_once():
+    handed = []
+    stops = Stops(on_agreed=handed.append)
+    stops.propose("time_budget")
+    stops.propose("signal:SIGTERM", any_process=True)
+    assert stops.agreed == "time_budget" and handed == ["time_budget"]
+    stops.call_ended(last=True)  # one process: no gather, nothing changes
+    assert handed == ["time_budget"]
+
+
+class World:
+    """`n` fake processes whose `gather` meets at a barrier, as `process_allgather` does."""
+
+    def __init__(self, n: int) -> None:
+        self.arrays: list = [None] * n
+        self.barrier = threading.Barrier(n)
+        self.gathers = 0
+        self.stops = [Stops(n, gather=self.gather_for(i), every_n_calls=4) for i in range(n)]
+
+    def gather_for(self, index: int):
+        def gather(mine: np.ndarray) -> np.ndarray:
+            self.arrays[index] = mine
+            self.barrier.wait()
+            table = np.stack(self.arrays)
+            if self.barrier.wait() == 0:
+                self.gathers += 1
+            return table
+        return gather
+
+    def together(self, action) -> list:
+        """Run `action(stops)` on every process at once; what each returned."""
+        results = [None] * len(self.stops)
+
+        def run(i):
+            results[i] = action(self.stops[i])
+
+        threads = [threading.Thread(target=run, args=(i,)) for i in range(len(self.stops))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=10)
+        return results
+
+
+def test_a_signal_on_process_1_beats_process_0s_budget_and_every_process_agrees():
+    world = World(2)
+    world.stops[0].propose("time_budget")
+    world.stops[1].propose("signal:SIGTERM", any_process=True)
+    assert [s.agreed for s in world.stops] == [None, None]  # nothing until the processes meet
+    assert world.together(lambda s: s.agree()) == ["signal:SIGTERM", "signal:SIGTERM"]
+
+
+def test_only_process_0s_ordinary_proposal_counts():
+    world = World(3)
+    world.stops[1].propose("time_budget")
+    assert world.together(lambda s: s.agree()) == [None, None, None]
+    world.stops[0].propose("early_stop")
+    assert world.together(lambda s: s.agree()) == ["early_stop"] * 3
+
+
+def test_of_several_signals_the_first_in_process_order_wins():
+    world = World(3)
+    world.stops[2].propose("signal:SIGINT", any_process=True)
+    world.stops[1].propose("signal:SIGUSR1", any_process=True)
+    assert world.together(lambda s: s.agree()) == ["signal:SIGUSR1"] * 3
+
+
+def test_the_processes_meet_every_n_calls_and_after_the_last_call_only():
+    world = World(2)
+    world.together(lambda s: [s.call_ended(last=False) for _ in range(9)])  # meets at calls 4 and 8
+    assert world.gathers == 2
+    world.together(lambda s: s.call_ended(last=True))
+    assert world.gathers == 3
+
+
+def test_the_agreed_reason_is_handed_to_on_agreed_on_every_process():
+    handed = []
+    world = World(2)
+    for stops in world.stops:
+        stops.on_agreed = handed.append
+    world.stops[0].propose("time_budget")
+    world.together(lambda s: s.agree())
+    assert handed == ["time_budget", "time_budget"]
+
+
+@pytest.mark.parametrize("reason, message", [
+    ("x" * (REASON_BYTES + 1), f"is {REASON_BYTES + 1} bytes of UTF-8 .*at most {REASON_BYTES}: shorten it"),
+    ("", "a stop reason must be a non-empty string"),
+    (3, "a stop reason must be a non-empty string"),
+])
+def test_a_reason_the_processes_cannot_carry_is_a_one_line_error(reason, message):
+    with pytest.raises(ValueError, match=message):
+        Stops().propose(reason)

@@ -3,7 +3,7 @@
 `Trainer(devices=...)` uses `DataParallel`; wrap a task in `ManySeeds(task, num_seeds)`
 to train S independent runs as one vmapped program, and pull one run out of its
 checkpoint with `export_seed` (`emergence ckpt export --seed i`). Under
-`jax.distributed` the Trainer agrees on stops across processes (`agreement.py`) so
+`jax.distributed` the Trainer agrees on stops across processes (`stops.py`) so
 every process stops at the same step. docs/scaling.md says what runs where. Names load
 when first used (each module imports JAX).
 """
@@ -13,7 +13,7 @@ import importlib
 from typing import Any
 
 _WHERE = {
-    "StopAgreement": "agreement",
+    "AGREE_EVERY_N_CALLS": "stops", "Stops": "stops",
     "export_seed": "export", "seed_checkpoint": "export",
     "AXIS": "mesh", "DataParallel": "mesh", "DeviceError": "mesh", "replicated": "mesh", "resolve_devices": "mesh",
     "shard_extra": "mesh", "split_leading_axis": "mesh",

@@ -24,6 +24,7 @@ from emergence.checkpoint import (
     checkpoint_name,
     flatten_to_host,
     load_newest_valid,
+    read_checkpoint,
     resolve_resume,
     write_checkpoint,
     write_latest,
@@ -31,9 +32,10 @@ from emergence.checkpoint import (
 from emergence.checkpoint.async_writer import AsyncCheckpointWriter
 from emergence.checkpoint.atomic import remove_stale_temp_files
 from emergence.checkpoint.store import link_checkpoint
+from emergence.checkpoint.finite import NonFiniteStateError, non_finite_leaves, refusal
 from emergence.checkpoint.manifest import build_manifest, check_config
 from emergence.checkpoint.restore import host_metrics, restore_state
-from emergence.errors import CheckpointWriteError, RunDirError
+from emergence.errors import CheckpointNotFoundError, CheckpointWriteError, RunDirError
 from emergence.log import get_logger
 from emergence.parallel.mesh import DataParallel, Devices
 from emergence.parallel.process_zero import writes_outputs
@@ -314,6 +316,8 @@ class Trainer:
         same_as = self._same_step_file(kind)
         state = self._state if self.parallel is None else self.parallel.gathered(self._state)
         arrays, typed_keys = ({}, {}) if same_as is not None else flatten_to_host(state)
+        if bad := non_finite_leaves(arrays):
+            raise NonFiniteStateError(refusal(kind, self._step, bad))
         manifest = build_manifest(
             step=self._step, kind=kind, reason=reason, config=task_config(self.task),
             callbacks={cb.state_key: cb.state_dict() for cb in self.callbacks},
@@ -337,6 +341,26 @@ class Trainer:
         if failed is not None:
             raise failed
         return ref
+
+    def restore_checkpoint(self, ref: CheckpointRef | str | os.PathLike | None = None, *,
+                           fold_in: int | None = None) -> CheckpointRef:
+        """Replace the current state with a checkpoint's (read and verified), e.g. to roll back a diverged run.
+
+        `ref` None: the newest checkpoint this run has, after waiting for a write in flight
+        (a `CheckpointNotFoundError` when there is none). Only the train state changes: the
+        step counter, the callbacks' state and the schedules go on, so every history stays
+        monotonic. `fold_in` folds that number into the state's rng (an `rng` field or key),
+        so the steps after do not repeat. Returns the ref restored.
+        """
+        if ref is None:
+            self._raise_pending_save_failure()
+            ref = self.last_checkpoint or self.resumed_from
+            if ref is None:
+                raise CheckpointNotFoundError("no checkpoint to restore yet; save one first (CheckpointCallback)")
+        file = read_checkpoint(ref.path if isinstance(ref, CheckpointRef) else ref)
+        state = restore_state(self._state, file)
+        self._state = state if fold_in is None else _fold_rng(state, fold_in)
+        return CheckpointRef(file.path, file.manifest["kind"], int(file.manifest["step"]), file.checksum)
 
     def _same_step_file(self, kind: str) -> CheckpointRef | None:
         """The durable periodic/best file of this step a `final` save can reuse (hard link), on one process only."""
@@ -460,6 +484,15 @@ def _write_durably(ref: CheckpointRef, arrays: dict, manifest: dict, started: fl
                 f"wrote {ref.path.name} but could not delete older checkpoints ({err.strerror or err}); "
                 f"check the permissions of {ref.path.parent}") from err
     return written, seconds
+
+
+def _fold_rng(state: Any, data: int) -> Any:
+    """`state` with `data` folded into its rng: an `rng` field (TrainState, flax dataclasses) or an "rng" key."""
+    if hasattr(state, "rng") and hasattr(state, "replace"):
+        return state.replace(rng=jax.random.fold_in(state.rng, data))
+    if isinstance(state, dict) and "rng" in state:
+        return {**state, "rng": jax.random.fold_in(state["rng"], data)}
+    raise ValueError("cannot fold a fresh key into this state: give it an `rng` field or an 'rng' key")
 
 
 def _writer(async_checkpoint: bool | AsyncCheckpointWriter) -> AsyncCheckpointWriter | None:

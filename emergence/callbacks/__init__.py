@@ -22,6 +22,9 @@ _WHERE = {
     "ArtifactExportCallback": "artifacts",
     "FinalizeCallback": "finalize",
     "TrackerCallback": "trackers",
+    "WandbCallback": "wandb_run",
+    "EarlyStoppingCallback": "early_stopping",
+    "NonFiniteGuardCallback": "non_finite",
 }
 
 __all__ = ["Callback", *_WHERE]

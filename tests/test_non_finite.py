@@ -1,0 +1,90 @@
+"""NonFiniteGuardCallback and the Trainer's refusal to checkpoint a non-finite state."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from emergence.callbacks import CheckpointCallback, NonFiniteGuardCallback
+from emergence.checkpoint import read_checkpoint
+from emergence.checkpoint.finite import NonFiniteStateError
+from emergence.testing import Scenario
+
+
+def _all_finite(outcome) -> bool:
+    paths = [outcome.scenario.run_dir / "checkpoints" / name for name in outcome.checkpoints]
+    return all(np.isfinite(a).all() for path in paths for a in read_checkpoint(path).arrays.values()
+               if a.dtype.kind == "f")
+
+
+def _guarded(every: int = 5, max_rollbacks: int = 3):
+    return lambda clock: [CheckpointCallback(every_n_steps=5, keep_last=None),
+                          NonFiniteGuardCallback(every_n_steps=every, max_rollbacks=max_rollbacks)]
+
+
+def test_a_nan_rolls_back_to_the_last_good_checkpoint_and_training_goes_on(run_dir):
+    outcome = Scenario(max_steps=30, run_dir=run_dir).nan_at(13).run(_guarded())
+    guard = outcome.trainer.callbacks[-1]
+    assert outcome.exception is None and outcome.stop_reason == "max_steps" and outcome.step == 30
+    assert guard.rollbacks == [{"step": 15, "restored_step": 10, "fold_in": 1}]
+    assert "final_step_30.safetensors" in outcome.checkpoints and _all_finite(outcome)
+
+
+def test_a_rollback_without_a_fresh_key_would_meet_the_same_nan(run_dir):
+    """The NaN depends on the rng (DivergingTask): the guard's fold-in is what lets the run escape it."""
+    outcome = Scenario(max_steps=30, run_dir=run_dir).nan_at(13, every_time=True).run(_guarded(max_rollbacks=2))
+    guard = outcome.trainer.callbacks[-1]
+    assert len(guard.rollbacks) == 2 and outcome.stop_reason == "non_finite"
+    assert outcome.exception is None and outcome.step < 30
+    assert f"final_step_{outcome.step}.safetensors" in outcome.checkpoints and _all_finite(outcome)
+
+
+def test_the_rollback_count_travels_in_the_checkpoint(run_dir):
+    first = Scenario(max_steps=20, run_dir=run_dir).nan_at(13).run(_guarded())
+    resumed = first.resume(max_steps=25)
+    assert resumed.trainer.callbacks[-1].rollbacks == [{"step": 15, "restored_step": 10, "fold_in": 1}]
+
+
+def test_with_nothing_to_roll_back_to_it_stops_and_no_checkpoint_holds_nan(run_dir):
+    outcome = Scenario(max_steps=30, run_dir=run_dir).nan_at(3).run(
+        [CheckpointCallback(every_n_steps=10), NonFiniteGuardCallback(every_n_steps=5)])
+    assert outcome.stop_reason == "non_finite" and outcome.step == 5
+    assert isinstance(outcome.exception, NonFiniteStateError)  # the final save is refused, loudly
+    assert outcome.checkpoints == []
+
+
+def test_without_a_guard_the_trainer_refuses_to_checkpoint_nan_in_one_line(run_dir):
+    outcome = Scenario(max_steps=30, run_dir=run_dir).nan_at(3).run([CheckpointCallback(every_n_steps=5)])
+    error = outcome.exception
+    assert isinstance(error, NonFiniteStateError) and "\n" not in str(error)
+    assert str(error).startswith("refusing to write a periodic checkpoint of step 5: leaf 'params/")
+    assert "NonFiniteGuardCallback" in str(error)
+    assert outcome.checkpoints == []
+
+
+def test_the_guard_fetches_only_at_its_interval(run_dir, monkeypatch):
+    import jax
+
+    fetched: list[int] = []
+    real = jax.device_get
+    monkeypatch.setattr(jax, "device_get", lambda x: fetched.append(1) or real(x))
+    outcome = Scenario(max_steps=20, run_dir=run_dir).run([NonFiniteGuardCallback(every_n_steps=5)])
+    assert outcome.exception is None and len(fetched) == 4
+
+
+def test_an_unknown_monitor_is_a_one_line_error_naming_the_metrics(run_dir):
+    outcome = Scenario(max_steps=5, run_dir=run_dir).run([NonFiniteGuardCallback(monitor="lss")])
+    assert isinstance(outcome.exception, ValueError)
+    assert str(outcome.exception) == ("NonFiniteGuardCallback: monitor 'lss' is not a train metric; pick one of "
+                                      "['grad_norm', 'loss'], or monitor=None to check only the state")
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"max_rollbacks": -1}, "max_rollbacks must be an integer >= 0"),
+    ({"every_n_steps": 0}, "every_n_steps must be a positive integer"),
+    ({"every_n_steps": None}, "every_n_steps must be a positive integer"),
+    ({"monitor": None, "check_state": False}, "checks nothing"),
+])
+def test_bad_settings_are_one_line_errors(kwargs, message):
+    with pytest.raises(ValueError, match=message) as info:
+        NonFiniteGuardCallback(**kwargs)
+    assert "\n" not in str(info.value)

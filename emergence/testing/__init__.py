@@ -1,35 +1,28 @@
-"""Helpers for testing callbacks without a long run: a toy task, a fake clock, hook firing.
+"""The callback test kit: test your own callback against a real `fit()`, in seconds.
 
-The project's own callback tests use these, and users can too:
+    from emergence.testing import Scenario
 
-    trainer = Trainer(toy_task(), [MyCallback(clock=clock)], max_steps=10, run_dir=tmp)
-    fire(trainer, "on_fit_start")
+    outcome = Scenario(max_steps=20).signal_at(7).clock_jump_at(5, 3600).run([MyCallback(clock=...)])
+    assert outcome.stop_reason == "signal:SIGTERM"
+
+- `Scenario` drives a real `Trainer.fit()` on a tiny task with scripted events (a signal
+  at step k, clock jumps, a checkpoint write failing with ENOSPC, an exception at step
+  k, NaN at step k, a resume) and returns an `Outcome`: hooks fired in order, files on
+  disk, checkpoints, stop reason, the exception or exit code.
+- `toy_task`, `DivergingTask`: tasks that compile and run in well under a second.
+- `FakeClock`: time that moves only when told to; `fire`: call one hook by hand.
+- A pytest plugin (installed with the package) adds the fixtures `fake_clock`,
+  `run_dir`, `tiny_trainer` and `scenario`; see `emergence.testing.plugin` and docs/testing.md.
 """
 from __future__ import annotations
 
 from typing import Any
 
-from emergence.examples.regression import RegressionTask
+from emergence.testing.clock import FakeClock
+from emergence.testing.scenario import HookCall, Outcome, Scenario
+from emergence.testing.tasks import DivergingTask, toy_task
 
-
-def toy_task(**overrides: Any) -> RegressionTask:
-    """A `RegressionTask` small enough to compile and run in well under a second."""
-    settings = {"hidden": (8,), "batch_size": 16, "dataset_size": 256, **overrides}
-    return RegressionTask(**settings)
-
-
-class FakeClock:
-    """A clock that moves only when told to: inject it wherever a callback takes `clock=`."""
-
-    def __init__(self, start: float = 1000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        """Move time forward by `seconds`."""
-        self.now += seconds
+__all__ = ["DivergingTask", "FakeClock", "HookCall", "Outcome", "Scenario", "fire", "toy_task"]
 
 
 def fire(trainer: Any, hook: str, *args: Any) -> None:

@@ -13,7 +13,9 @@ import pytest
 from emergence.lab.agents import PPOConfig, PPOTask, random_policy_metrics, run_episodes
 from emergence.lab.agents.evolution import behaviour_similarity, inherit, weight_diversity
 from emergence.lab.agents.ppo import EVAL_SALT, Batch, gae, ppo_loss
-from emergence.envs import EnvParams
+from emergence.envs import EnvParams, observe
+from emergence.lab.agents.networks import policy
+from emergence.lab.tracking import policy_probe
 
 TINY = PPOConfig(
     env=EnvParams(grid_size=8, max_agents=8, initial_agents=4, num_food=6, view_radius=1, max_steps=40),
@@ -183,3 +185,16 @@ def test_training_without_evolution_keeps_no_agent_heads():
     state, metrics = jax.jit(task.train_step)(task.init_state(jax.random.key(0)))
     assert set(state.extra) == {"env"} and not any(k.startswith("evolution/") for k in metrics)
     assert set(jax.jit(task.eval_step)(state)) == EVAL_KEYS
+
+
+def test_the_trackers_probe_judges_every_head_with_the_policy_formula(task):
+    state = task.init_state(jax.random.key(3))
+    out = jax.jit(policy_probe(task))(state)
+    obs = jax.vmap(lambda s: observe(s, TINY.env))(state.extra["env"])
+    alive = np.asarray(state.extra["env"].alive)
+    slots = alive.shape[1]
+    for e, s in [(0, 0), (1, 2)]:
+        head = jax.tree.map(lambda x: x[e:e + 1, s:s + 1], state.extra["agent_params"])
+        logits, _, _ = policy(task.network, state.params, head, obs.reshape(-1, 1, 1, obs.shape[-1]))
+        want = (jax.nn.softmax(logits[:, 0, 0]) * alive.reshape(-1, 1)).sum(0) * alive[e, s]
+        np.testing.assert_allclose(out["action_counts"][e * slots + s], want, rtol=1e-5, atol=1e-5)

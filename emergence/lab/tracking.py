@@ -18,6 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from emergence.lab.agents import PPOTask
+from emergence.lab.agents.networks import with_heads
 from emergence.envs import observe
 from emergence.state import TrainState
 from emergence.lab.trackers import EmergenceTracker, SpecializationTracker
@@ -42,14 +43,13 @@ def policy_probe(task: PPOTask) -> Callable[[TrainState], dict[str, jax.Array]]:
         alive = worlds.alive.reshape(-1)
         shared_logits, _, features = task.network.apply(state.params, obs.reshape(alive.shape[0], -1))
         heads = state.extra.get("agent_params")
-        if heads is None:
-            logits = jnp.broadcast_to(shared_logits, (alive.shape[0], *shared_logits.shape))
-            out: dict[str, jax.Array] = {}
-        else:  # logits_n(o) = shared(o) + h(o) @ w_n + b_n, as in emergence.lab.agents.networks.policy
-            w = heads["w"].reshape(alive.shape[0], *heads["w"].shape[2:])
-            b = heads["b"].reshape(alive.shape[0], -1)
-            logits = shared_logits[None] + jnp.einsum("mh,nha->nma", features, w) + b[:, None]
-            out = {"agent_params": {"w": w, "b": b}}
+        envs, slots = worlds.alive.shape
+        every_head = lambda x: jnp.broadcast_to(x[:, None, None], (x.shape[0], envs, slots, x.shape[-1]))
+        logits = with_heads(every_head(shared_logits), every_head(features), heads)  # (probes, envs, slots, actions)
+        logits = jnp.moveaxis(logits.reshape(alive.shape[0], alive.shape[0], -1), 1, 0)  # (agents, probes, actions)
+        out: dict[str, jax.Array] = {}
+        if heads is not None:
+            out = {"agent_params": jax.tree.map(lambda x: x.reshape(alive.shape[0], *x.shape[2:]), heads)}
         weights = alive.astype(jnp.float32)
         counts = jnp.einsum("nma,m->na", jax.nn.softmax(logits), weights) * weights[:, None]
         return out | {"action_counts": counts, "movement": counts[:, 1:].sum(-1), "alive": alive}

@@ -49,6 +49,16 @@ def policy(network: ActorCritic, params: Any, agent_params: Optional[AgentParams
     heads (evolution off).
     """
     logits, value, features = network.apply(params, obs)
-    if agent_params is not None:
-        logits = logits + jnp.einsum("...esh,esha->...esa", features, agent_params["w"]) + agent_params["b"]
-    return logits, value, features
+    return with_heads(logits, features, agent_params), value, features
+
+
+def with_heads(shared_logits: jax.Array, features: jax.Array, agent_params: Optional[AgentParams]) -> jax.Array:
+    """The one per-agent formula: `logits_i(o) = shared_logits(o) + h(o) @ w_i + b_i`.
+
+    `shared_logits` (..., envs, slots, actions) and `features` (..., envs, slots, hidden)
+    line up with the heads' (envs, slots) rows (broadcast them to judge every head on
+    the same observations, as the trackers' probe does); None means no personal heads.
+    """
+    if agent_params is None:
+        return shared_logits
+    return shared_logits + jnp.einsum("...esh,esha->...esa", features, agent_params["w"]) + agent_params["b"]

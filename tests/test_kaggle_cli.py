@@ -1,12 +1,18 @@
-"""`emergence kaggle ...` against a recording stand-in `kaggle` (tests/fake_kaggle/kaggle) on PATH.
+"""`emergence kaggle ...` against the official `kaggle` CLI with only its network replaced, and a stand-in.
 
-The stand-in is a real executable run in a real subprocess; it answers in the official
-CLI's output format and records every argv, so these tests pin the exact commands.
+Where what we send is the question (push, its metadata and `--timeout`, logs, retired
+accelerators, credentials) the `official` fixture puts the installed `kaggle` package
+first on PATH with only `requests`' socket call replaced (tests/fake_kaggle/offline_kaggle.py):
+its own argument parser and metadata checks judge the command, and the request it would
+have sent is recorded. Where a sequence of server answers is the question (status
+polling, `run`, output downloads) the `fake` fixture puts a hand-written stand-in
+(tests/fake_kaggle/kaggle) there instead, answering in the official output format.
 """
 from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib.util
 import io
 import json
 import os
@@ -21,6 +27,9 @@ from emergence import Trainer
 from emergence.callbacks import CheckpointCallback
 from emergence.cli.kaggle import main
 from emergence.platforms.kaggle_workflow import (
+    CREDENTIALS_HINT,
+    MACHINE_SHAPES,
+    RETIRED_SHAPES,
     KaggleCommandError,
     KernelMetadataError,
     build_metadata,
@@ -69,6 +78,36 @@ def fake(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeKaggle:
     return FakeKaggle(tmp_path / "kaggle-calls.jsonl", monkeypatch)
 
 
+class OfficialKaggle:
+    """The official CLI's record of the requests it would have sent, and its switches."""
+
+    def __init__(self, log: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.log, self.monkeypatch = log, monkeypatch
+
+    def set(self, **env: str) -> None:
+        for name, value in env.items():
+            self.monkeypatch.setenv(f"OFFLINE_KAGGLE_{name.upper()}", value)
+
+    def requests(self) -> list[dict]:
+        return [json.loads(line) for line in self.log.read_text().splitlines()] if self.log.exists() else []
+
+
+@pytest.fixture
+def official(fake: FakeKaggle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> OfficialKaggle:
+    """As `fake`, but the `kaggle` first on PATH is the installed official package, offline."""
+    if not (importlib.util.find_spec("kaggle") and importlib.util.find_spec("six")):
+        pytest.skip("the official kaggle CLI is not installed: pip install 'kaggle>=2.2.5' six")
+    bin_dir = tmp_path / "official-bin"
+    bin_dir.mkdir()
+    shim = bin_dir / "kaggle"
+    shim.write_text(f"#!{sys.executable}\nimport runpy\n"
+                    f"runpy.run_path({str(FAKE_DIR / 'offline_kaggle.py')!r}, run_name='__main__')\n")
+    shim.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    monkeypatch.setenv("OFFLINE_KAGGLE_LOG", str(tmp_path / "kaggle-requests.jsonl"))
+    return OfficialKaggle(tmp_path / "kaggle-requests.jsonl", monkeypatch)
+
+
 def _init(*extra: str) -> int:
     """`emergence kaggle init --username alice ...`, its confirmation line swallowed."""
     with contextlib.redirect_stdout(io.StringIO()):
@@ -89,14 +128,15 @@ def test_init_writes_every_field_kaggle_reads_with_the_kernel_itself_as_a_source
     assert meta == {
         "id": KERNEL, "title": "Emergence Training", "code_file": NOTEBOOK, "language": "python",
         "kernel_type": "notebook", "is_private": True, "enable_gpu": True, "enable_tpu": False,
-        "enable_internet": True, "machine_shape": "NvidiaTeslaT4Highmem", "dataset_sources": [],
+        "enable_internet": True, "machine_shape": "NvidiaTeslaT4", "dataset_sources": [],
         "kernel_sources": [KERNEL], "competition_sources": [], "model_sources": [],
     }
     assert fake.calls() == []  # init works offline
 
 
 @pytest.mark.parametrize("flag, gpu, tpu, shape", [
-    ("p100", True, False, "NvidiaTeslaP100"), ("tpu", False, True, "TpuV5E8"), ("none", False, False, "")])
+    ("p100", True, False, "NvidiaTeslaP100"), ("tpu", False, True, "TpuV5E8"), ("tpuv3", False, True, "TpuV38"),
+    ("none", False, False, "")])
 def test_init_accelerator_sets_gpu_tpu_and_machine_shape(fake, flag, gpu, tpu, shape):
     assert _init("--accelerator", flag, "--no-internet", "--public", "--dataset", "alice/emergence-wheel") == 0
     meta = json.loads(Path("notebooks/kernel-metadata.json").read_text())
@@ -142,43 +182,140 @@ def test_string_booleans_like_the_cli_template_are_accepted(tmp_path):
     validate_metadata({**build_metadata("alice"), "is_private": "true", "enable_gpu": "False"}, tmp_path)
 
 
-# push
+# push: judged by the official CLI
 
-def test_push_runs_kaggle_kernels_push_on_the_notebook_folder(fake, capsys):
+def _sent(official: OfficialKaggle) -> dict:
+    """The one SaveKernel request the official CLI would have sent."""
+    [request] = official.requests()
+    assert request["url"] == "/v1/kernels.KernelsApiService/SaveKernel"
+    return request
+
+
+def test_push_runs_kaggle_kernels_push_and_the_official_cli_sends_our_metadata(official, capsys):
     _init()
     assert main(["push"]) == 0
-    [call] = fake.calls()
-    assert call["argv"] == ["kernels", "push", "-p", "notebooks"]
-    assert call["metadata"]["kernel_sources"] == [KERNEL]
+    request = _sent(official)
+    assert request["argv"] == ["kernels", "push", "-p", "notebooks"]
+    body = request["body"]
+    assert (body["slug"], body["newTitle"], body["kernelType"], body["language"]) == (
+        KERNEL, "Emergence Training", "notebook", "python")
+    assert (body["machineShape"], body["enableGpu"], body["enableInternet"], body["isPrivate"]) == (
+        "NvidiaTeslaT4", True, True, True)
+    assert body["kernelDataSources"] == [KERNEL] and "sessionTimeoutSeconds" not in body
+    assert json.loads(body["text"])["cells"] == []
     assert capsys.readouterr().out.splitlines()[-1] == (
         f"Kernel version 1 successfully pushed.  Please check progress at https://www.kaggle.com/code/{KERNEL}")
 
 
-def test_push_new_leaves_the_kernels_own_output_out_of_the_first_version(fake):
+@pytest.mark.parametrize("accelerator", [a for a in MACHINE_SHAPES])
+def test_the_official_cli_accepts_the_metadata_of_every_accelerator(official, accelerator):
+    _init("--accelerator", accelerator)
+    assert main(["push"]) == 0
+    body = _sent(official)["body"]
+    assert body.get("machineShape", "") == MACHINE_SHAPES[accelerator]
+    assert body.get("enableTpu", False) == accelerator.startswith("tpu")
+
+
+def test_push_timeout_goes_to_kaggle_kernels_push_timeout(official):
+    _init()
+    assert main(["push", "--timeout", "3600"]) == 0
+    request = _sent(official)
+    assert request["argv"] == ["kernels", "push", "-p", "notebooks", "--timeout", "3600"]
+    assert request["body"]["sessionTimeoutSeconds"] == 3600
+
+
+@pytest.mark.parametrize("value", ["0", "-5", "1.5", "an hour"])
+def test_push_timeout_must_be_whole_positive_seconds(official, capsys, value):
+    _init()
+    with pytest.raises(SystemExit) as exited:
+        main(["push", "--timeout", value])
+    assert exited.value.code == 2
+    assert "must be a whole positive number of seconds" in capsys.readouterr().err
+    assert official.requests() == []
+
+
+@pytest.mark.parametrize("accelerator, shape, instead", [
+    ("p100", "NvidiaTeslaP100", "the default GPU (NvidiaTeslaT4): use --accelerator t4x2"),
+    ("tpuv3", "TpuV38", "the default TPU (TpuV5E8): use --accelerator tpu")])
+def test_a_retired_accelerator_warns_at_init_and_push_and_is_sent_as_asked(official, capsys, accelerator, shape,
+                                                                          instead):
+    warning = f"emergence kaggle: warning: machine_shape '{shape}' is retired; Kaggle runs the session on {instead}"
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert main(["init", "--username", "alice", "--accelerator", accelerator]) == 0
+    assert _one_line(capsys.readouterr().err) == warning
+    assert main(["push"]) == 0
+    assert _one_line(capsys.readouterr().err) == warning
+    assert _sent(official)["body"]["machineShape"] == shape
+
+
+def test_our_retired_shapes_are_the_official_clis(official):
+    listed = subprocess.run([sys.executable, "-c", "from kaggle.api import kaggle_api_extended as k; "
+                             "print(' '.join(sorted(k._RETIRED_ACCELERATORS)))"], capture_output=True, text=True)
+    assert listed.returncode == 0, listed.stderr
+    assert sorted(RETIRED_SHAPES) == listed.stdout.split()
+
+
+def test_push_new_leaves_the_kernels_own_output_out_of_the_first_version(official):
     _init("--dataset", "alice/emergence-wheel")
     committed = Path("notebooks/kernel-metadata.json").read_text()
     assert main(["push", "--new"]) == 0
-    [call] = fake.calls()
-    assert call["argv"][:3] == ["kernels", "push", "-p"] and call["argv"][3] != "notebooks"
-    assert call["metadata"]["kernel_sources"] == []
-    assert call["metadata"]["dataset_sources"] == ["alice/emergence-wheel"]
-    assert call["code_file_exists"]
+    request = _sent(official)
+    assert request["argv"][:3] == ["kernels", "push", "-p"] and request["argv"][3] != "notebooks"
+    assert "kernelDataSources" not in request["body"]  # empty: the CLI leaves it out
+    assert request["body"]["datasetDataSources"] == ["alice/emergence-wheel"]
     assert Path("notebooks/kernel-metadata.json").read_text() == committed
-    assert not Path(call["argv"][3]).exists()  # the staged copy is gone
+    assert not Path(request["argv"][3]).exists()  # the staged copy is gone
 
 
-def test_push_error_printed_with_exit_0_by_kaggle_is_a_failure(fake, capsys):
+def test_push_error_printed_with_exit_0_by_kaggle_is_a_failure(official, capsys):
     _init()
-    fake.set(push_error="Maximum batch GPU session count of 2 reached.")
+    official.set(push_error="Maximum batch GPU session count of 2 reached.")
     assert main(["push"]) == 1
     assert _one_line(capsys.readouterr().err) == (
         "emergence kaggle: Kernel push error: Maximum batch GPU session count of 2 reached.")
 
 
-def test_push_without_metadata_says_to_run_init(fake, capsys):
+def test_push_without_metadata_says_to_run_init(official, capsys):
     assert main(["push"]) == 2
     assert "emergence kaggle init --username U" in _one_line(capsys.readouterr().err)
-    assert fake.calls() == []
+    assert official.requests() == []
+
+
+def test_the_official_cli_without_credentials_is_the_credentials_hint(official, monkeypatch, capsys):
+    _init()
+    monkeypatch.delenv("KAGGLE_USERNAME")
+    monkeypatch.delenv("KAGGLE_KEY")
+    assert main(["push"]) == 2
+    assert _one_line(capsys.readouterr().err) == f"emergence kaggle: {CREDENTIALS_HINT}"
+    assert official.requests() == []
+
+
+# logs: through the official CLI
+
+def test_logs_prints_the_latest_sessions_log(official, capsys):
+    _init()
+    official.set(log_text="step 100\nsaved step_100.safetensors")
+    assert main(["logs"]) == 0
+    [request] = official.requests()
+    assert request["argv"] == ["kernels", "logs", KERNEL]
+    assert request["url"] == "/v1/kernels.KernelsApiService/ListKernelSessionOutput"
+    assert request["body"] == {"userName": "alice", "kernelSlug": "emergence-training"}
+    assert capsys.readouterr().out.splitlines()[:2] == ["step 100", "saved step_100.safetensors"]
+
+
+def test_logs_follow_streams_the_running_session(official, capsys):
+    official.set(log_text="step 1\nstep 2\nstep 3")
+    assert main(["logs", "bob/other-kernel", "--follow"]) == 0
+    [request] = official.requests()
+    assert request["argv"] == ["kernels", "logs", "bob/other-kernel", "--follow"]
+    assert request["url"] == "/v1/kernels/logs/stream/bob/other-kernel"
+    assert capsys.readouterr().out.splitlines() == ["step 1", "step 2", "step 3"]
+
+
+def test_logs_of_a_malformed_kernel_is_one_line(official, capsys):
+    assert main(["logs", "not-a-kernel"]) == 2
+    assert "kernel 'not-a-kernel' must be 'owner/slug'" in _one_line(capsys.readouterr().err)
+    assert official.requests() == []
 
 
 # status

@@ -1,4 +1,4 @@
-"""`emergence kaggle init|push|run|status|download`: the Kaggle workflow as one command.
+"""`emergence kaggle init|push|run|status|logs|download`: the Kaggle workflow as one command.
 
 Exit status: 0 done (the kernel COMPLETE); 1 the kernel failed (ERROR or
 CANCEL_ACKNOWLEDGED), the `kaggle` command failed, or downloaded output does not verify;
@@ -31,11 +31,17 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         _dir_option(sub)
         sub.add_argument("--new", action="store_true",
                          help="first version of a new kernel: leave its own output out of kernel_sources")
+        sub.add_argument("--timeout", type=_whole_seconds, metavar="SECONDS",
+                         help="stop the session after this many seconds (kaggle kernels push --timeout; "
+                              "Kaggle's own limit still holds)")
     status = commands.add_parser("status", help="the latest version's status (exit 0 COMPLETE, 1 failed)")
     _kernel_options(status)
     status.add_argument("--watch", action="store_true", help="poll until the run finishes")
     for sub in (run, status):
         sub.add_argument("--interval", type=_positive, default=60.0, help="seconds between polls (default 60)")
+    logs = commands.add_parser("logs", help="the latest session's log (kaggle kernels logs)")
+    _kernel_options(logs)
+    logs.add_argument("-f", "--follow", action="store_true", help="stream the running session's log until it ends")
     download = commands.add_parser("download", help="fetch the latest output, verify SHA256SUMS, list checkpoints")
     _kernel_options(download)
     download.add_argument("--output-dir", type=Path, help="where to put it (default kaggle_output/<slug>)")
@@ -46,7 +52,9 @@ def _init_parser(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--username", required=True, help="your Kaggle username (the kernel's owner)")
     sub.add_argument("--slug", default=kaggle.DEFAULT_SLUG, help="the kernel's URL slug, 5+ characters")
     sub.add_argument("--title", help="the kernel's title (default: from the slug)")
-    sub.add_argument("--accelerator", choices=tuple(kaggle.MACHINE_SHAPES), default="t4x2")
+    sub.add_argument("--accelerator", choices=tuple(kaggle.MACHINE_SHAPES), default="t4x2",
+                     help="t4x2 (GPU T4 x2: machine_shape NvidiaTeslaT4, the default), tpu (TPU v5e-8), none; "
+                          "p100 and tpuv3 are retired: Kaggle runs them on a replacement, a warning says so")
     sub.add_argument("--internet", action=argparse.BooleanOptionalAction, default=True,
                      help="internet on (install from the repository) or off (install from --dataset)")
     sub.add_argument("--private", dest="private", action="store_true", default=True)
@@ -63,6 +71,13 @@ def _dir_option(sub: argparse.ArgumentParser) -> None:
 def _kernel_options(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("kernel", nargs="?", help="OWNER/SLUG (default: the id in --dir's kernel-metadata.json)")
     _dir_option(sub)
+
+
+def _whole_seconds(text: str) -> int:
+    try:
+        return kaggle.check_timeout(int(text))
+    except (ValueError, kaggle.KernelMetadataError):
+        raise argparse.ArgumentTypeError(f"must be a whole positive number of seconds, got {text}") from None
 
 
 def _positive(text: str) -> float:
@@ -95,11 +110,19 @@ def _init(args: argparse.Namespace) -> int:
                                  internet=args.internet, private=args.private, dataset_sources=args.dataset)
     path = kaggle.write_metadata(args.dir, meta)
     print(f"wrote {path} for {meta['id']} ({args.accelerator}, internet {'on' if args.internet else 'off'})")
+    _warn_if_retired(meta)
     return 0
 
 
+def _warn_if_retired(meta: dict) -> None:
+    warning = kaggle.retired_warning(meta)
+    if warning:
+        print(f"emergence kaggle: {warning}", file=sys.stderr)
+
+
 def _push(args: argparse.Namespace) -> int:
-    print(kaggle.push(args.dir, new=args.new))
+    _warn_if_retired(kaggle.read_metadata(args.dir))
+    print(kaggle.push(args.dir, new=args.new, timeout=args.timeout))
     return 0
 
 
@@ -127,6 +150,11 @@ def _finished(current: kaggle.KernelStatus) -> int:
     return EXIT_FAILED if current.failed else 0
 
 
+def _logs(args: argparse.Namespace) -> int:
+    kaggle.logs(args.kernel or kaggle.kernel_ref(args.dir), follow=args.follow, out=lambda line: print(line, flush=True))
+    return 0
+
+
 def _download(args: argparse.Namespace) -> int:
     kernel = args.kernel or kaggle.kernel_ref(args.dir)
     dest = args.output_dir or OUTPUT_ROOT / kernel.split("/")[1]
@@ -142,7 +170,7 @@ def _download(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"init": _init, "push": _push, "run": _run, "status": _status, "download": _download}
+COMMANDS = {"init": _init, "push": _push, "run": _run, "status": _status, "logs": _logs, "download": _download}
 
 if __name__ == "__main__":
     sys.exit(main())

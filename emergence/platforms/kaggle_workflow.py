@@ -1,14 +1,20 @@
-"""The Kaggle workflow around the official `kaggle` CLI: metadata, push, status, output.
+"""The Kaggle workflow around the official `kaggle` CLI: metadata, push, status, logs, output.
 
 Nothing here talks to Kaggle itself: every remote step runs the official command
 (`pip install kaggle`) in a subprocess and parses what it prints, so credentials,
 proxies and API changes stay the CLI's business. What the CLI prints and checks, as of
-Kaggle/kaggle-api `kaggle_api_extended.py` and Kaggle/kaggle-cli `docs/kernels.md`:
+the `kaggle` 2.2.5 package (`kaggle/cli.py`, `kaggle/api/kaggle_api_extended.py`):
 
-- `kaggle kernels push -p DIR` validates `DIR/kernel-metadata.json` (title and slug at
-  least five characters, `id` as `owner/slug`, the code file exists, `language` and
-  `kernel_type` from fixed lists), then prints `Kernel version N successfully pushed.
-  Please check progress at URL`, or `Kernel push error: ...` with exit status 0.
+- `kaggle kernels push -p DIR [-t/--timeout SECONDS]` validates `DIR/kernel-metadata.json`
+  (title and slug at least five characters, `id` as `owner/slug`, the code file exists,
+  `language` and `kernel_type` from fixed lists), then prints `Kernel version N
+  successfully pushed.  Please check progress at URL`, or `Kernel push error: ...` with
+  exit status 0. `--timeout` caps the session's run time (Kaggle's own limit still holds).
+  Its `--help` names `NvidiaTeslaT4` for "GPU T4 x2"; for a retired `machine_shape`
+  (`NvidiaTeslaP100`, the TPU v3 shapes) it warns on stderr and the server runs the
+  session on a replacement.
+- `kaggle kernels logs OWNER/SLUG [-f/--follow]` prints the latest session's log;
+  `--follow` streams it live until the session ends.
 - `kaggle kernels status OWNER/SLUG` prints `OWNER/SLUG has status "KernelWorkerStatus.X"`
   (older CLIs: `"x"`), then `Failure message: "..."` when there is one.
 - `kaggle kernels output OWNER/SLUG -p DIR -o` downloads the latest version's
@@ -21,12 +27,13 @@ import re
 import shutil
 import subprocess
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from emergence.checkpoint import CheckpointRef, list_checkpoints, read_checkpoint
 from emergence.checkpoint.atomic import atomic_write_text
@@ -36,7 +43,15 @@ from emergence.sums import SUMS_FILE, ChecksumError, verify_sums
 METADATA_FILE = "kernel-metadata.json"
 CODE_FILE = "kaggle_training.ipynb"
 DEFAULT_SLUG = "emergence-training"
-MACHINE_SHAPES = {"t4x2": "NvidiaTeslaT4Highmem", "p100": "NvidiaTeslaP100", "tpu": "TpuV5E8", "none": ""}
+MACHINE_SHAPES = {"t4x2": "NvidiaTeslaT4", "p100": "NvidiaTeslaP100", "tpu": "TpuV5E8", "tpuv3": "TpuV38", "none": ""}
+GPU_ACCELERATORS, TPU_ACCELERATORS = ("t4x2", "p100"), ("tpu", "tpuv3")
+RETIRED_SHAPES = {  # machine_shape (lower case, as the CLI compares) -> what Kaggle runs instead, as the CLI says
+    "nvidiateslap100": "the default GPU (NvidiaTeslaT4): use --accelerator t4x2",
+    "tpuv38": "the default TPU (TpuV5E8): use --accelerator tpu",
+    "tpu1vmv38": "the default TPU (TpuV5E8): use --accelerator tpu",
+    "tpuv232": "CPU, with no accelerator at all: use --accelerator tpu",
+    "tpuv2256": "CPU, with no accelerator at all: use --accelerator tpu",
+}
 LANGUAGES = ("python", "r", "rmarkdown")
 KERNEL_TYPES = ("script", "notebook")
 BOOL_FIELDS = ("is_private", "enable_gpu", "enable_tpu", "enable_internet")
@@ -98,7 +113,9 @@ def build_metadata(username: str, slug: str = DEFAULT_SLUG, *, title: str | None
 
     `kernel_sources` always starts with the kernel itself, so each new version finds the
     previous version's output (its checkpoints) under `/kaggle/input`. `accelerator` is
-    `t4x2`, `p100`, `tpu` or `none`; it sets `enable_gpu`/`enable_tpu` and `machine_shape`.
+    `t4x2`, `tpu`, `none`, or the retired `p100` and `tpuv3` (written as asked; Kaggle
+    runs those on a replacement, see `retired_warning`); it sets `enable_gpu`/`enable_tpu`
+    and `machine_shape`.
     """
     if accelerator not in MACHINE_SHAPES:
         raise KernelMetadataError(f"unknown accelerator {accelerator!r}; use one of {', '.join(MACHINE_SHAPES)}")
@@ -106,12 +123,19 @@ def build_metadata(username: str, slug: str = DEFAULT_SLUG, *, title: str | None
     return {
         "id": kernel, "title": title or slug.replace("-", " ").title(), "code_file": code_file,
         "language": "python", "kernel_type": "notebook", "is_private": private,
-        "enable_gpu": accelerator in ("t4x2", "p100"), "enable_tpu": accelerator == "tpu",
+        "enable_gpu": accelerator in GPU_ACCELERATORS, "enable_tpu": accelerator in TPU_ACCELERATORS,
         "enable_internet": internet, "machine_shape": MACHINE_SHAPES[accelerator],
         "dataset_sources": list(dataset_sources),
         "kernel_sources": [kernel, *(k for k in kernel_sources if k != kernel)],
         "competition_sources": list(competition_sources), "model_sources": list(model_sources),
     }
+
+
+def retired_warning(meta: dict[str, Any]) -> str | None:
+    """The one-line warning for a retired `machine_shape` (as `kaggle kernels push` warns), else None."""
+    shape = str(meta.get("machine_shape") or "").strip()
+    instead = RETIRED_SHAPES.get(shape.lower())
+    return f"warning: machine_shape {shape!r} is retired; Kaggle runs the session on {instead}" if instead else None
 
 
 def validate_metadata(meta: dict[str, Any], folder: Path) -> None:
@@ -190,10 +214,14 @@ def run_kaggle(args: Sequence[str]) -> str:
     done = subprocess.run([executable, *args], capture_output=True, text=True)
     if done.returncode == 0:
         return done.stdout
-    said = f"{done.stdout}\n{done.stderr}"
+    _raise_failure(args, done.returncode, f"{done.stdout}\n{done.stderr}")
+
+
+def _raise_failure(args: Sequence[str], code: int, said: str) -> NoReturn:
+    """The one-line error for a `kaggle` command that exited `code` after printing `said`."""
     if any(failure in said.lower() for failure in _AUTH_FAILURES):
         raise KaggleSetupError(CREDENTIALS_HINT)
-    raise KaggleCommandError(f"`kaggle {' '.join(args)}` failed (exit {done.returncode}): {_last_line(said)}")
+    raise KaggleCommandError(f"`kaggle {' '.join(args)}` failed (exit {code}): {_last_line(said)}")
 
 
 def _last_line(text: str) -> str:
@@ -201,22 +229,31 @@ def _last_line(text: str) -> str:
     return lines[-1] if lines else "no output"
 
 
-def push(folder: Path, *, new: bool = False) -> str:
-    """`kaggle kernels push -p folder`; return the CLI's confirmation line.
+def push(folder: Path, *, new: bool = False, timeout: int | None = None) -> str:
+    """`kaggle kernels push -p folder [--timeout SECONDS]`; return the CLI's confirmation line.
 
     `new=True` is for the first version of a kernel: Kaggle refuses a kernel source that
     does not exist yet, so the kernel's own id is left out of `kernel_sources` (in a
-    staged copy; the committed metadata keeps it for every later version).
+    staged copy; the committed metadata keeps it for every later version). `timeout`
+    caps the session's run time in seconds (Kaggle's own 12-hour limit still holds).
     """
     folder = Path(folder)
     meta = read_metadata(folder)
     validate_metadata(meta, folder)
+    limit = [] if timeout is None else ["--timeout", str(check_timeout(timeout))]
     with _staged(folder, meta) if new else _as_is(folder) as push_dir:
-        out = run_kaggle(["kernels", "push", "-p", str(push_dir)])
+        out = run_kaggle(["kernels", "push", "-p", str(push_dir), *limit])
     for line in out.splitlines():
         if line.startswith("Kernel push error"):
             raise KaggleCommandError(line.strip())
     return _last_line(out)
+
+
+def check_timeout(seconds: Any) -> int:
+    """A session time limit as the whole positive number of seconds `kaggle kernels push --timeout` takes."""
+    if isinstance(seconds, bool) or not isinstance(seconds, int) or seconds < 1:
+        raise KernelMetadataError(f"timeout must be a whole positive number of seconds, got {seconds!r}")
+    return seconds
 
 
 @contextmanager
@@ -297,6 +334,34 @@ def _poll(kernel: str, failures: int, retries: int) -> KernelStatus | None:
         if failures >= retries:
             raise
         return None
+
+
+def logs(kernel: str, *, follow: bool = False, out: Callable[[str], None] = print) -> None:
+    """`kaggle kernels logs kernel [--follow]`: each line of the session's log to `out` as the CLI prints it.
+
+    With `follow` the CLI streams the running session's log until the session ends, so
+    the lines are passed on as they come, not when the command exits.
+    """
+    _check_kernel_ref(kernel, "kernel")
+    stream_kaggle(["kernels", "logs", kernel, *(["--follow"] if follow else [])], out)
+
+
+def stream_kaggle(args: Sequence[str], out: Callable[[str], None]) -> None:
+    """Run `kaggle ARGS...`, passing each stdout line to `out` as it is printed; errors as `run_kaggle`'s."""
+    executable = shutil.which("kaggle")
+    if executable is None:
+        raise KaggleSetupError(INSTALL_HINT)
+    with subprocess.Popen([executable, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) as child:
+        stderr: list[str] = []
+        drain = threading.Thread(target=lambda: stderr.extend(child.stderr), daemon=True)  # a full pipe never blocks
+        drain.start()
+        said = []
+        for line in child.stdout:
+            said.append(line)
+            out(line.rstrip("\n"))
+        drain.join()
+    if child.returncode != 0:
+        _raise_failure(args, child.returncode, "".join(said) + "\n" + "".join(stderr))
 
 
 def download_output(kernel: str, dest: Path) -> None:

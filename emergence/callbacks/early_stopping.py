@@ -135,7 +135,7 @@ class EarlyStoppingCallback(Callback):
 
     def _require(self, metrics: Metrics, which: str) -> None:
         if self.monitor not in metrics:
-            raise ValueError(f"EarlyStoppingCallback: monitor {self.monitor!r} is not a {which} metric; "
+            raise ValueError(f"EarlyStoppingCallback: monitor {self.monitor!r} is not among the {which} metrics; "
                              f"pick one of {sorted(metrics)}")
         self._checked_keys = True
 

@@ -497,3 +497,36 @@ def test_emergence_kaggle_exits_with_the_status_in_a_real_process(fake, tmp_path
                           text=True, env=env, cwd=tmp_path, timeout=120)
     assert done.returncode == 1, done.stderr
     assert done.stdout.splitlines() == [f"{KERNEL}: CANCEL_ACKNOWLEDGED", "failure message: cancelled by user"]
+
+
+# the notebook's first cell: how many accelerators, and a T4 x2 session showing one
+
+def _environment_cell(tmp_path: Path, gpus: list[str]) -> subprocess.CompletedProcess:
+    """Run the notebook's environment cell with an `nvidia-smi` that lists `gpus`."""
+    notebook = json.loads((Path(__file__).parents[1] / "notebooks" / NOTEBOOK).read_text())
+    source = "".join(notebook["cells"][2]["source"])
+    bin_dir = tmp_path / "gpu-bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text("#!/bin/sh\n" + "".join(f"echo '{line}'\n" for line in gpus))
+    smi.chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "EMERGENCE_KAGGLE_ROOT": str(tmp_path)}
+    return subprocess.run([sys.executable, "-W", "always", "-c", source], capture_output=True, text=True, env=env,
+                          timeout=120)
+
+
+T4 = "GPU {i}: Tesla T4 (UUID: GPU-0000000{i})"
+
+
+def test_the_first_cell_counts_two_t4s_without_a_warning(tmp_path):
+    done = _environment_cell(tmp_path, [T4.format(i=0), T4.format(i=1)])
+    assert done.returncode == 0, done.stderr
+    assert "accelerator gpu · 2 device(s)" in done.stdout
+    assert "ONE GPU" not in done.stderr
+
+
+def test_the_first_cell_warns_when_a_t4x2_session_shows_one_gpu(tmp_path):
+    done = _environment_cell(tmp_path, [T4.format(i=0)])
+    assert done.returncode == 0, done.stderr
+    assert "accelerator gpu · 1 device(s)" in done.stdout
+    assert "ONE GPU: this T4 x2 session shows a single T4" in done.stderr

@@ -1,8 +1,10 @@
 """The callback test kit itself: the scenario's scripted events, what its outcome reports, the pytest plugin."""
 from __future__ import annotations
 
+import re
 import signal
 from importlib.metadata import entry_points
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +12,9 @@ from emergence import Callback
 from emergence.callbacks import CheckpointCallback, SignalCheckpointCallback
 from emergence.errors import CheckpointWriteError
 from emergence.testing import DivergingTask, FakeClock, Scenario
+
+pytest_plugins = ["pytester"]
+DOC = Path(__file__).resolve().parents[1] / "docs" / "testing.md"
 
 
 class SaveEveryHour(Callback):
@@ -97,3 +102,11 @@ def test_an_event_needs_a_step_of_at_least_one(scenario, step):
 
 def test_a_scenario_without_a_run_dir_writes_to_a_fresh_temporary_one():
     assert Scenario().run_dir != Scenario().run_dir
+
+
+def test_the_examples_in_docs_testing_md_pass_as_a_user_s_test_file(pytester):
+    """The doc's code blocks, as one test file in a fresh directory: only the installed plugin provides the fixtures."""
+    blocks = [b for b in re.findall(r"```python\n(.*?)```", DOC.read_text(), re.S) if "MyCounter" not in b]
+    pytester.makepyfile(test_from_docs="\n\n".join(blocks))
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:xdist", "-q")
+    result.assert_outcomes(passed=5)

@@ -1,17 +1,22 @@
 """checkpoint_io: save and restore a ~512 MiB TrainState against raw disk, Orbax, pickle and flax.
 
-    python bench/checkpoint_io.py [--mib 512] [--rounds 5] [--dir /tmp] [--quick]
+    python bench/checkpoint_io.py [--mib 512] [--save-mib 256] [--rounds 5] [--dir /tmp] [--quick]
+                                  [--only disk|save]
 
 Targets (exit 1 when one is missed by more than the noise of the per-round ratios):
   - disk: `write_checkpoint` of host arrays ≥ 0.9× the speed of a raw fsync'd write of
-    the same bytes; `read_checkpoint` (read + verify) ≥ 0.9× a raw read, caches evicted;
+    the same bytes; `read_checkpoint` (read + verify) ≥ 0.9× a raw read, caches evicted,
+    and ≥ 1.0× the speed of reading + verifying the same state in format 1 (SHA-256);
+  - the whole save (`--save-mib`, inside a real `fit()`; see `_save_path.py`): a
+    synchronous `Trainer.save_checkpoint` ≥ 0.85× the speed of a raw fsync'd write of the
+    state's bytes, measured in the same rounds; its parts are printed below the table;
   - end to end (device → durable file → device): emergence save + restore ≤ 1.0× the
     time of Orbax's `StandardCheckpointer`;
   - stall: the time `Trainer.save_checkpoint` blocks the loop for an async save ≤ 1.2×
     the time of a plain `jax.device_get` of the same state.
-Pickle, `flax.serialization` and a SHA-256 of the same bytes in memory (the CPU the
-file's checksum costs on write and on read; it overlaps the disk only when a core is
-free) are references only. The pickle row loads only
+Pickle, `flax.serialization`, format 1 (SHA-256) and the digests of the same bytes in
+memory (the CPU the file's checksum costs on write and on read; it overlaps the disk
+only when a core is free) are references only. The pickle row loads only
 the file it wrote a moment before into its own private temporary directory: nothing
 pickled is ever read from anywhere else.
 
@@ -37,9 +42,11 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from _common import Ratio, exit_with, interleaved, machine, print_table, verdict
+from _save_path import PARTS, measure_save_path
 
 from emergence import Callback, Trainer
 from emergence.checkpoint import flatten_to_host, read_checkpoint, unflatten_into, write_checkpoint
+from emergence.checkpoint.format import HASH_THREADS
 from emergence.state import TrainState
 
 LAYERS = 10
@@ -126,6 +133,23 @@ class Methods:
                 sha.update(chunk)
         seconds, _ = timed(digest)
         return seconds, seconds
+
+    def blake3(self) -> tuple[float, float]:
+        """BLAKE3 of the same bytes in memory, as format 2 hashes (HASH_THREADS threads): its CPU on write and read."""
+        import blake3
+
+        def digest() -> None:
+            hasher = blake3.blake3(max_threads=HASH_THREADS)
+            for chunk in self.chunks:
+                hasher.update(chunk)
+        seconds, _ = timed(digest)
+        return seconds, seconds
+
+    def format_1(self) -> tuple[float, float]:
+        """The same file in format 1 (SHA-256): what writes and verified reads cost before format 2."""
+        path = self.work / "v1.safetensors"
+        save, _ = timed(lambda: write_checkpoint(path, self.host, {"typed_keys": self.typed}, format_version=1))
+        return save, self._cold(path, lambda: read_checkpoint(path))
 
     def emergence_disk(self) -> tuple[float, float]:
         path = self.work / "disk.safetensors"
@@ -238,25 +262,36 @@ def measure_stall(mib: int, rounds: int, work: Path) -> StallProbe:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--mib", type=int, default=512)
+    parser.add_argument("--save-mib", type=int, default=256, help="state size for the whole-save table")
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--dir", default=tempfile.gettempdir(), help="where the files go (the disk under test)")
-    parser.add_argument("--quick", action="store_true", help="128 MiB, 3 rounds")
+    parser.add_argument("--only", choices=("disk", "save"), help="only the disk table, or only the whole-save table")
+    parser.add_argument("--quick", action="store_true", help="128 MiB (whole save: 64 MiB), 3 rounds")
     args = parser.parse_args()
     if args.quick:
-        args.mib, args.rounds = 128, 3
+        args.mib, args.save_mib, args.rounds = 128, 64, 3
     free = shutil.disk_usage(args.dir).free
     if free < 4 * args.mib * 2**20:
         raise SystemExit(f"only {free / 2**30:.1f} GiB free in {args.dir}; need 4x {args.mib} MiB; pass --dir")
+    verdicts = []
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="emergence-bench-") as work:
-        report(args, Path(work))
+        if args.only != "save":
+            verdicts += report(args, Path(work))
+        if args.only != "disk":
+            verdicts += report_save_path(args, Path(work))
+    exit_with(verdicts)
 
 
-def report(args: argparse.Namespace, work: Path) -> None:
+def _seconds(xs: list[float]) -> str:
+    return f"{statistics.median(xs):.3f}"
+
+
+def report(args: argparse.Namespace, work: Path) -> list[str]:
     state = make_state(args.mib)
     size = sum(leaf.nbytes for leaf in jax.tree.leaves(state))
     methods = Methods(state, work)
-    cases = {name: getattr(methods, name)
-             for name in ("raw", "sha256", "emergence_disk", "emergence", "orbax", "pickle", "flax")}
+    cases = {name: getattr(methods, name) for name in
+             ("raw", "sha256", "blake3", "format_1", "emergence_disk", "emergence", "orbax", "pickle", "flax")}
     times = interleaved(cases, args.rounds)
     del methods
     save = {name: [t[0] for t in runs] for name, runs in times.items()}
@@ -264,21 +299,27 @@ def report(args: argparse.Namespace, work: Path) -> None:
     total = {name: [s + r for s, r in zip(save[name], load[name])] for name in times}
     probe = measure_stall(args.mib, args.rounds, work)
 
-    med = lambda xs: f"{statistics.median(xs):.3f}"  # noqa: E731
     rows, verdicts = [], []
 
     def row(what: str, seconds: list[float], ratio: Ratio | None, target: str, ok: str) -> None:
-        rows.append([what, med(seconds), str(ratio) if ratio else "-", target, ok])
+        rows.append([what, _seconds(seconds), str(ratio) if ratio else "-", target, ok])
         verdicts.append(ok)
 
     disk_w, disk_r = Ratio.of(save["raw"], save["emergence_disk"]), Ratio.of(load["raw"], load["emergence_disk"])
+    old_w, old_r = Ratio.of(save["raw"], save["format_1"]), Ratio.of(load["raw"], load["format_1"])
+    versus_v1 = Ratio.of(load["format_1"], load["emergence_disk"])
     row("raw fsync'd write (baseline)", save["raw"], None, "-", "-")
-    row("emergence write_checkpoint (host arrays)", save["emergence_disk"], disk_w, "≥ 0.9× raw speed",
+    row("emergence write_checkpoint (host arrays, format 2)", save["emergence_disk"], disk_w, "≥ 0.9× raw speed",
         verdict(disk_w, 0.9))
-    row("sha256 of the same bytes in memory (checksum CPU, reference)", save["sha256"], None, "-", "-")
+    row("format 1 (SHA-256) write, as before (reference)", save["format_1"], old_w, "-", "-")
+    row("sha256 of the same bytes in memory (format 1's checksum CPU)", save["sha256"], None, "-", "-")
+    row(f"blake3 of the same bytes in memory ({HASH_THREADS} thread(s), format 2)", save["blake3"], None, "-", "-")
     row("raw read, cold (baseline)", load["raw"], None, "-", "-")
-    row("emergence read_checkpoint + verify, cold", load["emergence_disk"], disk_r, "≥ 0.9× raw speed",
+    row("emergence read_checkpoint + verify, cold (format 2)", load["emergence_disk"], disk_r, "≥ 0.9× raw speed",
         verdict(disk_r, 0.9))
+    row("format 1 read + verify, cold (reference)", load["format_1"], old_r, "-", "-")
+    row("format 2 read + verify vs format 1 (speed)", load["emergence_disk"], versus_v1, "≥ 1.0× format 1",
+        verdict(versus_v1, 1.0))
     versus = {name: Ratio.of(total[name], total["orbax"]) for name in ("emergence", "pickle", "flax")}
     row("Orbax StandardCheckpointer save+restore (baseline)", total["orbax"], None, "-", "-")
     row("emergence save+restore, device to device", total["emergence"], versus["emergence"],
@@ -289,7 +330,8 @@ def report(args: argparse.Namespace, work: Path) -> None:
     row("jax.device_get of the state (baseline)", probe.get, None, "-", "-")
     row("stall of an async Trainer.save_checkpoint", probe.save, stall, "≤ 1.2× device_get time",
         verdict(stall, 1.2, higher_is_better=False))
-    detail = ", ".join(f"{name} {med(save[name])} s + {med(load[name])} s" for name in times if name != "sha256")
+    detail = ", ".join(f"{name} {_seconds(save[name])} s + {_seconds(load[name])} s"
+                       for name in times if name not in ("sha256", "blake3"))
     print_table(
         f"checkpoint_io: {size / 2**20:.0f} MiB TrainState, {args.rounds} interleaved rounds, medians; {machine()}",
         ["what", "seconds", "ratio (median ± MAD)", "target", "verdict"], rows,
@@ -299,7 +341,43 @@ def report(args: argparse.Namespace, work: Path) -> None:
                "ratios: disk rows are raw time / emergence time (speed, higher is better); Orbax and stall rows are "
                "time / baseline time (lower is better); a row misses when worse than its target by more than "
                "max(noise, 0.01)"])
-    exit_with(verdicts)
+    return verdicts
+
+
+def report_save_path(args: argparse.Namespace, work: Path) -> list[str]:
+    """The whole save inside `fit()` (see `_save_path.py`) against a raw fsync'd write of the state's bytes."""
+    probe = measure_save_path(BigTask(args.save_mib), args.rounds, work)
+    times, raw = probe.times, [t for pair in probe.raw.values() for t in pair]
+    size = args.save_mib * 2**20
+    rows, verdicts = [], []
+    speed = {case: Ratio.of(probe.raw[case], times[case]) for case in ("writer", "sync save", "async save")}
+    targets = {"writer": 0.9, "sync save": 0.85}
+    labels = {"writer": "write_checkpoint alone (host arrays)",
+              "sync save": "Trainer.save_checkpoint, synchronous (snapshot → durable file + latest.json)",
+              "async save": "Trainer.save_checkpoint, async: snapshot → durable (loop held)"}
+    rows.append(["raw fsync'd write (baseline, one next to each case)", _seconds(raw), "-", "-", "-"])
+    for case, label in labels.items():
+        target = targets.get(case)
+        ok = verdict(speed[case], target)
+        rows.append([label, _seconds(times[case]), str(speed[case]), f"≥ {target}× raw speed" if target else "-", ok])
+        verdicts.append(ok)
+    for case, label in (("async stall", "async save: time the loop is blocked"),
+                        ("rotation", "rotation: deleting one old checkpoint (after durable)"),
+                        ("fresh copy", "numpy copy of the state into fresh buffers (reference)"),
+                        ("reused copy", "numpy copy into buffers kept from the last save (reference)")):
+        rows.append([label, _seconds(times[case]), "-", "-", "-"])
+    parts = probe.breakdown.seconds
+    order = [*PARTS.values(), "fsyncs (file, dir, latest.json)", "waiting for the hash after the last write"]
+    breakdown = "; ".join(f"{label} {1000 * statistics.median(parts[label]):.1f} ms" for label in order if parts[label])
+    print_table(
+        f"checkpoint_io, the whole save: {args.save_mib} MiB TrainState inside fit(), {args.rounds} rounds, "
+        f"cases rotated per round, each paired with a raw write, medians; {machine()}",
+        ["what", "seconds", "speed vs raw (median ± MAD)", "target", "verdict"], rows,
+        notes=[f"synchronous save, medians of its parts (overlapping: the file includes its own fsyncs): {breakdown}",
+               f"raw write {size / statistics.median(raw) / 1e6:.0f} MB/s; fresh-buffer copy "
+               f"{size / statistics.median(times['fresh copy']) / 1e9:.2f} GB/s vs reused "
+               f"{size / statistics.median(times['reused copy']) / 1e9:.2f} GB/s (first-touch page faults)"])
+    return verdicts
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import struct
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -35,7 +36,20 @@ CHECKSUM_KEY = "emergence_checksum"
 MAX_HEADER_BYTES = 100 * 1024 * 1024
 READ_BLOCK = 16 * 1024 * 1024
 DIGESTS = {1: "sha256", 2: "blake3"}  # format version -> digest; every version here still reads
-HASH_THREADS = blake3.blake3.AUTO  # BLAKE3 splits a large update over this many threads (AUTO: one per core)
+
+
+def _hash_threads() -> int:
+    """Threads one BLAKE3 update may use: half the cores this process may run on (the other half do the I/O).
+
+    One thread already hashes ~6 GB/s, faster than most disks; on two busy cores a second
+    hash thread only competes with the read or write it should hide behind (measured:
+    cold read + verify 0.91 ± 0.07x a raw read with one thread, 0.82 ± 0.33x with two).
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, min(8, cores // 2))
+
+
+HASH_THREADS = _hash_threads()
 
 _DTYPES = {
     "float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16",

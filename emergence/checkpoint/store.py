@@ -74,9 +74,9 @@ def list_checkpoints(directory: Path | str) -> list[CheckpointRef]:
 
 
 def write_latest(directory: Path, ref: CheckpointRef) -> None:
-    """Point `latest.json` at `ref` (atomically)."""
+    """Point `latest.json` at `ref`: atomically (never torn), not fsync'd (discovery never trusts it, it scans)."""
     pointer = {"name": ref.path.name, "kind": ref.kind, "step": ref.step, "checksum": ref.checksum}
-    atomic_write_text(directory / LATEST, json.dumps(pointer, indent=1) + "\n")
+    atomic_write_text(directory / LATEST, json.dumps(pointer, indent=1) + "\n", durable=False)
 
 
 def link_checkpoint(source: CheckpointRef, target: CheckpointRef) -> CheckpointRef:

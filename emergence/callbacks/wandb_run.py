@@ -28,10 +28,10 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from emergence.parallel.process_zero import writes_outputs
 from emergence.callbacks.base import Callback
 from emergence.log import get_logger
 from emergence.metrics.wandb_sink import STEP_METRIC, WandbSink, require_wandb
+from emergence.parallel.process_zero import writes_outputs
 from emergence.task import task_config
 
 if TYPE_CHECKING:

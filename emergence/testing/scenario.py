@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import errno
 import signal
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 from emergence.callbacks.base import HOOKS, Callback
 from emergence.testing.clock import FakeClock

@@ -12,8 +12,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from emergence.platforms import kaggle_workflow as kaggle
 from emergence.errors import EmergenceError
+from emergence.platforms import kaggle_workflow as kaggle
 
 EXIT_FAILED, EXIT_SETUP, EXIT_PENDING = 1, 2, 3
 NOTEBOOKS = Path("notebooks")
@@ -151,7 +151,8 @@ def _finished(current: kaggle.KernelStatus) -> int:
 
 
 def _logs(args: argparse.Namespace) -> int:
-    kaggle.logs(args.kernel or kaggle.kernel_ref(args.dir), follow=args.follow, out=lambda line: print(line, flush=True))
+    kernel = args.kernel or kaggle.kernel_ref(args.dir)
+    kaggle.logs(kernel, follow=args.follow, out=lambda line: print(line, flush=True))
     return 0
 
 

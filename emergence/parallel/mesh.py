@@ -48,7 +48,8 @@ def resolve_devices(devices: Devices) -> list[jax.Device]:
     if isinstance(devices, (list, tuple)) and devices and all(isinstance(d, jax.Device) for d in devices):
         foreign = [d for d in devices if d not in available]
         if foreign:
-            raise DeviceError(f"device {foreign[0]} is not a local device of this process; pick from jax.local_devices()")
+            raise DeviceError(f"device {foreign[0]} is not a local device of this process; "
+                              "pick from jax.local_devices()")
         if len(set(devices)) != len(devices):
             raise DeviceError("devices lists a device twice; pass each device once")
         return list(devices)
@@ -130,7 +131,8 @@ class DataParallel:
     def place(self, task: Any, state: Any) -> Any:
         """`state` on the mesh as the task's `state_sharding(mesh, state)` says (replicated without one)."""
         declare = getattr(task, "state_sharding", None)
-        shardings = declare(self.mesh, state) if callable(declare) else jax.tree.map(lambda _: replicated(self.mesh), state)
+        everywhere = lambda tree: jax.tree.map(lambda _: replicated(self.mesh), tree)
+        shardings = declare(self.mesh, state) if callable(declare) else everywhere(state)
         self.state_shardings = shardings
         if jax.process_count() > 1:  # device_put reaches other hosts' devices only from host memory
             return jax.tree.map(_from_host, state, shardings)

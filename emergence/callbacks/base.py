@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from emergence.checkpoint import CheckpointRef
-    from emergence.trainer import Trainer
 
 Metrics = dict[str, Any]
+Trainer = Any  # an `emergence.Trainer`: not imported here, so the Trainer can import this module without a cycle
 
 HOOKS = (
     "setup",

@@ -98,3 +98,21 @@ def test_the_sync_line_lists_every_session_of_the_run_in_order(tmp_path):
     assert sync_command(tmp_path, "abc") == (f"wandb sync {tmp_path}/offline-run-20260101_000000-abc "
                                              f"{tmp_path}/offline-run-20260102_000000-abc "
                                              f"{tmp_path}/offline-run-20260102_000000-abc-1")
+
+
+def test_the_sync_line_takes_in_the_sessions_of_the_run_dir_resumed_from(tmp_path):
+    earlier, now = tmp_path / "input" / "wandb", tmp_path / "working" / "wandb"
+    (earlier / "offline-run-20260101_000000-abc").mkdir(parents=True)
+    (now / "offline-run-20260103_000000-abc").mkdir(parents=True)
+    assert sync_command([now, earlier], "abc") == (f"wandb sync {earlier}/offline-run-20260101_000000-abc "
+                                                   f"{now}/offline-run-20260103_000000-abc")
+
+
+def test_a_resume_from_another_run_dir_continues_the_run_and_syncs_both_sessions(offline, tmp_path):
+    earlier = _fit(tmp_path / "input", 8, [])
+    said: list[str] = []
+    later = _fit(tmp_path / "working", 12, said, resume=tmp_path / "input" / "checkpoints")
+    assert later.run_id == earlier.run_id
+    sessions = [*offline_run_dirs(tmp_path / "input" / "wandb", earlier.run_id),
+                *offline_run_dirs(tmp_path / "working" / "wandb", earlier.run_id)]
+    assert said == [f"wandb: offline run {earlier.run_id}; to upload it: wandb sync {sessions[0]} {sessions[1]}"]

@@ -16,7 +16,8 @@ the same run again with `resume="allow"`; the rows the checkpoint carries for re
 are logged first (see `emergence.metrics.wandb_sink`). Offline (`WANDB_MODE=offline`, or
 `mode="offline"`, for a machine without internet), each session writes its own
 directory under `<run dir>/wandb/`, and `teardown` prints the one `wandb sync` line
-that uploads them all, in order, as one run.
+that uploads them all, in order, as one run (with those of the run dir resumed from,
+when that is another one: a previous Kaggle session's output).
 """
 from __future__ import annotations
 
@@ -127,11 +128,18 @@ class WandbCallback(Callback):
         self.sink.detach()
         failed = (trainer.stop_reason or "").startswith("exception:")
         offline = run.settings.mode == "offline"
-        sync_root = Path(run.settings.sync_dir).parent
+        roots = [Path(run.settings.sync_dir).parent, *self._earlier_wandb_dir(trainer)]
         run.finish(exit_code=1 if failed else 0)
         if offline:
-            self.sync_command = sync_command(sync_root, self.run_id)
+            self.sync_command = sync_command(roots, self.run_id)
             self.say(f"wandb: offline run {self.run_id}; to upload it: {self.sync_command}")
+
+    def _earlier_wandb_dir(self, trainer: "Trainer") -> list[Path]:
+        """The W&B dir of the run dir resumed from, when that is another one (a previous Kaggle session's output)."""
+        if self.dir is not None or trainer.resumed_from is None:
+            return []
+        earlier = Path(trainer.resumed_from.path).parent.parent / "wandb"
+        return [earlier] if earlier.resolve() != (Path(trainer.run_dir) / "wandb").resolve() else []
 
     def _config(self, trainer: "Trainer") -> dict[str, Any]:
         settings = {"max_steps": trainer.max_steps, "steps_per_call": trainer.steps_per_call,
@@ -146,14 +154,20 @@ def new_run_id(length: int = 8) -> str:
     return "".join(secrets.choice(alphabet) for _ in range(length))
 
 
-def offline_run_dirs(wandb_dir: Path, run_id: str) -> list[Path]:
-    """The offline session directories of `run_id` under `wandb_dir`, oldest first (their names sort by start)."""
+def offline_run_dirs(wandb_dir: Path | Sequence[Path], run_id: str) -> list[Path]:
+    """The offline session directories of `run_id` under `wandb_dir` (or several), oldest first.
+
+    Their names start with the session's start time, then the run id and, for a second
+    session started within the same second, `-1`, `-2`, ...
+    """
+    roots = [wandb_dir] if isinstance(wandb_dir, Path) else list(dict.fromkeys(wandb_dir))
     pattern = re.compile(rf"offline-run-(\d{{8}}_\d{{6}})-{re.escape(run_id)}(?:-(\d+))?")
-    matches = [(match, path) for path in wandb_dir.glob("offline-run-*") if (match := pattern.fullmatch(path.name))]
-    return [path for match, path in sorted(matches, key=lambda m: (m[0][1], int(m[0][2] or 0)))]
+    found = [(match, path) for root in roots for path in root.glob("offline-run-*")
+             if (match := pattern.fullmatch(path.name))]
+    return [path for match, path in sorted(found, key=lambda m: (m[0][1], int(m[0][2] or 0)))]
 
 
-def sync_command(wandb_dir: Path, run_id: str) -> str:
+def sync_command(wandb_dir: Path | Sequence[Path], run_id: str) -> str:
     """The `wandb sync` line that uploads every offline session of `run_id` (W&B syncs them in order, as one run)."""
     dirs = offline_run_dirs(wandb_dir, run_id)
     return "wandb sync " + " ".join(_quote(str(path)) for path in dirs)

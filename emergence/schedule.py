@@ -46,6 +46,11 @@ class Every:
             return True
         return self.seconds is not None and self.clock() - self.last_time >= self.seconds
 
+    @property
+    def next_step(self) -> float:
+        """The first step at which this schedule is due by steps (infinite without a step interval)."""
+        return self._next_step
+
     def due_by_steps(self, step: int) -> bool:
         """True when a multiple of `steps` lies in (last step, `step`]; the clock is not read."""
         return step >= self._next_step

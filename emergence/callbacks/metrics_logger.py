@@ -80,6 +80,7 @@ class LogThrottleCallback(Callback):
         intervals = {every_n_steps, *per_tag.values()} - {None}
         self._by_steps = {n: Every(n, owner="LogThrottleCallback") for n in sorted(intervals)}
         self._seen_step = 0
+        self._next_due: float = 0
         self._active: list[Sink] | None = None
 
     def state_dict(self) -> dict[str, Any]:
@@ -98,6 +99,7 @@ class LogThrottleCallback(Callback):
         self._clock_schedule.done(trainer.step)
         for schedule in self._by_steps.values():
             schedule.done(trainer.step)
+        self._next_due = self._first_due(trainer)
         run = SinkStart(trainer.run_dir, trainer.step, _history_dir(trainer))
         writers = self.sinks if writes_outputs() else []  # under jax.distributed, process 0 writes
         self._active = [sink for sink in writers if self._call(sink, "start", run)]
@@ -109,9 +111,8 @@ class LogThrottleCallback(Callback):
             _check_tags_exist(self.per_tag, metrics)
         self._accumulator.add(metrics, trainer.step - self._seen_step)
         self._seen_step = trainer.step
-        step = trainer.step
-        if (any(schedule.due_by_steps(step) for schedule in self._by_steps.values())
-                or self._clock_schedule.due(step) or _at_end(trainer)):
+        by_time = self.every_n_seconds is not None and self._clock_schedule.due(trainer.step)
+        if trainer.step >= self._next_due or by_time:
             self._log_due(trainer)
 
     def on_before_save_checkpoint(self, trainer: "Trainer", kind: str) -> None:
@@ -145,8 +146,14 @@ class LogThrottleCallback(Callback):
             self._by_steps[n].done(step)
         if by_time:
             self._clock_schedule.done(step)
+        self._next_due = self._first_due(trainer)
         if taken:
             self._write(trainer, step, self._values(taken))
+
+    def _first_due(self, trainer: "Trainer") -> float:
+        """The first step at which some tag is due by steps, or the end: one comparison per call until then."""
+        ends = [schedule.next_step for schedule in self._by_steps.values()]
+        return min([*ends, trainer.max_steps if trainer.max_steps is not None else float("inf")])
 
     def _values(self, taken: Mapping[str, Stats]) -> dict[str, float]:
         return {tag if stat == "mean" else f"{tag}/{stat}": stats.get(stat)

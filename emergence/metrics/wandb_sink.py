@@ -79,11 +79,9 @@ class WandbSink:
         self._run = None
 
     def recent(self, up_to_step: int) -> list[Row]:
-        """Rows written in the last `replay_seconds`, at or before `up_to_step`, oldest first."""
+        """Rows written in the last `replay_seconds`, at or before `up_to_step`, oldest first (reading only)."""
         horizon = self.clock() - self.replay_seconds
-        while self._recent and self._recent[0][0] < horizon:
-            self._recent.popleft()
-        return [(step, dict(values)) for _, step, values in self._recent if step <= up_to_step]
+        return [(step, dict(values)) for when, step, values in self._recent if when >= horizon and step <= up_to_step]
 
     def start(self, run: SinkStart) -> None:
         """Nothing to open: `WandbCallback` opens the W&B run (it knows the run id a checkpoint carries)."""
@@ -93,7 +91,10 @@ class WandbSink:
             raise RuntimeError("WandbSink has no W&B run: put its WandbCallback in the Trainer's callbacks too")
         row = {tag: float(value) for tag, value in values.items()}
         self._run.log({STEP_METRIC: step, **row})
-        self._recent.append((self.clock(), step, row))
+        now = self.clock()
+        while self._recent and self._recent[0][0] < now - self.replay_seconds:
+            self._recent.popleft()
+        self._recent.append((now, step, row))
         self.rows_written += 1
 
     def flush(self) -> None:

@@ -116,3 +116,16 @@ def test_a_resume_from_another_run_dir_continues_the_run_and_syncs_both_sessions
     sessions = [*offline_run_dirs(tmp_path / "input" / "wandb", earlier.run_id),
                 *offline_run_dirs(tmp_path / "working" / "wandb", earlier.run_id)]
     assert said == [f"wandb: offline run {earlier.run_id}; to upload it: wandb sync {sessions[0]} {sessions[1]}"]
+
+
+def test_more_rows_than_the_replay_holds_is_said_once(caplog, monkeypatch):
+    import logging
+
+    monkeypatch.setattr(logging.getLogger("emergence"), "propagate", True)
+    sink = WandbSink(max_replay_rows=2, clock=FakeClock())
+    sink.attach(type("Run", (), {"log": staticmethod(lambda row: None)})())
+    with caplog.at_level(logging.WARNING, logger="emergence"):
+        for step in range(1, 6):
+            sink.write(step, {"loss": 1.0})
+    assert caplog.text.count("more than 2 rows logged within 60 s") == 1
+    assert sink.recent(up_to_step=5) == [(4, {"loss": 1.0}), (5, {"loss": 1.0})]

@@ -23,7 +23,10 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from emergence.log import get_logger
 from emergence.metrics.sink import SinkStart
+
+log = get_logger("emergence.metrics")
 
 STEP_METRIC = "trainer/step"
 INSTALL_HINT = "pip install 'emergence[wandb]'"
@@ -61,6 +64,7 @@ class WandbSink:
         self.rows_written = 0
         self._run: Any = None
         self._recent: deque[tuple[float, int, dict[str, float]]] = deque(maxlen=max_replay_rows)
+        self._warned_full = False
 
     @property
     def attached(self) -> bool:
@@ -94,6 +98,11 @@ class WandbSink:
         now = self.clock()
         while self._recent and self._recent[0][0] < now - self.replay_seconds:
             self._recent.popleft()
+        if len(self._recent) == self._recent.maxlen and not self._warned_full:
+            self._warned_full = True
+            log.warning("wandb: more than %d rows logged within %g s: after a SIGKILL the oldest of them may be "
+                        "missing from W&B; raise max_replay_rows or the logging interval", self._recent.maxlen,
+                        self.replay_seconds)
         self._recent.append((now, step, row))
         self.rows_written += 1
 

@@ -88,3 +88,24 @@ def test_bad_settings_are_one_line_errors(kwargs, message):
     with pytest.raises(ValueError, match=message) as info:
         NonFiniteGuardCallback(**kwargs)
     assert "\n" not in str(info.value)
+
+
+def test_restore_checkpoint_loads_a_file_and_folds_a_fresh_key_into_the_rng(tiny_trainer, run_dir):
+    import jax
+
+    from emergence.trainer import _fold_rng
+
+    trainer = tiny_trainer([CheckpointCallback(every_n_steps=5, keep_last=None)])
+    trainer.fit()
+    path = run_dir / "checkpoints" / "step_5.safetensors"
+    ref = trainer.restore_checkpoint(path)
+    assert (ref.kind, ref.step, trainer.step) == ("periodic", 5, 10)  # the step counter does not go back
+    saved = read_checkpoint(path).arrays
+    assert np.array_equal(np.asarray(trainer.state.params["params"]["Dense_0"]["kernel"]),
+                          saved["params/params/Dense_0/kernel"])
+    plain_rng = trainer.state.rng
+    trainer.restore_checkpoint(path, fold_in=1)
+    assert np.array_equal(jax.random.key_data(trainer.state.rng),
+                          jax.random.key_data(jax.random.fold_in(plain_rng, 1)))
+    with pytest.raises(ValueError, match="give it an `rng` field or an 'rng' key"):
+        _fold_rng({"params": 1.0}, 1)

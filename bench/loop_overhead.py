@@ -18,9 +18,12 @@ run right next to a run of the baseline, round after round: `paired`):
     case, no target: its cost is `checkpoint_io`'s stall row, paid once per interval);
   - the Trainer with no callbacks, and (dispatch-bound, one step per call) with each
     callback alone, to say where any overhead comes from.
-Target: the Trainer with all callbacks ≥ 0.97× raw speed, missed when the median
-per-round ratio is below 0.97 by more than its noise (median absolute deviation, at
-least 0.01). The timed window of a Trainer run runs from the last `on_fit_start` to the
+  - the Kaggle preset as a whole (`for_platform("kaggle")`: time budget, checkpoints,
+    throttled logging, artifacts, exception/atexit/finalize, signals).
+Targets: the Trainer with all callbacks ≥ 0.90× raw speed at one step per call and
+≥ 0.97× with fused steps, missed when the median per-round ratio is below the target by
+more than its noise (median absolute deviation, at least 0.01). Each row also says the
+microseconds per call the Trainer adds (median over rounds of (Trainer − raw) / calls). The timed window of a Trainer run runs from the last `on_fit_start` to the
 first `on_fit_end`, with the state ready at both ends: setup, restore, the sinks'
 opening and the final save happen once per run and are not counted.
 """
@@ -43,7 +46,7 @@ from emergence.callbacks import CheckpointCallback
 from emergence.testing import toy_task
 
 FUSED = 100
-TARGET = 0.97
+TARGETS = {1: 0.90, FUSED: 0.97}
 HOURS_12 = 12 * 3600.0
 LOGS_PER_SECOND = 4
 SAVE_EVERY_SECONDS = 300.0
@@ -119,6 +122,8 @@ def trainer_runner(task: Any, fused: int, run_dir: str, names: list[str], log_ev
         if "CheckpointCallback" in names else None
     classes, _ = survival_classes()
     callbacks = [c for c in [checkpoint] if c] + [_make(n, classes[n], log_every) for n in names if n in classes]
+    if names == [KAGGLE]:
+        callbacks = kaggle_preset(run_dir, log_every)
     trainer = Trainer(task, [window, *callbacks, window.opener], max_steps=fused, steps_per_call=fused,
                       run_dir=run_dir, resume=None)
     trainer.fit()  # compiles
@@ -130,6 +135,17 @@ def trainer_runner(task: Any, fused: int, run_dir: str, names: list[str], log_ev
         trainer.fit()
         return window.lap
     return run
+
+
+KAGGLE = "Kaggle preset"
+
+
+def kaggle_preset(run_dir: str, log_every: int) -> list[Callback]:
+    """`for_platform("kaggle")` as a Kaggle run gets it, writing under `run_dir`, logging at the bench's rate."""
+    from emergence.platforms.presets import for_platform
+
+    return for_platform("kaggle", artifacts=dict(output_dir=run_dir), logging=dict(every_n_steps=log_every),
+                        signal=dict(exit_process=False))
 
 
 def steps_for(run: Callable[[int], Lap], fused: int, seconds: float) -> int:
@@ -146,6 +162,7 @@ def configurations(first: bool) -> dict[str, tuple[list[str], bool]]:
                "no callbacks": ([], False)}
     if first:
         configs.update({f"only {name}": ([name], name == "CheckpointCallback") for name in EVERYTHING})
+    configs[KAGGLE] = ([KAGGLE], False)
     return configs
 
 
@@ -161,13 +178,15 @@ def measure(model: str, settings: dict, fused: int, args: argparse.Namespace, wo
     pairs = paired(lambda: raw(steps), {n: (lambda r=r: r(steps)) for n, r in runs.items()}, args.rounds)
     loop = "jit loop" if fused == 1 else f"lax.scan x{FUSED}"
     raw_walls = [base.wall for runs_ in pairs.values() for base, _ in runs_]
-    rows = [[model, loop, "raw (baseline)", steps, _rate(steps, raw_walls), "-", "-", "-", "-"]]
+    rows = [[model, loop, "raw (baseline)", steps, _rate(steps, raw_walls), "-", "-", "-", "-", "-"]]
+    calls = steps // fused
     for name, laps in pairs.items():
         ratio = Ratio.of([b.wall for b, _ in laps], [c.wall for _, c in laps])
         cpu = Ratio.of([b.cpu for b, _ in laps], [c.cpu for _, c in laps])
-        target = TARGET if name == "all callbacks" else None
+        added = statistics.median((c.wall - b.wall) / calls * 1e6 for b, c in laps)
+        target = TARGETS[fused] if name == "all callbacks" else None
         rows.append([model, loop, f"Trainer, {name}", steps, _rate(steps, [c.wall for _, c in laps]), str(ratio),
-                     str(cpu), f"≥ {TARGET}" if target else "-", verdict(ratio, target)])
+                     str(cpu), f"{added:+.0f}", f"≥ {target}" if target else "-", verdict(ratio, target)])
     return rows
 
 
@@ -196,8 +215,8 @@ def main() -> None:
         notes.append(f"Not yet in the tree, so not measured (their rows time the rest): {', '.join(missing)}.")
     print_table(f"loop_overhead: {args.rounds} rounds of ~{args.seconds} s runs, each paired with a raw run; medians; "
                 f"{machine()}",
-                ["step", "loop", "run by", "steps", "steps/s", "speed vs raw (median ± MAD)", "CPU-time ratio", "target",
-                 "verdict"],
+                ["step", "loop", "run by", "steps", "steps/s", "speed vs raw (median ± MAD)", "CPU-time ratio",
+                 "µs/call added", "target", "verdict"],
                 rows, notes)
     exit_with([row[-1] for row in rows])
 

@@ -85,8 +85,11 @@ def child(mode: str, spec: dict) -> None:
 
 
 def _env(devices: int) -> dict[str, str]:
+    """A child's environment: CPU, `devices` forced devices, the compilation cache other test children share."""
+    from tests.scripts.driver import COMPILE_CACHE
+
     repo = str(Path(__file__).resolve().parents[1])
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "JAX_PLATFORMS": "cpu", "PYTHONPATH": repo}
+    env = {**COMPILE_CACHE, **os.environ, "PYTHONUNBUFFERED": "1", "JAX_PLATFORMS": "cpu", "PYTHONPATH": repo}
     if devices > 1:
         env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count={devices}"
     return env
@@ -125,7 +128,7 @@ def assert_bitwise(report: dict, devices: int) -> None:
     assert report["devices"] == devices, report
 
 
-@pytest.mark.parametrize("style", ["linen", "nnx", "nnx_split", "dict"])
+@pytest.mark.parametrize("style", ["linen", "nnx", pytest.param("nnx_split", marks=pytest.mark.slow), "dict"])
 def test_sigkill_and_resume_is_bitwise_for_each_state_style_on_one_device(tmp_path, style):
     assert_bitwise(sigkill_then_resume(tmp_path, style, 1), 1)
 
@@ -147,8 +150,8 @@ def _final_arrays(trainer: Trainer) -> dict[str, np.ndarray]:
     return flatten_to_host(trainer.state)[0]
 
 
-@pytest.mark.parametrize("style", [pytest.param("linen", marks=pytest.mark.slow), "linen_seeds_3",
-                                   pytest.param("nnx_seeds_3", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("style", ["linen_seeds_3", "nnx_seeds_3"])
+@pytest.mark.slow
 def test_resume_in_process_is_bitwise_and_keeps_the_weakly_typed_step(tmp_path, style):
     fit(style, tmp_path / "run", 6, None)
     resumed = fit(style, tmp_path / "run", 9, None)
@@ -250,6 +253,18 @@ def test_shard_extra_needs_no_emergence_train_state():
     assert spec(shardings.extra) == ["P('data',)"]
     assert spec(shardings.params) == ["P()"] and str(shardings.step.spec) == "P()"
 
+
+
+@pytest.mark.parametrize("style", ["linen", "nnx", "dict", "linen_seeds_3"])
+def test_fold_in_keys_gives_every_key_of_any_state_a_fresh_stream(style):
+    from emergence.checkpoint.tree import fold_in_keys, is_typed_key
+
+    state = make_task(style).init_state(jax.random.key(0))
+    folded = fold_in_keys(state, 7)
+    pairs = list(zip(jax.tree.leaves(state), jax.tree.leaves(folded)))
+    keys = [(a, b) for a, b in pairs if is_typed_key(a)]
+    assert keys and all(jnp.any(jax.random.key_data(a) != jax.random.key_data(b)) for a, b in keys)
+    assert all(a is b for a, b in pairs if not is_typed_key(a))
 
 if __name__ == "__main__":
     child(sys.argv[1], json.loads(sys.argv[2]))

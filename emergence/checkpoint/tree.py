@@ -175,3 +175,21 @@ def weakly_typed(value: jax.Array) -> jax.Array:
     except ImportError:  # a later JAX: the values are the same, the first resumed call retraces
         return value
     return _convert_element_type(value, value.dtype, weak_type=True)
+
+
+def fold_in_keys(tree: Any, data: int) -> Any:
+    """`tree` with `data` folded into every typed PRNG key leaf, whatever the state's shape.
+
+    For a fresh random stream after a rollback in any state: emergence's `rng`, a flax
+    `TrainState`'s dropout `key`, an NNX `Rngs` stream's `key`, a `ManySeeds` stack of
+    keys (each key of the stack gets its own fold). Other leaves are returned as they are.
+    """
+    def fold(leaf: Any) -> Any:
+        if not is_typed_key(leaf):
+            return leaf
+        one = lambda key: jax.random.fold_in(key, data)
+        for _ in range(leaf.ndim):
+            one = jax.vmap(one)
+        return one(leaf)
+
+    return jax.tree.map(fold, tree)

@@ -118,7 +118,8 @@ class Trainer:
     Fields callbacks publish for others (the Trainer owns them, resets them at each
     `fit()` and never reads them): `logged_metrics` and `logged_step` (the values a metrics
     logger last wrote, and their step), `time_left` (seconds before a time budget's
-    deadline, as of the last call boundary). None/empty until someone writes them.
+    deadline, as of the last call boundary), `rollbacks` (a divergence guard's rollbacks,
+    this session's and earlier ones). None/empty until someone writes them.
     """
 
     def __init__(self, task: Task | None = None, callbacks: Sequence[Callback] = (), *, max_steps: int | None = None,
@@ -171,6 +172,7 @@ class Trainer:
         self.logged_metrics: dict[str, float] = {}
         self.logged_step: int | None = None
         self.time_left: float | None = None
+        self.rollbacks: list[dict[str, int]] = []
 
     def _bind(self, task: Task) -> None:
         """Make `task` the one this trainer trains (checked as the constructor or `fit` receives it)."""

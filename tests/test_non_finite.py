@@ -1,10 +1,12 @@
 """NonFiniteGuardCallback and the Trainer's refusal to checkpoint a non-finite state."""
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
-from emergence.callbacks import CheckpointCallback, NonFiniteGuardCallback
+from emergence.callbacks import CheckpointCallback, FinalizeCallback, NonFiniteGuardCallback
 from emergence.checkpoint import read_checkpoint
 from emergence.checkpoint.finite import NonFiniteStateError
 from emergence.testing import Scenario
@@ -38,10 +40,15 @@ def test_a_rollback_without_a_fresh_key_would_meet_the_same_nan(run_dir):
     assert f"final_step_{outcome.step}.safetensors" in outcome.checkpoints and _all_finite(outcome)
 
 
-def test_the_rollback_count_travels_in_the_checkpoint(run_dir):
-    first = Scenario(max_steps=20, run_dir=run_dir).nan_at(13).run(_guarded())
+def test_the_rollbacks_travel_in_the_checkpoint_and_reach_the_summary(run_dir):
+    def callbacks(clock):
+        return [*_guarded()(clock), FinalizeCallback()]
+
+    first = Scenario(max_steps=20, run_dir=run_dir).nan_at(13).run(callbacks)
     resumed = first.resume(max_steps=25)
-    assert resumed.trainer.callbacks[-1].rollbacks == [{"step": 15, "restored_step": 10, "fold_in": 1}]
+    expected = [{"step": 15, "restored_step": 10, "fold_in": 1}]
+    assert resumed.trainer.callbacks[-2].rollbacks == expected
+    assert json.loads((run_dir / "summary.json").read_text())["rollbacks"] == expected
 
 
 def test_with_nothing_to_roll_back_to_it_stops_and_no_checkpoint_holds_nan(run_dir):

@@ -10,8 +10,9 @@ In the output dir (the run dir by default), each atomically and in this order:
 
 - `summary.json`: status (`complete` when the reason is `max_steps`, else `interrupted`),
   reason, final step, total time and each session's time and steps (the list travels in
-  every checkpoint; a session killed outright is known up to its last checkpoint), and
-  the latest checkpoint's path, kind, step and checksum;
+  every checkpoint; a session killed outright is known up to its last checkpoint), the
+  latest checkpoint's path, kind, step and checksum, and the rollbacks a divergence guard
+  made (`trainer.rollbacks`: step, restored step, rng fold-in; empty without one);
 - `SHA256SUMS`: every file under the output dir (relative paths; the format of
   `sha256sum -c`, which verifies a download), except itself and `outputs.zip`;
 - `outputs.zip` when `zip_outputs` (default: on Kaggle only): everything above, checksums
@@ -105,6 +106,7 @@ class FinalizeCallback(Callback):
             "total_seconds": sum(session["seconds"] for session in sessions),
             "sessions": sessions,
             "latest_checkpoint": latest_checkpoint(trainer, root),
+            "rollbacks": list(trainer.rollbacks),
         }
         write_json(root / SUMMARY, summary)
         write_checksums(root)

@@ -16,7 +16,8 @@ next divergence restores the last good state once more and stops the run cleanly
 (reason `non_finite`), so its final checkpoint holds that good state. With no
 checkpoint to return to, it stops at once (and the Trainer refuses to save the diverged
 state). Every rollback is logged and listed in `rollbacks`, which travels in every
-checkpoint: a resumed run keeps its count.
+checkpoint (a resumed run keeps its count) and is published as `trainer.rollbacks`, which
+`FinalizeCallback` writes into summary.json.
 """
 from __future__ import annotations
 
@@ -97,6 +98,7 @@ class NonFiniteGuardCallback(Callback):
         self.rollbacks, self.stopped, self._checked_keys, self._rolled_back_at = [], False, False, None
 
     def on_fit_start(self, trainer: "Trainer") -> None:
+        trainer.rollbacks = [dict(entry) for entry in self.rollbacks]  # published for the summary
         self._schedule.done(trainer.step)
         self._flag = jnp.asarray(False)
 
@@ -140,6 +142,7 @@ class NonFiniteGuardCallback(Callback):
             self._stop(trainer)
             return
         self.rollbacks.append({"step": trainer.step, "restored_step": good.step, "fold_in": fold_in})
+        trainer.rollbacks = [dict(entry) for entry in self.rollbacks]
         log.warning("non-finite values at step %d: rolled back to the checkpoint of step %d with a fresh rng "
                     "(rollback %d of at most %d)", trainer.step, good.step, fold_in, self.max_rollbacks)
 

@@ -51,11 +51,14 @@ class CallTracker:
         self._calls.append((step, leaves))
         self._poll()
 
-    def wait(self, limit: int) -> None:
-        """Block until at most `limit` calls are unfinished (the device keeps the rest queued)."""
+    def wait(self, limit: int) -> bool:
+        """Block until at most `limit` calls are unfinished (the device keeps the rest queued); True if it waited."""
+        if len(self._calls) <= limit:
+            return False
         while len(self._calls) > limit:
             jax.block_until_ready(self._calls[0][1])
             self._poll()
+        return True
 
     def _poll(self) -> None:
         while self._calls and all(leaf.is_ready() for leaf in self._calls[0][1]):

@@ -122,8 +122,8 @@ class SignalCheckpointCallback(Callback):
         calls, rate = trainer.calls, self._rate
         rate.observe(calls)
         if rate.seconds_per_step is None or rate.pending_seconds(trainer.step) > QUEUED_SECONDS:
-            calls.wait(self.max_calls_in_flight)
-            rate.observe(calls)
+            if calls.wait(self.max_calls_in_flight):
+                rate.observe(calls)
 
     def on_exception(self, trainer: "Trainer", exception: BaseException) -> None:
         self._failed = True

@@ -116,8 +116,8 @@ class TimeBudgetCallback(Callback):
     def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
         calls = trainer.calls
         self._rate.observe(calls)
-        calls.wait(self._backlog_limit())
-        self._rate.observe(calls)
+        if calls.wait(self._backlog_limit()):
+            self._rate.observe(calls)
         self._queued = self._rate.pending_seconds(trainer.step)
         remaining = trainer.time_left = self.remaining
         if remaining < self.margin + self.call_seconds + self.save_seconds:

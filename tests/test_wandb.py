@@ -8,7 +8,7 @@ import wandb
 
 from emergence import Trainer
 from emergence.callbacks import CheckpointCallback, LogThrottleCallback, WandbCallback
-from emergence.callbacks.wandb_run import offline_run_dirs, sync_command
+from emergence.callbacks.wandb_run import api_key_from_kaggle_secrets, offline_run_dirs, sync_command
 from emergence.metrics.wandb_sink import WandbSink
 from emergence.testing import FakeClock, toy_task
 from emergence.testing.wandb_offline import config, history_rows, read_records, run_ids, summary
@@ -129,3 +129,31 @@ def test_more_rows_than_the_replay_holds_is_said_once(caplog, monkeypatch):
             sink.write(step, {"loss": 1.0})
     assert caplog.text.count("more than 2 rows logged within 60 s") == 1
     assert sink.recent(up_to_step=5) == [(4, {"loss": 1.0}), (5, {"loss": 1.0})]
+
+
+def _kaggle_secrets(monkeypatch, secrets: dict[str, str]):
+    """A stand-in for Kaggle's `kaggle_secrets`: `get_secret` raises for a secret not attached, as Kaggle's does."""
+    import types
+
+    class UserSecretsClient:
+        def get_secret(self, name):
+            if name not in secrets:
+                raise RuntimeError(f"Unexpected response from the service: no secret {name}")
+            return secrets[name]
+
+    monkeypatch.setitem(sys.modules, "kaggle_secrets", types.SimpleNamespace(UserSecretsClient=UserSecretsClient))
+
+
+def test_on_kaggle_the_api_key_comes_from_the_notebook_s_secrets(monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "")  # unset for the function, restored after the test
+    _kaggle_secrets(monkeypatch, {"WANDB_API_KEY": "k" * 40})
+    assert api_key_from_kaggle_secrets() is True
+    assert __import__("os").environ["WANDB_API_KEY"] == "k" * 40
+
+
+def test_without_a_key_or_a_secret_w_and_b_is_skipped(monkeypatch):
+    monkeypatch.setenv("WANDB_API_KEY", "")  # unset for the function, restored after the test
+    monkeypatch.setitem(sys.modules, "kaggle_secrets", None)
+    assert api_key_from_kaggle_secrets() is False  # not on Kaggle
+    _kaggle_secrets(monkeypatch, {})
+    assert api_key_from_kaggle_secrets() is False  # on Kaggle, no secret attached

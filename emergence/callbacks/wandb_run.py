@@ -148,6 +148,29 @@ class WandbCallback(Callback):
         return {"task": task_config(trainer.task), "trainer": settings, **self.config}
 
 
+def api_key_from_kaggle_secrets(secret: str = "WANDB_API_KEY") -> bool:
+    """Whether W&B has an API key: `WANDB_API_KEY` set, or (on Kaggle) copied into it from the notebook's secrets.
+
+    A Kaggle notebook calls this before building a `WandbCallback`, and skips W&B (or
+    runs it offline) when it returns False: no secret attached, or not on Kaggle.
+    """
+    if os.environ.get("WANDB_API_KEY"):
+        return True
+    try:
+        from kaggle_secrets import UserSecretsClient
+    except ImportError:
+        return False
+    try:
+        key = UserSecretsClient().get_secret(secret)
+    except Exception as err:  # Kaggle raises its own error types when no such secret is attached
+        log.info("wandb: no Kaggle secret %r (%s): W&B is skipped", secret, type(err).__name__)
+        return False
+    if not key:
+        return False
+    os.environ["WANDB_API_KEY"] = key
+    return True
+
+
 def new_run_id(length: int = 8) -> str:
     """A fresh W&B run id (lowercase letters and digits, as W&B makes them)."""
     alphabet = string.ascii_lowercase + string.digits

@@ -55,7 +55,9 @@ class WandbCallback(Callback):
         init_kwargs: anything else for `wandb.init` (e.g. `settings=wandb.Settings(...)`).
         say: prints the `wandb sync` line of an offline run.
 
-    Asking for it without the `wandb` package installed is a one-line ImportError.
+    Asking for it without the `wandb` package installed is a one-line ImportError. Put it
+    before `SignalCheckpointCallback`, whose `teardown` ends the process (W&B's own exit
+    hook would still finish the run, but the sync line would not be printed).
     """
 
     def __init__(self, project: str | None = None, *, entity: str | None = None, name: str | None = None,

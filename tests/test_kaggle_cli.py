@@ -333,6 +333,25 @@ def test_status_parses_each_kernel_worker_status(fake, capsys, state, code):
     assert out[1:] == (["failure message: CUDA out of memory"] if code == 1 else [])
 
 
+@pytest.mark.parametrize("state, code", [("QUEUED", 3), ("RUNNING", 3), ("COMPLETE", 0), ("ERROR", 1)])
+def test_status_reads_what_the_official_cli_prints(official, capsys, state, code):
+    _init()
+    official.set(statuses=state, failure='CUDA out of memory in "train"')
+    assert main(["status"]) == code
+    [request] = official.requests()
+    assert request["url"] == "/v1/kernels.KernelsApiService/GetKernelSessionStatus"
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"{KERNEL}: {state}"] + (['failure message: CUDA out of memory in "train"'] if code == 1 else [])
+
+
+def test_status_watch_retries_a_dropped_connection_of_the_official_cli(official, capsys):
+    _init()
+    official.set(statuses="RUNNING,FAIL,COMPLETE")
+    assert main(["status", "--watch", "--interval", "0.01"]) == 0
+    assert len(official.requests()) == 3
+    assert capsys.readouterr().out.splitlines() == [f"{KERNEL}: RUNNING", f"{KERNEL}: COMPLETE"]
+
+
 def test_status_reads_the_lowercase_form_of_older_clis(fake, capsys):
     fake.set(statuses="ERROR", legacy="1")
     assert main(["status", "bob/other-kernel"]) == 1
@@ -383,21 +402,24 @@ def test_status_interval_must_be_positive(fake, capsys):
 
 # run
 
-def test_run_pushes_then_waits_ignoring_the_previous_versions_result(fake, capsys):
+def test_run_pushes_then_waits_ignoring_the_previous_versions_result(official, capsys):
     _init()
-    fake.set(statuses="COMPLETE,QUEUED,RUNNING,ERROR", failure="Your notebook tried to allocate more memory")
-    assert main(["run", "--interval", "0.01"]) == 1
-    assert fake.argvs() == [["kernels", "push", "-p", "notebooks"]] + [["kernels", "status", KERNEL]] * 4
+    official.set(statuses="COMPLETE,QUEUED,RUNNING,ERROR", failure="Your notebook tried to allocate more memory")
+    assert main(["run", "--interval", "0.01", "--timeout", "7200"]) == 1
+    requests = official.requests()
+    assert [r["argv"] for r in requests] == (
+        [["kernels", "push", "-p", "notebooks", "--timeout", "7200"]] + [["kernels", "status", KERNEL]] * 4)
+    assert requests[1]["body"] == {"userName": "alice", "kernelSlug": "emergence-training"}
     out = capsys.readouterr().out.splitlines()
     assert out[1:] == [f"{KERNEL}: QUEUED", f"{KERNEL}: RUNNING", f"{KERNEL}: ERROR",
                        "failure message: Your notebook tried to allocate more memory"]
 
 
-def test_run_believes_a_finished_status_after_three_polls(fake):
+def test_run_believes_a_finished_status_after_three_polls(official):
     _init()
-    fake.set(statuses="COMPLETE")
+    official.set(statuses="COMPLETE")
     assert main(["run", "--new", "--interval", "0.01"]) == 0
-    assert [argv[1] for argv in fake.argvs()] == ["push"] + ["status"] * 4
+    assert [r["argv"][1] for r in official.requests()] == ["push"] + ["status"] * 4
 
 
 # download

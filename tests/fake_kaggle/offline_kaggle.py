@@ -11,6 +11,9 @@ Environment:
   OFFLINE_KAGGLE_VERSION   the version number SaveKernel answers (default 1)
   OFFLINE_KAGGLE_LOG_TEXT  the session log ListKernelSessionOutput and the log stream answer
   OFFLINE_KAGGLE_PUSH_ERROR  set: SaveKernel answers with this `error` (the CLI prints "Kernel push error")
+  OFFLINE_KAGGLE_STATUSES  comma list GetKernelSessionStatus answers in turn (the last repeats), e.g.
+                           QUEUED,RUNNING,COMPLETE; FAIL drops the connection instead
+  OFFLINE_KAGGLE_FAILURE   the failureMessage answered with ERROR / CANCEL_ACKNOWLEDGED
 """
 from __future__ import annotations
 
@@ -46,9 +49,24 @@ def _log_events() -> str:
     return "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: END_OF_LOG\n\n"
 
 
+def _status() -> dict:
+    """The next of OFFLINE_KAGGLE_STATUSES, counting the status requests recorded so far (this one included)."""
+    answers = os.environ.get("OFFLINE_KAGGLE_STATUSES", "COMPLETE").split(",")
+    with open(os.environ["OFFLINE_KAGGLE_LOG"]) as log:
+        asked = sum(json.loads(line)["url"].endswith("/GetKernelSessionStatus") for line in log)
+    state = answers[min(asked, len(answers)) - 1]
+    if state == "FAIL":
+        raise requests.exceptions.ConnectionError("HTTPSConnectionPool(host='api.kaggle.com', port=443): "
+                                                  "Max retries exceeded (offline stand-in)")
+    failure = os.environ.get("OFFLINE_KAGGLE_FAILURE") if state in ("ERROR", "CANCEL_ACKNOWLEDGED") else None
+    return {"status": state, **({"failureMessage": failure} if failure else {})}
+
+
 def _answer(entry: dict) -> tuple[int, str, object]:
     """(status, content type, body) for one request, by the API method its URL names."""
     url = entry["url"]
+    if url.endswith("/GetKernelSessionStatus"):
+        return 200, "application/json", _status()
     if url.endswith("/SaveKernel"):
         return 200, *_save_kernel(entry["body"] or {})
     if url.endswith("/ListKernelSessionOutput"):

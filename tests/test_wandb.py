@@ -157,3 +157,28 @@ def test_without_a_key_or_a_secret_w_and_b_is_skipped(monkeypatch):
     assert api_key_from_kaggle_secrets() is False  # not on Kaggle
     _kaggle_secrets(monkeypatch, {})
     assert api_key_from_kaggle_secrets() is False  # on Kaggle, no secret attached
+
+
+def test_a_sigterm_finishes_the_run_and_the_resume_continues_it(offline, tmp_path):
+    import signal
+
+    from emergence.callbacks import SignalCheckpointCallback
+    from emergence.testing import Scenario
+
+    said: list[str] = []
+
+    def callbacks(clock):
+        run = WandbCallback(project="emergence-test", say=said.append)
+        return [CheckpointCallback(every_n_steps=5), LogThrottleCallback(every_n_steps=1, sinks=[run.sink]), run,
+                SignalCheckpointCallback()]
+
+    stopped = Scenario(max_steps=20, run_dir=tmp_path / "run").signal_at(7, signal.SIGTERM).run(callbacks)
+    assert stopped.exit_code == 143 and len(said) == 1
+    resumed = stopped.resume(max_steps=12)
+    wandb.teardown()
+    run_id = stopped.trainer.callbacks[3].run_id
+    assert resumed.trainer.callbacks[3].run_id == run_id
+    sessions = offline_run_dirs(tmp_path / "run" / "wandb", run_id)
+    steps = [[row["trainer/step"] for row in history_rows(next(s.glob("run-*.wandb")))] for s in sessions]
+    assert steps[0] == list(range(1, 8))
+    assert steps[1][-5:] == list(range(8, 13)) and set(steps[1][:-5]) <= set(range(1, 8))

@@ -209,6 +209,8 @@ class Trainer:
     @property
     def checkpoint_dir(self) -> Path:
         """Where this run writes its checkpoints."""
+        if self.run_dir is None:
+            raise ValueError("the run dir is not known before the task: pass run_dir= to Trainer, or a task first")
         return self.run_dir / "checkpoints"
 
     def request_stop(self, reason: str) -> None:

@@ -42,6 +42,11 @@ def test_without_a_run_dir_it_is_named_for_the_task_given_to_fit(tmp_path, monke
     assert trainer.run_dir.parent.name == "runs" and trainer.checkpoint_dir.exists()
 
 
+def test_asking_for_the_checkpoint_dir_before_the_task_names_what_to_pass():
+    with pytest.raises(ValueError, match="run dir is not known before the task: pass run_dir= to Trainer"):
+        Trainer(max_steps=1).checkpoint_dir
+
+
 def test_a_task_in_both_places_is_a_one_line_error(tmp_path):
     task = toy_task()
     with pytest.raises(ValueError, match=r"a task was given to both Trainer\(...\) and fit\(...\); pass it in one place"):

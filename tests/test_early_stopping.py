@@ -78,3 +78,13 @@ def test_bad_settings_are_one_line_errors(kwargs, message):
     with pytest.raises(ValueError, match=message) as info:
         EarlyStoppingCallback(**{"monitor": "val_loss", **kwargs})
     assert "\n" not in str(info.value)
+
+
+def test_with_max_steps_none_early_stopping_ends_the_run_without_a_warning(run_dir, caplog, monkeypatch):
+    import logging
+
+    monkeypatch.setattr(logging.getLogger("emergence"), "propagate", True)
+    with caplog.at_level(logging.WARNING, logger="emergence"):
+        outcome = Scenario(max_steps=None, run_dir=run_dir, eval_every_n_steps=2).run(_stopper())
+    assert outcome.stop_reason == "early_stopping" and outcome.step == 8
+    assert "no callback can stop the run" not in caplog.text

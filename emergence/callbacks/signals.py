@@ -2,22 +2,22 @@
 
 The handler only records the signal and proposes the stop `signal:<NAME>` to
 `trainer.stops` (any process's proposal counts): no I/O happens inside it. At the next
-call boundary where that stop is agreed the callback writes `emergency_step_<N>` of the last completed step, asks the
-Trainer to stop with reason `signal:<NAME>` (so `on_fit_end` and the loggers run), and in
-`teardown` restores the previous handlers and exits with 128 + signum (143 for
-SIGTERM, 130 for SIGINT, 138 for SIGUSR1), unless it runs inside a notebook, where
-`fit()` returns. More signals while saving are counted and ignored, so they cannot
-tear the save; SIGKILL remains the way to force a stop.
+call boundary where that stop is agreed, the callback writes `emergency_step_<N>` of the
+last completed step, asks the Trainer to stop with reason `signal:<NAME>` (so
+`on_fit_end` and the loggers run), and in `teardown` restores the previous handlers and
+exits with 128 + signum (143 for SIGTERM, 130 for SIGINT, 138 for SIGUSR1), unless it
+runs inside a notebook, where `fit()` returns. More signals while saving are counted and
+ignored, so they cannot tear the save; SIGKILL remains the way to force a stop.
 
 The emergency save has to wait for every call already dispatched (the state it saves
 is the output of the newest). JAX lets the host run ~30 calls ahead of the device, which
 for second-long calls would spend a scheduler's whole grace period (10 s for
 `docker stop`, 30 s for SLURM) before the save even starts; so whenever the device work
 queued ahead of the host exceeds `QUEUED_SECONDS` (estimated from the completions the
-Trainer's call tracker `trainer.calls` saw, and assumed to until one is seen), the callback
-waits (never copying) until at most `max_calls_in_flight` calls are unfinished. A queue of short calls is left alone:
-it drains within `QUEUED_SECONDS`, and waiting at every call would make a dispatch-bound
-loop (a tiny model, one step per call) 1.5-3x slower.
+Trainer's call tracker `trainer.calls` saw, and assumed to until one is seen), the
+callback waits (never copying) until at most `max_calls_in_flight` calls are unfinished.
+A queue of short calls is left alone: it drains within `QUEUED_SECONDS`, and waiting at
+every call would make a dispatch-bound loop (a tiny model, one step per call) 1.5-3x slower.
 
 Under `jax.distributed` the proposal is agreed every few calls (see `emergence.parallel.stops`):
 every process reads the same agreed `signal:<NAME>` at the same boundary, so all of them

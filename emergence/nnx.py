@@ -83,6 +83,9 @@ class NNXTask:
     def init_state(self, rng: jax.Array) -> nnx.State:
         """The modules' State: built by `create(nnx.Rngs(rng))`, or the handed-in modules' own."""
         if self._given is not None:
+            if isinstance(rng, jax.core.Tracer):  # ManySeeds vmaps this: every seed would start the same
+                raise ValueError("NNXTask was handed built modules, so every seed would start from them alike; "
+                                 "give NNXTask a create(rngs) function to train many seeds")
             return jax.tree.map(lambda leaf: leaf.copy(), self._given[1])  # copies: the Trainer donates its state
         return nnx.split(self._create(nnx.Rngs(rng)))[1]
 

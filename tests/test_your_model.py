@@ -205,6 +205,23 @@ def test_nnx_task_takes_the_modules_themselves(tmp_path):
     assert float(jnp.mean((trained(x) - x) ** 2)) < float(jnp.mean((model(x) - x) ** 2))  # handed model intact
 
 
+def test_nnx_task_refuses_what_it_cannot_train_in_one_line():
+    import optax
+    from flax import nnx
+
+    from emergence.examples.flax_nnx import MLP
+    from emergence.nnx import NNXTask
+
+    model = MLP(4, nnx.Rngs(0))
+    with pytest.raises(TypeError, match="NNXTask needs a function rngs -> modules, or NNX modules; got int"):
+        NNXTask(3, lambda m: {})
+    with pytest.raises(TypeError, match="NNXTask step must be a function modules -> metrics; got str"):
+        NNXTask(model, "step")
+    handed = NNXTask((model, nnx.Optimizer(model, optax.sgd(0.1), wrt=nnx.Param)), lambda m: {})
+    with pytest.raises(ValueError, match="give NNXTask a create\\(rngs\\) function to train many seeds"):
+        ManySeeds(handed, 2).init_state(jax.random.key(0))
+
+
 @pytest.mark.parametrize("bad, message", [
     (lambda: NotImplemented, "state leaf 'extra' is a NotImplementedType, not an array"),
     (lambda: "cosine", "state leaf 'extra' is a str, not an array"),

@@ -99,6 +99,7 @@ class SaveProbe(Callback):
         self.rounds, self.work, self.writer = rounds, work, writer
         self.times: dict[str, list[float]] = {case: [] for case in (*CASES, "async stall")}
         self.raw: dict[str, list[float]] = {case: [] for case in PAIRED}  # the raw write paired with each
+        self.cpu: dict[str, list[float]] = {case: [] for case in ("raw", *PAIRED)}  # CPU s, all threads
         self.breakdown = Breakdown()
         self._queue: list[str] = []
         self._round = 0
@@ -125,11 +126,11 @@ class SaveProbe(Callback):
         case = self._queue.pop(0)
         raw_first = self._round % 2 == 0
         if case in PAIRED and raw_first:
-            self.raw[case].append(self._run("raw", trainer))
-        seconds = self._run(case, trainer)
+            self.raw[case].append(self._cpu_timed("raw", trainer))
+        seconds = self._cpu_timed(case, trainer)
         if case in PAIRED and not raw_first:
             self._settle()
-            self.raw[case].append(self._run("raw", trainer))
+            self.raw[case].append(self._cpu_timed("raw", trainer))
         if case != "async save":
             self.times[case].append(seconds)
 
@@ -146,8 +147,16 @@ class SaveProbe(Callback):
         self._doomed = []
         os.sync()
 
-    def _run(self, case: str, trainer: Trainer) -> float:
+    def _cpu_timed(self, case: str, trainer: Trainer) -> float:
+        """`_run(case)`, recording the CPU seconds of the whole process (every thread) it took beside the wall time."""
         time.sleep(SETTLE_SECONDS)
+        cpu = time.process_time()
+        seconds = self._run(case, trainer)
+        if case in self.cpu:
+            self.cpu[case].append(time.process_time() - cpu)
+        return seconds
+
+    def _run(self, case: str, trainer: Trainer) -> float:
         arrays, typed = flatten_to_host(trainer.state)
         chunks = [memoryview(np.ascontiguousarray(arrays[k])).cast("B") for k in sorted(arrays)]
         path = self.work / f"{case.replace(' ', '_')}.bin"

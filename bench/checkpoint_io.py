@@ -366,6 +366,7 @@ def report_save_path(args: argparse.Namespace, work: Path) -> list[str]:
                         ("fresh copy", "numpy copy of the state into fresh buffers (reference)"),
                         ("reused copy", "numpy copy into buffers kept from the last save (reference)")):
         rows.append([label, _seconds(times[case]), "-", "-", "-"])
+    cpu = ", ".join(f"{case} {statistics.median(probe.cpu[case]):.3f}" for case in probe.cpu)
     parts = probe.breakdown.seconds
     order = [*PARTS.values(), "fsyncs (file, dir, latest.json)", "waiting for the hash after the last write"]
     breakdown = "; ".join(f"{label} {1000 * statistics.median(parts[label]):.1f} ms" for label in order if parts[label])
@@ -373,7 +374,9 @@ def report_save_path(args: argparse.Namespace, work: Path) -> list[str]:
         f"checkpoint_io, the whole save: {args.save_mib} MiB TrainState inside fit(), {args.rounds} rounds, "
         f"cases rotated per round, each paired with a raw write, medians; {machine()}",
         ["what", "seconds", "speed vs raw (median ± MAD)", "target", "verdict"], rows,
-        notes=[f"synchronous save, medians of its parts (overlapping: the file includes its own fsyncs): {breakdown}",
+        notes=[f"CPU seconds (all threads of the process, medians): {cpu}; where no core is idle the wall-clock "
+               f"ratio tends to raw's CPU / the case's CPU",
+               f"synchronous save, medians of its parts (overlapping: the file includes its own fsyncs): {breakdown}",
                f"raw write {size / statistics.median(raw) / 1e6:.0f} MB/s; fresh-buffer copy "
                f"{size / statistics.median(times['fresh copy']) / 1e9:.2f} GB/s vs reused "
                f"{size / statistics.median(times['reused copy']) / 1e9:.2f} GB/s (first-touch page faults)"])

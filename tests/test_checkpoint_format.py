@@ -210,3 +210,84 @@ def test_unstorable_dtype_is_refused_before_touching_disk(tmp_path):
         write_checkpoint(path, {"bad": np.array(["text"])}, {"step": 4})
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["step_3.safetensors"]
+
+
+def _large_arrays():
+    rng = np.random.default_rng(0)
+    arrays = {f"layer_{i}": rng.standard_normal(1_000_003 + i, dtype=np.float32) for i in range(5)}
+    arrays["z_tail"] = np.arange(5, dtype=np.int8)  # the file ends off the 4 KiB alignment
+    return arrays
+
+
+def _assert_round_trip(path, arrays):
+    loaded = read_checkpoint(path)
+    assert all(np.array_equal(loaded.arrays[name], array) for name, array in arrays.items())
+    plain = load_file(str(path))  # still an ordinary safetensors file
+    assert all(np.array_equal(plain[name], array) for name, array in arrays.items())
+
+
+def test_a_large_checkpoint_goes_through_direct_io_and_reuses_its_staging_buffers(tmp_path, monkeypatch):
+    from emergence.checkpoint import direct
+
+    if not direct.available():
+        pytest.skip("no O_DIRECT on this platform")
+    taken = []
+    real_take = direct._take_buffers
+    monkeypatch.setattr(direct, "_take_buffers", lambda: taken.append(real_take()) or taken[-1])
+    arrays = _large_arrays()
+    assert sum(a.nbytes for a in arrays.values()) >= direct.MIN_BYTES
+    for name in ("step_1.safetensors", "step_2.safetensors"):
+        write_checkpoint(tmp_path / name, arrays, {"step": 1})
+        _assert_round_trip(tmp_path / name, arrays)
+    if taken:  # this filesystem took direct I/O (tmpfs on older kernels does not)
+        assert len(taken) == 2 and [id(b) for b in taken[0]] == [id(b) for b in taken[1]]  # reused
+
+
+def test_where_direct_io_is_refused_the_same_file_is_written_buffered(tmp_path, monkeypatch):
+    from emergence.checkpoint import direct
+
+    arrays = _large_arrays()
+    monkeypatch.setattr(direct, "_set_direct", lambda fd, on: False)
+    write_checkpoint(tmp_path / "refused.safetensors", arrays, {"step": 1})
+    _assert_round_trip(tmp_path / "refused.safetensors", arrays)
+
+
+def test_a_mid_write_einval_from_direct_io_starts_over_buffered(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from emergence.checkpoint import direct
+
+    if not direct.available():
+        pytest.skip("no O_DIRECT on this platform")
+    calls = {"n": 0}
+    real_pwrite = os.pwrite
+
+    def flaky(fd, data, offset):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_pwrite(fd, data, offset)
+
+    monkeypatch.setattr(os, "pwrite", flaky)
+    arrays = _large_arrays()
+    write_checkpoint(tmp_path / "einval.safetensors", arrays, {"step": 1})
+    _assert_round_trip(tmp_path / "einval.safetensors", arrays)
+
+
+def test_a_disk_error_during_direct_io_leaves_no_file_and_the_old_one_intact(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    arrays = _large_arrays()
+    path = tmp_path / "step_1.safetensors"
+    write_checkpoint(path, arrays, {"step": 1})
+    before = path.read_bytes()
+
+    def full(fd, data, offset):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "pwrite", full)
+    with pytest.raises(OSError, match="No space"):
+        write_checkpoint(path, arrays, {"step": 2})
+    assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["step_1.safetensors"]

@@ -31,10 +31,10 @@ from emergence.checkpoint import (
 )
 from emergence.checkpoint.async_writer import AsyncCheckpointWriter
 from emergence.checkpoint.atomic import remove_stale_temp_files
-from emergence.checkpoint.store import link_checkpoint
 from emergence.checkpoint.finite import NonFiniteStateError, non_finite_leaves, refusal
 from emergence.checkpoint.manifest import build_manifest, check_config
 from emergence.checkpoint.restore import host_metrics, restore_state
+from emergence.checkpoint.store import link_checkpoint
 from emergence.errors import CheckpointNotFoundError, CheckpointWriteError, RunDirError
 from emergence.log import get_logger
 from emergence.parallel.mesh import DataParallel, Devices

@@ -9,8 +9,15 @@ import jax
 from rich.console import Console
 
 from emergence import Callback, Trainer
-from emergence.callbacks import (ArtifactExportCallback, CheckpointCallback, LogThrottleCallback, RichProgressCallback,
-                                 SignalCheckpointCallback, TimeBudgetCallback, TrackerCallback)
+from emergence.callbacks import (
+    ArtifactExportCallback,
+    CheckpointCallback,
+    LogThrottleCallback,
+    RichProgressCallback,
+    SignalCheckpointCallback,
+    TimeBudgetCallback,
+    TrackerCallback,
+)
 from emergence.calls import CallTracker
 from emergence.checkpoint import read_manifest
 from emergence.metrics import CSVSink, read_metrics_csv
@@ -78,7 +85,8 @@ def test_a_checkpoint_at_a_logging_step_holds_the_same_windows_whatever_the_call
         run_dir = tmp_path / order.replace(" ", "_")
         Trainer(toy_task(), callbacks, max_steps=8, run_dir=run_dir, resume=None, async_checkpoint=False).fit()
         manifest = read_manifest(run_dir / "checkpoints" / "step_6.safetensors")
-        return manifest["callbacks"][logger.state_key], [r["step"] for r in read_metrics_csv(run_dir / "metrics.csv")[1]]
+        rows = read_metrics_csv(run_dir / "metrics.csv")[1]
+        return manifest["callbacks"][logger.state_key], [row["step"] for row in rows]
 
     assert saved_windows("checkpoint first") == saved_windows("logger first")
 

@@ -6,13 +6,21 @@ import logging
 import pytest
 
 from emergence import Callback, Trainer
-from emergence.callbacks import (ArtifactExportCallback, FinalizeCallback, LogThrottleCallback, RichProgressCallback,
-                                 TimeBudgetCallback, TrackerCallback)
+from emergence.callbacks import (
+    ArtifactExportCallback,
+    FinalizeCallback,
+    LogThrottleCallback,
+    RichProgressCallback,
+    TimeBudgetCallback,
+    TrackerCallback,
+)
 from emergence.metrics import CSVSink
 from emergence.testing import FakeClock, toy_task
 
 
 class StopAt(Callback):
+    """Stops the run at `step` (reason "enough"), as a time budget or early stopping would."""
+
     can_stop = True
 
     def __init__(self, step: int) -> None:
@@ -44,12 +52,12 @@ def test_without_a_run_dir_it_is_named_for_the_task_given_to_fit(tmp_path, monke
 
 def test_asking_for_the_checkpoint_dir_before_the_task_names_what_to_pass():
     with pytest.raises(ValueError, match="run dir is not known before the task: pass run_dir= to Trainer"):
-        Trainer(max_steps=1).checkpoint_dir
+        _ = Trainer(max_steps=1).checkpoint_dir
 
 
 def test_a_task_in_both_places_is_a_one_line_error(tmp_path):
     task = toy_task()
-    with pytest.raises(ValueError, match=r"a task was given to both Trainer\(...\) and fit\(...\); pass it in one place"):
+    with pytest.raises(ValueError, match=r"given to both Trainer\(...\) and fit\(...\); pass it in one place"):
         Trainer(task, max_steps=1, run_dir=tmp_path).fit(task)
 
 

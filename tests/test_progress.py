@@ -12,6 +12,7 @@ from emergence import Callback, Trainer
 from emergence.callbacks import CheckpointCallback, LogThrottleCallback, RichProgressCallback, TimeBudgetCallback
 from emergence.metrics import CSVSink
 from emergence.testing import FakeClock, toy_task
+from tests.test_lightning_shape import StopAt
 
 
 class Tick(Callback):
@@ -23,19 +24,6 @@ class Tick(Callback):
     def on_train_call_end(self, trainer, metrics):
         for clock in self.clocks:
             clock.advance(self.seconds)
-
-
-class StopAt(Callback):
-    """Stops the run at `step` (reason "enough"), as a time budget or early stopping would."""
-
-    can_stop = True
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_call_end(self, trainer, metrics):
-        if trainer.step >= self.step:
-            trainer.request_stop("enough")
 
 
 class Poisoned:

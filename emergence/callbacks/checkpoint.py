@@ -29,6 +29,11 @@ class CheckpointCallback(Callback):
       thread for an async save, so deleting never blocks the loop);
     - with `monitor`: after each evaluation, a `best` checkpoint when the metric is among
       the `save_top_k` best (`mode` "min" or "max"), kept apart from rotation;
+    - `continuous=True` (instead of `every_n_*`): the next `periodic` save starts at the
+      first call boundary after the previous one is durable and at least `min_interval_s`
+      seconds after it started (Orbax's continuous policy): a SIGKILL then loses about one
+      to two saves' duration of work instead of up to one interval, for a disk and a core
+      kept busy writing; rotation as above;
     - `save_on_start`: a checkpoint of the starting state; `save_final`: one when the run
       ends normally (max_steps, time budget), unless one of that step exists already.
     Emergency checkpoints are never touched.
@@ -37,8 +42,10 @@ class CheckpointCallback(Callback):
     def __init__(self, every_n_steps: int | None = None, every_n_seconds: float | None = None,
                  keep_last: int | None = 5, monitor: str | None = None, mode: Literal["min", "max"] = "min",
                  save_top_k: int = 0, save_on_start: bool = False, save_final: bool = True,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, continuous: bool = False,
+                 min_interval_s: float = 0.0) -> None:
         _check(keep_last, monitor, mode, save_top_k)
+        _check_continuous(continuous, min_interval_s, every_n_steps, every_n_seconds)
         self.schedule = Every(every_n_steps, every_n_seconds, clock, owner="CheckpointCallback")
         self.every_n_steps = every_n_steps
         self.every_n_seconds = every_n_seconds
@@ -49,7 +56,11 @@ class CheckpointCallback(Callback):
         self.save_on_start = save_on_start
         self.save_final = save_final
         self.clock = clock
+        self.continuous = continuous
+        self.min_interval_s = min_interval_s
         self.best: list[dict[str, Any]] = []
+        self._writing: Path | None = None  # the continuous save in flight, until its on_save_checkpoint
+        self._started = float("-inf")
 
     @property
     def state_key(self) -> str:
@@ -72,6 +83,9 @@ class CheckpointCallback(Callback):
         self.best = list(state.get("best", []))
 
     def setup(self, trainer: "Trainer") -> None:
+        if self.continuous and trainer.stops.processes > 1:
+            raise ValueError("CheckpointCallback: continuous=True follows each process's own writes and clock, so "
+                             "under jax.distributed the processes would save at different steps; use every_n_steps")
         if self.every_n_seconds is not None and trainer.stops.processes > 1:
             raise ValueError("CheckpointCallback: every_n_seconds follows each process's own clock, so under "
                              "jax.distributed the processes would save at different steps and wait on each other; "
@@ -79,12 +93,23 @@ class CheckpointCallback(Callback):
 
     def on_fit_start(self, trainer: "Trainer") -> None:
         self.schedule.done(trainer.step)
+        self._writing, self._started = None, float("-inf")
         if self.save_on_start and trainer.resumed_from is None:
             self._save_periodic(trainer)
 
     def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
-        if self.schedule.due(trainer.step):
+        if self.continuous:
+            if self._writing is None and trainer.step > self.schedule.last_step \
+                    and self.clock() - self._started >= self.min_interval_s:
+                self._started = self.clock()
+                ref = self._save_periodic(trainer)
+                self._writing = ref.path if ref.checksum is None else None  # None: it was written synchronously
+        elif self.schedule.due(trainer.step):
             self._save_periodic(trainer)
+
+    def on_save_checkpoint(self, trainer: "Trainer", ref: CheckpointRef) -> None:
+        if ref.path == self._writing:
+            self._writing = None
 
     def on_validation_end(self, trainer: "Trainer", metrics: Metrics) -> None:
         if not self.monitor:
@@ -113,17 +138,26 @@ class CheckpointCallback(Callback):
         worst = self.best[-1]["value"]
         return value < worst if self.mode == "min" else value > worst
 
-    def _save_periodic(self, trainer: "Trainer") -> None:
+    def _save_periodic(self, trainer: "Trainer") -> CheckpointRef:
         keep = self.keep_last
-        trainer.save_checkpoint("periodic", reason="periodic",
-                                then=None if keep is None else lambda ref: rotate(ref.path.parent, keep))
+        ref = trainer.save_checkpoint("periodic", reason="continuous" if self.continuous else "periodic",
+                                      then=None if keep is None else lambda ref: rotate(ref.path.parent, keep))
         self.schedule.done(trainer.step)
+        return ref
 
 
 def _delete_best(directory: Path, evicted: list[dict[str, Any]]) -> None:
     """Delete best checkpoints that fell out of the top k (after the new best is durable)."""
     for old in evicted:
         delete_checkpoint(CheckpointRef(directory / old["name"], "best", old["step"]))
+
+
+def _check_continuous(continuous: bool, min_interval_s: Any, every_n_steps: Any, every_n_seconds: Any) -> None:
+    if isinstance(min_interval_s, bool) or not isinstance(min_interval_s, (int, float)) or not min_interval_s >= 0:
+        raise ValueError(f"min_interval_s must be zero or positive seconds, got {min_interval_s!r}")
+    if continuous and (every_n_steps is not None or every_n_seconds is not None):
+        raise ValueError("CheckpointCallback: continuous=True saves whenever the previous save is durable; drop "
+                         "every_n_steps/every_n_seconds (min_interval_s spaces the saves)")
 
 
 def _check(keep_last: Any, monitor: Any, mode: str, save_top_k: Any) -> None:

@@ -18,6 +18,8 @@ import numpy as np
 from emergence.checkpoint.format import _DTYPES as STORABLE_DTYPES
 from emergence.errors import EmergenceError, IncompatibleCheckpointError
 
+_STORABLE_HINT = ("float", "int", "uint", "bool", "bfloat16")
+
 
 class UnstorableLeafError(EmergenceError, TypeError):
     """A state leaf that a checkpoint cannot hold (not an array, or a dtype safetensors lacks)."""
@@ -56,18 +58,10 @@ def leaf_type(name: str, leaf: Any) -> Any:
     return aval
 
 
-_STORABLE_HINT = ("float", "int", "uint", "bool", "bfloat16")
-
-
 def check_storable(tree: Any) -> None:
     """Raise `UnstorableLeafError` naming the first leaf of `tree` a checkpoint cannot hold (cheap: no copies)."""
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
         leaf_type(leaf_path(path), leaf)
-
-
-def _host_copy(name: str, leaf: Any) -> np.ndarray:
-    """A host (non-JAX) leaf as the array it becomes inside `jit`, copied."""
-    return np.array(leaf, dtype=leaf_type(name, leaf).dtype, copy=True)
 
 
 def flatten_to_host(tree: Any) -> tuple[dict[str, np.ndarray], dict[str, str]]:
@@ -88,12 +82,12 @@ def flatten_to_host(tree: Any) -> tuple[dict[str, np.ndarray], dict[str, str]]:
     typed_keys: dict[str, str] = {}
     for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
         name = leaf_path(path)
-        leaf_type(name, leaf)
+        in_jit = leaf_type(name, leaf)
         if is_typed_key(leaf):
             typed_keys[name] = str(jax.random.key_impl(leaf))
             leaf = jax.random.key_data(leaf)
         names.append(name)
-        leaves.append(leaf if isinstance(leaf, jax.Array) else _host_copy(name, leaf))
+        leaves.append(leaf if isinstance(leaf, jax.Array) else np.array(leaf, dtype=in_jit.dtype, copy=True))
     return dict(zip(names, (np.asarray(a) for a in jax.device_get(leaves)))), typed_keys
 
 

@@ -297,7 +297,9 @@ class Trainer:
                         then: Callable[[CheckpointRef], None] | None = None) -> CheckpointRef:
         """Write a checkpoint of the current state; the one way anything saves.
 
-        First waits for a write still in flight from an earlier save and fires its
+        First fires `on_before_save_checkpoint` (callbacks take in what is due at this
+        step, so what `state_dict()` returns does not depend on the callback order), then
+        waits for a write still in flight from an earlier save and fires its
         `on_save_checkpoint`. Then gathers the state (a device→host copy), every
         callback's `state_dict()`, the config and the latest metrics. A `periodic` or
         `best` save from inside the training loop, with async checkpointing, hands the

@@ -102,3 +102,23 @@ def test_the_agreed_reason_is_handed_to_on_agreed_on_every_process():
 def test_a_reason_the_processes_cannot_carry_is_a_one_line_error(reason, message):
     with pytest.raises(ValueError, match=message):
         Stops().propose(reason)
+
+
+def test_a_new_stop_is_one_callback_that_proposes(tmp_path):
+    from emergence import Callback, Trainer
+    from emergence.testing import toy_task
+
+    class Enough(Callback):
+        can_stop = True
+
+        def on_train_call_end(self, trainer, metrics):
+            if trainer.step == 3:
+                trainer.stops.propose("enough")
+
+        def on_fit_end(self, trainer, reason):
+            self.reason = reason
+
+    enough = Enough()
+    trainer = Trainer(callbacks=[enough], max_steps=None, run_dir=tmp_path, resume=None)
+    trainer.fit(toy_task())
+    assert trainer.step == 3 and trainer.stop_reason == enough.reason == trainer.stops.agreed == "enough"

@@ -123,3 +123,13 @@ def test_everything_that_reads_max_steps_copes_with_none(tmp_path):
     assert callbacks[2].trackers[0].history.steps("loss").tolist() == [4, 8]
     assert trainer.logged_step == 8
     assert (tmp_path / "progress.json").exists() and (tmp_path / "summary.json").exists()
+
+
+@pytest.mark.parametrize("max_steps, lasts", [(4, [False, False, False, True]), (None, [False] * 4)])
+def test_the_stop_agreement_meets_after_the_last_call_only_when_there_is_one(tmp_path, monkeypatch, max_steps, lasts):
+    from emergence.parallel.stops import Stops
+
+    seen = []
+    monkeypatch.setattr(Stops, "call_ended", lambda self, last: seen.append(last))
+    Trainer(callbacks=[StopAt(4)], max_steps=max_steps, run_dir=tmp_path, resume=None).fit(toy_task())
+    assert seen == lasts

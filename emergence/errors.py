@@ -28,3 +28,7 @@ class ConfigMismatchError(EmergenceError):
 
 class CheckpointWriteError(EmergenceError):
     """A checkpoint could not be written; the previous ones are intact."""
+
+
+class UsageError(EmergenceError):
+    """A command line or a user's setting is wrong (unknown flag, bad value, missing argument)."""

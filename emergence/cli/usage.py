@@ -17,15 +17,11 @@ from typing import Any
 
 import tyro
 
-from emergence.errors import EmergenceError
+from emergence.errors import EmergenceError, UsageError
 
 _BORDERS = "│╭╮╰╯─ "
 _HELP = "For full helptext"
 _DROPPED = ("Argument helptext", _HELP)
-
-
-class UsageError(EmergenceError):
-    """The command line itself is wrong (unknown flag, bad value, missing argument)."""
 
 
 def parse(target: Any, argv: Sequence[str], prog: str, **kwargs: Any) -> Any:

@@ -13,7 +13,7 @@ import itertools
 from dataclasses import dataclass
 from typing import Any
 
-from emergence.cli.usage import UsageError
+from emergence.errors import UsageError
 from emergence.lab.agents.config import STRUCTURAL_KEYS
 from emergence.lab.agents.hyper import TRACED
 from emergence.lab.config import LabConfig, resolve_key, with_values

@@ -5,9 +5,10 @@ import logging
 
 import pytest
 
-from emergence import Callback, Trainer
+from emergence import Trainer
 from emergence.callbacks import AtexitCheckpointCallback, CheckpointCallback, OnExceptionCheckpointCallback
 from emergence.checkpoint import list_checkpoints, read_checkpoint
+from emergence.testing import Scenario
 from tests.helpers import assert_same_arrays
 from tests.scripts.driver import run_child
 from tests.scripts.reference import assert_resume_is_exact, fit_here
@@ -64,20 +65,11 @@ def test_a_clean_finish_leaves_nothing_for_the_exit_handler_to_do(tmp_path):
     assert _names(run_dir) == [] and done.saved() == []
 
 
-class RaiseAt(Callback):
-    def __init__(self, step):
-        self.step = step
-
-    def on_train_call_end(self, trainer, metrics):
-        if trainer.step == self.step:
-            raise RuntimeError(f"callback failed at step {trainer.step}")
-
-
 def test_exception_in_a_callback_saves_the_last_completed_step_then_propagates(tmp_path):
-    trainer = Trainer(ScriptTask((8,)), [RaiseAt(9), OnExceptionCheckpointCallback()], max_steps=50,
-                      run_dir=tmp_path / "run", resume=None)
-    with pytest.raises(RuntimeError, match="callback failed at step 9"):
-        trainer.fit()
+    failure = RuntimeError("callback failed at step 9")
+    scenario = Scenario(max_steps=50, run_dir=tmp_path / "run", task=ScriptTask((8,)), resume=None)
+    outcome = scenario.raise_at(9, failure).run([OnExceptionCheckpointCallback()])
+    assert outcome.exception is failure, "fit() propagates the callback's own exception"
     saved = tmp_path / "run" / "checkpoints" / "emergency_step_9.safetensors"
     assert read_checkpoint(saved).manifest["reason"] == "exception:RuntimeError"
     straight = fit_here(tmp_path / "straight", 9, resume=None)

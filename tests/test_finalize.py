@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import zipfile
@@ -11,41 +10,29 @@ from pathlib import Path
 import pytest
 
 from emergence import Callback, Trainer
-from emergence.callbacks import (CheckpointCallback, FinalizeCallback, LogThrottleCallback, SignalCheckpointCallback,
-                                 TimeBudgetCallback)
+from emergence.callbacks import (
+    CheckpointCallback,
+    FinalizeCallback,
+    LogThrottleCallback,
+    SignalCheckpointCallback,
+    TimeBudgetCallback,
+)
 from emergence.checkpoint import read_checkpoint
 from emergence.errors import RunDirError
 from emergence.metrics import CSVSink
-from emergence.testing import FakeClock, toy_task
+from emergence.testing import Outcome, Scenario, toy_task
 
 
-class At(Callback):
-    """Runs `action(trainer)` once, after the call that reaches `step`."""
-
-    def __init__(self, step: int, action) -> None:
-        self.step, self.action = step, action
-
-    def on_train_call_end(self, trainer, metrics):
-        if trainer.step == self.step:
-            self.action(trainer)
+@pytest.fixture
+def scenario(scenario: Scenario) -> Scenario:
+    """The kit's scenario, 40 steps, each save durable at once (a summary names the checkpoint on disk)."""
+    return scenario.but(max_steps=40, async_checkpoint=False)
 
 
-class Tick(Callback):
-    """Advances a fake clock by `seconds` after every call."""
-
-    def __init__(self, clock: FakeClock, seconds: float) -> None:
-        self.clock, self.seconds = clock, seconds
-
-    def on_train_call_end(self, trainer, metrics):
-        self.clock.advance(self.seconds)
-
-
-def _fit(run_dir: Path, max_steps: int, *extra: Callback, zip_outputs: bool = False) -> Trainer:
+def _fit(scenario: Scenario, *extra: Callback, zip_outputs: bool = False) -> Outcome:
     callbacks = [CheckpointCallback(every_n_steps=5), LogThrottleCallback(every_n_steps=2, sinks=[CSVSink()]),
                  *extra, FinalizeCallback(zip_outputs=zip_outputs)]
-    trainer = Trainer(toy_task(), callbacks, max_steps=max_steps, run_dir=run_dir, async_checkpoint=False)
-    trainer.fit()
-    return trainer
+    return scenario.run(callbacks)
 
 
 def summary(run_dir: Path) -> dict:
@@ -56,66 +43,62 @@ def sha256sum_check(run_dir: Path) -> subprocess.CompletedProcess:
     return subprocess.run(["sha256sum", "-c", "SHA256SUMS"], cwd=run_dir, capture_output=True, text=True)
 
 
-def test_a_complete_run_is_summed_zipped_and_verified_by_sha256sum(tmp_path):
-    _fit(tmp_path, 10, zip_outputs=True)
-    written = summary(tmp_path)
+def test_a_complete_run_is_summed_zipped_and_verified_by_sha256sum(scenario, run_dir):
+    assert _fit(scenario.but(max_steps=10), zip_outputs=True).exception is None
+    written = summary(run_dir)
     assert (written["status"], written["reason"], written["final_step"]) == ("complete", "max_steps", 10)
     checkpoint = written["latest_checkpoint"]
     assert checkpoint["path"] == "checkpoints/final_step_10.safetensors" and checkpoint["step"] == 10
-    assert checkpoint["checksum"] == read_checkpoint(tmp_path / checkpoint["path"]).checksum
+    assert checkpoint["checksum"] == read_checkpoint(run_dir / checkpoint["path"]).checksum
     assert written["total_seconds"] > 0 and len(written["sessions"]) == 1
 
-    checked = sha256sum_check(tmp_path)
+    checked = sha256sum_check(run_dir)
     assert checked.returncode == 0, checked.stdout + checked.stderr
-    listed = [line.split("  ", 1)[1] for line in (tmp_path / "SHA256SUMS").read_text().splitlines()]
+    listed = [line.split("  ", 1)[1] for line in (run_dir / "SHA256SUMS").read_text().splitlines()]
     assert {"summary.json", "metrics.csv", "checkpoints/final_step_10.safetensors"} <= set(listed)
-    with zipfile.ZipFile(tmp_path / "outputs.zip") as archive:
+    with zipfile.ZipFile(run_dir / "outputs.zip") as archive:
         assert archive.testzip() is None
         assert sorted(archive.namelist()) == sorted([*listed, "SHA256SUMS"])
         assert json.loads(archive.read("summary.json")) == written
 
-    (tmp_path / "metrics.csv").write_text("step\n1\n")
-    assert sha256sum_check(tmp_path).returncode != 0, "a changed file fails the check"
+    (run_dir / "metrics.csv").write_text("step\n1\n")
+    assert sha256sum_check(run_dir).returncode != 0, "a changed file fails the check"
 
 
-def test_a_time_budget_stop_is_interrupted_and_the_next_session_completes_with_both_sessions(tmp_path):
-    clock = FakeClock(0.0)
-    budget = TimeBudgetCallback(max_duration=100.0, margin=10.0, start=0.0, clock=clock)
-    first = _fit(tmp_path, 40, budget, Tick(clock, 10.0))
-    stopped = summary(tmp_path)
+def test_a_time_budget_stop_is_interrupted_and_the_next_session_completes_with_both_sessions(scenario, run_dir,
+                                                                                            fake_clock):
+    budget = TimeBudgetCallback(max_duration=100.0, margin=10.0, start=fake_clock(), clock=fake_clock)
+    first = _fit(scenario.but(seconds_per_call=10.0), budget)
+    stopped = summary(run_dir)
     assert (stopped["status"], stopped["reason"]) == ("interrupted", "time_budget")
     assert stopped["final_step"] == first.step < 40
-    assert not (tmp_path / "outputs.zip").exists(), "zip_outputs=False"
+    assert not (run_dir / "outputs.zip").exists(), "zip_outputs=False"
 
-    _fit(tmp_path, 40)
-    done = summary(tmp_path)
+    assert _fit(scenario).exception is None
+    done = summary(run_dir)
     assert (done["status"], done["reason"], done["final_step"]) == ("complete", "max_steps", 40)
     sessions = done["sessions"]
     assert [(s["start_step"], s["end_step"], s["reason"]) for s in sessions] == [
         (0, first.step, "time_budget"), (first.step, 40, "max_steps")]
     assert done["total_seconds"] == pytest.approx(sum(s["seconds"] for s in sessions))
-    assert sha256sum_check(tmp_path).returncode == 0
+    assert sha256sum_check(run_dir).returncode == 0
 
 
-def test_a_signal_stop_is_interrupted_and_names_the_emergency_checkpoint(tmp_path):
-    stop = At(7, lambda trainer: os.kill(os.getpid(), signal.SIGTERM))
-    _fit(tmp_path, 40, stop, SignalCheckpointCallback(exit_process=False))
-    written = summary(tmp_path)
+def test_a_signal_stop_is_interrupted_and_names_the_emergency_checkpoint(scenario, run_dir):
+    _fit(scenario.signal_at(7, signal.SIGTERM), SignalCheckpointCallback(exit_process=False))
+    written = summary(run_dir)
     assert (written["status"], written["reason"], written["final_step"]) == ("interrupted", "signal:SIGTERM", 7)
     assert written["latest_checkpoint"]["path"] == "checkpoints/emergency_step_7.safetensors"
-    assert sha256sum_check(tmp_path).returncode == 0
+    assert sha256sum_check(run_dir).returncode == 0
 
 
-def test_an_exception_is_summarised_and_still_propagates(tmp_path):
-    def fail(trainer):
-        raise RuntimeError("injected failure")
-
-    with pytest.raises(RuntimeError, match="injected failure"):
-        _fit(tmp_path, 40, At(6, fail))
-    written = summary(tmp_path)
+def test_an_exception_is_summarised_and_still_propagates(scenario, run_dir):
+    failure = RuntimeError("injected failure")
+    assert _fit(scenario.raise_at(6, failure)).exception is failure
+    written = summary(run_dir)
     assert (written["status"], written["reason"], written["final_step"]) == ("interrupted", "exception:RuntimeError", 6)
     assert written["latest_checkpoint"]["step"] == 5
-    assert sha256sum_check(tmp_path).returncode == 0
+    assert sha256sum_check(run_dir).returncode == 0
 
 
 def test_an_unwritable_output_dir_fails_before_training_with_one_line(tmp_path, read_only_dir):

@@ -15,7 +15,7 @@ from emergence.callbacks import (
     TrackerCallback,
 )
 from emergence.metrics import CSVSink
-from emergence.testing import FakeClock, toy_task
+from emergence.testing import toy_task
 
 
 class StopAt(Callback):
@@ -107,22 +107,20 @@ def test_the_survival_callbacks_that_can_stop_say_so():
     assert TimeBudgetCallback.can_stop and SignalCheckpointCallback.can_stop and not Callback.can_stop
 
 
-def test_everything_that_reads_max_steps_copes_with_none(tmp_path):
+def test_everything_that_reads_max_steps_copes_with_none(scenario, fake_clock, run_dir):
     """Logger, trackers, artifacts, finalize, progress and the time budget, on a run without max_steps."""
     from tests.test_trackers import probe, tracker_pair
 
-    clock = FakeClock()
-    sink = CSVSink()
-    callbacks = [TimeBudgetCallback(max_duration=3600, clock=clock), LogThrottleCallback(every_n_steps=4, sinks=[sink]),
+    callbacks = [TimeBudgetCallback(max_duration=3600, clock=fake_clock),
+                 LogThrottleCallback(every_n_steps=4, sinks=[CSVSink()]),
                  TrackerCallback(every_n_steps=4, trackers=tracker_pair(), probe=probe),
                  ArtifactExportCallback(every_n_steps=4), FinalizeCallback(zip_outputs=False),
-                 RichProgressCallback(plain_every_n_seconds=0.001), StopAt(10)]
-    trainer = Trainer(callbacks=callbacks, max_steps=None, run_dir=tmp_path, resume=None)
-    trainer.fit(toy_task())
-    assert trainer.step == 10 and trainer.stop_reason == "enough"
+                 RichProgressCallback(plain_every_n_seconds=0.001)]
+    outcome = scenario.but(max_steps=None, resume=None).stop_at(10, "enough").run(callbacks)
+    assert outcome.exception is None and outcome.step == 10 and outcome.stop_reason == "enough"
     assert callbacks[2].trackers[0].history.steps("loss").tolist() == [4, 8]
-    assert trainer.logged_step == 8
-    assert (tmp_path / "progress.json").exists() and (tmp_path / "summary.json").exists()
+    assert outcome.trainer.logged_step == 8
+    assert (run_dir / "progress.json").exists() and (run_dir / "summary.json").exists()
 
 
 @pytest.mark.parametrize("max_steps, lasts", [(4, [False, False, False, True]), (None, [False] * 4)])

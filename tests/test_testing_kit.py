@@ -1,6 +1,7 @@
 """The callback test kit itself: the scenario's scripted events, what its outcome reports, the pytest plugin."""
 from __future__ import annotations
 
+import logging
 import re
 import signal
 from importlib.metadata import entry_points
@@ -71,6 +72,14 @@ def test_a_signal_nothing_handles_is_refused_instead_of_ending_the_test_run(scen
     outcome = scenario.signal_at(3, signal.SIGUSR1).run([])
     assert isinstance(outcome.exception, RuntimeError) and "nothing in this process handles SIGUSR1" in str(
         outcome.exception)
+
+
+def test_a_stop_at_step_k_ends_a_run_without_max_steps_and_without_the_no_stop_warning(scenario, caplog, monkeypatch):
+    monkeypatch.setattr(logging.getLogger("emergence"), "propagate", True)
+    with caplog.at_level(logging.WARNING, logger="emergence"):
+        outcome = scenario.but(max_steps=None).stop_at(6, "enough").run([])
+    assert outcome.stop_reason == "enough" and outcome.step == 6 and outcome.events == [(6, "stop 'enough'")]
+    assert "no callback can stop the run" not in caplog.text
 
 
 def test_a_full_disk_fails_checkpoint_writes_with_enospc(scenario):

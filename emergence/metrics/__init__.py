@@ -8,6 +8,7 @@ from emergence.metrics.csv_sink import CSVSink, read_metrics_csv
 from emergence.metrics.schedule import Every
 from emergence.metrics.sink import Sink, SinkStart
 from emergence.metrics.tensorboard_sink import TensorBoardSink
+from emergence.metrics.wandb_sink import WandbSink
 
 __all__ = ["CSVSink", "ConsoleSink", "Every", "MetricAccumulator", "Sink", "SinkStart", "Stats", "TensorBoardSink",
-           "read_metrics_csv"]
+           "WandbSink", "read_metrics_csv"]

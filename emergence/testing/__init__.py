@@ -6,9 +6,9 @@
     assert outcome.stop_reason == "signal:SIGTERM"
 
 - `Scenario` drives a real `Trainer.fit()` on a tiny task with scripted events (a signal
-  at step k, clock jumps, a checkpoint write failing with ENOSPC, an exception at step
-  k, NaN at step k, a resume) and returns an `Outcome`: hooks fired in order, files on
-  disk, checkpoints, stop reason, the exception or exit code.
+  at step k, clock jumps, a stop request, a checkpoint write failing with ENOSPC, an
+  exception at step k, NaN at step k, a resume) and returns an `Outcome`: hooks fired in
+  order, files on disk, checkpoints, stop reason, the exception or exit code.
 - `toy_task`, `DivergingTask`: tasks that compile and run in well under a second.
 - `FakeClock`: time that moves only when told to; `fire`: call one hook by hand.
 - A pytest plugin (installed with the package) adds the fixtures `fake_clock`,

@@ -111,6 +111,7 @@ class Scenario:
         self.trainer_args = trainer_args
         self.events: list[tuple[int, str, Callable[[Any], None]]] = []
         self.disk_full_from: int | None = None
+        self.stops = False  # a stop_at is scripted: the run can end before max_steps (max_steps=None is fine)
 
     def but(self, **changes: Any) -> "Scenario":
         """A copy without events or a full disk, sharing the run dir, task and clock; `changes` override settings."""
@@ -142,6 +143,11 @@ class Scenario:
             raise error
 
         return self._add(step, f"raise {type(error).__name__}", fail)
+
+    def stop_at(self, step: int, reason: str = "scripted") -> "Scenario":
+        """Ask the trainer to stop at `step` with `reason`, as a time budget or early stopping would."""
+        self.stops = True
+        return self._add(step, f"stop {reason!r}", lambda trainer: trainer.request_stop(reason))
 
     def disk_full_at(self, step: int) -> "Scenario":
         """From `step` on, every checkpoint write fails with ENOSPC (a full disk), nothing written."""
@@ -187,6 +193,7 @@ class _Director(Callback):
         self.calls: list[HookCall] = []
         self.fired: list[tuple[int, str]] = []
         self._pending = sorted(scenario.events, key=lambda event: event[0])
+        self.can_stop = scenario.stops  # the Trainer's max_steps=None warning asks every callback
 
     @property
     def state_key(self) -> str:

@@ -15,7 +15,6 @@ durable one was snapshotted one to two save durations earlier); periodic up to o
 from __future__ import annotations
 
 import argparse
-import os
 import random
 import signal
 import statistics

@@ -23,7 +23,6 @@ from pathlib import Path
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
 import pytest
 
@@ -140,7 +139,8 @@ def table_edits(raw: bytes) -> Iterator[Mutant]:
         yield f"{name}: removed", _join({k: v for k, v in header.items() if k != name}, data, length)
         renamed = {(f"{name}_" if k == name else k): v for k, v in header.items()}
         yield f"{name}: renamed", _join(renamed, data, length)
-    yield "extra tensor", _join({**header, "extra": {"dtype": "U8", "shape": [0], "data_offsets": [0, 0]}}, data, length)
+    extra = {"dtype": "U8", "shape": [0], "data_offsets": [0, 0]}
+    yield "extra tensor", _join({**header, "extra": extra}, data, length)
 
 
 def _manifest_edits(manifest: dict) -> Iterator[tuple[str, dict | str]]:
@@ -171,7 +171,8 @@ def manifest_edits(raw: bytes) -> Iterator[Mutant]:
     flipped = digest[:-1] + ("0" if digest[-1] != "0" else "1")
     for new in (f"{other}:{digest}", f"{algorithm}:{flipped}", f"{algorithm}:", "", digest, 7, None, checksum.upper()):
         yield f"checksum {new!r}", _join({**header, "__metadata__": {**metadata, CHECKSUM_KEY: new}}, data, length)
-    for metadata_value in ({}, [], "x", None, {MANIFEST_KEY: metadata[MANIFEST_KEY]}, {CHECKSUM_KEY: checksum}):
+    for metadata_value in ({}, [], "x", None, {MANIFEST_KEY: metadata[MANIFEST_KEY]},
+                           {CHECKSUM_KEY: checksum}):
         yield f"__metadata__ {metadata_value!r}", _join({**header, "__metadata__": metadata_value}, data, length)
     yield "header is a list", _join([1, 2], data, length)  # type: ignore[arg-type]
 

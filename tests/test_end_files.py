@@ -27,7 +27,8 @@ def _latest(trainer):
 @pytest.mark.parametrize("async_checkpoint", [True, False])
 def test_a_final_save_at_a_periodic_step_is_a_hard_link_of_it(tmp_path, async_checkpoint):
     trainer = _fit(tmp_path, 10, async_checkpoint)
-    periodic, final = trainer.checkpoint_dir / "step_10.safetensors", trainer.checkpoint_dir / "final_step_10.safetensors"
+    folder = trainer.checkpoint_dir
+    periodic, final = folder / "step_10.safetensors", folder / "final_step_10.safetensors"
     assert os.path.samefile(periodic, final) and os.stat(final).st_nlink == 2
     assert trainer.last_checkpoint.path == final and trainer.last_checkpoint.kind == "final"
     assert trainer.last_checkpoint.checksum == read_checkpoint(final).checksum

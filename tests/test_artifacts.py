@@ -12,18 +12,7 @@ from emergence.callbacks import ArtifactExportCallback, CheckpointCallback, LogT
 from emergence.errors import RunDirError
 from emergence.metrics import CSVSink, read_metrics_csv
 from emergence.metrics.plots import PANEL_INCHES, series_from_rows, training_curves_figure
-from emergence.testing import toy_task
-
-
-class StopAt(Callback):
-    """Asks the trainer to stop at `step`, as a time budget does."""
-
-    def __init__(self, step: int) -> None:
-        self.step = step
-
-    def on_train_call_end(self, trainer, metrics):
-        if trainer.step >= self.step:
-            trainer.request_stop("time_budget")
+from emergence.testing import Scenario, toy_task
 
 
 class ReadProgress(Callback):
@@ -37,31 +26,34 @@ class ReadProgress(Callback):
             self.seen = json.loads((trainer.run_dir / "progress.json").read_text())
 
 
-def _fit(run_dir: Path, max_steps: int, *extra: Callback, output_dir: Path | None = None) -> Trainer:
+@pytest.fixture
+def scenario(scenario: Scenario) -> Scenario:
+    """The kit's scenario, 40 steps, evaluated every 10, each save durable at once."""
+    return scenario.but(max_steps=40, eval_every_n_steps=10, async_checkpoint=False)
+
+
+def _fit(scenario: Scenario, *extra: Callback, output_dir: Path | None = None) -> None:
     callbacks = [CheckpointCallback(every_n_steps=10), LogThrottleCallback(every_n_steps=5, sinks=[CSVSink()]),
                  ArtifactExportCallback(every_n_steps=10, every_n_seconds=None, output_dir=output_dir), *extra]
-    trainer = Trainer(toy_task(), callbacks, max_steps=max_steps, run_dir=run_dir, eval_every_n_steps=10,
-                      async_checkpoint=False)
-    trainer.fit()
-    return trainer
+    assert scenario.run(callbacks).exception is None
 
 
-def test_progress_json_exists_mid_run_and_names_the_last_checkpoint(tmp_path):
+def test_progress_json_exists_mid_run_and_names_the_last_checkpoint(scenario, run_dir):
     reader = ReadProgress(13)
-    _fit(tmp_path, 20, reader)
+    _fit(scenario.but(max_steps=20), reader)
     assert reader.seen["step"] == 10, "exported at step 10, before the kill a session could suffer at 13"
     assert reader.seen["last_checkpoint"]["path"] == "checkpoints/step_10.safetensors"
     assert set(reader.seen["metrics"]) == {"loss", "grad_norm"}, "exported before the evaluation at step 10"
-    final = json.loads((tmp_path / "progress.json").read_text())
+    final = json.loads((run_dir / "progress.json").read_text())
     assert (final["step"], final["stop_reason"], final["max_steps"]) == (20, "max_steps", 20)
     assert final["last_checkpoint"]["path"] == "checkpoints/final_step_20.safetensors"
     assert final["metrics_step"] == 20
 
 
-def test_training_curves_png_is_a_valid_image_with_one_panel_per_tag_family_and_the_resume_marked(tmp_path):
+def test_training_curves_png_is_a_valid_image_with_one_panel_per_tag_family_and_the_resume_marked(scenario, tmp_path):
     out = tmp_path / "out"
-    _fit(tmp_path / "run", 40, StopAt(20), output_dir=out)
-    _fit(tmp_path / "run", 40, output_dir=out)
+    _fit(scenario.but().stop_at(20, "time_budget"), output_dir=out)
+    _fit(scenario, output_dir=out)
     assert json.loads((out / "progress.json").read_text())["resumed_at"] == [20]
 
     with Image.open(out / "training_curves.png") as image:

@@ -16,10 +16,9 @@ from pathlib import Path
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from emergence import Callback, Trainer
 from emergence.callbacks import CheckpointCallback, LogThrottleCallback
 from emergence.metrics import CSVSink, TensorBoardSink, read_metrics_csv
-from emergence.testing import toy_task
+from emergence.testing import Scenario
 from tests.helpers import SCRIPTS, wait_for_line
 from tests.scripts.driver import COMPILE_CACHE
 
@@ -84,24 +83,13 @@ def test_sigkill_and_resume_leave_the_same_csv_rows_and_tensorboard_series_as_a_
     assert len(list((tmp_path / "killed" / "tensorboard").iterdir())) == 2, "one event file per session"
 
 
-class StopAt(Callback):
-    """Asks the trainer to stop at `step` with `reason`, as a time budget does."""
-
-    def __init__(self, step: int, reason: str = "time_budget") -> None:
-        self.step, self.reason = step, reason
-
-    def on_train_call_end(self, trainer, metrics):
-        if trainer.step >= self.step:
-            trainer.request_stop(self.reason)
-
-
-def _fit(run_dir: Path, max_steps: int, resume="auto", stop_at: int | None = None) -> Trainer:
+def _fit(run_dir: Path, max_steps: int, resume="auto", stop_at: int | None = None) -> None:
+    """Checkpoints every 10 steps, logs every 4, evaluates every 10; `stop_at`: stops there as a time budget does."""
+    scenario = Scenario(max_steps=max_steps, run_dir=run_dir, resume=resume, eval_every_n_steps=10)
+    if stop_at is not None:
+        scenario.stop_at(stop_at, "time_budget")
     logger = LogThrottleCallback(every_n_steps=4, sinks=[CSVSink(), TensorBoardSink()])
-    extra = [StopAt(stop_at)] if stop_at is not None else []
-    trainer = Trainer(toy_task(), [CheckpointCallback(every_n_steps=10), logger, *extra], max_steps=max_steps,
-                      run_dir=run_dir, resume=resume, eval_every_n_steps=10)
-    trainer.fit()
-    return trainer
+    assert scenario.run([CheckpointCallback(every_n_steps=10), logger]).exception is None
 
 
 @pytest.fixture(scope="module")

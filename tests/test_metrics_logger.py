@@ -14,7 +14,7 @@ import pytest
 from emergence import Callback, Trainer
 from emergence.callbacks import LogThrottleCallback
 from emergence.metrics import CSVSink, read_metrics_csv
-from emergence.testing import FakeClock, toy_task
+from emergence.testing import toy_task
 
 
 class MemorySink:
@@ -101,22 +101,11 @@ def test_logged_mean_last_and_max_are_those_of_the_window_since_the_last_fetch(t
     assert [step for step, _ in sink.writes] == [5, 10]
 
 
-class Tick(Callback):
-    """Advances a fake clock by `seconds` after every call."""
-
-    def __init__(self, clock: FakeClock, seconds: float) -> None:
-        self.clock, self.seconds = clock, seconds
-
-    def on_train_call_end(self, trainer, metrics):
-        self.clock.advance(self.seconds)
-
-
-def test_every_n_seconds_logs_on_the_clock_alone(tmp_path, fetches):
-    clock, sink = FakeClock(), MemorySink()
-    logger = LogThrottleCallback(every_n_steps=None, every_n_seconds=10.0, sinks=[sink], clock=clock)
-    _fit(tmp_path, logger, 35, Tick(clock, 1.0))
-    # The tick runs after the logger, so the logger sees 10 s pass at the call after each 10th.
-    assert sink.steps("loss") == [11, 21, 31, 35], "every 10 s, and the last window at max_steps"
+def test_every_n_seconds_logs_on_the_clock_alone(scenario, fake_clock, fetches):
+    sink = MemorySink()
+    logger = LogThrottleCallback(every_n_steps=None, every_n_seconds=10.0, sinks=[sink], clock=fake_clock)
+    assert scenario.but(max_steps=35, resume=None).run([logger]).exception is None  # each call takes 1 s
+    assert sink.steps("loss") == [10, 20, 30, 35], "every 10 s, and the last window at max_steps"
     assert len(fetches) == 4
 
 

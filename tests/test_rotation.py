@@ -69,19 +69,10 @@ def test_top_k_bookkeeping_survives_resume(tmp_path):
     assert _names(trainer, "periodic") == [60]
 
 
-def test_time_based_saves_use_the_injected_clock(tmp_path):
-    from emergence.testing import FakeClock
-
-    clock = FakeClock()
-
-    class Tick(Callback):
-        def on_train_call_end(self, trainer, metrics):
-            clock.advance(4.0)
-
-    trainer = Trainer(toy_task(), [Tick(), CheckpointCallback(every_n_seconds=10, keep_last=None, clock=clock)],
-                      max_steps=9, run_dir=tmp_path, resume=None)
-    trainer.fit()
-    assert _names(trainer, "periodic") == [3, 6, 9]
+def test_time_based_saves_use_the_injected_clock(scenario, fake_clock):
+    checkpoint = CheckpointCallback(every_n_seconds=10, keep_last=None, clock=fake_clock)
+    outcome = scenario.but(max_steps=9, seconds_per_call=4.0, resume=None).run([checkpoint])
+    assert outcome.stop_reason == "max_steps" and _names(outcome.trainer, "periodic") == [3, 6, 9]
 
 
 @pytest.mark.parametrize("kwargs, message", [

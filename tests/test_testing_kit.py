@@ -79,6 +79,7 @@ def test_a_stop_at_step_k_ends_a_run_without_max_steps_and_without_the_no_stop_w
     with caplog.at_level(logging.WARNING, logger="emergence"):
         outcome = scenario.but(max_steps=None).stop_at(6, "enough").run([])
     assert outcome.stop_reason == "enough" and outcome.step == 6 and outcome.events == [(6, "stop 'enough'")]
+    assert int(outcome.state.step) == 6, "the state fit() returned"
     assert "no callback can stop the run" not in caplog.text
 
 
@@ -91,6 +92,7 @@ def test_a_full_disk_fails_checkpoint_writes_with_enospc(scenario):
 def test_an_exception_at_step_k_and_a_resume(scenario):
     outcome = scenario.raise_at(12).run(lambda clock: [CheckpointCallback(every_n_steps=5)])
     assert outcome.stop_reason == "exception:RuntimeError" and str(outcome.exception) == "scripted failure at step 12"
+    assert outcome.state is None, "fit() returned nothing"
     again = outcome.resume()
     assert again.trainer.fit_start_step == 10 and again.stop_reason == "max_steps" and again.exception is None
     assert again.hook_names()[:3] == ["setup", "on_load_checkpoint", "on_fit_start"]

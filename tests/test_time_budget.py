@@ -43,38 +43,16 @@ def test_a_20_second_budget_ends_with_a_durable_final_checkpoint_close_to_the_wa
     assert ckpt.manifest["reason"] == "time_budget"
 
 
-class Tick(Callback):
-    """Moves a fake clock forward by `seconds` per train call: a run whose calls take that long."""
-
-    def __init__(self, clock, seconds):
-        self.clock, self.seconds = clock, seconds
-
-    def on_train_call_end(self, trainer, metrics):
-        self.clock.advance(self.seconds)
-
-
-class CountSaves(Callback):
-    def __init__(self):
-        self.kinds = []
-
-    def on_save_checkpoint(self, trainer, ref):
-        self.kinds.append(ref.kind)
-
-
 @pytest.mark.parametrize("with_checkpoint_callback", [False, True])
-def test_stops_at_margin_plus_call_plus_save_and_writes_one_final(tmp_path, with_checkpoint_callback):
-    clock = FakeClock()
-    budget = TimeBudgetCallback(max_duration=100, margin=10, clock=clock)
-    saves = CountSaves()
+def test_stops_at_margin_plus_call_plus_save_and_writes_one_final(scenario, fake_clock, with_checkpoint_callback):
+    budget = TimeBudgetCallback(max_duration=100, margin=10, clock=fake_clock)  # each call takes 1 s of fake_clock
     extra = [CheckpointCallback()] if with_checkpoint_callback else []
-    trainer = Trainer(toy_task(), [Tick(clock, 1.0), budget, *extra, saves], max_steps=500, run_dir=tmp_path,
-                      resume=None)
-    trainer.fit()
-    assert trainer.stop_reason == "time_budget"
+    outcome = scenario.but(max_steps=500, resume=None).run([budget, *extra])
+    assert outcome.stop_reason == "time_budget"
     # needs margin 10 + call ~1 + save ~0.5 (guess for a tiny state) + ~1 queued: stops with ~12 s left
-    assert 85 <= trainer.step <= 90 and budget.remaining > budget.margin
-    assert saves.kinds == ["final"]
-    assert read_checkpoint(trainer.last_checkpoint.path).manifest["step"] == trainer.step
+    assert 85 <= outcome.step <= 90 and budget.remaining > budget.margin
+    assert [call.arg.kind for call in outcome.hooks if call.hook == "on_save_checkpoint"] == ["final"]
+    assert read_checkpoint(outcome.trainer.last_checkpoint.path).manifest["step"] == outcome.step
 
 
 def test_too_little_time_left_at_start_trains_nothing(tmp_path, caplog, monkeypatch):

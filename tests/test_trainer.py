@@ -48,30 +48,16 @@ def test_only_overridden_hooks_are_dispatched(tmp_path):
     assert len(dispatched["on_train_call_end"]) == 1 and dispatched["on_load_checkpoint"] == []
 
 
-class StopAt(Callback):
-    def __init__(self, step, reason):
-        self.step, self.reason, self.seen_reason = step, reason, None
-
-    def on_train_call_end(self, trainer, metrics):
-        if trainer.step >= self.step:
-            trainer.request_stop(self.reason)
-            trainer.request_stop("second reason is ignored")
-
-    def on_fit_end(self, trainer, reason):
-        self.seen_reason = reason
-
-
-def test_stop_request_is_honoured_at_the_next_call_boundary(tmp_path):
-    stopper = StopAt(6, "time_budget")
-    trainer = Trainer(toy_task(), [stopper], max_steps=100, steps_per_call=3, run_dir=tmp_path, resume=None)
-    state = trainer.fit()
-    assert trainer.step == 6 and int(state.step) == 6
-    assert trainer.stop_reason == stopper.seen_reason == "time_budget"
+def test_stop_request_is_honoured_at_the_next_call_boundary(scenario):
+    recorder = EveryHook()
+    outcome = (scenario.but(max_steps=100, steps_per_call=3, resume=None)
+               .stop_at(6, "time_budget").stop_at(6, "second reason is ignored").run([recorder]))
+    assert outcome.step == 6 and int(outcome.state.step) == 6
+    assert outcome.stop_reason == "time_budget" and recorder.events[-2] == ("end", "time_budget")
 
 
 def test_the_hot_path_never_transfers_device_to_host(tmp_path):
-    trainer = Trainer(toy_task(), [StopAt(10**9, "never")], max_steps=20, steps_per_call=2, run_dir=tmp_path,
-                      resume=None)
+    trainer = Trainer(toy_task(), [EveryHook()], max_steps=20, steps_per_call=2, run_dir=tmp_path, resume=None)
     with jax.transfer_guard_device_to_host("disallow"):
         trainer.fit()
     assert trainer.step == 20
@@ -95,21 +81,13 @@ def test_resuming_a_finished_run_returns_without_training(tmp_path):
     assert recorder.events == ["setup", "on_fit_start", ("end", "max_steps"), "teardown"]
 
 
-class Boom(Callback):
-    def on_train_call_end(self, trainer, metrics):
-        if trainer.step == 3:
-            raise RuntimeError("boom")
-
-
-def test_an_exception_fires_on_exception_and_on_fit_end_then_propagates(tmp_path):
-    recorder = EveryHook()
-    trainer = Trainer(toy_task(), [Boom(), CheckpointCallback(), recorder], max_steps=10, run_dir=tmp_path,
-                      resume=None)
-    with pytest.raises(RuntimeError, match="boom"):
-        trainer.fit()
+def test_an_exception_fires_on_exception_and_on_fit_end_then_propagates(scenario):
+    recorder, boom = EveryHook(), RuntimeError("boom")
+    outcome = scenario.but(max_steps=10, resume=None).raise_at(3, boom).run([CheckpointCallback(), recorder])
+    assert outcome.exception is boom
     assert recorder.events[-3:] == [("exception", "RuntimeError"), ("end", "exception:RuntimeError"), "teardown"]
-    assert trainer.stop_reason == "exception:RuntimeError" and not trainer.fitting
-    assert not list(trainer.checkpoint_dir.glob("final_*"))
+    assert outcome.stop_reason == "exception:RuntimeError" and not outcome.trainer.fitting
+    assert not list(outcome.trainer.checkpoint_dir.glob("final_*"))
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -54,6 +54,7 @@ class Outcome:
         exit_code: the code of a `SystemExit` (a signal callback ending the process), else None.
         files: every file under the run dir, as sorted relative POSIX paths.
         trainer: the Trainer, for anything else.
+        state: the state `fit()` returned (None when it raised).
     """
 
     scenario: "Scenario"
@@ -64,6 +65,7 @@ class Outcome:
     exception: BaseException | None
     exit_code: int | str | None
     files: list[str] = field(default_factory=list)
+    state: Any = None
 
     @property
     def stop_reason(self) -> str | None:
@@ -167,16 +169,16 @@ class Scenario:
         director = _Director(self)
         trainer = Trainer(callbacks=[director, *built], max_steps=self.max_steps, run_dir=self.run_dir,
                           **self.trainer_args)
-        exception, exit_code = None, None
+        exception, exit_code, state = None, None, None
         with _disk_full(self.disk_full_from):
             try:
-                trainer.fit(self.task if self.task is not None else toy_task())
+                state = trainer.fit(self.task if self.task is not None else toy_task())
             except SystemExit as done:
                 exit_code = done.code
             except BaseException as err:  # the outcome reports it; KeyboardInterrupt from SIGINT too
                 exception = err
         files = sorted(p.relative_to(self.run_dir).as_posix() for p in self.run_dir.rglob("*") if p.is_file())
-        return Outcome(self, callbacks, trainer, director.calls, director.fired, exception, exit_code, files)
+        return Outcome(self, callbacks, trainer, director.calls, director.fired, exception, exit_code, files, state)
 
     def _add(self, step: int, description: str, action: Callable[[Any], None]) -> "Scenario":
         if isinstance(step, bool) or not isinstance(step, int) or step < 1:

@@ -8,22 +8,10 @@ import jax
 import pytest
 from rich.console import Console
 
-from emergence import Callback, Trainer
+from emergence import Trainer
 from emergence.callbacks import CheckpointCallback, LogThrottleCallback, RichProgressCallback, TimeBudgetCallback
 from emergence.metrics import CSVSink
 from emergence.testing import FakeClock, toy_task
-from tests.test_lightning_shape import StopAt
-
-
-class Tick(Callback):
-    """Advances fake clocks by `seconds` after every call (before the progress callback reads them)."""
-
-    def __init__(self, seconds: float, *clocks: FakeClock) -> None:
-        self.seconds, self.clocks = seconds, clocks
-
-    def on_train_call_end(self, trainer, metrics):
-        for clock in self.clocks:
-            clock.advance(self.seconds)
 
 
 class Poisoned:
@@ -44,28 +32,24 @@ def plain_console() -> tuple[Console, io.StringIO]:
     return Console(file=out, force_terminal=False, width=200), out
 
 
-def test_without_a_terminal_it_prints_one_short_line_a_minute_with_rate_eta_budget_checkpoint_and_metrics(tmp_path):
-    clock, budget_clock = FakeClock(0.0), FakeClock(0.0)
-    console, out = plain_console()
-    callbacks = [TimeBudgetCallback(max_duration=3600.0, start=0.0, clock=budget_clock),
+def test_without_a_terminal_it_prints_one_short_line_a_minute_with_rate_eta_budget_checkpoint_and_metrics(
+        scenario, fake_clock):
+    console, out = plain_console()  # each call takes a second of fake_clock, which every callback reads
+    callbacks = [TimeBudgetCallback(max_duration=3600.0, start=fake_clock(), clock=fake_clock),
                  CheckpointCallback(every_n_steps=50), LogThrottleCallback(every_n_steps=25, sinks=[CSVSink()]),
-                 Tick(1.0, clock, budget_clock), RichProgressCallback(console=console, clock=clock)]
-    Trainer(toy_task(), callbacks, max_steps=150, run_dir=tmp_path, async_checkpoint=False).fit()
+                 RichProgressCallback(console=console, clock=fake_clock)]
+    assert scenario.but(max_steps=150, async_checkpoint=False).run(callbacks).exception is None
     lines = out.getvalue().splitlines()
     assert [re.match(r"step (\d+)/", line).group(1) for line in lines] == ["0", "60", "120", "150"]
     assert all(len(line) < 200 for line in lines)
-    # the budget publishes trainer.time_left at its own hook, before Tick moved the clock a second on
-    assert "1.0 steps/s · ETA 0:01:30 · budget 0:59:01 left · ckpt 50 (0:00:11 ago) · grad_norm" in lines[1]
+    assert "1.0 steps/s · ETA 0:01:30 · budget 0:59:00 left · ckpt 50 (0:00:10 ago) · grad_norm" in lines[1]
     assert lines[-1].endswith("stopped: max_steps")
 
 
-def test_without_max_steps_it_shows_the_step_and_rate_without_a_total_or_eta(tmp_path):
-    clock = FakeClock(0.0)
+def test_without_max_steps_it_shows_the_step_and_rate_without_a_total_or_eta(scenario, fake_clock):
     console, out = plain_console()
-    stop = StopAt(4)
-    Trainer(callbacks=[Tick(1.0, clock, FakeClock()), stop, RichProgressCallback(console=console, clock=clock,
-                                                                                 plain_every_n_seconds=2.0)],
-            run_dir=tmp_path, resume=None).fit(toy_task())
+    progress = RichProgressCallback(console=console, clock=fake_clock, plain_every_n_seconds=2.0)
+    assert scenario.but(max_steps=None, resume=None).stop_at(4, "enough").run([progress]).exception is None
     lines = out.getvalue().splitlines()
     assert lines[0].startswith("step 0 · – steps/s · ETA –") and "/" not in lines[0].split("·")[0]
     assert lines[-1].startswith("step 4 · 1.0 steps/s · ETA –") and lines[-1].endswith("stopped: enough")
@@ -88,16 +72,14 @@ def test_a_terminal_gets_a_live_bar(tmp_path):
     assert "step 5/5 (100%)" in out.getvalue() and "━" in out.getvalue() and "stopped: max_steps" in out.getvalue()
 
 
-def test_a_fit_with_progress_makes_no_host_transfer(tmp_path, monkeypatch):
+def test_a_fit_with_progress_makes_no_host_transfer(scenario, fake_clock, monkeypatch):
     calls: list[str] = []
     for name in ("device_get", "block_until_ready"):
         real = getattr(jax, name)
         monkeypatch.setattr(jax, name, lambda *a, _real=real, _name=name, **k: (calls.append(_name), _real(*a, **k))[1])
-    clock = FakeClock()
     console, out = plain_console()
-    Trainer(toy_task(), [Tick(1.0, clock), RichProgressCallback(console=console, clock=clock,
-                                                                plain_every_n_seconds=5.0)],
-            max_steps=30, run_dir=tmp_path).fit()
+    progress = RichProgressCallback(console=console, clock=fake_clock, plain_every_n_seconds=5.0)
+    assert scenario.but(max_steps=30).run([progress]).exception is None
     assert len(out.getvalue().splitlines()) == 8, "it did refresh: at 0, every 5 s, and at the end"
     assert calls == []
 

@@ -2,14 +2,13 @@
 from __future__ import annotations
 
 import logging
-import os
 import signal
 import threading
 import time
 
 import pytest
 
-from emergence import Callback, Trainer
+from emergence import Trainer
 from emergence.callbacks import SignalCheckpointCallback
 from emergence.checkpoint import list_checkpoints, read_checkpoint
 from emergence.testing import toy_task
@@ -60,29 +59,20 @@ def test_the_emergency_save_does_not_first_drain_a_long_dispatch_queue(tmp_path)
     assert latency < 4 * call + 1.5, f"{latency:.2f} s from SIGTERM to a durable emergency checkpoint"
 
 
-class KillSelfAt(Callback):
-    def __init__(self, step, sig):
-        self.step, self.sig = step, sig
-
-    def on_train_call_end(self, trainer, metrics):
-        if trainer.step == self.step:
-            os.kill(os.getpid(), self.sig)
-
-
-def test_with_exit_disabled_fit_returns_after_the_emergency_save_and_handlers_are_restored(tmp_path):
+def test_with_exit_disabled_fit_returns_after_the_emergency_save_and_handlers_are_restored(scenario, run_dir):
     def sentinel(signum, frame):
         raise AssertionError("the previous handler must not run during fit()")
 
     previous = signal.signal(signal.SIGUSR1, sentinel)
     try:
-        trainer = Trainer(toy_task(), [KillSelfAt(7, signal.SIGUSR1), SignalCheckpointCallback(exit_process=False)],
-                          max_steps=50, run_dir=tmp_path, resume=None)
-        state = trainer.fit()
+        outcome = scenario.but(max_steps=50, resume=None).signal_at(7, signal.SIGUSR1).run(
+            [SignalCheckpointCallback(exit_process=False)])
         assert signal.getsignal(signal.SIGUSR1) is sentinel
     finally:
         signal.signal(signal.SIGUSR1, previous)
-    assert trainer.stop_reason == "signal:SIGUSR1" and trainer.step == 7 and int(state.step) == 7
-    assert [r.path.name for r in list_checkpoints(tmp_path / "checkpoints")] == ["emergency_step_7.safetensors"]
+    assert outcome.exception is None and outcome.exit_code is None, "fit() returned"
+    assert outcome.stop_reason == "signal:SIGUSR1" and outcome.step == 7 and int(outcome.state.step) == 7
+    assert [r.path.name for r in list_checkpoints(run_dir / "checkpoints")] == ["emergency_step_7.safetensors"]
 
 
 def test_outside_the_main_thread_it_warns_and_training_is_unaffected(tmp_path, caplog, monkeypatch):

@@ -55,19 +55,12 @@ def test_continuous_saves_follow_each_other_without_ever_waiting_for_a_write(tmp
     assert read_checkpoint(trainer.checkpoint_dir / "final_step_60.safetensors").manifest["step"] == 60
 
 
-def test_min_interval_spaces_continuous_saves(tmp_path):
-    now = [0.0]
-    callback = CheckpointCallback(continuous=True, min_interval_s=10.0, keep_last=None, clock=lambda: now[0],
+def test_min_interval_spaces_continuous_saves(scenario, fake_clock):
+    callback = CheckpointCallback(continuous=True, min_interval_s=10.0, keep_last=None, clock=fake_clock,
                                   save_final=False)
-
-    class Tick(Callback):
-        def on_train_call_end(self, trainer, metrics):
-            now[0] += 1.0  # one second per call
-
-    trainer = Trainer(toy_task(), [Tick(), callback], max_steps=35, run_dir=tmp_path, resume=None,
-                      async_checkpoint=False)
-    trainer.fit()
-    assert [r.step for r in list_checkpoints(trainer.checkpoint_dir)] == [1, 11, 21, 31]
+    outcome = scenario.but(max_steps=35, resume=None, async_checkpoint=False).run([callback])  # one second per call
+    assert outcome.exception is None
+    assert [r.step for r in list_checkpoints(outcome.trainer.checkpoint_dir)] == [1, 11, 21, 31]
 
 
 def test_without_async_writes_continuous_saves_at_every_call_past_the_interval(tmp_path):

@@ -11,7 +11,7 @@ import jax
 import numpy as np
 import pytest
 
-from emergence.checkpoint import write_checkpoint
+from emergence.checkpoint import flatten_to_host, read_checkpoint, write_checkpoint
 from emergence.cli import main
 from emergence.lab.agents import PPOTask
 from emergence.lab.cli.train import parse_config
@@ -20,6 +20,7 @@ from emergence.lab.sweep.grid import parse_grid
 from emergence.lab.sweep.report import BOOTSTRAP, T_975, report_lines, write_report
 from emergence.lab.sweep.sinks import LongCSVSink, read_long_csv
 from emergence.metrics import SinkStart
+from emergence.parallel.export import seed_checkpoint
 
 TINY = ["--platform", "local", "--env.grid-size", "6", "--env.max-agents", "6", "--env.initial-agents", "3",
         "--env.num-food", "5", "--env.view-radius", "1", "--ppo.rollout-len", "4", "--ppo.num-epochs", "1",
@@ -60,6 +61,7 @@ def test_runs_are_the_grid_product_with_seeds_innermost_and_named_by_their_value
     (["--sweep.seeds", "0"], "--sweep.seeds must be a positive count of seeds per grid point, got 0"),
     (["--sweep.seeds", "two"], "--sweep.seeds must be a positive count of seeds per grid point, got 'two'"),
     (["--sweep.seeds"], "--sweep.seeds needs a value"),
+    (["--sweep.strategy", "pmap"], "--sweep.strategy must be auto, vmap or map, got 'pmap'"),
 ])
 def test_a_bad_sweep_is_one_line_exit_2_and_writes_nothing(capsys, tmp_path, args, says):
     run_dir = tmp_path / "run"
@@ -91,11 +93,12 @@ def test_resuming_another_sweep_or_a_single_run_is_one_line_and_touches_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints"]
 
 
-def test_run_i_of_the_vmapped_sweep_computes_what_its_config_computes_alone():
+@pytest.mark.parametrize("strategy", ["vmap", "map"])
+def test_run_i_of_the_sweep_computes_what_its_config_computes_alone(strategy):
     """Float tolerance, not bits: vmap batches each matmul, which XLA's CPU backend reduces in another order
-    (seen: at most 2e-8 on params after 2 updates)."""
+    (seen: at most 2e-8 on params after 2 updates); `map` runs each run's own program (seen: bitwise)."""
     config = parse_config(TINY)
-    task = sweep_task(config, parse_grid(config, GRID[1::2][:2], 2))
+    task = sweep_task(config, parse_grid(config, GRID[1::2][:2], 2), strategy)
     state, step = task.init_state(jax.random.key(123)), jax.jit(task.train_step)
     for _ in range(2):
         state, metrics = step(state)
@@ -153,8 +156,9 @@ def test_report_numbers_are_recomputed_from_metrics_csv(tmp_path):
     written = write_report(tmp_path)
     assert [p.name for p in written] == ["report.md", "report.csv", "sweep_curves.png"] and written[2].stat().st_size
     rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
-    final = {(float(r["diversity_bonus"]), m): [float(x[m]) for x in rows if x["diversity_bonus"] == r["diversity_bonus"]
-                                                 and x["step"] == "3"] for r in rows for m in ("env/population",)}
+    final = {(float(r["diversity_bonus"]), "env/population"): [
+        float(x["env/population"]) for x in rows if x["diversity_bonus"] == r["diversity_bonus"] and x["step"] == "3"]
+        for r in rows}
     lines = {(line.config, line.metric): line for line in report_lines(tmp_path / "metrics.csv")}
     base, other = final[0.0, "env/population"], final[0.1, "env/population"]
     line = lines["diversity_bonus=0.1", "env/population"]
@@ -167,3 +171,36 @@ def test_report_numbers_are_recomputed_from_metrics_csv(tmp_path):
     table = list(csv.DictReader(open(tmp_path / "report.csv")))
     assert {(r["config"], r["metric"]) for r in table} == set(lines)
     assert "diversity_bonus=0.1" in (tmp_path / "report.md").read_text()
+
+
+def test_a_run_with_evolution_switched_off_is_the_config_without_evolution_alone_and_exports_as_it(tmp_path):
+    """Run 0 keeps heads weighted 0; alone, evolution=False has none. Same tolerance as above."""
+    config = parse_config(TINY)
+    task = sweep_task(config, parse_grid(config, ["evolution=0,1"], 1), "vmap")
+    assert [c.evolution for c in task.configs] == [False, True] and task.runs[0].name == "evolution=0,seed=0"
+    state, step = task.init_state(jax.random.key(0)), jax.jit(task.train_step)
+    for _ in range(2):
+        state, _ = step(state)
+    for i in (0, 1):
+        alone = PPOTask(task.configs[i])
+        single, single_step = alone.init_state(jax.random.key(task.runs[i].seed)), jax.jit(alone.train_step)
+        for _ in range(2):
+            single, _ = single_step(single)
+        for a, b in zip(jax.tree.leaves(jax.tree.map(lambda x: x[i], state.params)), jax.tree.leaves(single.params)):
+            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    arrays, typed = flatten_to_host(state)
+    path = tmp_path / "sweep.safetensors"
+    write_checkpoint(path, arrays, {"step": 2, "kind": "final", "config": task.config(), "typed_keys": typed})
+    exported, manifest = seed_checkpoint(read_checkpoint(path), 0, "--run")
+    alone_names = set(flatten_to_host(PPOTask(task.configs[0]).init_state(jax.random.key(0)))[0])
+    assert set(exported) == alone_names and manifest["config"]["evolution"] is False
+    assert manifest["exported"]["values"] == {"evolution.enabled": 0.0} and "drop" not in manifest["exported"]
+
+
+def test_switching_evolution_needs_it_on_and_takes_only_on_or_off(capsys, tmp_path):
+    for args, says in [(["--evolution.no-enabled", "--sweep.grid", "evolution=0,1"], "leave --evolution.enabled on"),
+                       (["--sweep.grid", "evolution=0,0.5"], "'0.5' is not on or off")]:
+        assert main(["sweep", *TINY, "--train.run-dir", str(tmp_path / "run"), *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and says in err, err
+    assert not (tmp_path / "run").exists()

@@ -37,7 +37,7 @@ def straight(tmp_path_factory):
 
 def test_a_sweep_writes_long_metrics_a_tensorboard_dir_per_run_and_the_report(straight):
     run_dir, out = straight
-    assert "8 runs (4 grid points x 2 seeds) in one program" in out and "report: " in out
+    assert "8 runs (4 grid points x 2 seeds) in one program (map)" in out and "report: " in out
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     assert list(rows[0])[:5] == ["run", "diversity_bonus", "niche_pressure", "seed", "step"]
     assert sorted({(r["run"], r["step"]) for r in rows}) == sorted((str(i), str(s)) for i in range(8)

@@ -20,7 +20,7 @@ from emergence.lab.config import LabConfig
 from emergence.lab.report import Throughput
 from emergence.lab.sweep.grid import Grid, run_config
 from emergence.lab.sweep.sinks import LongCSVSink, MeanCSVSink, RunTensorBoardSinks
-from emergence.lab.sweep.task import SweepTask
+from emergence.lab.sweep.task import Strategy, SweepTask
 from emergence.lab.tracking import lab_trackers, policy_probe
 from emergence.metrics import CSVSink, TensorBoardSink
 from emergence.platforms import jax_accelerator, kaggle_session_limit, platform_name
@@ -117,10 +117,11 @@ def sweep_sinks(task: SweepTask) -> list[Any]:
     return [LongCSVSink(task.runs), RunTensorBoardSinks(task.runs), MeanCSVSink()]
 
 
-def sweep_task(config: LabConfig, grid: Grid) -> SweepTask:
-    """The `SweepTask` of `grid` over `config` (seeds from `--train.seed`)."""
+def sweep_task(config: LabConfig, grid: Grid, strategy: Strategy | None = None) -> SweepTask:
+    """The `SweepTask` of `grid` over `config` (seeds from `--train.seed`; `strategy` overrides the grid's)."""
     runs = grid.runs(config.train.seed)
-    return SweepTask(config.ppo_config(), grid, runs, [run_config(config, run).ppo_config() for run in runs])
+    configs = [run_config(config, run).ppo_config() for run in runs]
+    return SweepTask(config.ppo_config(), grid, runs, configs, strategy or grid.strategy)
 
 
 def build_trainer(config: LabConfig, platform: str | None = None, sweep: Grid | None = None,

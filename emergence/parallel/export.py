@@ -8,8 +8,9 @@ files). `exported` records where it came from.
 
 A stack whose config lists its runs (`config["runs"][i]`, a sweep: each run with its own
 `config`, and whatever else describes it, such as its seed and grid values) exports run
-i with run i's own config; its metrics are the `/run_i` ones and `exported` adds the
-run's description.
+i with run i's own config, without the subtrees its `drop` list names (state the stack
+keeps for every run but run i does not have alone); its metrics are the `/run_i` ones
+and `exported` adds the run's description.
 """
 from __future__ import annotations
 
@@ -38,17 +39,21 @@ def seed_metrics(metrics: dict[str, float], seed: int, tag: str = "seed") -> dic
     return {name[: -len(suffix)]: value for name, value in metrics.items() if name.endswith(suffix)}
 
 
-def seed_checkpoint(file: CheckpointFile, seed: int, flag: str = "--seed") -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def seed_checkpoint(file: CheckpointFile, seed: int, flag: str = "--seed"
+                    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Seed (run) `seed`'s arrays and manifest from a stacked checkpoint; a one-line error for any other file."""
     num_seeds = _num_seeds(file)
     noun = "runs" if flag == "--run" else "seeds"
     if not 0 <= seed < num_seeds:
         raise EmergenceError(f"{flag} {seed} is out of range: {file.path.name} holds {noun} 0..{num_seeds - 1}")
-    arrays = {name: np.array(stacked[seed]) for name, stacked in file.arrays.items()}  # a 0-d slice stays 0-d
     runs = file.manifest["config"].get("runs")
     run = runs[seed] if isinstance(runs, list) else None
+    dropped = tuple(prefix + "/" for prefix in (run or {}).get("drop", ()))
+    arrays = {name: np.array(stacked[seed]) for name, stacked in file.arrays.items()  # a 0-d slice stays 0-d
+              if not name.startswith(dropped)}
     inner = run["config"] if run is not None else file.manifest["config"]["task"]
-    origin = {"seed": seed} if run is None else {"run": seed, **{k: v for k, v in run.items() if k != "config"}}
+    described = {k: v for k, v in (run or {}).items() if k not in ("config", "drop")}
+    origin = {"seed": seed} if run is None else {"run": seed, **described}
     manifest = {**file.manifest, "config": inner, "config_hash": config_hash(inner), "callbacks": {},
                 "metrics": seed_metrics(file.manifest.get("metrics", {}), seed, "seed" if run is None else "run"),
                 "exported": {"source": file.path.name, "source_checksum": file.checksum, **origin}}

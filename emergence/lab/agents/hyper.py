@@ -6,12 +6,16 @@ traced float32 scalars. A single run passes `hyperparameters(config)`: Python fl
 the very constants the config holds, so its program and its numbers are unchanged.
 
 Everything else in `PPOConfig` fixes shapes, scan lengths or the world's rules (static
-in `emergence.envs`), so it is the same for every run of one compiled program.
+in `emergence.envs`), so it is the same for every run of one compiled program, with one
+exception: a sweep may switch evolution off per run. Its state keeps the heads, and
+`hyper["evolution"]` (a 0/1 weight, present only then) scales the heads where they act,
+the population terms and the birth masking, so a run weighted 0 computes what
+`evolution=False` computes alone (`weigh_heads`).
 """
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Union
+from typing import Any, Union
 
 import jax
 import jax.numpy as jnp
@@ -33,6 +37,18 @@ def hyperparameters(config: PPOConfig) -> dict[str, float]:
     return {name: float(getattr(config, name)) for name in TRACED}
 
 
-def stacked(configs: Sequence[PPOConfig]) -> dict[str, jax.Array]:
-    """One float32 array of shape (runs,) per traced value: the `hyper` a vmapped sweep maps over."""
-    return {name: jnp.asarray([getattr(c, name) for c in configs], jnp.float32) for name in TRACED}
+def stacked(configs: Sequence[PPOConfig], evolution_weight: bool = False) -> dict[str, jax.Array]:
+    """A sweep's `hyper`: a float32 array of shape (runs,) per traced value, and the 0/1 `evolution` weight if asked."""
+    names = [*TRACED, "evolution"] if evolution_weight else list(TRACED)
+    return {name: jnp.asarray([float(getattr(c, name)) for c in configs], jnp.float32) for name in names}
+
+
+def weigh_heads(heads: Any, hyper: Hyper) -> Any:
+    """The per-agent heads as they act: scaled by `hyper["evolution"]` when a sweep sets it, else as they are."""
+    weight = hyper.get("evolution")
+    return heads if heads is None or weight is None else jax.tree.map(lambda x: weight * x, heads)
+
+
+def evolution_weight(hyper: Hyper) -> Union[float, jax.Array]:
+    """`hyper["evolution"]`, or 1.0 (as a Python float: no operation is added) when it is absent."""
+    return hyper.get("evolution", 1.0)

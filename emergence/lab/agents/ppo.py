@@ -36,7 +36,7 @@ import optax
 from emergence.lab.agents import evolution
 from emergence.lab.agents.config import STRUCTURAL_KEYS, PPOConfig
 from emergence.lab.agents.evaluation import evaluate, make_network
-from emergence.lab.agents.hyper import Hyper, hyperparameters
+from emergence.lab.agents.hyper import Hyper, evolution_weight, hyperparameters, weigh_heads
 from emergence.lab.agents.networks import init_agent_params, policy
 from emergence.envs import NUM_ACTIONS, EnvState, observe, reset_state, step
 from emergence.parallel.mesh import shard_extra
@@ -100,6 +100,7 @@ def ppo_loss(network: Any, hyper: Hyper, params: Any, agent_params: Any, batch: 
     `hyper` gives the coefficients (`hyperparameters(config)` or a sweep run's traced ones).
     """
     clip_eps = hyper["clip_eps"]
+    agent_params = weigh_heads(agent_params, hyper)
     mask = batch.mask.astype(jnp.float32)
     logits, value, _ = policy(network, params, agent_params, batch.obs)
     log_probs = jax.nn.log_softmax(logits)
@@ -120,7 +121,10 @@ def ppo_loss(network: Any, hyper: Hyper, params: Any, agent_params: Any, batch: 
     loss = policy_loss + hyper["vf_coef"] * value_loss - hyper["ent_coef"] * entropy
     if agent_params is not None:
         diversity, similarity = _population_terms(network, params, agent_params, probes)
-        loss = loss - hyper["diversity_bonus"] * diversity + hyper["niche_pressure"] * similarity
+        bonus, pressure = hyper["diversity_bonus"], hyper["niche_pressure"]
+        if "evolution" in hyper:  # a sweep run with evolution weighted 0 or 1
+            bonus, pressure = bonus * hyper["evolution"], pressure * hyper["evolution"]
+        loss = loss - bonus * diversity + pressure * similarity
         parts |= {"evolution/weight_diversity": diversity, "evolution/behaviour_similarity": similarity}
     return loss, parts | {"loss/total": loss}
 
@@ -147,8 +151,9 @@ class PPOTask:
     name = "ppo"
     structural_keys = set(STRUCTURAL_KEYS)
 
-    def __init__(self, config: PPOConfig = PPOConfig()) -> None:
+    def __init__(self, config: PPOConfig = PPOConfig(), axis_name: str | None = None) -> None:
         self.cfg = config
+        self.axis_name = axis_name
         self.network = make_network(config)
         self.tx, self.agent_tx = self.optimizers(self.hyper())
 
@@ -196,19 +201,20 @@ class PPOTask:
             pick = lambda new, old: jnp.where(done.reshape(done.shape + (1,) * (old.ndim - 1)), new, old)
             return jax.tree.map(pick, fresh, after)
 
-        return jax.lax.cond(done.any(), reset_done, lambda: after), after, reward, done, info
+        return jax.lax.cond(self._anywhere(done), reset_done, lambda: after), after, reward, done, info
 
     def rollout(self, key: jax.Array, params: Any, extra: dict[str, Any], hyper: Hyper | None = None
                 ) -> tuple[dict[str, Any], Transition]:
         """`rollout_len` steps of all worlds with sampled actions: (new extra, transitions)."""
-        mutation_std = (hyper or self.hyper())["mutation_std"]
+        hyper = hyper or self.hyper()
+        mutation_std = hyper["mutation_std"]
 
         def one_step(carry, key):
             extra = carry
             key_act, key_env, key_mutate = jax.random.split(key, 3)
             env_state, agents = extra["env"], extra.get("agent_params")
             obs = self._observe(env_state)
-            logits, value, _ = policy(self.network, params, agents, obs)
+            logits, value, _ = policy(self.network, params, weigh_heads(agents, hyper), obs)
             action = jax.random.categorical(key_act, logits)
             logp = jnp.take_along_axis(jax.nn.log_softmax(logits), action[..., None], -1)[..., 0]
             next_state, after, reward, done, info = self._advance(key_env, env_state, action)
@@ -235,7 +241,18 @@ class PPOTask:
             return {"agent_params": agents, "agent_opt_state": opt}
 
         keep = lambda: {"agent_params": extra["agent_params"], "agent_opt_state": extra["agent_opt_state"]}
-        return jax.lax.cond(born.any(), births, keep)
+        return jax.lax.cond(self._anywhere(born), births, keep)
+
+    def _anywhere(self, mask: jax.Array) -> jax.Array:
+        """`mask.any()`; vmapped over the runs of a sweep (`axis_name`), whether any run's is true.
+
+        A `lax.cond` on a per-run predicate becomes a select that does both branches' work
+        for every run; on this one shared predicate it stays a branch. Both branches agree
+        where the mask is all false (a reset or birth of nobody changes nothing, bit for
+        bit), so each run computes exactly what it computes alone.
+        """
+        anyone = mask.any()
+        return anyone if self.axis_name is None else jax.lax.psum(anyone.astype(jnp.int32), self.axis_name) > 0
 
     def _batch(self, params: Any, extra: dict[str, Any], traj: Transition, hyper: Hyper
                ) -> tuple[Batch, tuple[jax.Array, jax.Array]]:
@@ -248,6 +265,8 @@ class PPOTask:
         mask = traj.alive
         if agents is not None:
             born_later = jnp.flip(jnp.cumsum(jnp.flip(traj.born, 0), 0), 0) > 0
+            if "evolution" in hyper:  # without evolution a birth does not change how a slot acts
+                born_later = born_later & (hyper["evolution"] > 0)
             mask = mask & ~born_later
         batch = Batch(traj.obs, traj.action, traj.logp, traj.value, advantage, target, mask)
         return batch, (last_obs, env_state.alive)
@@ -320,5 +339,6 @@ class PPOTask:
     def eval_step_with(self, state: TrainState, hyper: Hyper) -> dict[str, jax.Array]:
         """`eval_step` with `hyper`'s mutation std for births during the episodes."""
         key = jax.random.fold_in(state.rng, EVAL_SALT)
-        return evaluate(key, self.cfg, state.params, state.extra.get("agent_params"), mode="greedy",
-                        mutation_std=hyper["mutation_std"])
+        heads = weigh_heads(state.extra.get("agent_params"), hyper)
+        return evaluate(key, self.cfg, state.params, heads, mode="greedy",
+                        mutation_std=hyper["mutation_std"] * evolution_weight(hyper))

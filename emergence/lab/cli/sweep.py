@@ -31,16 +31,18 @@ HELP = """emergence sweep: a grid of config values x seeds as one vmapped progra
 
   --sweep.grid KEY=V1,V2,...  values of one config key (repeatable), e.g. diversity_bonus=0,0.05
   --sweep.seeds N             seeds per grid point, from --train.seed (default 1)
+  --sweep.strategy S          auto (default: map on a CPU, vmap on a GPU), vmap (vectorise the runs) or map
+                              (loop over them inside the one program)
 """
 
 
-def split_sweep_flags(argv: Sequence[str]) -> tuple[list[str], int, list[str]]:
-    """(`--sweep.grid` entries, `--sweep.seeds`, the other arguments) of a command line."""
-    entries, seeds, rest, args = [], "1", [], list(argv)
+def split_sweep_flags(argv: Sequence[str]) -> tuple[list[str], int, str, list[str]]:
+    """(`--sweep.grid` entries, `--sweep.seeds`, `--sweep.strategy`, the other arguments) of a command line."""
+    entries, seeds, strategy, rest, args = [], "1", "auto", [], list(argv)
     while args:
         arg = args.pop(0)
         name, sep, value = arg.partition("=")
-        if name not in ("--sweep.grid", "--sweep.seeds"):
+        if name not in ("--sweep.grid", "--sweep.seeds", "--sweep.strategy"):
             rest.append(arg)
             continue
         if not sep:
@@ -49,10 +51,12 @@ def split_sweep_flags(argv: Sequence[str]) -> tuple[list[str], int, list[str]]:
             value = args.pop(0)
         if name == "--sweep.grid":
             entries.append(value)
-        else:
+        elif name == "--sweep.seeds":
             seeds = value
+        else:
+            strategy = value
     try:
-        return entries, int(seeds), rest
+        return entries, int(seeds), strategy, rest
     except ValueError:
         raise UsageError(f"--sweep.seeds must be a positive count of seeds per grid point, got {seeds!r}") from None
 
@@ -90,15 +94,15 @@ def main(argv: list[str]) -> int:
     if "-h" in argv or "--help" in argv:
         print(HELP)
         parse_config(["--help"])
-    entries, seeds, rest = split_sweep_flags(argv)
+    entries, seeds, strategy, rest = split_sweep_flags(argv)
     config = parse_config(rest)
-    grid = parse_grid(config, entries, seeds)
+    grid = parse_grid(config, entries, seeds, strategy)
     platform = resolve_platform(config)
     runs = grid.runs(config.train.seed)
     check_resume(config, platform, {"sweep": grid.to_dict(), "seeds": [run.seed for run in runs]})
     trainer = build_trainer(config, platform, sweep=grid)
     print(f"emergence sweep: {len(runs)} runs ({len(runs) // grid.seeds} grid points x {grid.seeds} seeds) in one "
-          f"program, preset {config.preset} on {platform}, run dir {trainer.run_dir}; {config.train.total_steps:,} "
+          f"program ({trainer.task.strategy}), preset {config.preset} on {platform}, run dir {trainer.run_dir}; {config.train.total_steps:,} "
           f"env steps per run = {trainer.max_steps:,} updates", flush=True)
     began = time.perf_counter()
     trainer.fit()

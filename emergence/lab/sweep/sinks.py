@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from emergence.checkpoint.atomic import atomic_write_bytes
-from emergence.lab.sweep.grid import Run
+from emergence.lab.sweep.grid import Run, short_name
 from emergence.metrics import CSVSink, SinkStart, TensorBoardSink
 
 _PER_RUN = re.compile(r"^(.*)/run_(\d+)$")
@@ -39,7 +39,7 @@ def by_run(values: Mapping[str, float]) -> dict[int, dict[str, float]]:
 
 def leading_columns(runs: list[Run]) -> list[str]:
     """`run`, the grid's short key names, `seed`, `step`: the columns before the metrics."""
-    keys = [key.rsplit(".", 1)[-1] for key in runs[0].values] if runs else []
+    keys = [short_name(key) for key in runs[0].values] if runs else []
     return ["run", *keys, "seed", "step"]
 
 

@@ -35,6 +35,7 @@ from emergence.checkpoint.finite import NonFiniteStateError, non_finite_leaves, 
 from emergence.checkpoint.manifest import build_manifest, check_config
 from emergence.checkpoint.restore import host_metrics, restore_state
 from emergence.checkpoint.store import link_checkpoint
+from emergence.checkpoint.tree import check_storable, fold_in_keys, is_typed_key
 from emergence.errors import CheckpointNotFoundError, CheckpointWriteError, RunDirError
 from emergence.log import get_logger
 from emergence.parallel.mesh import DataParallel, Devices
@@ -355,8 +356,9 @@ class Trainer:
         `ref` None: the newest checkpoint this run has, after waiting for a write in flight
         (a `CheckpointNotFoundError` when there is none). Only the train state changes: the
         step counter, the callbacks' state and the schedules go on, so every history stays
-        monotonic. `fold_in` folds that number into the state's rng (an `rng` field or key),
-        so the steps after do not repeat. Returns the ref restored.
+        monotonic. `fold_in` folds that number into every typed PRNG key of the state (an
+        `rng`, a flax `key` field, NNX `Rngs`; see `_fold_rng`), so the steps after do not
+        repeat. Returns the ref restored.
         """
         if ref is None:
             self._raise_pending_save_failure()
@@ -415,6 +417,7 @@ class Trainer:
 
     def _initial_state(self) -> TrainState:
         fresh = self.task.init_state(jax.random.key(self.seed))
+        check_storable(fresh)  # an unstorable leaf fails here, at fit() start, not at the first save
         if self.parallel is not None:
             fresh = self.parallel.place(self.task, fresh)  # restore_state places leaves like these
         file = self._find_resume_checkpoint()
@@ -498,12 +501,20 @@ def _write_durably(ref: CheckpointRef, arrays: dict, manifest: dict, started: fl
 
 
 def _fold_rng(state: Any, data: int) -> Any:
-    """`state` with `data` folded into its rng: an `rng` field (TrainState, flax dataclasses) or an "rng" key."""
+    """`state` with `data` folded into every typed PRNG key it holds (`fold_in_keys`), else into a raw `rng`.
+
+    Typed keys anywhere: our `rng`, a flax `TrainState`'s `key` field, NNX `Rngs` streams,
+    a `ManySeeds` stack. A state without one may still carry a raw uint32 key as an `rng`
+    field or an "rng" key (the old `jax.random.PRNGKey`), which gets the fold instead.
+    """
+    if any(is_typed_key(leaf) for leaf in jax.tree.leaves(state)):
+        return fold_in_keys(state, data)
     if hasattr(state, "rng") and hasattr(state, "replace"):
         return state.replace(rng=jax.random.fold_in(state.rng, data))
     if isinstance(state, dict) and "rng" in state:
         return {**state, "rng": jax.random.fold_in(state["rng"], data)}
-    raise ValueError("cannot fold a fresh key into this state: give it an `rng` field or an 'rng' key")
+    raise ValueError("cannot fold a fresh key into this state: it holds no typed PRNG key (jax.random.key) "
+                     "and no `rng` field or 'rng' key; keep its keys in the state")
 
 
 def _writer(async_checkpoint: bool | AsyncCheckpointWriter) -> AsyncCheckpointWriter | None:

@@ -114,5 +114,25 @@ def test_restore_checkpoint_loads_a_file_and_folds_a_fresh_key_into_the_rng(tiny
     trainer.restore_checkpoint(path, fold_in=1)
     assert np.array_equal(jax.random.key_data(trainer.state.rng),
                           jax.random.key_data(jax.random.fold_in(plain_rng, 1)))
-    with pytest.raises(ValueError, match="give it an `rng` field or an 'rng' key"):
+    with pytest.raises(ValueError, match="holds no typed PRNG key .* and no `rng` field or 'rng' key"):
         _fold_rng({"params": 1.0}, 1)
+
+
+def test_a_rollback_refreshes_a_flax_train_states_key_field_too(tmp_path):
+    """flax's TrainState subclass keeps its dropout key as `key`, not `rng`: the fold reaches it (fold_in_keys)."""
+    import jax
+
+    from emergence import Trainer
+    from emergence.examples.flax_linen import LinenTask
+
+    trainer = Trainer(LinenTask(hidden=8, batch_size=8, dataset_size=64),
+                      [CheckpointCallback(every_n_steps=2, keep_last=None)], max_steps=4, run_dir=tmp_path, resume=None)
+    trainer.fit()
+    path = tmp_path / "checkpoints" / "step_2.safetensors"
+    trainer.restore_checkpoint(path)
+    plain = trainer.state
+    trainer.restore_checkpoint(path, fold_in=3)
+    assert np.array_equal(jax.random.key_data(trainer.state.key),
+                          jax.random.key_data(jax.random.fold_in(plain.key, 3)))
+    assert np.array_equal(np.asarray(trainer.state.step), np.asarray(plain.step))  # only the keys change
+    assert not np.array_equal(jax.random.key_data(trainer.state.key), jax.random.key_data(plain.key))

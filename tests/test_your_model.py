@@ -253,6 +253,25 @@ def test_a_save_of_an_unstorable_state_fails_in_one_line_before_writing(tmp_path
     assert not list((tmp_path / "checkpoints").glob("*.safetensors"))
 
 
+def test_an_unstorable_leaf_fails_at_fit_start_before_any_train_call(tmp_path):
+    calls = []
+
+    class Complex:
+        name = "complex"
+
+        def init_state(self, rng):
+            return {"z": jnp.zeros(2, jnp.complex64), "rng": rng}
+
+        def train_step(self, state):
+            calls.append(1)
+            return state, {"loss": jnp.abs(state["z"]).sum()}
+
+    trainer = Trainer(Complex(), [], max_steps=3, run_dir=tmp_path)  # no checkpoint callback: no save would find it
+    with pytest.raises(UnstorableLeafError, match="state leaf 'z' has dtype complex64") as caught:
+        trainer.fit()
+    assert "\n" not in str(caught.value) and calls == [] and trainer.step == 0
+
+
 def test_shard_extra_needs_no_emergence_train_state():
     from flax.training import train_state
     from jax.sharding import Mesh

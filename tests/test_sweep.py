@@ -204,3 +204,17 @@ def test_switching_evolution_needs_it_on_and_takes_only_on_or_off(capsys, tmp_pa
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and says in err, err
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize("args, says", [
+    ([], "emergence report takes one argument: the run dir of a sweep"),
+    (["{tmp}/nothing"], "nothing has no metrics.csv; pass the --train.run-dir of a sweep"),
+    (["{tmp}/single"], "is not a sweep's long-form metrics CSV"),
+])
+def test_a_bad_report_is_one_line_exit_2_and_writes_nothing(capsys, tmp_path, args, says):
+    (tmp_path / "single").mkdir()
+    (tmp_path / "single" / "metrics.csv").write_text("step,loss\n1,0.5\n")
+    assert main(["report", *(a.format(tmp=tmp_path) for a in args)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and says in err, err
+    assert sorted(p.name for p in (tmp_path / "single").iterdir()) == ["metrics.csv"]

@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train": ("emergence.lab.cli.train:main", "train the foraging lab (PPO with evolution), resumable and preemption-safe"),
     "eval": ("emergence.lab.cli.episodes:eval_main", "greedy episodes of a checkpoint's policy, against a random policy"),
     "render": ("emergence.lab.cli.episodes:render_main", "draw the world through an episode (GIF or PNG)"),
-    "sweep": ("emergence.lab.cli.sweep:main", "a grid of config values x seeds in one vmapped, resumable program"),
+    "sweep": ("emergence.lab.cli.sweep:main", "a grid of config values x seeds trained as one resumable program"),
     "report": ("emergence.lab.cli.report:main", "a sweep's per-config mean ± CI, difference from baseline, curves"),
     "ckpt": ("emergence.cli.ckpt:main", "list, inspect, verify, diff and export checkpoints"),
     "kaggle": ("emergence.cli.kaggle:main", "init, push, run, check on and download a Kaggle training notebook"),

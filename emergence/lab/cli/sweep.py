@@ -27,7 +27,7 @@ from emergence.lab.run import build_trainer, resolve_platform, resume_source, ru
 from emergence.lab.sweep.grid import Grid, parse_grid
 from emergence.lab.sweep.report import write_report
 
-HELP = """emergence sweep: a grid of config values x seeds as one vmapped program (all `emergence train` flags apply)
+HELP = """emergence sweep: a grid of config values x seeds as one program (all `emergence train` flags apply)
 
   --sweep.grid KEY=V1,V2,...  values of one config key (repeatable), e.g. diversity_bonus=0,0.05
   --sweep.seeds N             seeds per grid point, from --train.seed (default 1)

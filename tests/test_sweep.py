@@ -16,7 +16,9 @@ from emergence.cli import main
 from emergence.lab.agents import PPOTask
 from emergence.lab.cli.train import parse_config
 from emergence.lab.run import sweep_task
+from emergence.cli.usage import UsageError
 from emergence.lab.sweep.grid import parse_grid
+from emergence.lab.sweep.memory import check_fits, device_limit, step_bytes
 from emergence.lab.sweep.report import BOOTSTRAP, T_975, report_lines, write_report
 from emergence.lab.sweep.sinks import LongCSVSink, read_long_csv
 from emergence.metrics import SinkStart
@@ -218,3 +220,15 @@ def test_a_bad_report_is_one_line_exit_2_and_writes_nothing(capsys, tmp_path, ar
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and says in err, err
     assert sorted(p.name for p in (tmp_path / "single").iterdir()) == ["metrics.csv"]
+
+
+def test_a_sweep_larger_than_the_device_is_refused_with_the_run_count_that_fits():
+    config = parse_config(TINY)
+    task = sweep_task(config, parse_grid(config, ["diversity_bonus=0,0.05"], 2), "vmap")
+    needed = step_bytes(task)
+    assert needed > 0
+    check_fits(task, limit=2 * needed)  # fits: no error
+    check_fits(task, limit=None if device_limit() is None else 10 * needed)  # a CPU reports no limit: not checked
+    with pytest.raises(UsageError, match=r"this sweep of 4 runs needs about .* GiB on the device, which has .* GiB: "
+                                         r"at most 2 runs fit; use fewer --sweep.grid values or --sweep.seeds"):
+        check_fits(task, limit=int(needed * 0.6 / 0.9), needed=needed)

@@ -25,6 +25,7 @@ from emergence.lab.config import LabConfig
 from emergence.lab.report import summary
 from emergence.lab.run import build_trainer, resolve_platform, resume_source, run_dir
 from emergence.lab.sweep.grid import Grid, parse_grid
+from emergence.lab.sweep.memory import check_fits
 from emergence.lab.sweep.report import write_report
 
 HELP = """emergence sweep: a grid of config values x seeds as one program (all `emergence train` flags apply)
@@ -101,6 +102,7 @@ def main(argv: list[str]) -> int:
     runs = grid.runs(config.train.seed)
     check_resume(config, platform, {"sweep": grid.to_dict(), "seeds": [run.seed for run in runs]})
     trainer = build_trainer(config, platform, sweep=grid)
+    check_fits(trainer.task)  # XLA's memory analysis against the device's limit (GPUs, TPUs); nothing written yet
     print(f"emergence sweep: {len(runs)} runs ({len(runs) // grid.seeds} grid points x {grid.seeds} seeds) in one "
           f"program ({trainer.task.strategy}), preset {config.preset} on {platform}, run dir {trainer.run_dir}; {config.train.total_steps:,} "
           f"env steps per run = {trainer.max_steps:,} updates", flush=True)

@@ -7,6 +7,7 @@ callbacks; the one way anything writes a checkpoint is `Trainer.save_checkpoint`
 from __future__ import annotations
 
 import difflib
+import json
 import os
 import tempfile
 import time
@@ -158,6 +159,7 @@ class Trainer:
 
     def _reset_run_state(self) -> None:
         self._state: TrainState | None = None
+        self._last_content: tuple[int, str] | None = None  # what the last periodic/best save held, as JSON
         self._step = 0
         self.fit_start_step = 0
         self._stop_reason: str | None = None
@@ -320,16 +322,18 @@ class Trainer:
             raise failed
         started = time.perf_counter()
         path = self.checkpoint_dir / checkpoint_name(kind, self._step)
-        same_as = self._same_step_file(kind)
+        content = {"callbacks": {cb.state_key: cb.state_dict() for cb in self.callbacks},
+                   "metrics": {**host_metrics(self.last_metrics), **host_metrics(self.last_eval_metrics),
+                               **(metrics or {})}}
+        same_as = self._same_step_file(kind, content)
         state = self._state if self.parallel is None else self.parallel.gathered(self._state)
         arrays, typed_keys = ({}, {}) if same_as is not None else flatten_to_host(state)
         if not background and (bad := non_finite_leaves(arrays)):  # a background write checks on its thread
             raise NonFiniteStateError(refusal(kind, self._step, bad))
-        manifest = build_manifest(
-            step=self._step, kind=kind, reason=reason, config=task_config(self.task),
-            callbacks={cb.state_key: cb.state_dict() for cb in self.callbacks},
-            metrics={**host_metrics(self.last_metrics), **host_metrics(self.last_eval_metrics), **(metrics or {})},
-            typed_keys=typed_keys, platform=self._where())
+        manifest = build_manifest(step=self._step, kind=kind, reason=reason, config=task_config(self.task),
+                                  typed_keys=typed_keys, platform=self._where(), **content)
+        if kind in ASYNC_KINDS:
+            self._last_content = (self._step, _as_json(content))
         ref = CheckpointRef(path, kind, self._step)
         if self.parallel is not None and not writes_outputs():
             self.last_checkpoint = ref  # under jax.distributed every process gathered the state; process 0 writes
@@ -370,10 +374,17 @@ class Trainer:
         self._state = state if fold_in is None else _fold_rng(state, fold_in)
         return CheckpointRef(file.path, file.manifest["kind"], int(file.manifest["step"]), file.checksum)
 
-    def _same_step_file(self, kind: str) -> CheckpointRef | None:
-        """The durable periodic/best file of this step a `final` save can reuse (hard link), on one process only."""
+    def _same_step_file(self, kind: str, content: dict[str, Any]) -> CheckpointRef | None:
+        """The durable periodic/best file of this step a `final` save can reuse (hard link), on one process only.
+
+        Only when it holds what the final would: the same callback state and metrics
+        (then resuming from either is the same run). Its manifest keeps its own kind and
+        reason; `latest.json` names the final and its reason.
+        """
         last = self.last_checkpoint
         if kind != "final" or self.parallel is not None or last is None or last.checksum is None:
+            return None
+        if self._last_content != (self._step, _as_json(content)):
             return None
         return last if last.step == self._step and last.kind in ("periodic", "best") else None
 
@@ -484,7 +495,7 @@ def _write_durably(ref: CheckpointRef, arrays: dict, manifest: dict, started: fl
             written = link_checkpoint(same_as, ref)
         else:
             written = CheckpointRef(ref.path, ref.kind, ref.step, write_checkpoint(ref.path, arrays, manifest))
-        write_latest(ref.path.parent, written)
+        write_latest(ref.path.parent, written, reason=manifest.get("reason"))
     except OSError as err:
         raise CheckpointWriteError(
             f"could not write {ref.path.name} ({err.strerror or err}); earlier checkpoints are intact, "
@@ -515,6 +526,11 @@ def _fold_rng(state: Any, data: int) -> Any:
         return {**state, "rng": jax.random.fold_in(state["rng"], data)}
     raise ValueError("cannot fold a fresh key into this state: it holds no typed PRNG key (jax.random.key) "
                      "and no `rng` field or 'rng' key; keep its keys in the state")
+
+
+def _as_json(content: dict[str, Any]) -> str:
+    """A frozen copy of what a save records, to compare with a later save's (callbacks may mutate their state)."""
+    return json.dumps(content, sort_keys=True, default=str)
 
 
 def _writer(async_checkpoint: bool | AsyncCheckpointWriter) -> AsyncCheckpointWriter | None:

@@ -71,3 +71,25 @@ def test_without_hard_links_no_second_file_is_written_and_latest_points_at_the_p
     assert not list(trainer.checkpoint_dir.glob(".tmp-*"))
     arrays = read_checkpoint(trainer.checkpoint_dir / "step_10.safetensors").arrays
     assert all(np.all(np.isfinite(a)) for a in arrays.values() if a.dtype.kind == "f")
+
+
+def test_a_final_whose_callbacks_recorded_more_than_the_periodic_is_written_in_full(tmp_path):
+    """The link is only for a final that holds what the periodic file holds: here the stop changed a callback's state."""
+    from emergence import Callback
+
+    class CountsEnds(Callback):
+        def __init__(self):
+            self.ends = 0
+
+        def state_dict(self):
+            return {"ends": self.ends}
+
+        def on_fit_end(self, trainer, reason):
+            self.ends += 1  # before CheckpointCallback's final save (it comes later in the list)
+
+    trainer = Trainer(toy_task(), [CountsEnds(), CheckpointCallback(every_n_steps=5, keep_last=2)], max_steps=10,
+                      run_dir=tmp_path, resume=None)
+    trainer.fit()
+    final = trainer.checkpoint_dir / "final_step_10.safetensors"
+    assert os.stat(final).st_nlink == 1 and read_checkpoint(final).manifest["callbacks"][trainer.callbacks[0].state_key] == {"ends": 1}
+    assert _latest(trainer)["reason"] == "max_steps"

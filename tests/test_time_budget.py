@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import json
 import re
 from collections import deque
 
@@ -39,8 +40,13 @@ def test_a_20_second_budget_ends_with_a_durable_final_checkpoint_close_to_the_wa
     assert 0.4 * per_step_upper_bound < call < 1.5 * per_step_upper_bound, \
         f"the call estimate {call} s is not what the device spends per step (< {per_step_upper_bound:.2f} s)"
     assert budget - margin - 2 * (call + save) < durable_after < budget, (durable_after, call, save)
-    ckpt = read_checkpoint(tmp_path / "run" / "checkpoints" / final[0][1])
-    assert ckpt.manifest["reason"] == "time_budget"
+    checkpoints = tmp_path / "run" / "checkpoints"
+    ckpt = read_checkpoint(checkpoints / final[0][1])
+    latest = json.loads((checkpoints / "latest.json").read_text())
+    assert latest["name"] == final[0][1] and latest["reason"] == "time_budget"
+    periodic = checkpoints / final[0][1].removeprefix("final_")
+    linked = periodic.exists() and periodic.samefile(checkpoints / final[0][1])  # the periodic save of its step
+    assert ckpt.manifest["reason"] == ("periodic" if linked else "time_budget")
 
 
 @pytest.mark.parametrize("with_checkpoint_callback", [False, True])

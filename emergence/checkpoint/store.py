@@ -73,9 +73,15 @@ def list_checkpoints(directory: Path | str) -> list[CheckpointRef]:
     return sorted(refs, key=lambda r: r.order)
 
 
-def write_latest(directory: Path, ref: CheckpointRef) -> None:
-    """Point `latest.json` at `ref`: atomically (never torn), not fsync'd (discovery never trusts it, it scans)."""
-    pointer = {"name": ref.path.name, "kind": ref.kind, "step": ref.step, "checksum": ref.checksum}
+def write_latest(directory: Path, ref: CheckpointRef, reason: str | None = None) -> None:
+    """Point `latest.json` at `ref`: atomically (never torn), not fsync'd (discovery never trusts it, it scans).
+
+    `reason` is why the save was made (`time_budget`, `max_steps`, ...): for a final save
+    that is a hard link of the periodic file of its step, the file's own manifest keeps
+    the periodic save's reason, so this is where the final's is written down.
+    """
+    pointer = {"name": ref.path.name, "kind": ref.kind, "step": ref.step, "checksum": ref.checksum,
+               "reason": reason}
     atomic_write_text(directory / LATEST, json.dumps(pointer, indent=1) + "\n", durable=False)
 
 

@@ -9,15 +9,30 @@ exits with 128 + signum (143 for SIGTERM, 130 for SIGINT, 138 for SIGUSR1), unle
 runs inside a notebook, where `fit()` returns. More signals while saving are counted and
 ignored, so they cannot tear the save; SIGKILL remains the way to force a stop.
 
-The emergency save has to wait for every call already dispatched (the state it saves
-is the output of the newest). JAX lets the host run ~30 calls ahead of the device, which
-for second-long calls would spend a scheduler's whole grace period (10 s for
-`docker stop`, 30 s for SLURM) before the save even starts; so whenever the device work
-queued ahead of the host exceeds `QUEUED_SECONDS` (estimated from the completions the
-Trainer's call tracker `trainer.calls` saw, and assumed to until one is seen), the
-callback waits (never copying) until at most `max_calls_in_flight` calls are unfinished.
-A queue of short calls is left alone: it drains within `QUEUED_SECONDS`, and waiting at
-every call would make a dispatch-bound loop (a tiny model, one step per call) 1.5-3x slower.
+An emergency save waits only for the call in flight. The handler's proposal is agreed at
+once on one process, so the Trainer's loop sees the stop before it dispatches another call.
+What the save must wait for is the device work already queued: JAX lets the host run ~30
+calls ahead of the device, which for second-long calls would spend a scheduler's whole
+grace period (10 s for `docker stop`, 30 s for SLURM) before the save even starts. So at
+each call boundary where more than `QUEUED_SECONDS` of device work is queued (estimated
+from the completions the Trainer's call tracker `trainer.calls` saw, and assumed to until
+one is seen), the callback waits (never copying) until at most
+`min(max_calls_in_flight, QUEUED_SECONDS // one call)` calls are unfinished: none at all
+once a call is longer than `QUEUED_SECONDS`. A signal that arrives during that wait is
+handled when it returns, with the device idle: the save starts at once, after at most
+the rest of one call. In general it waits for at most one call plus `QUEUED_SECONDS` of
+queued work. The device idles only for the host's dispatch between long calls (well under
+1% of a call longer than `QUEUED_SECONDS`); a queue of short calls is left alone, since it
+drains within `QUEUED_SECONDS` and waiting at every call would make a dispatch-bound loop
+(a tiny model, one step per call) 1.5-3x slower.
+
+A signal is honoured wherever it lands once `setup` has installed the handler: while the
+first call compiles (the call then runs, and its step is saved), during an evaluation
+(saved as the evaluation ends), during a periodic save, synchronous or on the writer
+thread (that save completes, then the emergency one is written), or during `on_fit_start`
+work and the restore before it (no step trained: the "nothing to save" line). The stop
+reaches the loop through the Trainer's stop flag, not through a hook, so nothing has to
+reach a step boundary first.
 
 Under `jax.distributed` the proposal is agreed every few calls (see `emergence.parallel.stops`):
 every process reads the same agreed `signal:<NAME>` at the same boundary, so all of them
@@ -58,10 +73,11 @@ class SignalCheckpointCallback(Callback):
         signals: the signals to catch (SLURM's `--signal=USR1@90` arrives as SIGUSR1).
         exit_process: exit with 128 + signum after `fit()` has wound down; None (the
             default) exits everywhere except inside a Jupyter/IPython kernel.
-        max_calls_in_flight: how many dispatched calls may be unfinished at a call
-            boundary once more than `QUEUED_SECONDS` of device work is queued (2 keeps the
-            device busy): an emergency save waits for at most one more call than that, or
-            about `QUEUED_SECONDS`. None lets the host run as far ahead as JAX allows.
+        max_calls_in_flight: at most this many dispatched calls may be unfinished at a
+            call boundary once more than `QUEUED_SECONDS` of device work is queued, and
+            never more than `QUEUED_SECONDS` of work (so none once a call is longer): an
+            emergency save waits for the call in flight plus at most `QUEUED_SECONDS` of
+            queued calls. None lets the host run as far ahead as JAX allows.
 
     Put it last in the callback list: its `teardown` ends the process, so callbacks after
     it would not get theirs. `caught` is the first signal this process received, `received`
@@ -111,19 +127,35 @@ class SignalCheckpointCallback(Callback):
         self._act(trainer, _agreed_signal(trainer))
 
     def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
+        if trainer.stops.agreed is None and self.max_calls_in_flight is not None and not self._bound_queue(trainer):
+            return
+        self._act_on_agreed(trainer)  # a signal agreed before this boundary, or handled while waiting
+
+    def on_validation_end(self, trainer: "Trainer", metrics: Metrics) -> None:
+        self._act_on_agreed(trainer)  # a signal during the evaluation: save now, before any on_fit_end
+
+    def _act_on_agreed(self, trainer: "Trainer") -> None:
         agreed = trainer.stops.agreed
         if agreed is not None and not self._handled and agreed.startswith(PREFIX):
             self._act(trainer, _agreed_signal(trainer))
-        elif self.max_calls_in_flight is not None:
-            self._bound_queue(trainer)
 
-    def _bound_queue(self, trainer: "Trainer") -> None:
-        """Wait for older calls while more than `QUEUED_SECONDS` of device work is (or may be) queued."""
+    def _bound_queue(self, trainer: "Trainer") -> bool:
+        """Wait for older calls while over `QUEUED_SECONDS` of device work is (or may be) queued; True if it did."""
         calls, rate = trainer.calls, self._rate
         rate.observe(calls)
-        if rate.seconds_per_step is None or rate.pending_seconds(trainer.step) > QUEUED_SECONDS:
-            if calls.wait(self.max_calls_in_flight):
-                rate.observe(calls)
+        if rate.seconds_per_step is not None and rate.pending_seconds(trainer.step) <= QUEUED_SECONDS:
+            return False
+        if not calls.wait(self._calls_allowed(trainer.steps_per_call)):
+            return False
+        rate.observe(calls)
+        return True
+
+    def _calls_allowed(self, steps_per_call: int) -> int:
+        """Unfinished calls allowed after a wait: at most `QUEUED_SECONDS` of work (none before a call was timed)."""
+        per_step = self._rate.seconds_per_step
+        if per_step is None:
+            return 0
+        return min(self.max_calls_in_flight, int(QUEUED_SECONDS / max(per_step * steps_per_call, 1e-9)))
 
     def on_exception(self, trainer: "Trainer", exception: BaseException) -> None:
         self._failed = True

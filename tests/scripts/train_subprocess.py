@@ -13,20 +13,27 @@ that order in the list. Injected trouble and probes:
   device-error (inside the jitted step);
 - `--signal-in-setup NAME`: the process signals itself before training starts;
 - `--fsize-after STEP:BYTES`: the disk is full once the checkpoint of STEP is durable;
-- `--slow-save SECONDS`: every save's gather takes that much longer;
+- `--slow-save SECONDS`: every save's gather takes that much longer (on the loop's thread);
+- `--slow-write SECONDS`: every background write starts that much later (on the writer thread);
+- `--sync-checkpoint`: every save is written synchronously (`async_checkpoint=False`);
+- `--slow-start SECONDS`: `on_fit_start` work that takes that long;
+- `--eval-every N`, `--eval-seconds SECONDS`: an evaluation every N steps, taking that long;
+- `--state-mb MB`: that many MB of float32 ballast in the state's `extra` (saved, untouched by the step);
 - `--trace-seconds SECONDS`: the first compile takes that much longer;
 - `--work-seconds SECONDS`: each step does that much real device work;
 - `--plain-save-at STEP`: time one plain save (the benchmark's baseline);
 - `--fit-in-thread STEP`: fit() in a daemon thread; the main program fails at STEP.
 
 Prints one line per event on stdout, for a parent to time its kills:
-`start <epoch of process start>`, `budget from <epoch>`, `ready <step>`, `step <N>`,
-`saving`, `saved <file name> <epoch> <seconds from snapshot to durable>`,
-`plain <seconds>`, `fit returned <reason>`.
+`start <epoch of process start>`, `budget from <epoch>`, `starting`, `ready <step>`,
+`step <N>`, `evaluating` (`--eval-seconds`), `evaluated <N>`, `saving`, `writing` (the writer thread),
+`saved <file name> <epoch> <seconds from snapshot to durable>`, `plain <seconds>`,
+`fit returned <reason>`.
 """
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import resource
 import signal
@@ -40,6 +47,7 @@ import jax.numpy as jnp
 
 from emergence import Callback, Trainer
 from emergence.checkpoint import flatten_to_host, write_checkpoint
+from emergence.checkpoint.async_writer import AsyncCheckpointWriter
 from emergence.platforms import process_start_time
 from emergence.testing import toy_task
 
@@ -58,20 +66,28 @@ class ScriptTask:
     """
 
     def __init__(self, hidden: tuple[int, ...], work_repeats: int = 0, work_size: int = 256,
-                 fail_at_step: int | None = None, trace_seconds: float = 0.0) -> None:
+                 fail_at_step: int | None = None, trace_seconds: float = 0.0, eval_seconds: float = 0.0,
+                 state_mb: float = 0.0) -> None:
         self.base = toy_task(hidden=hidden)
         self.name, self.structural_keys = self.base.name, self.base.structural_keys
         self.work_repeats, self.work_size, self.fail_at_step = work_repeats, work_size, fail_at_step
-        self.trace_seconds = trace_seconds
+        self.trace_seconds, self.eval_seconds, self.state_mb = trace_seconds, eval_seconds, state_mb
 
     def config(self) -> dict[str, Any]:
         return self.base.config()
 
     def init_state(self, rng: jax.Array):
-        return self.base.init_state(rng)
+        state = self.base.init_state(rng)
+        if not self.state_mb:
+            return state
+        return state.replace(extra={"ballast": jnp.ones(int(self.state_mb * 1e6) // 4, jnp.float32)})
 
     def eval_step(self, state):
-        return self.base.eval_step(state)
+        metrics = self.base.eval_step(state)
+        if self.eval_seconds:  # a host callback that sleeps: an evaluation that takes this long to finish
+            slow = functools.partial(_slowly, seconds=self.eval_seconds)
+            metrics["val_loss"] = jax.pure_callback(slow, jax.ShapeDtypeStruct((), jnp.float32), metrics["val_loss"])
+        return metrics
 
     def train_step(self, state):
         time.sleep(self.trace_seconds)  # runs once, while the first call is traced: a long compile
@@ -87,6 +103,12 @@ def busy_work(seed: jax.Array, repeats: int, size: int) -> jax.Array:
     """`repeats` chained size×size matmuls seeded by a runtime value (so nothing is folded away)."""
     matrix = jnp.full((size, size), 1.0 / size) * (1.0 + seed)
     return jax.lax.fori_loop(0, repeats, lambda _, m: jnp.tanh(m @ m), matrix).sum()
+
+
+def _slowly(value: Any, seconds: float) -> Any:
+    say("evaluating")  # runs as part of the evaluation, wherever JAX runs it (on CPU: inside the dispatch)
+    time.sleep(seconds)
+    return value
 
 
 def _fail_at(step: Any, fail_at: int) -> None:
@@ -114,6 +136,10 @@ class Reporter(Callback):
 
     def on_train_call_end(self, trainer, metrics):
         say(f"step {trainer.step}")
+
+    def on_validation_end(self, trainer, metrics):
+        jax.block_until_ready(metrics)  # a logger reading the eval metrics: the loop waits for the evaluation
+        say(f"evaluated {trainer.step}")
 
     def on_save_checkpoint(self, trainer, ref):
         say(f"saved {ref.path.name} {time.time():.3f} {trainer.last_save_seconds:.4f}")
@@ -149,6 +175,26 @@ class SlowSave(Callback):
         say("saving")
         time.sleep(self.seconds)
         return {}
+
+
+class SlowStart(Callback):
+    """`on_fit_start` work that takes `seconds` (opening a tracker, loading data)."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+
+    def on_fit_start(self, trainer):
+        say("starting")
+        time.sleep(self.seconds)
+
+
+def slow_writer(seconds: float) -> AsyncCheckpointWriter:
+    """A background writer whose every write starts `seconds` late (prints `writing` as it begins)."""
+    def before_write() -> None:
+        say("writing")
+        time.sleep(seconds)
+
+    return AsyncCheckpointWriter(before_write=before_write)
 
 
 class Crash(Callback):
@@ -222,8 +268,10 @@ def build(args: argparse.Namespace) -> Trainer:
     repeats = calibrate_repeats(args.work_seconds) if args.work_seconds else 0
     task = ScriptTask(tuple(int(w) for w in args.hidden.split(",")), work_repeats=repeats,
                       fail_at_step=crash_step if crash_how == "device-error" else None,
-                      trace_seconds=args.trace_seconds)
+                      trace_seconds=args.trace_seconds, eval_seconds=args.eval_seconds, state_mb=args.state_mb)
     callbacks: list[Callback] = [Reporter()]
+    if args.slow_start:
+        callbacks.append(SlowStart(args.slow_start))
     if args.slow_save:
         callbacks.append(SlowSave(args.slow_save))
     if crash_how in ("sysexit", "raise", "thread-sigterm"):
@@ -236,8 +284,10 @@ def build(args: argparse.Namespace) -> Trainer:
     if args.signal_in_setup:
         callbacks.append(SignalSelfInSetup(args.signal_in_setup))
     resume = None if args.resume == "none" else args.resume
+    writer = slow_writer(args.slow_write) if args.slow_write else not args.sync_checkpoint
     return Trainer(task, callbacks, max_steps=args.max_steps, steps_per_call=args.steps_per_call,
-                   run_dir=args.run_dir, resume=resume)
+                   run_dir=args.run_dir, resume=resume, eval_every_n_steps=args.eval_every or None,
+                   async_checkpoint=writer)
 
 
 def _pair(text: str, second: type) -> tuple[int, Any]:
@@ -266,6 +316,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--work-seconds", type=float, default=0.0, help="device work per step, in seconds")
     parser.add_argument("--trace-seconds", type=float, default=0.0, help="a first compile this much longer")
     parser.add_argument("--slow-save", type=float, default=0.0)
+    parser.add_argument("--slow-write", type=float, default=0.0, help="each background write starts this late")
+    parser.add_argument("--sync-checkpoint", action="store_true", help="async_checkpoint=False")
+    parser.add_argument("--slow-start", type=float, default=0.0, help="on_fit_start work of this many seconds")
+    parser.add_argument("--eval-every", type=int, default=0, help="evaluate every N steps (0: never)")
+    parser.add_argument("--eval-seconds", type=float, default=0.0, help="each evaluation takes this long")
+    parser.add_argument("--state-mb", type=float, default=0.0, help="MB of ballast in the state")
     parser.add_argument("--budget", type=float, default=None)
     parser.add_argument("--margin", type=float, default=60.0)
     parser.add_argument("--crash", default=None, help="STEP:HOW")

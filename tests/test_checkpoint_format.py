@@ -291,3 +291,36 @@ def test_a_disk_error_during_direct_io_leaves_no_file_and_the_old_one_intact(tmp
     with pytest.raises(OSError, match="No space"):
         write_checkpoint(path, arrays, {"step": 2})
     assert path.read_bytes() == before and [p.name for p in tmp_path.iterdir()] == ["step_1.safetensors"]
+
+
+def test_large_files_read_directly_still_catch_truncation_and_flipped_bits(tmp_path):
+    arrays = _large_arrays()
+    path = tmp_path / "step_1.safetensors"
+    write_checkpoint(path, arrays, {"step": 1})
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) - 4097])
+    with pytest.raises(CorruptCheckpointError, match="truncated"):
+        read_checkpoint(path)
+    flipped = bytearray(data)
+    flipped[len(data) // 2] ^= 0x04
+    path.write_bytes(bytes(flipped))
+    with pytest.raises(CorruptCheckpointError, match="checksum mismatch"):
+        read_checkpoint(path)
+
+
+def test_where_direct_reads_are_refused_the_file_is_read_through_the_page_cache(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    arrays = _large_arrays()
+    path = tmp_path / "step_1.safetensors"
+    write_checkpoint(path, arrays, {"step": 1})
+    real_open = os.open
+
+    def no_direct(file, flags, *args, **kwargs):
+        if flags & getattr(os, "O_DIRECT", 0):
+            raise OSError(errno.EINVAL, "Invalid argument")
+        return real_open(file, flags, *args, **kwargs)
+
+    monkeypatch.setattr(os, "open", no_direct)
+    _assert_round_trip(path, arrays)

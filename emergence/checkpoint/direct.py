@@ -1,4 +1,4 @@
-"""Writing a large checkpoint with direct I/O through reused staging buffers: the disk's speed at less CPU.
+"""Large checkpoints with direct I/O: written through reused staging buffers, read into their final buffer.
 
 A buffered `write()` copies every byte into freshly allocated page-cache pages, which
 the kernel later writes back; with the checksum hashed beside it, a checkpoint needs
@@ -15,6 +15,11 @@ size, the header (written as a placeholder first) rewritten last as its own alig
 block. Where the filesystem refuses `O_DIRECT` (tmpfs on older kernels, some FUSE
 mounts) `write_direct` returns False before writing anything and the caller writes
 buffered. Linux only.
+
+Reads (`read_direct`) go straight from the device into one fresh page-aligned buffer
+that the arrays then view, four 8 MiB requests in flight, each block handed to the hash
+as it lands: no page-cache copy (cold read + verify of 256 MiB: 1.07 ± 0.10x a raw
+buffered read, against 0.68 ± 0.24x reading buffered; 7 rounds on the loaded 2-core box).
 """
 from __future__ import annotations
 
@@ -23,14 +28,17 @@ import fcntl
 import mmap
 import os
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 from typing import BinaryIO
 
 ALIGN = 4096
 BLOCK = 4 * 1024 * 1024
 BUFFERS = 3  # one being filled, one being written, one spare so the filler rarely waits
 MIN_BYTES = 16 * 1024 * 1024  # below this a buffered write is as fast: direct I/O is not tried
+READ_BLOCK = 8 * 1024 * 1024
+READS_IN_FLIGHT = 4  # direct reads get no readahead: keep this many requests queued (1 x 16 MiB: 0.77x raw)
 _pool: list[mmap.mmap] = []
 _pool_lock = threading.Lock()
 
@@ -186,3 +194,50 @@ def rewrite_head(handle: BinaryIO, pieces: Sequence[memoryview], header: bytes) 
         block.close()
     os.ftruncate(fd, total)
     _set_direct(fd, False)
+
+
+def read_direct(path: Path, size: int, start: int, on_data: Callable[[memoryview], None]) -> memoryview | None:
+    """Bytes `start` to `size` of `path`, read with `O_DIRECT` into a new page-aligned buffer; None if refused.
+
+    `READS_IN_FLIGHT` requests of `READ_BLOCK` bytes are kept in flight (what readahead
+    does for buffered reads); `on_data` gets each block's bytes from `start` on, in file
+    order, as they land (the checksum). A result shorter than `size - start` means the
+    file was shorter than `size` (truncated while reading). None, with nothing handed to
+    `on_data`, when the filesystem refuses direct I/O: the caller reads buffered.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECT)
+        pool = ThreadPoolExecutor(READS_IN_FLIGHT, thread_name_prefix="emergence-direct-read")
+    except (OSError, RuntimeError) as err:  # RuntimeError: no new threads at interpreter exit
+        if isinstance(err, OSError) and err.errno != errno.EINVAL:
+            raise
+        return None
+    view = memoryview(mmap.mmap(-1, -(-size // ALIGN) * ALIGN))
+    try:
+        offsets = range(0, size, READ_BLOCK)
+        reads = [pool.submit(os.preadv, fd, [view[offset: offset + READ_BLOCK]], offset) for offset in offsets]
+        done = _hand_over(reads, offsets, (start, size), view, on_data)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        os.close(fd)
+    return None if done is None else view[start: max(start, min(done, size))]
+
+
+def _hand_over(reads: list[Future], offsets: range, span: tuple[int, int], view: memoryview,
+               on_data: Callable[[memoryview], None]) -> int | None:
+    """Wait for the reads in order, handing each block's part of `span` on; the bytes read back to back from 0."""
+    start, size = span
+    done = 0
+    for offset, read in zip(offsets, reads):
+        try:
+            got = read.result()
+        except OSError as err:
+            if err.errno == errno.EINVAL and offset == 0:
+                return None
+            raise
+        if offset != done or got <= 0:
+            break  # an earlier block came back short: the file ended there
+        if done + got > start:
+            on_data(view[max(done, start): min(done + got, size)])
+        done += got
+    return done

@@ -267,6 +267,7 @@ def read_checkpoint(path: Path | str) -> CheckpointFile:
     The data is hashed block by block on a helper thread while the next block is read,
     when the tensors lie in the file in name order, back to back (as every file
     `write_checkpoint` writes does); otherwise it is hashed tensor by tensor after reading.
+    Files of `direct.MIN_BYTES` or more are read with direct I/O where the filesystem allows.
     """
     path = Path(path)
     size = path.stat().st_size if path.exists() else 0
@@ -274,10 +275,9 @@ def read_checkpoint(path: Path | str) -> CheckpointFile:
         header, data_start = _read_header(path, handle, size)
         manifest, manifest_json, checksum = _manifest(path, header)
         table = {k: v for k, v in header.items() if k != "__metadata__"}
-        data = bytearray(size - data_start)
         hasher = _Hasher(table, manifest_json, manifest["format_version"])
         try:
-            arrays = _read_verified(path, handle, table, data, hasher)
+            arrays = _read_verified(path, handle, table, (data_start, size), hasher)
         finally:
             hasher.close()
     if hasher.checksum() != checksum:
@@ -285,10 +285,24 @@ def read_checkpoint(path: Path | str) -> CheckpointFile:
     return CheckpointFile(path=path, manifest=manifest, arrays=arrays, checksum=checksum)
 
 
-def _read_verified(path: Path, handle: BinaryIO, table: dict, data: bytearray, hasher: _Hasher) -> dict:
-    """Read the data into `data` while `hasher` digests it (in tensor name order); the arrays viewing it."""
-    in_file_order = _in_file_order(table, len(data))
-    if _read_into(handle, data, hasher if in_file_order else None) != len(data):
+def _read_verified(path: Path, handle: BinaryIO, table: dict, span: tuple[int, int], hasher: _Hasher) -> dict:
+    """Read the data (file bytes `span`) while `hasher` digests it in tensor name order; the arrays viewing it.
+
+    Large files whose tensors lie in name order are read with direct I/O into the
+    buffer the arrays keep (`direct.read_direct`); the others, and filesystems without
+    direct I/O, through the page cache.
+    """
+    start, size = span
+    in_file_order = _in_file_order(table, size - start)
+    data = None
+    if in_file_order and size - start >= direct.MIN_BYTES and direct.available():
+        data = direct.read_direct(path, size, start, hasher.add)
+    if data is None:
+        data = bytearray(size - start)
+        got = _read_into(handle, data, hasher if in_file_order else None)
+    else:
+        got = len(data)
+    if got != size - start:
         raise _bad(path, "truncated while reading; resume from another checkpoint")
     arrays = _arrays(path, table, data)
     if not in_file_order:
@@ -324,7 +338,7 @@ def _read_into(handle: BinaryIO, data: bytearray, hasher: _Hasher | None) -> int
     return done
 
 
-def _arrays(path: Path, table: dict, data: bytearray) -> dict[str, np.ndarray]:
+def _arrays(path: Path, table: dict, data: bytearray | memoryview) -> dict[str, np.ndarray]:
     arrays, end = {}, 0
     try:
         for name, entry in table.items():

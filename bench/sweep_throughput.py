@@ -27,26 +27,21 @@ import numpy as np
 from _common import Lap, Ratio, Stopwatch, exit_with, interleaved, machine, print_table, verdict
 
 from emergence.lab.agents import KAGGLE, QUICK, PPOConfig, PPOTask
-from emergence.lab.config import lab_config, PRESETS
+from emergence.envs import EnvParams
+from emergence.lab.config import PRESETS, LabConfig, lab_config
 from emergence.lab.run import sweep_task
 from emergence.lab.sweep.grid import Grid
 from emergence.lab.sweep.task import default_strategy
 
 TARGET = 1.0
+TINY = PPOConfig(env=EnvParams(grid_size=6, max_agents=4, initial_agents=2, num_food=4, view_radius=1, max_steps=20),
+                 num_envs=4, rollout_len=8, num_epochs=1, num_minibatches=2, hidden_sizes=(16,))
+LEARNERS = {"tiny": TINY, "quick": QUICK, "kaggle": KAGGLE}
 
 
-def _config(name: str):
-    """The LabConfig of `--quick` (a tiny world), the quick preset (default) or `--kaggle`."""
-    if name == "kaggle":
-        return lab_config("kaggle", KAGGLE, PRESETS["kaggle"].train)
-    config = lab_config("quick", QUICK, PRESETS["quick"].train)
-    if name == "tiny":
-        from emergence.envs import EnvParams
-
-        env = EnvParams(grid_size=6, max_agents=4, initial_agents=2, num_food=4, view_radius=1, max_steps=20)
-        ppo = PPOConfig(env=env, num_envs=4, rollout_len=8, num_epochs=1, num_minibatches=2, hidden_sizes=(16,))
-        config = lab_config("quick", ppo, PRESETS["quick"].train)
-    return config
+def _config(name: str) -> LabConfig:
+    """The LabConfig of `--quick` (a tiny world), the quick preset's learner (default) or `--kaggle`'s."""
+    return lab_config("kaggle" if name == "kaggle" else "quick", LEARNERS[name], PRESETS["quick"].train)
 
 
 def _ready(state, step: Callable, calls: int, *args):
@@ -105,7 +100,8 @@ def main() -> None:
         verdicts.append(verdict(cpu, TARGET) if case == default_strategy() and args.runs == 8 else "-")
         rows.append([case + (" (default here)" if case == default_strategy() else ""), f"{rate:,.0f}", str(wall),
                      str(cpu), verdicts[-1]])
-    print_table(f"sweep_throughput: {args.runs} runs ({name} learner), {calls} calls per run per round, {rounds} rounds",
+    title = f"sweep_throughput: {args.runs} runs ({name} learner), {calls} calls per run per round, {rounds} rounds"
+    print_table(title,
                 ["case", "env steps/s (median)", "ratio vs sequential (wall)", "ratio (CPU time)", "verdict"], rows,
                 [f"machine: {machine()}", "ratio = env steps per second / the sequential runs' in the same round; "
                  f"higher is better; ± is the median absolute deviation over rounds; target (S = 8, the default "

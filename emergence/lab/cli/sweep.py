@@ -24,7 +24,7 @@ from emergence.lab.cli.train import parse_config
 from emergence.lab.config import LabConfig
 from emergence.lab.report import summary
 from emergence.lab.run import build_trainer, resolve_platform, resume_source, run_dir
-from emergence.lab.sweep.grid import Grid, parse_grid
+from emergence.lab.sweep.grid import parse_grid
 from emergence.lab.sweep.memory import check_fits
 from emergence.lab.sweep.report import write_report
 
@@ -104,8 +104,8 @@ def main(argv: list[str]) -> int:
     trainer = build_trainer(config, platform, sweep=grid)
     check_fits(trainer.task)  # XLA's memory analysis against the device's limit (GPUs, TPUs); nothing written yet
     print(f"emergence sweep: {len(runs)} runs ({len(runs) // grid.seeds} grid points x {grid.seeds} seeds) in one "
-          f"program ({trainer.task.strategy}), preset {config.preset} on {platform}, run dir {trainer.run_dir}; {config.train.total_steps:,} "
-          f"env steps per run = {trainer.max_steps:,} updates", flush=True)
+          f"program ({trainer.task.strategy}), preset {config.preset} on {platform}, run dir {trainer.run_dir}; "
+          f"{config.train.total_steps:,} env steps per run = {trainer.max_steps:,} updates", flush=True)
     began = time.perf_counter()
     trainer.fit()
     jax.block_until_ready(trainer.state)

@@ -324,3 +324,19 @@ def test_where_direct_reads_are_refused_the_file_is_read_through_the_page_cache(
 
     monkeypatch.setattr(os, "open", no_direct)
     _assert_round_trip(path, arrays)
+
+
+@pytest.mark.parametrize("size", ["small", "large"])
+def test_a_check_that_fails_beside_the_write_leaves_no_file(tmp_path, size):
+    arrays = _large_arrays() if size == "large" else {"w": np.ones(3, np.float32)}
+    path = tmp_path / "step_1.safetensors"
+
+    def refuse():
+        raise ValueError("refused by the check")
+
+    with pytest.raises(ValueError, match="refused by the check"):
+        write_checkpoint(path, arrays, {"step": 1}, check=refuse)
+    assert list(tmp_path.iterdir()) == []
+    ran = []
+    write_checkpoint(path, arrays, {"step": 1}, check=lambda: ran.append(True))
+    assert ran == [True] and read_checkpoint(path).manifest["step"] == 1

@@ -15,10 +15,12 @@ files still load and verify with SHA-256.
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import struct
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -155,7 +157,7 @@ def _header_bytes(table: dict, manifest_json: str, checksum: str) -> bytes:
 
 
 def write_checkpoint(path: Path | str, arrays: dict[str, np.ndarray], manifest: dict[str, Any], *,
-                     format_version: int = FORMAT_VERSION) -> str:
+                     format_version: int = FORMAT_VERSION, check: Callable[[], None] | None = None) -> str:
     """Atomically write `arrays` and `manifest` to `path`; return the checksum.
 
     The checksum sits in the header, at the front of the file, but hashing and writing
@@ -165,6 +167,9 @@ def write_checkpoint(path: Path | str, arrays: dict[str, np.ndarray], manifest: 
     `direct.MIN_BYTES` or more are written with direct I/O where the filesystem allows
     (`direct.py`: the same bytes for less CPU), else buffered.
     `format_version=1` writes the old SHA-256 format (for tests and comparisons).
+    `check` (e.g. a scan for NaN) runs on a helper thread while the bytes are written; if
+    it raises, the write is abandoned before the rename (no file appears) and its error
+    propagates.
     """
     if format_version not in DIGESTS:
         raise ValueError(f"format_version must be one of {sorted(DIGESTS)}, got {format_version!r}")
@@ -176,6 +181,12 @@ def write_checkpoint(path: Path | str, arrays: dict[str, np.ndarray], manifest: 
     checksum = ""
 
     def write(handle: BinaryIO) -> None:
+        nonlocal checksum
+        with _beside(check) as checked:
+            write_data(handle)
+            checked()
+
+    def write_data(handle: BinaryIO) -> None:
         nonlocal checksum
         hasher = _Hasher(table, manifest_json, format_version)
         for chunk in chunks:
@@ -198,6 +209,24 @@ def write_checkpoint(path: Path | str, arrays: dict[str, np.ndarray], manifest: 
 
     atomic_write(path, write)
     return checksum
+
+
+@contextlib.contextmanager
+def _beside(check: Callable[[], None] | None) -> Iterator[Callable[[], None]]:
+    """Run `check` on a helper thread for the duration; yields a function that waits for it (raising its error)."""
+    if check is None:
+        yield lambda: None
+        return
+    try:
+        pool: ThreadPoolExecutor | None = ThreadPoolExecutor(1, thread_name_prefix="emergence-checkpoint-check")
+        future = pool.submit(check)
+    except RuntimeError:  # at interpreter exit: check on this thread when asked
+        pool, future = None, None
+    try:
+        yield (lambda: future.result()) if future is not None else check
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False)
 
 
 def _bad(path: Path, why: str) -> CorruptCheckpointError:

@@ -15,7 +15,8 @@ from emergence.checkpoint import flatten_to_host, read_checkpoint, write_checkpo
 from emergence.cli import main
 from emergence.lab.agents import PPOTask
 from emergence.lab.cli.train import parse_config
-from emergence.lab.run import sweep_task
+from emergence.callbacks import TrackerCallback
+from emergence.lab.run import callbacks, sweep_task
 from emergence.cli.usage import UsageError
 from emergence.lab.sweep.grid import parse_grid
 from emergence.lab.sweep.memory import check_fits, device_limit, step_bytes
@@ -232,3 +233,20 @@ def test_a_sweep_larger_than_the_device_is_refused_with_the_run_count_that_fits(
     with pytest.raises(UsageError, match=r"this sweep of 4 runs needs about .* GiB on the device, which has .* GiB: "
                                          r"at most 2 runs fit; use fewer --sweep.grid values or --sweep.seeds"):
         check_fits(task, limit=int(needed * 0.6 / 0.9), needed=needed)
+
+
+def test_every_run_of_a_sweep_has_its_own_trackers_fed_by_its_metrics_and_probe_slice():
+    config = parse_config([*TINY, "--train.track-interval", "8"])
+    task = sweep_task(config, parse_grid(config, ["evolution=0,1"], 1), "vmap")
+    trackers = next(cb for cb in callbacks(config, "local", task) if isinstance(cb, TrackerCallback))
+    assert [t.name for t in trackers.trackers] == ["emergence/run_0", "specialization/run_0", "emergence/run_1",
+                                                   "specialization/run_1"]
+    state, metrics = jax.jit(task.train_step)(task.init_state(jax.random.key(0)))
+    values = jax.device_get(metrics | jax.jit(trackers.probe)(state))
+    for tracker in trackers.trackers:
+        tracker.update(1, values)
+    off, on = trackers.trackers[1].history, trackers.trackers[3].history
+    assert off.value_list("weight_divergence")[-1] == pytest.approx(0.0)  # evolution off: the heads do not act
+    assert on.value_list("weight_divergence")[-1] > 0.0
+    assert trackers.trackers[0].history.value_list("population")[-1] == pytest.approx(
+        float(values["env/population/run_0"]))

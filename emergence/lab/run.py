@@ -21,7 +21,7 @@ from emergence.lab.report import Throughput
 from emergence.lab.sweep.grid import Grid, run_config
 from emergence.lab.sweep.sinks import LongCSVSink, MeanCSVSink, RunTensorBoardSinks
 from emergence.lab.sweep.task import Strategy, SweepTask
-from emergence.lab.tracking import lab_trackers, policy_probe
+from emergence.lab.tracking import lab_trackers, policy_probe, sweep_probe, sweep_trackers
 from emergence.metrics import CSVSink, TensorBoardSink
 from emergence.platforms import jax_accelerator, kaggle_session_limit, platform_name
 from emergence.platforms.kaggle import kaggle_resume_checkpoint, kaggle_working
@@ -87,7 +87,7 @@ def callbacks(config: LabConfig, platform: str, task: PPOTask | SweepTask, **ove
     says so, every so many seconds); the best checkpoint is kept by eval food per agent
     step; metrics go to metrics.csv and TensorBoard, and the console shows a progress line.
     `overrides` go to `for_platform` last (the notebook's live display: `progress={}`).
-    A `SweepTask` gets `sweep_outputs` instead of the single run's sinks, and no trackers.
+    A `SweepTask` gets `sweep_sinks` instead of the single run's sinks, and the trackers of every run.
     """
     train, updates = config.train, config.updates
     evaluating = train.eval_interval > 0
@@ -105,8 +105,10 @@ def callbacks(config: LabConfig, platform: str, task: PPOTask | SweepTask, **ove
         if "artifacts" in preset(platform):
             lab["artifacts"] = {"metrics_csv": "metrics_mean.csv"}  # the framework's curves of the mean over runs
     extra: list[Callback] = [Throughput(config.env_steps_per_update * (task.num_seeds if sweeping else 1))]
-    if train.track_interval > 0 and not sweeping:
-        extra.append(TrackerCallback(updates(train.track_interval), lab_trackers(), probe=policy_probe(task)))
+    if train.track_interval > 0:
+        trackers, probe = (sweep_trackers(task.num_seeds), sweep_probe(task)) if sweeping else \
+            (lab_trackers(), policy_probe(task))
+        extra.append(TrackerCallback(updates(train.track_interval), trackers, probe=probe))
     merged = {key: {**lab[key], **value} if isinstance(value, dict) and key in lab else value
               for key, value in overrides.items()}
     return for_platform(platform, extra=extra, **{**lab, **merged})

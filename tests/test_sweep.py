@@ -250,3 +250,35 @@ def test_every_run_of_a_sweep_has_its_own_trackers_fed_by_its_metrics_and_probe_
     assert on.value_list("weight_divergence")[-1] > 0.0
     assert trackers.trackers[0].history.value_list("population")[-1] == pytest.approx(
         float(values["env/population/run_0"]))
+
+
+def _fake_sweep(tmp_path):
+    runs = [{"name": f"diversity_bonus={b:g},seed={s}", "values": {"evolution.diversity_bonus": b}, "seed": s,
+             "config": {"diversity_bonus": b}} for b in (0.0, 0.05) for s in (0, 1)]
+    path = tmp_path / "sweep.safetensors"
+    write_checkpoint(path, {"step": np.array([3, 3, 3, 3]), "w": np.arange(4.0)},
+                     {"step": 3, "kind": "final", "config": {"num_seeds": 4, "task": {}, "runs": runs}})
+    return path
+
+
+@pytest.mark.parametrize("spec, index", [("2", 2), ("diversity_bonus=0.05,seed=0", 2),
+                                         ("evolution.diversity_bonus=0.05,seed=1", 3), ("seed=1,diversity_bonus=0", 1)])
+def test_export_run_by_index_or_by_its_values(tmp_path, capsys, spec, index):
+    out = tmp_path / "out.safetensors"
+    assert main(["ckpt", "export", "--run", spec, str(_fake_sweep(tmp_path)), str(out)]) == 0
+    exported = read_checkpoint(out)
+    assert exported.arrays["w"] == float(index) and exported.manifest["exported"]["run"] == index
+    assert exported.manifest["config"] == {"diversity_bonus": 0.05 if index >= 2 else 0.0}
+
+
+@pytest.mark.parametrize("spec, says", [
+    ("diversity_bonus=0.05", "--run diversity_bonus=0.05 matches 2 runs of sweep.safetensors, not one; its runs are: "
+                             "diversity_bonus=0,seed=0; diversity_bonus=0,seed=1"),
+    ("lr=1", "matches 0 runs"), ("abc", "--run takes an index or key=value pairs"), ("4", "--run 4 is out of range"),
+])
+def test_a_bad_export_run_is_one_line_and_writes_nothing(tmp_path, capsys, spec, says):
+    out = tmp_path / "out.safetensors"
+    assert main(["ckpt", "export", "--run", spec, str(_fake_sweep(tmp_path)), str(out)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and says in err, err
+    assert not out.exists()

@@ -33,6 +33,44 @@ def _num_seeds(file: CheckpointFile) -> int:
     return config["num_seeds"]
 
 
+def find_run(file: CheckpointFile, spec: str) -> int:
+    """The run `--run` names: an index, or `key=value,...` pairs (short or dotted keys, `seed`) matching one run."""
+    if spec.lstrip("-").isdigit():
+        return int(spec)
+    runs = file.manifest.get("config", {}).get("runs")
+    if not isinstance(runs, list):
+        raise EmergenceError(f"--run {spec}: {file.path.name} lists no runs by value (not a sweep); pass an index")
+    wanted = _pairs(spec)
+    found = [i for i, run in enumerate(runs) if _matches(run, wanted)]
+    if len(found) != 1:
+        names = "; ".join(run.get("name", str(i)) for i, run in enumerate(runs))
+        raise EmergenceError(f"--run {spec} matches {len(found)} runs of {file.path.name}, not one; its runs are: "
+                             f"{names}")
+    return found[0]
+
+
+def _pairs(spec: str) -> dict[str, float]:
+    pairs = {}
+    for item in spec.split(","):
+        key, sep, value = item.partition("=")
+        try:
+            pairs[key.strip()] = float(value)
+        except ValueError:
+            raise EmergenceError(f"--run takes an index or key=value pairs such as diversity_bonus=0.05,seed=2, "
+                                 f"got {spec!r}") from None
+    return pairs
+
+
+def _matches(run: dict[str, Any], wanted: dict[str, float]) -> bool:
+    """Every wanted key is the run's seed or one of its values (by dotted name or last part), equal."""
+    have = {"seed": float(run.get("seed", float("nan")))}
+    for key, value in run.get("values", {}).items():
+        have[key] = have[key.rsplit(".", 1)[-1]] = float(value)
+    if "evolution.enabled" in run.get("values", {}):
+        have["evolution"] = float(run["values"]["evolution.enabled"])
+    return all(key in have and have[key] == value for key, value in wanted.items())
+
+
 def seed_metrics(metrics: dict[str, float], seed: int, tag: str = "seed") -> dict[str, float]:
     """Seed `seed`'s entries of a stacked run's metrics, under their plain names."""
     suffix = seed_tag("", seed, tag)

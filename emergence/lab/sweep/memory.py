@@ -13,7 +13,7 @@ from typing import Any
 
 import jax
 
-from emergence.cli.usage import UsageError
+from emergence.errors import UsageError
 
 HEADROOM = 0.9
 """Share of the device's limit a sweep may plan to use (XLA and the allocator keep some for themselves)."""

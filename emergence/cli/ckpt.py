@@ -16,7 +16,15 @@ from typing import Annotated, Any
 import tyro
 from tyro.conf import Positional, arg
 
-from emergence.checkpoint import CheckpointFile, CheckpointRef, list_checkpoints, read_checkpoint, read_manifest
+from emergence.checkpoint import (
+    CheckpointFile,
+    CheckpointRef,
+    list_checkpoints,
+    parse_name,
+    read_checkpoint,
+    read_manifest,
+)
+from emergence.checkpoint.store import LATEST
 from emergence.cli.arrays import array_differences, export_arrays, subtree_sizes
 from emergence.cli.paths import checkpoint_dir, existing, load_checkpoint
 from emergence.cli.table import format_number, format_table, human_size, local_time
@@ -117,7 +125,7 @@ def _describe(path: Path, checksum: str, manifest: dict[str, Any]) -> str:
     metrics = ", ".join(f"{k}={format_number(v)}" for k, v in sorted(manifest.get("metrics", {}).items()))
     callbacks = ", ".join(f"{k} ({human_size(len(json.dumps(v)))})" for k, v in manifest.get("callbacks", {}).items())
     lines = [f"file       {path} ({human_size(path.stat().st_size)})",
-             f"step       {manifest.get('step')} ({manifest.get('kind')}; reason: {manifest.get('reason')})",
+             f"step       {manifest.get('step')} ({_kind_and_reason(path, manifest)})",
              f"written    {local_time(manifest.get('wall_time'))}",
              f"checksum   {checksum}",
              f"format     {manifest.get('format_version')}; config hash {manifest.get('config_hash')}",
@@ -127,6 +135,22 @@ def _describe(path: Path, checksum: str, manifest: dict[str, Any]) -> str:
              f"callbacks  {callbacks or '-'}",
              "config     " + json.dumps(manifest.get("config", {}), indent=1, sort_keys=True).replace("\n", "\n           ")]
     return "\n".join(lines)
+
+
+def _kind_and_reason(path: Path, manifest: dict[str, Any]) -> str:
+    """Kind and reason; a final that is a hard link of its step's periodic file says so, with the reason from latest.json.
+
+    Such a final holds exactly what the periodic save of its step wrote (the Trainer links
+    only then), so its bytes, manifest included, are that save's.
+    """
+    named, saved = parse_name(path), manifest.get("kind")
+    if named is None or named.kind == saved:
+        return f"{saved}; reason: {manifest.get('reason')}"
+    pointer = path.parent / LATEST
+    latest = json.loads(pointer.read_text()) if pointer.is_file() else {}
+    reason = latest.get("reason") if latest.get("name") == path.name else None
+    return (f"{named.kind}; reason: {reason or 'not recorded'}), the same file as the {saved} save of this step "
+            f"(a hard link: the final held nothing else")
 
 
 @dataclass

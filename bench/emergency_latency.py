@@ -1,106 +1,146 @@
-"""emergency_latency: SIGTERM → durable emergency checkpoint, against one plain save of the same state.
+"""emergency_latency: SIGTERM at random instants → durable emergency checkpoint, against a plain save of the same state.
 
-    python bench/emergency_latency.py [--rounds 3] [--big-hidden 6400] [--work-seconds 0.3] [--quick]
+    python bench/emergency_latency.py [--signals 20] [--big-mb 500] [--calls 0.3,3] [--quick]
 
-For a small state (the toy MLP, a few KiB) and a ~500 MB one (MLP 6400×6400 with Adam:
-params and two moments), each round starts a real training process
-(`tests/scripts/train_subprocess.py` with `SignalCheckpointCallback`), lets it time one
-plain save of its state at step 3 (device idle: device→host copy + write of the same
-file format), then sends SIGTERM from here and polls the checkpoint directory until
-`emergency_step_<N>.safetensors` appears (atomic rename: it is then complete). The
-latency is measured from the kill; the file is then read back and verified (not timed).
+Four cases: a small state (the toy MLP, a few KiB) and a ~500 MB one (the same MLP with
+500 MB of float32 in the state's `extra`), each with train calls of 0.3 s and of 3 s of
+real device work. Each case is one child process (`bench/_emergency_child.py`) that runs
+one `fit()` per signal with `SignalCheckpointCallback`; the jitted call compiles once. A
+round: the child times a plain save of the fresh state (device idle: `flatten_to_host` +
+`write_checkpoint`, the same file format; every round for the small state, every second
+for the big one, paired with the signals that follow), dispatches its first call and
+says `armed`; this script sends SIGTERM at a uniformly random instant within the next
+call (a random phase of the call in flight) and takes the child's clock stamps:
 
-Target (exit 1 when missed by more than the noise of the per-round ratios): latency ≤
-1.5 × plain save + max((max_calls_in_flight + 1) × call, QUEUED_SECONDS + call), where
-`call` is the device time of one train call measured in the same run, from the pace of
-the child's steps once its queue is bounded (the emergency save must wait for the calls
-already dispatched: the signal callback keeps at most 2 unfinished once more than
-`QUEUED_SECONDS` of work is queued). Each step of both states also does `--work-seconds`
-of device work, so that the calls in flight are not free.
+- latency: from the `kill` to the emergency file durable and `latest.json` pointing at it
+  (the child's `on_save_checkpoint`);
+- wait: from the `kill` to the emergency save starting (the call in flight finishing);
+- save: the emergency save itself, snapshot to durable (`trainer.last_save_seconds`);
+- call: from `armed` to the save starting, i.e. the duration of the call that was in flight.
+
+Target (issue 14): latency ≤ 1 call + 1.1 × plain save, for every signal; the table
+gives latency / (call + 1.1 × plain) as median, p90 and max over the signals, and the
+row misses when the max exceeds 1 by more than `MIN_TOLERANCE`. The emergency file is
+read back and verified in the rounds with a plain save (not timed).
 """
 from __future__ import annotations
 
 import argparse
-import shutil
+import random
 import signal
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
-from _common import Ratio, exit_with, machine, print_table, verdict
+import numpy as np
+from _common import MIN_TOLERANCE, machine, print_table
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from emergence.callbacks.signals import QUEUED_SECONDS  # noqa: E402
-from emergence.checkpoint import read_checkpoint  # noqa: E402
 from tests.scripts.driver import Child  # noqa: E402
 
-IN_FLIGHT = 2
-PLAIN_AT = 3
-PACED_FROM, PACED_CALLS = PLAIN_AT + 6, 4  # the queue refills for a few calls after the plain save drained it
+CHILD = Path(__file__).with_name("_emergency_child.py")
+PLAIN_EVERY = {"small": 1, "big": 2}
+INSIDE_THE_CALL = 0.9  # signals land in the first 90% of the call's expected length, so (nearly) all in it
 
 
-def one_round(run_dir: Path, hidden: str, work_seconds: float) -> tuple[float, float, float, int]:
-    """(latency, plain save, call seconds, state bytes) of one SIGTERM."""
-    shutil.rmtree(run_dir, ignore_errors=True)
-    child = Child(run_dir, 100_000, "--callbacks", "signal", "--hidden", hidden, "--plain-save-at", str(PLAIN_AT),
-                  "--work-seconds", str(work_seconds))
-    plain = float(child.wait_for("plain", timeout=600).split()[1])
-    first = child.wait_for(f"step {PACED_FROM}", timeout=600)
-    began = time.monotonic()
-    child.wait_for(f"step {PACED_FROM + PACED_CALLS}", timeout=600)
-    call = (time.monotonic() - began) / PACED_CALLS  # a bounded queue: host steps pace at the device's rate
-    sent = child.send(signal.SIGTERM)
-    pattern = "emergency_step_*.safetensors"
-    while not (found := list((run_dir / "checkpoints").glob(pattern))):
-        if time.monotonic() - sent > 600:
+@dataclass
+class Shot:
+    latency: float
+    wait: float
+    save: float
+    call: float
+    plain: float
+    scan: float
+
+    @property
+    def bound(self) -> float:
+        return self.call + 1.1 * self.plain
+
+
+def run_case(scratch: Path, state_mb: float, work: float, signals: int, plain_every: int,
+             rng: random.Random) -> list[Shot]:
+    """One child, `signals` rounds; one `Shot` per signal."""
+    child = Child(scratch, signals, "--state-mb", str(state_mb), "--work-seconds", str(work),
+                  "--plain-every", str(plain_every), script=CHILD)
+    shots, guess, plain, scan = [], work, float("nan"), float("nan")
+    for i in range(signals):
+        if i % plain_every == 0:
+            _, plain, scan = (float(v) for v in child.wait_for(f"plain {i} ", timeout=600).split()[1:])
+        armed = float(child.wait_for(f"armed {i} ", timeout=600).split()[2])
+        delay = armed + rng.uniform(0.0, INSIDE_THE_CALL * guess) - time.time()
+        if delay > 0:
+            time.sleep(delay)
+        sent = time.time()
+        child.process.send_signal(signal.SIGTERM)
+        started = float(child.wait_for(f"save {i} ", timeout=600).split()[2])
+        _, _, durable, seconds = child.wait_for(f"saved {i} ", timeout=600).split()
+        reason = child.wait_for(f"returned {i} ", timeout=600).split()[2]
+        if reason != "signal:SIGTERM":
             child.kill()
-            raise SystemExit(f"no emergency checkpoint 600 s after SIGTERM ({first})")
-        time.sleep(0.0005)
-    latency = time.monotonic() - sent
+            raise SystemExit(f"round {i} stopped with {reason}, not signal:SIGTERM")
+        if i % plain_every == 0:
+            child.wait_for(f"verified {i} emergency", timeout=600)
+        shots.append(Shot(float(durable) - sent, started - sent, float(seconds), started - armed, plain, scan))
+        guess = shots[-1].call
     done = child.finish(timeout=600)
-    if done.returncode != 143:
-        raise SystemExit(f"the child exited {done.returncode}, not 143: {done.stderr[-2000:]}")
-    read_checkpoint(found[0])  # complete and verified
-    return latency, plain, call, found[0].stat().st_size
+    if done.returncode != 0:
+        raise SystemExit(f"the child exited {done.returncode}: {done.stderr[-2000:]}")
+    return shots
+
+
+def spread(values: list[float], digits: int = 2) -> str:
+    """median / p90 / max."""
+    return " / ".join(f"{v:.{digits}f}" for v in (statistics.median(values), np.percentile(values, 90), max(values)))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--big-hidden", type=int, default=6400, help="width of the two hidden layers (~500 MB state)")
-    parser.add_argument("--work-seconds", type=float, default=0.3)
+    parser.add_argument("--signals", type=int, default=20, help="signals per case")
+    parser.add_argument("--big-mb", type=float, default=500.0, help="MB of state in the big case")
+    parser.add_argument("--calls", default="0.3,3", help="device seconds per call, comma-separated")
     parser.add_argument("--dir", default=tempfile.gettempdir())
-    parser.add_argument("--quick", action="store_true", help="2 rounds")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--quick", action="store_true", help="5 signals per case")
     args = parser.parse_args()
     if args.quick:
-        args.rounds = 2
+        args.signals = 5
     print(f"emergency_latency on {machine()}")
-    cases = {"small": "8", "~500 MB": f"{args.big_hidden},{args.big_hidden}"}
-    rows, verdicts = [], []
+    rng = random.Random(args.seed)
+    rows, missed = [], 0
     with tempfile.TemporaryDirectory(dir=args.dir) as scratch:
-        results: dict[str, list[tuple[float, float, float, int]]] = {name: [] for name in cases}
-        for r in range(args.rounds):  # interleaved: A B, B A, ...
-            for name in list(cases)[r % 2:] + list(cases)[: r % 2]:
-                results[name].append(one_round(Path(scratch) / "run", cases[name], args.work_seconds))
-        for name, runs in results.items():
-            latency, plain, call, size = (list(column) for column in zip(*runs))
-            ratio = Ratio.of(latency, plain)
-            target = statistics.median(1.5 + max((IN_FLIGHT + 1) * c, QUEUED_SECONDS + c) / p
-                                       for c, p in zip(call, plain))
-            verdicts.append(verdict(ratio, target, higher_is_better=False))
-            rows.append([name, f"{statistics.median(size) / 1e6:.1f} MB", f"{statistics.median(plain):.3f} s",
-                         f"{statistics.median(call):.3f} s", f"{statistics.median(latency):.3f} s", str(ratio),
-                         f"≤ {target:.2f}", verdicts[-1]])
-    print_table("SIGTERM → durable emergency checkpoint", ["state", "size", "plain save", "call", "latency",
-                                                           "latency / plain", "target", "verdict"], rows,
-                notes=[f"median of {args.rounds} interleaved rounds; target = 1.5 + max({IN_FLIGHT + 1} calls, "
-                       f"{QUEUED_SECONDS} s + 1 call) / plain save; each step also does {args.work_seconds} s of "
-                       f"device work"])
-    exit_with(verdicts)
+        for work in (float(c) for c in args.calls.split(",")):
+            for name, mb in (("small", 0.0), ("big", args.big_mb)):
+                began = time.monotonic()
+                shots = run_case(Path(scratch) / f"{name}-{work}", mb, work, args.signals, PLAIN_EVERY[name], rng)
+                ratios = [s.latency / s.bound for s in shots]
+                ok = max(ratios) <= 1.0 + MIN_TOLERANCE
+                missed += not ok
+                label = ("small (KiB)" if not mb else f"~{mb:.0f} MB") + f", {work:g} s calls (nominal)"
+                rows.append([label, f"{statistics.median(s.call for s in shots):.3f}",
+                             f"{statistics.median(s.plain for s in shots):.3f}",
+                             spread([s.latency for s in shots]), spread([s.wait / s.call for s in shots]),
+                             spread([s.save / s.plain for s in shots]),
+                             f"{statistics.median(s.scan / s.plain for s in shots):.2f}", spread(ratios), "≤ 1",
+                             "ok" if ok else "MISS", f"{time.monotonic() - began:.0f} s"])
+                print(f"  {label}: latency {spread([s.latency for s in shots], 3)} s", flush=True)
+    print_table(f"SIGTERM → durable emergency checkpoint, {args.signals} signals per case at random instants",
+                ["state", "call s", "plain save s", "latency s (med / p90 / max)", "wait / call",
+                 "save / plain", "NaN scan / plain", "latency / (call + 1.1 × plain)", "target", "verdict",
+                 "case took"], rows,
+                notes=["call: the call in flight at the signal (from its dispatch to the save starting); wait: "
+                       "from the kill to the save starting; save: the emergency save, snapshot to durable "
+                       "file + latest.json; plain: flatten_to_host + write_checkpoint of the same state, device "
+                       "idle, in the same process (every round for the small state, every 2nd for the big); NaN scan: "
+                       "the non-finite check every synchronous save runs before writing, timed on the same arrays "
+                       "(part of the emergency save, not of the plain one)."])
+    if missed:
+        print(f"\n{missed} case(s) missed latency ≤ 1 call + 1.1 × plain save", file=sys.stderr)
+    sys.exit(1 if missed else 0)
 
 
 if __name__ == "__main__":

@@ -136,3 +136,16 @@ def test_a_rollback_refreshes_a_flax_train_states_key_field_too(tmp_path):
                           jax.random.key_data(jax.random.fold_in(plain.key, 3)))
     assert np.array_equal(np.asarray(trainer.state.step), np.asarray(plain.step))  # only the keys change
     assert not np.array_equal(jax.random.key_data(trainer.state.key), jax.random.key_data(plain.key))
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64", "float16", "bfloat16"])
+def test_the_finite_scan_finds_one_bad_value_in_a_large_leaf_and_no_overflow_is_taken_for_one(dtype):
+    from emergence.checkpoint.finite import non_finite_leaves
+
+    huge = np.full(100_000, np.finfo(np.float16).max if dtype == "float16" else 1e38, dtype=dtype)
+    arrays = {"huge": huge, "ints": np.arange(100_000)}  # their sums overflow: settled element by element
+    for bad in (np.nan, np.inf, -np.inf):
+        poisoned = np.ones(100_000, dtype=dtype)
+        poisoned[54_321] = bad
+        arrays[f"bad_{bad}"] = poisoned
+    assert non_finite_leaves(arrays) == ["bad_nan", "bad_inf", "bad_-inf"]

@@ -20,7 +20,9 @@ one is seen), the callback waits (never copying) until at most
 `min(max_calls_in_flight, QUEUED_SECONDS // one call)` calls are unfinished: none at all
 once a call is longer than `QUEUED_SECONDS`. A signal that arrives during that wait is
 handled when it returns, with the device idle: the save starts at once, after at most
-the rest of one call. In general it waits for at most one call plus `QUEUED_SECONDS` of
+the rest of one call. One noticed earlier (during the hooks) stops the dispatching just
+the same, and the save first waits for the calls in flight, so it always starts with the
+device idle and its snapshot copies at once. In general it waits for at most one call plus `QUEUED_SECONDS` of
 queued work. The device idles only for the host's dispatch between long calls (well under
 1% of a call longer than `QUEUED_SECONDS`); a queue of short calls is left alone, since it
 drains within `QUEUED_SECONDS` and waiting at every call would make a dispatch-bound loop
@@ -184,7 +186,9 @@ class SignalCheckpointCallback(Callback):
             return
         self._handled, self.received = True, received
         reason = PREFIX + received.name
-        trainer.request_stop(reason)
+        trainer.request_stop(reason)  # no call is dispatched after this one
+        if trainer.calls.watched and not self._failed:
+            trainer.calls.wait(0)  # the call in flight: the save then starts with the device idle
         save_last_state(trainer, "emergency", reason)
 
     def _should_exit(self) -> bool:

@@ -45,11 +45,11 @@ class Finished:
 
 
 class Child:
-    """A running `train_subprocess.py RUN_DIR MAX_STEPS *args`."""
+    """A running `train_subprocess.py RUN_DIR MAX_STEPS *args` (or another `script` taking the same two first)."""
 
-    def __init__(self, run_dir: Path, max_steps: int, *args: str) -> None:
+    def __init__(self, run_dir: Path, max_steps: int, *args: str, script: Path = SCRIPT) -> None:
         env = {**COMPILE_CACHE, **os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
-        self.process = subprocess.Popen([sys.executable, str(SCRIPT), str(run_dir), str(max_steps), *args],
+        self.process = subprocess.Popen([sys.executable, str(script), str(run_dir), str(max_steps), *args],
                                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()

@@ -18,15 +18,14 @@ from pathlib import Path
 
 import jax
 
-from emergence.checkpoint import newest_valid_checkpoint, read_manifest, resolve_resume
 from emergence.cli.usage import UsageError
 from emergence.lab.cli.train import parse_config
-from emergence.lab.config import LabConfig
 from emergence.lab.report import summary
-from emergence.lab.run import build_trainer, resolve_platform, resume_source, run_dir
+from emergence.lab.run import build_trainer, resolve_platform
 from emergence.lab.sweep.grid import parse_grid
 from emergence.lab.sweep.memory import check_fits
 from emergence.lab.sweep.report import write_report
+from emergence.lab.sweep.resume import check_resume
 
 HELP = """emergence sweep: a grid of config values x seeds as one program (all `emergence train` flags apply)
 
@@ -60,34 +59,6 @@ def split_sweep_flags(argv: Sequence[str]) -> tuple[list[str], int, str, list[st
         return entries, int(seeds), strategy, rest
     except ValueError:
         raise UsageError(f"--sweep.seeds must be a positive count of seeds per grid point, got {seeds!r}") from None
-
-
-def check_resume(config: LabConfig, platform: str, wanted: dict) -> None:
-    """Refuse, in one line and before anything is written, to resume a checkpoint of another sweep or a single run."""
-    source = resume_source(config, platform)
-    if source is None:
-        return
-    if source == "auto":
-        ref = newest_valid_checkpoint([run_dir(config, platform) / "checkpoints"])
-        if ref is None:
-            return
-        path, saved = ref.path, read_manifest(ref.path)["config"]
-    else:
-        file = resolve_resume(source)
-        path, saved = file.path, file.manifest["config"]
-    if "sweep" not in saved:
-        raise UsageError(f"{path} is a single run's checkpoint, not a sweep's; use another --train.run-dir "
-                         f"or --train.resume-from none")
-    had = {"sweep": saved["sweep"], "seeds": [run["seed"] for run in saved.get("runs", [])]}
-    if had != wanted:
-        raise UsageError(f"{path} belongs to another sweep ({_describe(had)}; this command asks for "
-                         f"{_describe(wanted)}): repeat its --sweep.grid/--sweep.seeds/--train.seed or use a new "
-                         f"--train.run-dir")
-
-
-def _describe(sweep: dict) -> str:
-    grid = " ".join(f"{key}={','.join(f'{v:g}' for v in values)}" for key, values in sweep["sweep"]["grid"].items())
-    return f"grid {grid or '(none)'}, seeds {sweep['seeds']}"
 
 
 def main(argv: list[str]) -> int:

@@ -7,6 +7,7 @@ reports the median of those per-round ratios. The noise it states is the median 
 deviation of the same ratios; a target counts as missed only when the median ratio is
 worse than the target by more than that noise (and by more than `MIN_TOLERANCE`).
 """
+
 from __future__ import annotations
 
 import os
@@ -66,7 +67,7 @@ def interleaved(cases: dict[str, Callable[[], T]], rounds: int) -> dict[str, lis
     names = list(cases)
     times: dict[str, list[T]] = {name: [] for name in names}
     for r in range(rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             times[name].append(cases[name]())
     return times
 
@@ -81,7 +82,7 @@ def paired(baseline: Callable[[], T], cases: dict[str, Callable[[], T]], rounds:
     names = list(cases)
     pairs: dict[str, list[tuple[T, T]]] = {name: [] for name in names}
     for r in range(rounds):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        for name in names[r % len(names) :] + names[: r % len(names)]:
             if r % 2:
                 case = cases[name]()
                 pairs[name].append((baseline(), case))
@@ -124,7 +125,9 @@ def verdict(ratio: Ratio | None, target: float | None, higher_is_better: bool = 
     return "ok" if ratio.meets(target, higher_is_better) else "MISS"
 
 
-def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]], notes: Sequence[str] = ()) -> None:
+def print_table(
+    title: str, headers: Sequence[str], rows: Sequence[Sequence[object]], notes: Sequence[str] = ()
+) -> None:
     """One Markdown table (pasteable into BENCHMARKS.md), preceded by a title and followed by notes."""
     cells = [[str(c) for c in headers]] + [[str(c) for c in row] for row in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]

@@ -21,6 +21,7 @@ write right next to it (which one goes first alternates by round):
 
 `Breakdown` times the parts of the synchronous save by wrapping the functions it calls.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -43,10 +44,14 @@ from emergence.checkpoint.async_writer import AsyncCheckpointWriter
 SETTLE_SECONDS = 0.2  # a pause before each timed write: the virtual disk drains the previous burst first
 CASES = ("writer", "sync save", "async save", "rotation", "fresh copy", "reused copy")
 PAIRED = ("writer", "sync save", "async save")
-PARTS = {"flatten_to_host": "snapshot (flatten_to_host)", "non_finite_leaves": "NaN/inf scan (non_finite_leaves)",
-         "host_metrics": "metric fetches (host_metrics)",
-         "build_manifest": "manifest (state_dicts, versions)", "write_checkpoint": "file (write_checkpoint)",
-         "write_latest": "latest.json (write_latest)"}
+PARTS = {
+    "flatten_to_host": "snapshot (flatten_to_host)",
+    "non_finite_leaves": "NaN/inf scan (non_finite_leaves)",
+    "host_metrics": "metric fetches (host_metrics)",
+    "build_manifest": "manifest (state_dicts, versions)",
+    "write_checkpoint": "file (write_checkpoint)",
+    "write_latest": "latest.json (write_latest)",
+}
 
 
 def fsync_write(path: Path, chunks: list) -> None:
@@ -71,14 +76,17 @@ class Breakdown:
                 return fn(*args, **kwargs)
             finally:
                 self._round[label] += time.perf_counter() - start
+
         return wrapper
 
     @contextlib.contextmanager
     def watching(self) -> Iterator[None]:
         """Wrap the save's parts (and every fsync, and the wait for the hash) for one save."""
         targets = [(trainer_module, name, label) for name, label in PARTS.items() if hasattr(trainer_module, name)]
-        targets += [(os, "fsync", "fsyncs (file, dir, latest.json)"),
-                    (checkpoint_format._Hasher, "checksum", "waiting for the hash after the last write")]
+        targets += [
+            (os, "fsync", "fsyncs (file, dir, latest.json)"),
+            (checkpoint_format._Hasher, "checksum", "waiting for the hash after the last write"),
+        ]
         originals = [(owner, name, getattr(owner, name)) for owner, name, _ in targets]
         for owner, name, label in targets:
             setattr(owner, name, self._timed(label, getattr(owner, name)))
@@ -207,6 +215,5 @@ def measure_save_path(task: Any, rounds: int, work: Path) -> SaveProbe:
     """Fit `task` with a `SaveProbe` until every case ran `rounds` times; the probe holds the times."""
     writer = AsyncCheckpointWriter()
     probe = SaveProbe(rounds, work, writer)
-    Trainer(task, [probe], max_steps=1_000_000, run_dir=work / "save_path", resume=None,
-            async_checkpoint=writer).fit()
+    Trainer(task, [probe], max_steps=1_000_000, run_dir=work / "save_path", resume=None, async_checkpoint=writer).fit()
     return probe

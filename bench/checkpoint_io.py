@@ -23,6 +23,7 @@ pickled is ever read from anywhere else.
 Reads are cold: before each restore the files are evicted from the page cache with
 `posix_fadvise(DONTNEED)` (they are fsync'd, so every page is clean and goes).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -59,20 +60,28 @@ def make_state(mib: int) -> TrainState:
     rows = 2048
     cols = max(1, floats // rows)
     keys = jax.random.split(jax.random.key(0), LAYERS)
-    params = {f"layer_{i}": {"kernel": jax.random.normal(keys[i], (rows, cols)), "bias": jnp.zeros(cols)}
-              for i in range(LAYERS)}
+    params = {
+        f"layer_{i}": {"kernel": jax.random.normal(keys[i], (rows, cols)), "bias": jnp.zeros(cols)}
+        for i in range(LAYERS)
+    }
     opt_state = optax.adam(1e-3).init(params)
     moments, treedef = jax.tree.flatten(opt_state)  # random like trained moments: zeros would compress away
-    moments = [jnp.abs(jax.random.normal(jax.random.fold_in(keys[0], i), m.shape)) if m.ndim else m
-               for i, m in enumerate(moments)]
+    moments = [
+        jnp.abs(jax.random.normal(jax.random.fold_in(keys[0], i), m.shape)) if m.ndim else m
+        for i, m in enumerate(moments)
+    ]
     opt_state = jax.tree.unflatten(treedef, moments)
     return jax.block_until_ready(TrainState.create(params, opt_state, jax.random.key(1)))
 
 
 def plain_tree(state: TrainState) -> dict[str, Any]:
     """The state with its PRNG key as key data: what pickle, flax and Orbax are given."""
-    return {"step": state.step, "params": state.params, "opt_state": state.opt_state,
-            "rng": jax.random.key_data(state.rng)}
+    return {
+        "step": state.step,
+        "params": state.params,
+        "opt_state": state.opt_state,
+        "rng": jax.random.key_data(state.rng),
+    }
 
 
 def evict(path: Path) -> None:
@@ -138,10 +147,12 @@ class Methods:
 
     def sha256(self) -> tuple[float, float]:
         """SHA-256 of the same bytes in memory: the CPU the checksum needs on write, and again on read."""
+
         def digest() -> None:
             sha = hashlib.sha256()
             for chunk in self.chunks:
                 sha.update(chunk)
+
         seconds, _ = timed(digest)
         return seconds, seconds
 
@@ -153,6 +164,7 @@ class Methods:
             hasher = blake3.blake3(max_threads=HASH_THREADS)
             for chunk in self.chunks:
                 hasher.update(chunk)
+
         seconds, _ = timed(digest)
         return seconds, seconds
 
@@ -182,6 +194,7 @@ class Methods:
         def restore() -> Any:
             file = read_checkpoint(path)
             return jax.block_until_ready(unflatten_into(self.state, file.arrays, file.manifest["typed_keys"]))
+
         return save, self._cold(path, restore)
 
     def _snapshot(self) -> tuple[dict, dict]:
@@ -194,9 +207,11 @@ class Methods:
         path = self.work / "orbax"
         tree = plain_tree(self.state)
         with ocp.StandardCheckpointer() as checkpointer:
+
             def save() -> None:
                 checkpointer.save(path, tree)
                 checkpointer.wait_until_finished()
+
             seconds, _ = timed(save)
             target = jax.tree.map(ocp.utils.to_shape_dtype_struct, tree)
             return seconds, self._cold(path, lambda: jax.block_until_ready(checkpointer.restore(path, target)))
@@ -208,6 +223,7 @@ class Methods:
         def restore() -> Any:  # loads only the file written just above, in this run's private directory
             with open(path, "rb") as handle:
                 return jax.block_until_ready(jax.device_put(pickle.load(handle)))
+
         return save, self._cold(path, restore)
 
     def flax(self) -> tuple[float, float]:
@@ -309,9 +325,21 @@ def report(args: argparse.Namespace, work: Path) -> list[str]:
     state = make_state(args.mib)
     size = sum(leaf.nbytes for leaf in jax.tree.leaves(state))
     methods = Methods(state, work)
-    cases = {name: getattr(methods, name) for name in
-             ("raw", "sha256", "blake3", "format_1", "format_2_buffered", "emergence_disk", "emergence", "orbax",
-              "pickle", "flax")}
+    cases = {
+        name: getattr(methods, name)
+        for name in (
+            "raw",
+            "sha256",
+            "blake3",
+            "format_1",
+            "format_2_buffered",
+            "emergence_disk",
+            "emergence",
+            "orbax",
+            "pickle",
+            "flax",
+        )
+    }
     times = interleaved(cases, args.rounds)
     del methods
     save = {name: [t[0] for t in runs] for name, runs in times.items()}
@@ -329,42 +357,79 @@ def report(args: argparse.Namespace, work: Path) -> list[str]:
     old_w, old_r = Ratio.of(save["raw"], save["format_1"]), Ratio.of(load["raw"], load["format_1"])
     versus_v1 = Ratio.of(load["format_1"], load["emergence_disk"])
     row("raw fsync'd write (baseline)", save["raw"], None, "-", "-")
-    row("emergence write_checkpoint (host arrays, format 2, direct I/O)", save["emergence_disk"], disk_w,
-        "≥ 0.9× raw speed", verdict(disk_w, 0.9))
+    row(
+        "emergence write_checkpoint (host arrays, format 2, direct I/O)",
+        save["emergence_disk"],
+        disk_w,
+        "≥ 0.9× raw speed",
+        verdict(disk_w, 0.9),
+    )
     v2_buffered = Ratio.of(save["raw"], save["format_2_buffered"])
     row("format 1 (SHA-256), buffered: the old writer (reference)", save["format_1"], old_w, "-", "-")
     row("format 2 (BLAKE3), buffered, no direct I/O (reference)", save["format_2_buffered"], v2_buffered, "-", "-")
     row("sha256 of the same bytes in memory (format 1's checksum CPU)", save["sha256"], None, "-", "-")
     row(f"blake3 of the same bytes in memory ({HASH_THREADS} thread(s), format 2)", save["blake3"], None, "-", "-")
     row("raw read, cold (baseline)", load["raw"], None, "-", "-")
-    row("emergence read_checkpoint + verify, cold (format 2, direct I/O)", load["emergence_disk"], disk_r,
-        "≥ 0.9× raw speed", verdict(disk_r, 0.9))
+    row(
+        "emergence read_checkpoint + verify, cold (format 2, direct I/O)",
+        load["emergence_disk"],
+        disk_r,
+        "≥ 0.9× raw speed",
+        verdict(disk_r, 0.9),
+    )
     row("format 1 read + verify, cold, buffered: the old reader (reference)", load["format_1"], old_r, "-", "-")
-    row("format 2 read + verify, cold, buffered (reference)", load["format_2_buffered"],
-        Ratio.of(load["raw"], load["format_2_buffered"]), "-", "-")
-    row("format 2 read + verify vs the old reader (speed)", load["emergence_disk"], versus_v1, "≥ 1.0× old reader",
-        verdict(versus_v1, 1.0))
+    row(
+        "format 2 read + verify, cold, buffered (reference)",
+        load["format_2_buffered"],
+        Ratio.of(load["raw"], load["format_2_buffered"]),
+        "-",
+        "-",
+    )
+    row(
+        "format 2 read + verify vs the old reader (speed)",
+        load["emergence_disk"],
+        versus_v1,
+        "≥ 1.0× old reader",
+        verdict(versus_v1, 1.0),
+    )
     versus = {name: Ratio.of(total[name], total["orbax"]) for name in ("emergence", "pickle", "flax")}
     row("Orbax StandardCheckpointer save+restore (baseline)", total["orbax"], None, "-", "-")
-    row("emergence save+restore, device to device", total["emergence"], versus["emergence"],
-        "≤ 1.0× Orbax time", verdict(versus["emergence"], 1.0, higher_is_better=False))
+    row(
+        "emergence save+restore, device to device",
+        total["emergence"],
+        versus["emergence"],
+        "≤ 1.0× Orbax time",
+        verdict(versus["emergence"], 1.0, higher_is_better=False),
+    )
     row("pickle save+restore (reference)", total["pickle"], versus["pickle"], "-", "-")
     row("flax.serialization save+restore (reference)", total["flax"], versus["flax"], "-", "-")
     stall = Ratio.of(probe.save, probe.get)
     row("jax.device_get of the state (baseline)", probe.get, None, "-", "-")
-    row("stall of an async Trainer.save_checkpoint", probe.save, stall, "≤ 1.2× device_get time",
-        verdict(stall, 1.2, higher_is_better=False))
-    detail = ", ".join(f"{name} {_seconds(save[name])} s + {_seconds(load[name])} s"
-                       for name in times if name not in ("sha256", "blake3"))
+    row(
+        "stall of an async Trainer.save_checkpoint",
+        probe.save,
+        stall,
+        "≤ 1.2× device_get time",
+        verdict(stall, 1.2, higher_is_better=False),
+    )
+    detail = ", ".join(
+        f"{name} {_seconds(save[name])} s + {_seconds(load[name])} s"
+        for name in times
+        if name not in ("sha256", "blake3")
+    )
     print_table(
         f"checkpoint_io: {size / 2**20:.0f} MiB TrainState, {args.rounds} interleaved rounds, medians; {machine()}",
-        ["what", "seconds", "ratio (median ± MAD)", "target", "verdict"], rows,
-        notes=[f"save + restore: {detail}",
-               f"write speed raw {size / statistics.median(save['raw']) / 1e6:.0f} MB/s; cold read speed raw "
-               f"{size / statistics.median(load['raw']) / 1e6:.0f} MB/s (pages evicted with posix_fadvise)",
-               "ratios: disk rows are raw time / emergence time (speed, higher is better); Orbax and stall rows are "
-               "time / baseline time (lower is better); a row misses when worse than its target by more than "
-               "max(noise, 0.01)"])
+        ["what", "seconds", "ratio (median ± MAD)", "target", "verdict"],
+        rows,
+        notes=[
+            f"save + restore: {detail}",
+            f"write speed raw {size / statistics.median(save['raw']) / 1e6:.0f} MB/s; cold read speed raw "
+            f"{size / statistics.median(load['raw']) / 1e6:.0f} MB/s (pages evicted with posix_fadvise)",
+            "ratios: disk rows are raw time / emergence time (speed, higher is better); Orbax and stall rows are "
+            "time / baseline time (lower is better); a row misses when worse than its target by more than "
+            "max(noise, 0.01)",
+        ],
+    )
     return verdicts
 
 
@@ -376,19 +441,23 @@ def report_save_path(args: argparse.Namespace, work: Path) -> list[str]:
     rows, verdicts = [], []
     speed = {case: Ratio.of(probe.raw[case], times[case]) for case in ("writer", "sync save", "async save")}
     targets = {"writer": 0.9, "sync save": 0.85}
-    labels = {"writer": "write_checkpoint alone (host arrays)",
-              "sync save": "Trainer.save_checkpoint, synchronous (snapshot → durable file + latest.json)",
-              "async save": "Trainer.save_checkpoint, async: snapshot → durable (loop held)"}
+    labels = {
+        "writer": "write_checkpoint alone (host arrays)",
+        "sync save": "Trainer.save_checkpoint, synchronous (snapshot → durable file + latest.json)",
+        "async save": "Trainer.save_checkpoint, async: snapshot → durable (loop held)",
+    }
     rows.append(["raw fsync'd write (baseline, one next to each case)", _seconds(raw), "-", "-", "-"])
     for case, label in labels.items():
         target = targets.get(case)
         ok = verdict(speed[case], target)
         rows.append([label, _seconds(times[case]), str(speed[case]), f"≥ {target}× raw speed" if target else "-", ok])
         verdicts.append(ok)
-    for case, label in (("async stall", "async save: time the loop is blocked"),
-                        ("rotation", "rotation: deleting one old checkpoint (after durable)"),
-                        ("fresh copy", "numpy copy of the state into fresh buffers (reference)"),
-                        ("reused copy", "numpy copy into buffers kept from the last save (reference)")):
+    for case, label in (
+        ("async stall", "async save: time the loop is blocked"),
+        ("rotation", "rotation: deleting one old checkpoint (after durable)"),
+        ("fresh copy", "numpy copy of the state into fresh buffers (reference)"),
+        ("reused copy", "numpy copy into buffers kept from the last save (reference)"),
+    ):
         rows.append([label, _seconds(times[case]), "-", "-", "-"])
     cpu = ", ".join(f"{case} {statistics.median(probe.cpu[case]):.3f}" for case in probe.cpu)
     parts = probe.breakdown.seconds
@@ -397,13 +466,17 @@ def report_save_path(args: argparse.Namespace, work: Path) -> list[str]:
     print_table(
         f"checkpoint_io, the whole save: {args.save_mib} MiB TrainState inside fit(), {args.rounds} rounds, "
         f"cases rotated per round, each paired with a raw write, medians; {machine()}",
-        ["what", "seconds", "speed vs raw (median ± MAD)", "target", "verdict"], rows,
-        notes=[f"CPU seconds (all threads of the process, medians): {cpu}; where no core is idle the wall-clock "
-               f"ratio tends to raw's CPU / the case's CPU",
-               f"synchronous save, medians of its parts (overlapping: the file includes its own fsyncs): {breakdown}",
-               f"raw write {size / statistics.median(raw) / 1e6:.0f} MB/s; fresh-buffer copy "
-               f"{size / statistics.median(times['fresh copy']) / 1e9:.2f} GB/s vs reused "
-               f"{size / statistics.median(times['reused copy']) / 1e9:.2f} GB/s (first-touch page faults)"])
+        ["what", "seconds", "speed vs raw (median ± MAD)", "target", "verdict"],
+        rows,
+        notes=[
+            f"CPU seconds (all threads of the process, medians): {cpu}; where no core is idle the wall-clock "
+            f"ratio tends to raw's CPU / the case's CPU",
+            f"synchronous save, medians of its parts (overlapping: the file includes its own fsyncs): {breakdown}",
+            f"raw write {size / statistics.median(raw) / 1e6:.0f} MB/s; fresh-buffer copy "
+            f"{size / statistics.median(times['fresh copy']) / 1e9:.2f} GB/s vs reused "
+            f"{size / statistics.median(times['reused copy']) / 1e9:.2f} GB/s (first-touch page faults)",
+        ],
+    )
     return verdicts
 
 

@@ -12,6 +12,7 @@ and `periodic` (`every_n_seconds=--interval`, the baseline). Target: continuous 
 most 2 saves' duration (a kill lands while the next save is being written, so the newest
 durable one was snapshotted one to two save durations earlier); periodic up to one interval.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -44,8 +45,10 @@ def child(run_dir: str, mode: str, mib: int, interval: float, call_seconds: floa
 
         def init_state(self, rng: jax.Array) -> TrainState:
             leaves = 8
-            params = {f"w{i}": jax.random.normal(jax.random.fold_in(rng, i), (mib * 2**20 // 4 // leaves,))
-                      for i in range(leaves)}
+            params = {
+                f"w{i}": jax.random.normal(jax.random.fold_in(rng, i), (mib * 2**20 // 4 // leaves,))
+                for i in range(leaves)
+            }
             return TrainState.create(params, (), rng)
 
         def train_step(self, state: TrainState) -> tuple[TrainState, dict]:
@@ -60,8 +63,11 @@ def child(run_dir: str, mode: str, mib: int, interval: float, call_seconds: floa
         def on_save_checkpoint(self, trainer: Trainer, ref: object) -> None:
             print(f"saved {trainer.last_save_seconds:.4f}", flush=True)
 
-    saving = (CheckpointCallback(continuous=True, keep_last=3, save_final=False) if mode == "continuous"
-              else CheckpointCallback(every_n_seconds=interval, save_on_start=True, keep_last=3, save_final=False))
+    saving = (
+        CheckpointCallback(continuous=True, keep_last=3, save_final=False)
+        if mode == "continuous"
+        else CheckpointCallback(every_n_seconds=interval, save_on_start=True, keep_last=3, save_final=False)
+    )
     Trainer(Task(), [Report(), saving], max_steps=10**9, run_dir=run_dir, resume=None).fit()
 
 
@@ -70,8 +76,16 @@ def one_round(mode: str, args: argparse.Namespace, work: Path, rng: random.Rando
     from emergence.checkpoint import newest_valid_checkpoint
 
     run_dir = work / f"{mode}-{time.monotonic_ns()}"
-    child_args = [sys.executable, __file__, "--child", str(run_dir), mode, str(args.mib), str(args.interval),
-                  str(args.call_seconds)]
+    child_args = [
+        sys.executable,
+        __file__,
+        "--child",
+        str(run_dir),
+        mode,
+        str(args.mib),
+        str(args.interval),
+        str(args.call_seconds),
+    ]
     process = subprocess.Popen(child_args, stdout=subprocess.PIPE, text=True)
     steps, saves, kill_at = [], [], None
     for line in process.stdout:
@@ -110,7 +124,7 @@ def main() -> None:
     results: dict[str, list[dict]] = {mode: [] for mode in MODES}
     with tempfile.TemporaryDirectory(dir=args.dir, prefix="emergence-bench-") as work:
         for r in range(args.rounds):
-            for mode in MODES[r % 2:] + MODES[: r % 2]:
+            for mode in MODES[r % 2 :] + MODES[: r % 2]:
                 results[mode].append(one_round(mode, args, Path(work), rng))
     rows, verdicts = [], []
     for mode, runs in results.items():
@@ -120,16 +134,41 @@ def main() -> None:
         worst = max(lost_s)
         ok = "ok" if mode == "periodic" or statistics.median(lost_s) <= bound else "MISS"
         verdicts.append(ok)
-        rows.append([mode, len(runs), f"{statistics.median(save_s):.3f}", statistics.median(lost_steps),
-                     max(lost_steps), f"{statistics.median(lost_s):.3f}", f"{worst:.3f}",
-                     f"{statistics.median(lost_s) / statistics.median(save_s):.2f}",
-                     f"≤ 2 saves ({bound:.2f} s)" if mode == "continuous" else "-", ok])
-    print_table(f"continuous_loss: {args.mib} MiB state, calls of ~{args.call_seconds} s, SIGKILL at random instants, "
-                f"{args.rounds} kills per mode (interleaved); {machine()}",
-                ["mode", "kills", "save s (median)", "lost steps (median)", "lost steps (max)", "lost s (median)",
-                 "lost s (max)", "lost / save duration", "target (median)", "verdict"], rows,
-                notes=[f"periodic: every_n_seconds={args.interval}; continuous: min_interval_s=0; keep_last=3; "
-                       "lost = last step reported before the kill - step of the newest checkpoint that verifies"])
+        rows.append(
+            [
+                mode,
+                len(runs),
+                f"{statistics.median(save_s):.3f}",
+                statistics.median(lost_steps),
+                max(lost_steps),
+                f"{statistics.median(lost_s):.3f}",
+                f"{worst:.3f}",
+                f"{statistics.median(lost_s) / statistics.median(save_s):.2f}",
+                f"≤ 2 saves ({bound:.2f} s)" if mode == "continuous" else "-",
+                ok,
+            ]
+        )
+    print_table(
+        f"continuous_loss: {args.mib} MiB state, calls of ~{args.call_seconds} s, SIGKILL at random instants, "
+        f"{args.rounds} kills per mode (interleaved); {machine()}",
+        [
+            "mode",
+            "kills",
+            "save s (median)",
+            "lost steps (median)",
+            "lost steps (max)",
+            "lost s (median)",
+            "lost s (max)",
+            "lost / save duration",
+            "target (median)",
+            "verdict",
+        ],
+        rows,
+        notes=[
+            f"periodic: every_n_seconds={args.interval}; continuous: min_interval_s=0; keep_last=3; "
+            "lost = last step reported before the kill - step of the newest checkpoint that verifies"
+        ],
+    )
     sys.exit(1 if "MISS" in verdicts else 0)
 
 

@@ -18,6 +18,7 @@ it by more than its noise (median absolute deviation, at least 0.01); the world-
 ratio has no target (it says what learning costs). Compiled programs are shared through
 JAX's persistent compilation cache, so the Trainer does not compile PPO a second time.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,9 +34,9 @@ import jax.numpy as jnp
 from _common import Ratio, Window, exit_with, interleaved, machine, print_table, verdict
 
 from emergence import Trainer
-from emergence.lab.agents import PPOConfig, PPOTask
 from emergence.callbacks import CheckpointCallback, SignalCheckpointCallback, TimeBudgetCallback
 from emergence.envs import NUM_ACTIONS, EnvParams, reset_state, step
+from emergence.lab.agents import PPOConfig, PPOTask
 
 TARGET = 0.97
 WORLDS = (32, 256)
@@ -51,12 +52,14 @@ def world_runner(env: EnvParams, worlds: int, length: int) -> Callable[[], float
         key_act, key_step, key_reset = jax.random.split(key, 3)
         actions = jax.random.randint(key_act, (worlds, env.max_agents), 0, NUM_ACTIONS)
         _, after, reward, done, _ = jax.vmap(lambda k, s, a: step(k, s, a, env))(
-            jax.random.split(key_step, worlds), state, actions)
+            jax.random.split(key_step, worlds), state, actions
+        )
 
         def reset_done() -> object:
             fresh = jax.vmap(lambda k: reset_state(k, env))(jax.random.split(key_reset, worlds))
-            return jax.tree.map(lambda new, old: jnp.where(done.reshape(done.shape + (1,) * (old.ndim - 1)), new, old),
-                                fresh, after)
+            return jax.tree.map(
+                lambda new, old: jnp.where(done.reshape(done.shape + (1,) * (old.ndim - 1)), new, old), fresh, after
+            )
 
         return (jax.lax.cond(done.any(), reset_done, lambda: after), eaten + reward.sum()), None
 
@@ -72,6 +75,7 @@ def world_runner(env: EnvParams, worlds: int, length: int) -> Callable[[], float
         start = time.perf_counter()
         jax.block_until_ready(rollout(state, next(rounds)))
         return time.perf_counter() - start
+
     run()  # compiles
     return run
 
@@ -89,15 +93,20 @@ def jit_runner(task: PPOTask, calls: int) -> Callable[[], float]:
             state, _ = update(state)
         jax.block_until_ready(state)
         return time.perf_counter() - start
+
     return run
 
 
 def trainer_runner(task: PPOTask, calls: int, run_dir: str) -> Callable[[], float]:
     """`calls` PPO updates run by the Trainer with the survival callbacks; the timed window's seconds."""
     window = Window()
-    callbacks = [window, CheckpointCallback(every_n_seconds=300.0, save_final=False),
-                 SignalCheckpointCallback(exit_process=False), TimeBudgetCallback(max_duration=12 * 3600.0),
-                 window.opener]
+    callbacks = [
+        window,
+        CheckpointCallback(every_n_seconds=300.0, save_final=False),
+        SignalCheckpointCallback(exit_process=False),
+        TimeBudgetCallback(max_duration=12 * 3600.0),
+        window.opener,
+    ]
     trainer = Trainer(task, callbacks, max_steps=1, run_dir=run_dir, resume=None)
     trainer.fit()  # compiles (or loads the jit loop's program from the cache)
 
@@ -105,6 +114,7 @@ def trainer_runner(task: PPOTask, calls: int, run_dir: str) -> Callable[[], floa
         trainer.max_steps = calls
         trainer.fit()
         return window.seconds
+
     return run
 
 
@@ -112,21 +122,27 @@ def measure(worlds: int, args: argparse.Namespace, work: str) -> list[list]:
     """The rows of one world count, from interleaved rounds."""
     config = PPOConfig(num_envs=worlds, rollout_len=args.rollout_len)
     task = PPOTask(config)
-    cases = {"world alone, random actions (baseline)": world_runner(config.env, worlds, WORLD_STEPS),
-             "PPO train_step, jit loop": jit_runner(task, args.calls),
-             "PPO train_step, Trainer + survival callbacks": trainer_runner(task, args.calls, f"{work}/{worlds}")}
+    cases = {
+        "world alone, random actions (baseline)": world_runner(config.env, worlds, WORLD_STEPS),
+        "PPO train_step, jit loop": jit_runner(task, args.calls),
+        "PPO train_step, Trainer + survival callbacks": trainer_runner(task, args.calls, f"{work}/{worlds}"),
+    }
     times = interleaved(cases, args.rounds)
     base, jit, trainer = list(cases)
-    steps = {base: worlds * WORLD_STEPS, jit: config.env_steps_per_update * args.calls,
-             trainer: config.env_steps_per_update * args.calls}
+    steps = {
+        base: worlds * WORLD_STEPS,
+        jit: config.env_steps_per_update * args.calls,
+        trainer: config.env_steps_per_update * args.calls,
+    }
     rate = {name: [steps[name] / t for t in times[name]] for name in cases}
     versus_world = Ratio.of(rate[jit], rate[base])
     versus_jit = Ratio.of(rate[trainer], rate[jit])
     ok = verdict(versus_jit, TARGET)
-    return [[worlds, base, f"{statistics.median(rate[base]):,.0f}", "-", "-", "-"],
-            [worlds, jit, f"{statistics.median(rate[jit]):,.0f}", f"{versus_world} of world", "-", "-"],
-            [worlds, trainer, f"{statistics.median(rate[trainer]):,.0f}", f"{versus_jit} of jit loop",
-             f"≥ {TARGET}", ok]]
+    return [
+        [worlds, base, f"{statistics.median(rate[base]):,.0f}", "-", "-", "-"],
+        [worlds, jit, f"{statistics.median(rate[jit]):,.0f}", f"{versus_world} of world", "-", "-"],
+        [worlds, trainer, f"{statistics.median(rate[trainer]):,.0f}", f"{versus_jit} of jit loop", f"≥ {TARGET}", ok],
+    ]
 
 
 def main() -> None:
@@ -146,12 +162,17 @@ def main() -> None:
         for worlds in WORLDS:
             rows += measure(worlds, args, work)
     config = PPOConfig(rollout_len=args.rollout_len)
-    print_table(f"env_throughput: {args.rounds} interleaved rounds, medians; {machine()}",
-                ["worlds", "run by", "env steps/s", "speed ratio (median ± MAD)", "target", "verdict"], rows,
-                notes=[f"PPOConfig defaults but num_envs: rollout_len {config.rollout_len}, {config.num_epochs} epochs x "
-                       f"{config.num_minibatches} minibatches, hidden {config.hidden_sizes}, evolution "
-                       f"{config.evolution}; world {config.env.grid_size}x{config.env.grid_size}, "
-                       f"{config.env.max_agents} agent slots; {args.calls} update(s) per timed run"])
+    print_table(
+        f"env_throughput: {args.rounds} interleaved rounds, medians; {machine()}",
+        ["worlds", "run by", "env steps/s", "speed ratio (median ± MAD)", "target", "verdict"],
+        rows,
+        notes=[
+            f"PPOConfig defaults but num_envs: rollout_len {config.rollout_len}, {config.num_epochs} epochs x "
+            f"{config.num_minibatches} minibatches, hidden {config.hidden_sizes}, evolution "
+            f"{config.evolution}; world {config.env.grid_size}x{config.env.grid_size}, "
+            f"{config.env.max_agents} agent slots; {args.calls} update(s) per timed run"
+        ],
+    )
     exit_with([row[-1] for row in rows])
 
 

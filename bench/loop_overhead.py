@@ -23,10 +23,12 @@ run right next to a run of the baseline, round after round: `paired`):
 Targets: the Trainer with all callbacks ≥ 0.90× raw speed at one step per call and
 ≥ 0.97× with fused steps, missed when the median per-round ratio is below the target by
 more than its noise (median absolute deviation, at least 0.01). Each row also says the
-microseconds per call the Trainer adds (median over rounds of (Trainer − raw) / calls). The timed window of a Trainer run runs from the last `on_fit_start` to the
-first `on_fit_end`, with the state ready at both ends: setup, restore, the sinks'
-opening and the final save happen once per run and are not counted.
+microseconds per call the Trainer adds (median over rounds of (Trainer − raw) / calls).
+The timed window of a Trainer run runs from the last `on_fit_start` to the first
+`on_fit_end`, with the state ready at both ends: setup, restore, the sinks' opening and
+the final save happen once per run and are not counted.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -97,9 +99,11 @@ def raw_runner(task: Any, fused: int) -> Callable[[int], Lap]:
     if fused == 1:
         call = jax.jit(task.train_step, donate_argnums=0)
     else:
+
         def scanned(state: Any) -> Any:
             state, metrics = jax.lax.scan(lambda c, _: task.train_step(c), state, None, length=fused)
             return state, jax.tree.map(lambda m: m.mean(axis=0), metrics)
+
         call = jax.jit(scanned, donate_argnums=0)
     jax.block_until_ready(call(task.init_state(jax.random.key(0))))
 
@@ -111,21 +115,27 @@ def raw_runner(task: Any, fused: int) -> Callable[[int], Lap]:
             state, _ = call(state)
         jax.block_until_ready(state)
         return watch.stop()
+
     return run
 
 
-def trainer_runner(task: Any, fused: int, run_dir: str, names: list[str], log_every: int,
-                   save_in_window: bool) -> Callable[[int], Lap]:
+def trainer_runner(
+    task: Any, fused: int, run_dir: str, names: list[str], log_every: int, save_in_window: bool
+) -> Callable[[int], Lap]:
     """The Trainer over `steps` steps with the callbacks `names`; the window's `Lap` (compiled before timing)."""
     window = Window()
-    checkpoint = CheckpointCallback(every_n_seconds=SAVE_EVERY_SECONDS, keep_last=2, save_final=False) \
-        if "CheckpointCallback" in names else None
+    checkpoint = (
+        CheckpointCallback(every_n_seconds=SAVE_EVERY_SECONDS, keep_last=2, save_final=False)
+        if "CheckpointCallback" in names
+        else None
+    )
     classes, _ = survival_classes()
     callbacks = [c for c in [checkpoint] if c] + [_make(n, classes[n], log_every) for n in names if n in classes]
     if names == [KAGGLE]:
         callbacks = kaggle_preset(run_dir, log_every)
-    trainer = Trainer(task, [window, *callbacks, window.opener], max_steps=fused, steps_per_call=fused,
-                      run_dir=run_dir, resume=None)
+    trainer = Trainer(
+        task, [window, *callbacks, window.opener], max_steps=fused, steps_per_call=fused, run_dir=run_dir, resume=None
+    )
     trainer.fit()  # compiles
 
     def run(steps: int) -> Lap:
@@ -134,6 +144,7 @@ def trainer_runner(task: Any, fused: int, run_dir: str, names: list[str], log_ev
         trainer.max_steps = steps
         trainer.fit()
         return window.lap
+
     return run
 
 
@@ -144,8 +155,12 @@ def kaggle_preset(run_dir: str, log_every: int) -> list[Callback]:
     """`for_platform("kaggle")` as a Kaggle run gets it, writing under `run_dir`, logging at the bench's rate."""
     from emergence.platforms.presets import for_platform
 
-    return for_platform("kaggle", artifacts=dict(output_dir=run_dir), logging=dict(every_n_steps=log_every),
-                        signal=dict(exit_process=False))
+    return for_platform(
+        "kaggle",
+        artifacts=dict(output_dir=run_dir),
+        logging=dict(every_n_steps=log_every),
+        signal=dict(exit_process=False),
+    )
 
 
 def steps_for(run: Callable[[int], Lap], fused: int, seconds: float) -> int:
@@ -158,8 +173,11 @@ def steps_for(run: Callable[[int], Lap], fused: int, seconds: float) -> int:
 
 def configurations(first: bool) -> dict[str, tuple[list[str], bool]]:
     """Trainer configurations to time (callbacks, a save in the window): all, all + a save, none, each alone."""
-    configs = {"all callbacks": (EVERYTHING, False), "all + 1 async save in window": (EVERYTHING, True),
-               "no callbacks": ([], False)}
+    configs = {
+        "all callbacks": (EVERYTHING, False),
+        "all + 1 async save in window": (EVERYTHING, True),
+        "no callbacks": ([], False),
+    }
     if first:
         configs.update({f"only {name}": ([name], name == "CheckpointCallback") for name in EVERYTHING})
     configs[KAGGLE] = ([KAGGLE], False)
@@ -173,8 +191,10 @@ def measure(model: str, settings: dict, fused: int, args: argparse.Namespace, wo
     steps = steps_for(raw, fused, args.seconds)
     log_every = max(fused, round(steps / args.seconds / LOGS_PER_SECOND / fused) * fused)
     configs = configurations(first and not args.quick)
-    runs = {name: trainer_runner(task, fused, f"{work}/{fused}-{i}", names, log_every, save)
-            for i, (name, (names, save)) in enumerate(configs.items())}
+    runs = {
+        name: trainer_runner(task, fused, f"{work}/{fused}-{i}", names, log_every, save)
+        for i, (name, (names, save)) in enumerate(configs.items())
+    }
     pairs = paired(lambda: raw(steps), {n: (lambda r=r: r(steps)) for n, r in runs.items()}, args.rounds)
     loop = "jit loop" if fused == 1 else f"lax.scan x{FUSED}"
     raw_walls = [base.wall for runs_ in pairs.values() for base, _ in runs_]
@@ -185,8 +205,20 @@ def measure(model: str, settings: dict, fused: int, args: argparse.Namespace, wo
         cpu = Ratio.of([b.cpu for b, _ in laps], [c.cpu for _, c in laps])
         added = statistics.median((c.wall - b.wall) / calls * 1e6 for b, c in laps)
         target = TARGETS[fused] if name == "all callbacks" else None
-        rows.append([model, loop, f"Trainer, {name}", steps, _rate(steps, [c.wall for _, c in laps]), str(ratio),
-                     str(cpu), f"{added:+.0f}", f"≥ {target}" if target else "-", verdict(ratio, target)])
+        rows.append(
+            [
+                model,
+                loop,
+                f"Trainer, {name}",
+                steps,
+                _rate(steps, [c.wall for _, c in laps]),
+                str(ratio),
+                str(cpu),
+                f"{added:+.0f}",
+                f"≥ {target}" if target else "-",
+                verdict(ratio, target),
+            ]
+        )
     return rows
 
 
@@ -205,19 +237,34 @@ def main() -> None:
         for model, settings in MODELS.items():
             for fused in (1, FUSED):
                 rows += measure(model, settings, fused, args, work, first=not rows)
-    notes = [f"Realistic intervals: a checkpoint every {SAVE_EVERY_SECONDS:.0f} s (none in the timed window, except "
-             f"in the 'save in window' rows), logging (CSV + TensorBoard) {LOGS_PER_SECOND}x a second, a live "
-             f"progress bar redrawn once a second, a 12 h time budget, signal handlers installed; ratio = raw time "
-             f"/ Trainer time per round (speed, higher is better); CPU-time ratio = raw CPU seconds / Trainer CPU "
-             f"seconds (all threads of this process; steadier than the wall clock when other jobs share the "
-             f"cores, blind to time spent waiting); the verdict is on the wall clock."]
+    notes = [
+        f"Realistic intervals: a checkpoint every {SAVE_EVERY_SECONDS:.0f} s (none in the timed window, except "
+        f"in the 'save in window' rows), logging (CSV + TensorBoard) {LOGS_PER_SECOND}x a second, a live "
+        f"progress bar redrawn once a second, a 12 h time budget, signal handlers installed; ratio = raw time "
+        f"/ Trainer time per round (speed, higher is better); CPU-time ratio = raw CPU seconds / Trainer CPU "
+        f"seconds (all threads of this process; steadier than the wall clock when other jobs share the "
+        f"cores, blind to time spent waiting); the verdict is on the wall clock."
+    ]
     if missing:
         notes.append(f"Not yet in the tree, so not measured (their rows time the rest): {', '.join(missing)}.")
-    print_table(f"loop_overhead: {args.rounds} rounds of ~{args.seconds} s runs, each paired with a raw run; medians; "
-                f"{machine()}",
-                ["step", "loop", "run by", "steps", "steps/s", "speed vs raw (median ± MAD)", "CPU-time ratio",
-                 "µs/call added", "target", "verdict"],
-                rows, notes)
+    print_table(
+        f"loop_overhead: {args.rounds} rounds of ~{args.seconds} s runs, each paired with a raw run; medians; "
+        f"{machine()}",
+        [
+            "step",
+            "loop",
+            "run by",
+            "steps",
+            "steps/s",
+            "speed vs raw (median ± MAD)",
+            "CPU-time ratio",
+            "µs/call added",
+            "target",
+            "verdict",
+        ],
+        rows,
+        notes,
+    )
     exit_with([row[-1] for row in rows])
 
 

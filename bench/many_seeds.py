@@ -16,6 +16,7 @@ running a 32-env PPO has a lot), against the extra work vmap adds (PPO's `lax.co
 become `select`s that run both branches). docs/scaling.md has the figures measured.
 `--quick` is a tiny world for a smoke run.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,13 +25,19 @@ from collections.abc import Callable
 import jax
 from _common import Lap, Ratio, Stopwatch, interleaved, machine, print_table
 
+from emergence.envs import EnvParams
 from emergence.lab.agents import PPOTask
 from emergence.lab.agents.config import QUICK, PPOConfig
-from emergence.envs import EnvParams
 from emergence.parallel import ManySeeds
 
-TINY = PPOConfig(env=EnvParams(grid_size=6, max_agents=4, initial_agents=2, num_food=4, view_radius=1, max_steps=20),
-                 num_envs=4, rollout_len=8, num_epochs=1, num_minibatches=2, hidden_sizes=(16,))
+TINY = PPOConfig(
+    env=EnvParams(grid_size=6, max_agents=4, initial_agents=2, num_food=4, view_radius=1, max_steps=20),
+    num_envs=4,
+    rollout_len=8,
+    num_epochs=1,
+    num_minibatches=2,
+    hidden_sizes=(16,),
+)
 
 
 def _ready(state, step: Callable, calls: int):
@@ -79,11 +86,17 @@ def main() -> None:
         cpu = Ratio.of([lap.cpu for lap in laps["sequential"]], [lap.cpu for lap in laps[name]])
         rate = env_steps / sorted(lap.wall for lap in laps[name])[len(laps[name]) // 2]
         rows.append([name, f"{rate:,.0f}", str(wall), str(cpu)])
-    print_table(f"many_seeds: {args.seeds} PPO runs, {config.num_envs} envs x {config.rollout_len} steps per call, "
-                f"{calls} calls per run per round, {rounds} rounds",
-                ["case", "env steps/s (median)", "ratio vs sequential (wall)", "ratio (CPU time)"], rows,
-                [f"machine: {machine()}", "ratio = env steps per second / the sequential runs' in the same round; "
-                 "higher is better; ± is the median absolute deviation over rounds"])
+    print_table(
+        f"many_seeds: {args.seeds} PPO runs, {config.num_envs} envs x {config.rollout_len} steps per call, "
+        f"{calls} calls per run per round, {rounds} rounds",
+        ["case", "env steps/s (median)", "ratio vs sequential (wall)", "ratio (CPU time)"],
+        rows,
+        [
+            f"machine: {machine()}",
+            "ratio = env steps per second / the sequential runs' in the same round; "
+            "higher is better; ± is the median absolute deviation over rounds",
+        ],
+    )
 
 
 if __name__ == "__main__":

@@ -17,6 +17,7 @@ its median over rounds ± the median absolute deviation, for wall and for CPU ti
 Target on a 2-core CPU: >= 1.0 for S = 8 with the default strategy (the `verdict` column). `--quick`: a tiny world,
 3 rounds of 2 calls; `--kaggle`: the kaggle preset's 32-env learner (for a GPU).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -26,16 +27,22 @@ import jax
 import numpy as np
 from _common import Lap, Ratio, Stopwatch, exit_with, interleaved, machine, print_table, verdict
 
-from emergence.lab.agents import KAGGLE, QUICK, PPOConfig, PPOTask
 from emergence.envs import EnvParams
+from emergence.lab.agents import KAGGLE, QUICK, PPOConfig, PPOTask
 from emergence.lab.config import PRESETS, LabConfig, lab_config
 from emergence.lab.run import sweep_task
 from emergence.lab.sweep.grid import Grid
 from emergence.lab.sweep.task import default_strategy
 
 TARGET = 1.0
-TINY = PPOConfig(env=EnvParams(grid_size=6, max_agents=4, initial_agents=2, num_food=4, view_radius=1, max_steps=20),
-                 num_envs=4, rollout_len=8, num_epochs=1, num_minibatches=2, hidden_sizes=(16,))
+TINY = PPOConfig(
+    env=EnvParams(grid_size=6, max_agents=4, initial_agents=2, num_food=4, view_radius=1, max_steps=20),
+    num_envs=4,
+    rollout_len=8,
+    num_epochs=1,
+    num_minibatches=2,
+    hidden_sizes=(16,),
+)
 LEARNERS = {"tiny": TINY, "quick": QUICK, "kaggle": KAGGLE}
 
 
@@ -58,8 +65,9 @@ def cases(name: str, runs: int, calls: int) -> tuple[dict[str, Callable[[], Lap]
     inner = PPOTask(sweeps["map"].configs[0])
     one_step = jax.jit(inner.train_step_with, donate_argnums=0)
     hypers = [jax.tree.map(lambda x: x[i], sweeps["map"].hyper) for i in range(runs)]
-    singles = [_ready(inner.init_state(jax.random.key(run.seed)), one_step, 1, hypers[run.index])
-               for run in sweeps["map"].runs]  # compiles
+    singles = [
+        _ready(inner.init_state(jax.random.key(run.seed)), one_step, 1, hypers[run.index]) for run in sweeps["map"].runs
+    ]  # compiles
     steps = {name: jax.jit(sweep.train_step, donate_argnums=0) for name, sweep in sweeps.items()}
     stacks = {name: _ready(sweep.init_state(jax.random.key(0)), steps[name], 1) for name, sweep in sweeps.items()}
 
@@ -74,6 +82,7 @@ def cases(name: str, runs: int, calls: int) -> tuple[dict[str, Callable[[], Lap]
             watch = Stopwatch()
             stacks[name] = _ready(stacks[name], steps[name], calls)
             return watch.stop()
+
         return timed
 
     timed = {"sequential": sequential, "vmap": in_one_program("vmap"), "map": in_one_program("map")}
@@ -98,14 +107,27 @@ def main() -> None:
         cpu = Ratio.of([lap.cpu for lap in laps["sequential"]], [lap.cpu for lap in laps[case]])
         rate = env_steps / sorted(lap.wall for lap in laps[case])[len(laps[case]) // 2]
         verdicts.append(verdict(cpu, TARGET) if case == default_strategy() and args.runs == 8 else "-")
-        rows.append([case + (" (default here)" if case == default_strategy() else ""), f"{rate:,.0f}", str(wall),
-                     str(cpu), verdicts[-1]])
+        rows.append(
+            [
+                case + (" (default here)" if case == default_strategy() else ""),
+                f"{rate:,.0f}",
+                str(wall),
+                str(cpu),
+                verdicts[-1],
+            ]
+        )
     title = f"sweep_throughput: {args.runs} runs ({name} learner), {calls} calls per run per round, {rounds} rounds"
-    print_table(title,
-                ["case", "env steps/s (median)", "ratio vs sequential (wall)", "ratio (CPU time)", "verdict"], rows,
-                [f"machine: {machine()}", "ratio = env steps per second / the sequential runs' in the same round; "
-                 f"higher is better; ± is the median absolute deviation over rounds; target (S = 8, the default "
-                 f"strategy, CPU time: the steadier figure on a shared machine) >= {TARGET}"])
+    print_table(
+        title,
+        ["case", "env steps/s (median)", "ratio vs sequential (wall)", "ratio (CPU time)", "verdict"],
+        rows,
+        [
+            f"machine: {machine()}",
+            "ratio = env steps per second / the sequential runs' in the same round; "
+            f"higher is better; ± is the median absolute deviation over rounds; target (S = 8, the default "
+            f"strategy, CPU time: the steadier figure on a shared machine) >= {TARGET}",
+        ],
+    )
     exit_with(verdicts)
 
 

@@ -3,6 +3,7 @@
 The root is light: `Trainer`, `TrainState`, `Task` and `Callback` load when first
 used, so a command that only reads a checkpoint or calls `kaggle` never imports JAX.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -14,8 +15,12 @@ if TYPE_CHECKING:
     from emergence.task import Task
     from emergence.trainer import Trainer
 
-_WHERE = {"Callback": "emergence.callbacks.base", "TrainState": "emergence.state", "Task": "emergence.task",
-          "Trainer": "emergence.trainer"}
+_WHERE = {
+    "Callback": "emergence.callbacks.base",
+    "TrainState": "emergence.state",
+    "Task": "emergence.task",
+    "Trainer": "emergence.trainer",
+}
 
 __all__ = ["Callback", "TrainState", "Task", "Trainer"]
 __version__ = "0.1.0"

@@ -1,4 +1,5 @@
 """The errors emergence raises on bad input: each message is one line that says what to do."""
+
 from __future__ import annotations
 
 

@@ -1,4 +1,5 @@
 """The library's logger: quiet by default under a configured root, visible otherwise."""
+
 from __future__ import annotations
 
 import logging

@@ -17,13 +17,15 @@ still holding some back (call it at the end of a run; `LogThrottleCallback` does
 
 The project's own loggers (`emergence.log.get_logger`) all share one keyed by
 `exact_message`: an identical line passes 10 times, then once a minute (a one-off
-message with a new path or step is never held back, however often its template is used). Add one to your own logger (records created
-on that logger are limited; a logger's filters do not see its children's records):
+message with a new path or step is never held back, however often its template is used).
+Add one to your own logger (records created on that logger are limited; a logger's filters
+do not see its children's records):
 
     logging.getLogger("emergence").addFilter(RateLimitFilter(every_seconds=30))
 
 or to a handler, to limit everything that handler prints.
 """
+
 from __future__ import annotations
 
 import logging
@@ -70,9 +72,17 @@ class RateLimitFilter(logging.Filter):
         burst: this many records of each kind pass before the limit applies.
     """
 
-    def __init__(self, every_n: int | None = None, every_seconds: float | None = None, sample: float | None = None,
-                 key: Callable[[logging.LogRecord], Hashable] = message_template, *,
-                 clock: Callable[[], float] = time.monotonic, seed: int | None = 0, burst: int = 0) -> None:
+    def __init__(
+        self,
+        every_n: int | None = None,
+        every_seconds: float | None = None,
+        sample: float | None = None,
+        key: Callable[[logging.LogRecord], Hashable] = message_template,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        seed: int | None = 0,
+        burst: int = 0,
+    ) -> None:
         super().__init__()
         _check(every_n, every_seconds, sample)
         if isinstance(burst, bool) or not isinstance(burst, int) or burst < 0:
@@ -125,8 +135,12 @@ class RateLimitFilter(logging.Filter):
                 kind.held, kind.last_held = 0, None
         for held, record in pending:
             logging.getLogger(record.name).log(
-                record.levelno, "%d more message(s) like %r were suppressed", held, str(record.msg),
-                extra={_SUMMARY_FLAG: True})
+                record.levelno,
+                "%d more message(s) like %r were suppressed",
+                held,
+                str(record.msg),
+                extra={_SUMMARY_FLAG: True},
+            )
 
 
 def _append_to_message(record: logging.LogRecord, suffix: str) -> None:
@@ -139,8 +153,11 @@ def _append_to_message(record: logging.LogRecord, suffix: str) -> None:
 
 
 def _check(every_n: int | None, every_seconds: float | None, sample: float | None) -> None:
-    given = [name for name, value in (("every_n", every_n), ("every_seconds", every_seconds), ("sample", sample))
-             if value is not None]
+    given = [
+        name
+        for name, value in (("every_n", every_n), ("every_seconds", every_seconds), ("sample", sample))
+        if value is not None
+    ]
     if len(given) != 1:
         raise ValueError(f"RateLimitFilter takes exactly one of every_n, every_seconds, sample; got {given or 'none'}")
     if every_n is not None and (not isinstance(every_n, int) or every_n < 1):

@@ -23,6 +23,7 @@ step)`): the run then starts from them whatever the Trainer's seed, so `ManySeed
 needs `create`. Anything the step reads that is not an NNX Variable (a Python int
 counter on a module) is static: it does not change between steps and is not saved.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -57,9 +58,15 @@ class NNXTask:
         config: JSON-able settings saved in every checkpoint and compared on resume.
     """
 
-    def __init__(self, create: Callable[[nnx.Rngs], Any] | Any, step: Callable[[Any], Metrics], *,
-                 evaluate: Callable[[Any], Metrics] | None = None, name: str = "nnx",
-                 config: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        create: Callable[[nnx.Rngs], Any] | Any,
+        step: Callable[[Any], Metrics],
+        *,
+        evaluate: Callable[[Any], Metrics] | None = None,
+        name: str = "nnx",
+        config: dict[str, Any] | None = None,
+    ) -> None:
         if _holds_nnx_objects(create):
             self._given: tuple[Any, Any] | None = nnx.split(create)
             self._create = None
@@ -84,8 +91,10 @@ class NNXTask:
         """The modules' State: built by `create(nnx.Rngs(rng))`, or the handed-in modules' own."""
         if self._given is not None:
             if isinstance(rng, jax.core.Tracer):  # ManySeeds vmaps this: every seed would start the same
-                raise ValueError("NNXTask was handed built modules, so every seed would start from them alike; "
-                                 "give NNXTask a create(rngs) function to train many seeds")
+                raise ValueError(
+                    "NNXTask was handed built modules, so every seed would start from them alike; "
+                    "give NNXTask a create(rngs) function to train many seeds"
+                )
             return jax.tree.map(lambda leaf: leaf.copy(), self._given[1])  # copies: the Trainer donates its state
         return nnx.split(self._create(nnx.Rngs(rng)))[1]
 

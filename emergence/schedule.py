@@ -6,6 +6,7 @@ due at the first call boundary at or past each multiple of n after the step it l
 at, so `steps_per_call` need not divide n. A step-only schedule that is not due costs an
 integer comparison; a seconds interval adds one clock read.
 """
+
 from __future__ import annotations
 
 import time
@@ -22,8 +23,13 @@ class Every:
         owner: names the caller in error messages.
     """
 
-    def __init__(self, steps: int | None, seconds: float | None = None, clock: Callable[[], float] = time.monotonic,
-                 owner: str = "interval") -> None:
+    def __init__(
+        self,
+        steps: int | None,
+        seconds: float | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        owner: str = "interval",
+    ) -> None:
         check_interval(f"{owner}: every_n_steps", steps, integer=True)
         check_interval(f"{owner}: every_n_seconds", seconds, integer=False)
         self.steps = steps

@@ -3,6 +3,7 @@
 The whole run is a pure function of the config, the seed and this pytree, which is
 what makes resume exact: a checkpoint is this state plus callback bookkeeping.
 """
+
 from __future__ import annotations
 
 from typing import Any

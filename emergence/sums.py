@@ -6,6 +6,7 @@ so what one writes the other reads: the GNU coreutils format, `<hex>  <name>`, w
 name holding a backslash or newline escaped and the line starting with `\\`, as
 `sha256sum` itself does. Loads no JAX.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -78,6 +79,7 @@ def verify_sums(sums_file: Path) -> int:
         if not target.is_file():
             raise ChecksumError(f"{target} is listed in {sums_file.name} but was not downloaded; download again")
         if sha256_file(target) != digest:
-            raise ChecksumError(f"{target} does not match its SHA256SUMS entry: the download is damaged; "
-                                "download again")
+            raise ChecksumError(
+                f"{target} does not match its SHA256SUMS entry: the download is damaged; download again"
+            )
     return len(entries)

@@ -1,4 +1,5 @@
 """The Task protocol: what a user implements to train something with the Trainer."""
+
 from __future__ import annotations
 
 from typing import Any, Protocol, runtime_checkable

@@ -1,4 +1,5 @@
 """Shared fixtures: a read-only directory that really is read-only, even for root."""
+
 from __future__ import annotations
 
 import os

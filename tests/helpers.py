@@ -1,4 +1,5 @@
 """Small helpers the tests share: run the toy trainer in a subprocess, compare checkpoints."""
+
 from __future__ import annotations
 
 import os
@@ -16,8 +17,13 @@ SCRIPTS = Path(__file__).parent / "scripts"
 def fit_toy_process(run_dir: Path, max_steps: int, *args: str) -> subprocess.Popen:
     """Start `tests/scripts/fit_toy.py` in a new process, stdout piped line by line."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    return subprocess.Popen([sys.executable, str(SCRIPTS / "fit_toy.py"), str(run_dir), str(max_steps), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPTS / "fit_toy.py"), str(run_dir), str(max_steps), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def wait_for_line(process: subprocess.Popen, prefix: str) -> str:

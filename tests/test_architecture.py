@@ -3,6 +3,7 @@
 The graph is read from the source (every `import emergence...`, at module level, under
 `TYPE_CHECKING` or inside a function), so a cycle hidden behind a lazy import counts.
 """
+
 from __future__ import annotations
 
 import ast
@@ -76,8 +77,11 @@ def test_the_import_graph_of_emergence_has_no_cycle():
 
 
 def test_the_framework_never_imports_the_lab():
-    offenders = {name: sorted(m for m in deps if m.startswith("emergence.lab"))
-                 for name, deps in GRAPH.items() if not name.startswith("emergence.lab")}
+    offenders = {
+        name: sorted(m for m in deps if m.startswith("emergence.lab"))
+        for name, deps in GRAPH.items()
+        if not name.startswith("emergence.lab")
+    }
     assert not {k: v for k, v in offenders.items() if v}
 
 
@@ -90,10 +94,12 @@ def test_the_notebook_imports_nothing_from_the_cli():
 
 
 def _modules_loaded_by(*argv: str) -> set[str]:
-    code = ("import sys, contextlib, io\nfrom emergence.cli import main\n"
-            "with contextlib.redirect_stdout(io.StringIO()):\n"
-            f"    try:\n        main({list(argv)!r})\n    except SystemExit:\n        pass\n"
-            "print(' '.join(sorted(sys.modules)))")
+    code = (
+        "import sys, contextlib, io\nfrom emergence.cli import main\n"
+        "with contextlib.redirect_stdout(io.StringIO()):\n"
+        f"    try:\n        main({list(argv)!r})\n    except SystemExit:\n        pass\n"
+        "print(' '.join(sorted(sys.modules)))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     return set(out.split())
 
@@ -102,7 +108,11 @@ def test_kaggle_and_checkpoint_reading_commands_never_import_jax_or_flax(tmp_pat
     path = tmp_path / "checkpoints" / "step_1.safetensors"
     path.parent.mkdir()
     write_checkpoint(path, {"params/w": np.ones(3, np.float32)}, {"step": 1, "kind": "periodic", "config": {}})
-    for argv in (["kaggle", "--help"], ["ckpt", "list", str(tmp_path)], ["ckpt", "inspect", str(path)],
-                 ["ckpt", "verify", str(path)]):
+    for argv in (
+        ["kaggle", "--help"],
+        ["ckpt", "list", str(tmp_path)],
+        ["ckpt", "inspect", str(path)],
+        ["ckpt", "verify", str(path)],
+    ):
         loaded = _modules_loaded_by(*argv)
         assert "jax" not in loaded and "flax" not in loaded, argv

@@ -1,4 +1,5 @@
 """ArtifactExportCallback: progress.json and training_curves.png on disk during the run and after it, across resumes."""
+
 from __future__ import annotations
 
 import json
@@ -33,8 +34,12 @@ def scenario(scenario: Scenario) -> Scenario:
 
 
 def _fit(scenario: Scenario, *extra: Callback, output_dir: Path | None = None) -> None:
-    callbacks = [CheckpointCallback(every_n_steps=10), LogThrottleCallback(every_n_steps=5, sinks=[CSVSink()]),
-                 ArtifactExportCallback(every_n_steps=10, every_n_seconds=None, output_dir=output_dir), *extra]
+    callbacks = [
+        CheckpointCallback(every_n_steps=10),
+        LogThrottleCallback(every_n_steps=5, sinks=[CSVSink()]),
+        ArtifactExportCallback(every_n_steps=10, every_n_seconds=None, output_dir=output_dir),
+        *extra,
+    ]
     assert scenario.run(callbacks).exception is None
 
 

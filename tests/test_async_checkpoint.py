@@ -4,6 +4,7 @@ Writes are held back through the writer's `before_write` seam (an Event the test
 never by replacing what the write does, so every file here is written and read back
 for real.
 """
+
 from __future__ import annotations
 
 import shutil
@@ -66,8 +67,9 @@ def _names(directory, kind="periodic"):
 
 
 def _trainer(tmp_path, callbacks, writer, max_steps, **kwargs):
-    return Trainer(toy_task(), callbacks, max_steps=max_steps, run_dir=tmp_path, resume=None,
-                   async_checkpoint=writer, **kwargs)
+    return Trainer(
+        toy_task(), callbacks, max_steps=max_steps, run_dir=tmp_path, resume=None, async_checkpoint=writer, **kwargs
+    )
 
 
 def _wait_until_ready(writer):
@@ -79,13 +81,20 @@ def _wait_until_ready(writer):
 
 def test_a_held_write_does_not_stall_the_loop_and_fires_its_hook_only_once_durable(tmp_path):
     hold, saves, seen = HoldWrite(), Saves(), {}
+
     def look(trainer):
         seen[trainer.step] = (_names(trainer.checkpoint_dir), list(saves.seen), trainer.last_checkpoint)
+
     def release(trainer):
         look(trainer)
         hold.release.set()
-    trainer = _trainer(tmp_path, [CheckpointCallback(every_n_steps=5, save_final=False), saves,
-                                  At(s6=look, s7=look, s8=release)], AsyncCheckpointWriter(hold), max_steps=9)
+
+    trainer = _trainer(
+        tmp_path,
+        [CheckpointCallback(every_n_steps=5, save_final=False), saves, At(s6=look, s7=look, s8=release)],
+        AsyncCheckpointWriter(hold),
+        max_steps=9,
+    )
     trainer.fit()
     assert seen[6] == seen[7] == seen[8] == ([], [], None)
     assert saves.seen[0][:2] == ("periodic", 5) and saves.seen[0][2] > 8
@@ -94,8 +103,12 @@ def test_a_held_write_does_not_stall_the_loop_and_fires_its_hook_only_once_durab
 
 def test_the_snapshot_is_the_state_at_save_time_even_though_training_went_on(tmp_path):
     hold = HoldWrite()
-    held = _trainer(tmp_path / "async", [CheckpointCallback(every_n_steps=5, save_final=False),
-                                         At(s9=lambda t: hold.release.set())], AsyncCheckpointWriter(hold), max_steps=9)
+    held = _trainer(
+        tmp_path / "async",
+        [CheckpointCallback(every_n_steps=5, save_final=False), At(s9=lambda t: hold.release.set())],
+        AsyncCheckpointWriter(hold),
+        max_steps=9,
+    )
     held.fit()
     straight = _trainer(tmp_path / "sync", [CheckpointCallback(every_n_steps=5, save_final=False)], False, max_steps=5)
     straight.fit()
@@ -106,14 +119,21 @@ def test_the_snapshot_is_the_state_at_save_time_even_though_training_went_on(tmp
 def test_rotation_deletes_the_old_file_only_after_the_new_one_is_durable(tmp_path):
     hold, seen = HoldWrite(which=2), {}
     writer = AsyncCheckpointWriter(hold)
+
     def look(trainer):
         seen[trainer.step] = _names(trainer.checkpoint_dir)
+
     def release(trainer):
         look(trainer)
         hold.release.set()
         _wait_until_ready(writer)
-    trainer = _trainer(tmp_path, [CheckpointCallback(every_n_steps=5, keep_last=1, save_final=False),
-                                  At(s11=look, s12=release, s13=look)], writer, max_steps=13)
+
+    trainer = _trainer(
+        tmp_path,
+        [CheckpointCallback(every_n_steps=5, keep_last=1, save_final=False), At(s11=look, s12=release, s13=look)],
+        writer,
+        max_steps=13,
+    )
     trainer.fit()
     assert seen[11] == seen[12] == [5]
     assert seen[13] == [10]
@@ -123,14 +143,18 @@ def test_rotation_deletes_the_old_file_only_after_the_new_one_is_durable(tmp_pat
 @pytest.mark.parametrize("kind", ["emergency", "final"])
 def test_emergency_and_final_saves_wait_for_the_pending_write_then_are_durable_on_return(tmp_path, kind):
     hold, saves, returned = HoldWrite(), Saves(), {}
+
     def release_soon(trainer):
         threading.Timer(0.2, hold.release.set).start()
+
     def save_emergency(trainer):
         ref = trainer.save_checkpoint("emergency", reason="test")
         returned["ref"], returned["saves"] = ref, list(saves.seen)
+
     actions = {"s6": release_soon, "s7": save_emergency} if kind == "emergency" else {"s7": release_soon}
-    trainer = _trainer(tmp_path, [CheckpointCallback(every_n_steps=5), saves, At(**actions)],
-                       AsyncCheckpointWriter(hold), max_steps=7)
+    trainer = _trainer(
+        tmp_path, [CheckpointCallback(every_n_steps=5), saves, At(**actions)], AsyncCheckpointWriter(hold), max_steps=7
+    )
     trainer.fit()
     assert [s[:2] for s in saves.seen] == [("periodic", 5), (kind, 7)]
     assert read_checkpoint(trainer.checkpoint_dir / f"{kind}_step_7.safetensors").manifest["step"] == 7
@@ -142,18 +166,24 @@ def _hold_then_remove_run_dir(hold):
     def act(trainer):
         shutil.rmtree(trainer.checkpoint_dir)
         hold.release.set()
+
     return act
 
 
 def test_a_failed_background_write_surfaces_at_the_next_call_boundary_as_one_line(tmp_path):
     hold = HoldWrite()
     writer = AsyncCheckpointWriter(hold)
+
     def fail(trainer):
         _hold_then_remove_run_dir(hold)(trainer)
         _wait_until_ready(writer)
+
     trainer = _trainer(tmp_path, [CheckpointCallback(every_n_steps=5), At(s6=fail)], writer, max_steps=50)
-    with pytest.raises(CheckpointWriteError, match=r"^could not write step_5\.safetensors \(No such file or "
-                                                   r"directory\); earlier checkpoints are intact") as caught:
+    with pytest.raises(
+        CheckpointWriteError,
+        match=r"^could not write step_5\.safetensors \(No such file or "
+        r"directory\); earlier checkpoints are intact",
+    ) as caught:
         trainer.fit()
     assert "\n" not in str(caught.value)
     assert trainer.step == 7 and trainer.stop_reason == "exception:CheckpointWriteError"
@@ -162,9 +192,11 @@ def test_a_failed_background_write_surfaces_at_the_next_call_boundary_as_one_lin
 def test_a_failed_background_write_surfaces_at_the_next_save(tmp_path):
     hold = HoldWrite()
     writer = AsyncCheckpointWriter(hold)
+
     def fail_then_save(trainer):
         _hold_then_remove_run_dir(hold)(trainer)
         trainer.save_checkpoint("periodic")
+
     trainer = _trainer(tmp_path, [CheckpointCallback(every_n_steps=5), At(s6=fail_then_save)], writer, max_steps=50)
     with pytest.raises(CheckpointWriteError, match=r"could not write step_5\.safetensors"):
         trainer.fit()
@@ -173,9 +205,15 @@ def test_a_failed_background_write_surfaces_at_the_next_save(tmp_path):
 
 def test_a_failed_background_write_surfaces_at_fit_end(tmp_path):
     hold = HoldWrite()
-    trainer = _trainer(tmp_path, [CheckpointCallback(every_n_steps=5, save_final=False),
-                                  At(s5=lambda t: threading.Timer(0.2, _hold_then_remove_run_dir(hold), [t]).start())],
-                       AsyncCheckpointWriter(hold), max_steps=5)
+    trainer = _trainer(
+        tmp_path,
+        [
+            CheckpointCallback(every_n_steps=5, save_final=False),
+            At(s5=lambda t: threading.Timer(0.2, _hold_then_remove_run_dir(hold), [t]).start()),
+        ],
+        AsyncCheckpointWriter(hold),
+        max_steps=5,
+    )
     with pytest.raises(CheckpointWriteError, match=r"could not write step_5\.safetensors"):
         trainer.fit()
     assert trainer.step == 5
@@ -184,13 +222,16 @@ def test_a_failed_background_write_surfaces_at_fit_end(tmp_path):
 def test_an_emergency_save_is_still_written_when_the_background_write_before_it_failed(tmp_path):
     hold = HoldWrite()
     writer = AsyncCheckpointWriter(hold)
+
     def fail_then_emergency(trainer):
         _hold_then_remove_run_dir(hold)(trainer)
         _wait_until_ready(writer)
         trainer.checkpoint_dir.mkdir()
         trainer.save_checkpoint("emergency", reason="test")
-    trainer = _trainer(tmp_path, [CheckpointCallback(every_n_steps=5), At(s6=fail_then_emergency)], writer,
-                       max_steps=50)
+
+    trainer = _trainer(
+        tmp_path, [CheckpointCallback(every_n_steps=5), At(s6=fail_then_emergency)], writer, max_steps=50
+    )
     with pytest.raises(CheckpointWriteError, match=r"could not write step_5\.safetensors"):
         trainer.fit()
     assert read_checkpoint(trainer.checkpoint_dir / "emergency_step_6.safetensors").manifest["step"] == 6
@@ -198,11 +239,14 @@ def test_an_emergency_save_is_still_written_when_the_background_write_before_it_
 
 def test_an_exception_during_a_pending_write_lets_it_finish_and_keeps_the_original_error(tmp_path):
     hold, saves = HoldWrite(), Saves()
+
     def boom(trainer):
         threading.Timer(0.2, hold.release.set).start()
         raise RuntimeError("boom")
-    trainer = _trainer(tmp_path, [CheckpointCallback(every_n_steps=5), saves, At(s6=boom)],
-                       AsyncCheckpointWriter(hold), max_steps=50)
+
+    trainer = _trainer(
+        tmp_path, [CheckpointCallback(every_n_steps=5), saves, At(s6=boom)], AsyncCheckpointWriter(hold), max_steps=50
+    )
     with pytest.raises(RuntimeError, match="boom"):
         trainer.fit()
     assert saves.seen[0][:2] == ("periodic", 5)
@@ -211,11 +255,13 @@ def test_an_exception_during_a_pending_write_lets_it_finish_and_keeps_the_origin
 def test_last_save_seconds_measures_the_whole_write_not_the_stall(tmp_path):
     hold = HoldWrite()
     stalls = []
+
     def save(trainer):
         threading.Timer(0.3, hold.release.set).start()
         started = time.perf_counter()
         trainer.save_checkpoint("periodic")
         stalls.append(time.perf_counter() - started)
+
     trainer = _trainer(tmp_path, [At(s2=save)], AsyncCheckpointWriter(hold), max_steps=4)
     trainer.fit()
     assert stalls[0] < 0.25 <= trainer.last_save_seconds
@@ -258,16 +304,23 @@ _FULL_DISK = textwrap.dedent("""
 
 
 def test_a_full_disk_in_the_background_is_a_one_line_error_and_leaves_no_temp_file(tmp_path):
-    first = Trainer(toy_task(hidden=(64,)), [CheckpointCallback(every_n_steps=5, save_final=False)], max_steps=5,
-                    run_dir=tmp_path, resume=None)
+    first = Trainer(
+        toy_task(hidden=(64,)),
+        [CheckpointCallback(every_n_steps=5, save_final=False)],
+        max_steps=5,
+        run_dir=tmp_path,
+        resume=None,
+    )
     first.fit()
     size = first.last_checkpoint.path.stat().st_size
-    done = subprocess.run([sys.executable, "-c", _FULL_DISK, str(tmp_path), str(size // 2)],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", _FULL_DISK, str(tmp_path), str(size // 2)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode != 0
     last_line = done.stderr.strip().splitlines()[-1]
-    assert last_line.startswith("emergence.errors.CheckpointWriteError: could not write step_10.safetensors "
-                                "(File too large)"), done.stderr[-2000:]
+    assert last_line.startswith(
+        "emergence.errors.CheckpointWriteError: could not write step_10.safetensors (File too large)"
+    ), done.stderr[-2000:]
     assert not list(first.checkpoint_dir.glob(f"{TEMP_PREFIX}*"))
     assert _names(first.checkpoint_dir) == [5]
     assert read_checkpoint(first.last_checkpoint.path).checksum == first.last_checkpoint.checksum
@@ -307,8 +360,9 @@ _FIT_OUTLIVES_MAIN = textwrap.dedent("""
 
 
 def test_saves_still_land_when_the_interpreter_shuts_down_under_a_running_fit(tmp_path):
-    done = subprocess.run([sys.executable, "-c", _FIT_OUTLIVES_MAIN, str(tmp_path)], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-c", _FIT_OUTLIVES_MAIN, str(tmp_path)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert _names(tmp_path / "checkpoints") == [25, 30]
     assert _names(tmp_path / "checkpoints", "final") == [30]
@@ -325,12 +379,17 @@ def test_a_checkpoint_whose_tensors_are_not_stored_in_name_order_still_verifies(
     from emergence.errors import CorruptCheckpointError
 
     a, b = np.arange(4, dtype=np.float32), np.arange(6, dtype=np.int32)
-    table = {"a": {"dtype": "F32", "shape": [4], "data_offsets": [24, 40]},  # "b" is stored first
-             "b": {"dtype": "I32", "shape": [6], "data_offsets": [0, 24]}}
+    table = {
+        "a": {"dtype": "F32", "shape": [4], "data_offsets": [24, 40]},  # "b" is stored first
+        "b": {"dtype": "I32", "shape": [6], "data_offsets": [0, 24]},
+    }
     manifest_json = json.dumps({"step": 1, "format_version": 1})
-    sha = hashlib.sha256(json.dumps(table, sort_keys=True).encode() + manifest_json.encode() + a.tobytes() + b.tobytes())
-    header = json.dumps({**table, "__metadata__": {MANIFEST_KEY: manifest_json,
-                                                   CHECKSUM_KEY: "sha256:" + sha.hexdigest()}}).encode()
+    sha = hashlib.sha256(
+        json.dumps(table, sort_keys=True).encode() + manifest_json.encode() + a.tobytes() + b.tobytes()
+    )
+    header = json.dumps(
+        {**table, "__metadata__": {MANIFEST_KEY: manifest_json, CHECKSUM_KEY: "sha256:" + sha.hexdigest()}}
+    ).encode()
     path = tmp_path / "step_1.safetensors"
     path.write_bytes(struct.pack("<Q", len(header)) + header + b.tobytes() + a.tobytes())
     file = read_checkpoint(path)

@@ -1,4 +1,5 @@
 """Exits without a signal and exceptions: the last completed step is saved, once, before the process goes."""
+
 from __future__ import annotations
 
 import logging
@@ -30,8 +31,9 @@ def test_sys_exit_from_user_code_in_a_callback_is_saved_at_exit(tmp_path):
 
 def test_with_on_exception_and_atexit_both_installed_the_step_is_saved_once(tmp_path):
     run_dir = tmp_path / "run"
-    done = run_child(run_dir, 1000, "--callbacks", "checkpoint,exception,atexit", "--every", "0",
-                     "--crash", "12:sysexit")
+    done = run_child(
+        run_dir, 1000, "--callbacks", "checkpoint,exception,atexit", "--every", "0", "--crash", "12:sysexit"
+    )
     assert done.returncode == 3, done.stderr
     assert done.saved() == ["emergency_step_12.safetensors"]
     manifest = read_checkpoint(run_dir / "checkpoints" / "emergency_step_12.safetensors").manifest
@@ -50,8 +52,9 @@ def test_main_program_failing_while_fit_runs_in_a_thread_stops_at_a_boundary_and
 
 def test_worker_thread_failure_that_sends_sigterm_is_saved_by_the_signal_callback(tmp_path):
     run_dir = tmp_path / "run"
-    done = run_child(run_dir, 100_000, "--callbacks", "checkpoint,atexit,signal", "--every", "0",
-                     "--crash", "10:thread-sigterm")
+    done = run_child(
+        run_dir, 100_000, "--callbacks", "checkpoint,atexit,signal", "--every", "0", "--crash", "10:thread-sigterm"
+    )
     assert done.returncode == 143, done.stderr
     assert "worker thread failed: ConnectionError" in done.lines
     last = done.steps()[-1]
@@ -77,11 +80,16 @@ def test_exception_in_a_callback_saves_the_last_completed_step_then_propagates(t
 
 
 def test_failure_inside_the_jitted_step_says_the_donated_state_is_gone_and_keeps_the_error(
-        tmp_path, caplog, monkeypatch):
+    tmp_path, caplog, monkeypatch
+):
     monkeypatch.setattr(logging.getLogger("emergence"), "propagate", True)
-    trainer = Trainer(ScriptTask((8,), fail_at_step=7), [CheckpointCallback(every_n_steps=5),
-                                                         OnExceptionCheckpointCallback()],
-                      max_steps=50, run_dir=tmp_path, resume=None)
+    trainer = Trainer(
+        ScriptTask((8,), fail_at_step=7),
+        [CheckpointCallback(every_n_steps=5), OnExceptionCheckpointCallback()],
+        max_steps=50,
+        run_dir=tmp_path,
+        resume=None,
+    )
     with caplog.at_level(logging.INFO, logger="emergence"), pytest.raises(Exception, match="injected failure"):
         trainer.fit()
     assert "cannot save step 7: the failed jitted call had consumed the (donated) state" in caplog.text

@@ -1,5 +1,6 @@
 """Callbacks never find each other: what one publishes goes through the Trainer's fields, state_dict() only reads,
 and the call completions the signal and time-budget callbacks need come from one tracker the Trainer owns."""
+
 from __future__ import annotations
 
 import io
@@ -37,9 +38,16 @@ class Publisher(Callback):
 def test_progress_and_artifacts_read_what_is_published_on_the_trainer(tmp_path):
     out = io.StringIO()
     console = Console(file=out, force_terminal=False, width=200)
-    Trainer(callbacks=[Publisher(), RichProgressCallback(console=console, plain_every_n_seconds=1e-9),
-                       ArtifactExportCallback(every_n_steps=2)], max_steps=4, run_dir=tmp_path, resume=None
-            ).fit(toy_task())
+    Trainer(
+        callbacks=[
+            Publisher(),
+            RichProgressCallback(console=console, plain_every_n_seconds=1e-9),
+            ArtifactExportCallback(every_n_steps=2),
+        ],
+        max_steps=4,
+        run_dir=tmp_path,
+        resume=None,
+    ).fit(toy_task())
     assert "budget 1:01:01 left" in out.getvalue() and "custom 1.5" in out.getvalue()
     progress = json.loads((tmp_path / "progress.json").read_text())
     assert progress["metrics"] == {"custom": 1.5} and progress["metrics_step"] == 4
@@ -47,9 +55,15 @@ def test_progress_and_artifacts_read_what_is_published_on_the_trainer(tmp_path):
 
 def test_the_logger_and_the_budget_publish_on_the_trainer(tmp_path):
     clock = FakeClock()
-    trainer = Trainer(callbacks=[TimeBudgetCallback(max_duration=100, clock=clock),
-                                 LogThrottleCallback(every_n_steps=3, sinks=[CSVSink()])], max_steps=7,
-                      run_dir=tmp_path, resume=None)
+    trainer = Trainer(
+        callbacks=[
+            TimeBudgetCallback(max_duration=100, clock=clock),
+            LogThrottleCallback(every_n_steps=3, sinks=[CSVSink()]),
+        ],
+        max_steps=7,
+        run_dir=tmp_path,
+        resume=None,
+    )
     trainer.fit(toy_task())
     assert trainer.logged_step == 7 and set(trainer.logged_metrics) == {"loss", "grad_norm"}
     assert trainer.time_left == 100.0  # the fake clock never moved
@@ -95,8 +109,14 @@ def test_one_tracker_is_fed_once_per_call_however_many_callbacks_read_it(tmp_pat
     fed = []
     real = CallTracker.dispatched
     monkeypatch.setattr(CallTracker, "dispatched", lambda self, *args: fed.append(args[0]) or real(self, *args))
-    trainer = Trainer(toy_task(), [TimeBudgetCallback(max_duration=3600), SignalCheckpointCallback(exit_process=False)],
-                      max_steps=10, steps_per_call=2, run_dir=tmp_path, resume=None)
+    trainer = Trainer(
+        toy_task(),
+        [TimeBudgetCallback(max_duration=3600), SignalCheckpointCallback(exit_process=False)],
+        max_steps=10,
+        steps_per_call=2,
+        run_dir=tmp_path,
+        resume=None,
+    )
     trainer.fit()
     assert fed == [2, 4, 6, 8, 10] and trainer.calls.completed <= 10
 

@@ -1,4 +1,5 @@
 """The checkpoint file: round trips, safetensors compatibility, and every kind of damage."""
+
 from __future__ import annotations
 
 import pickle

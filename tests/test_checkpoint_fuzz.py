@@ -11,6 +11,7 @@ Any other exception, a multi-line message or a load that differs fails the test.
 
 The default suite runs ~5,000 mutants (~6-15 s on the 2-core box); `-m slow` runs ~65,000 more.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,18 +40,30 @@ Mutant = tuple[str, bytes]
 
 def _real_checkpoint(path: Path) -> bytes:
     """A checkpoint of a small MLP's TrainState with Adam, written the way the Trainer writes one."""
-    params = {"dense": {"kernel": jax.random.normal(jax.random.key(0), (8, 4)), "bias": jnp.zeros(4)},
-              "half": jnp.linspace(-1, 1, 6).astype(jnp.bfloat16)}
+    params = {
+        "dense": {"kernel": jax.random.normal(jax.random.key(0), (8, 4)), "bias": jnp.zeros(4)},
+        "half": jnp.linspace(-1, 1, 6).astype(jnp.bfloat16),
+    }
     state = TrainState.create(params, optax.adam(1e-3).init(params), jax.random.key(7))
     arrays, typed = flatten_to_host(state)
-    write_checkpoint(path, arrays, {"step": 12, "kind": "periodic", "reason": "periodic", "typed_keys": typed,
-                                    "config": {"lr": 0.001, "layers": [8, 4]}, "metrics": {"loss": 0.5}})
+    write_checkpoint(
+        path,
+        arrays,
+        {
+            "step": 12,
+            "kind": "periodic",
+            "reason": "periodic",
+            "typed_keys": typed,
+            "config": {"lr": 0.001, "layers": [8, 4]},
+            "metrics": {"loss": 0.5},
+        },
+    )
     return path.read_bytes()
 
 
 def _split(raw: bytes) -> tuple[int, dict, bytes]:
     (length,) = struct.unpack("<Q", raw[:8])
-    return length, json.loads(raw[8: 8 + length]), raw[8 + length:]
+    return length, json.loads(raw[8 : 8 + length]), raw[8 + length :]
 
 
 def _join(header: dict, data: bytes, pad_to: int | None = None) -> bytes:
@@ -91,11 +104,11 @@ def byte_edits(raw: bytes, rng: random.Random, count: int) -> Iterator[Mutant]:
         junk = bytes(rng.randrange(256) for _ in range(size))
         how = rng.choice(["overwrite", "insert", "delete"])
         if how == "overwrite":
-            yield f"overwrite {size} at {index}", raw[:index] + junk + raw[index + size:]
+            yield f"overwrite {size} at {index}", raw[:index] + junk + raw[index + size :]
         elif how == "insert":
             yield f"insert {size} at {index}", raw[:index] + junk + raw[index:]
         else:
-            yield f"delete {size} at {index}", raw[:index] + raw[index + size:]
+            yield f"delete {size} at {index}", raw[:index] + raw[index + size :]
 
 
 def header_lengths(raw: bytes, rng: random.Random) -> Iterator[Mutant]:
@@ -119,8 +132,20 @@ def _table_edits(entry: dict, others: list[dict]) -> Iterator[tuple[str, dict]]:
     for new in shapes:
         if new != shape:
             yield f"shape {new}", {**entry, "shape": new}
-    offsets = [[begin + 1, stop], [begin, stop - 1], [begin, stop + 1], [begin - 1, stop - 1], [begin + 2, stop + 2],
-               [stop, begin], [0, stop - begin], [begin], [begin, stop, stop], "0", [str(begin), stop], [-1, stop]]
+    offsets = [
+        [begin + 1, stop],
+        [begin, stop - 1],
+        [begin, stop + 1],
+        [begin - 1, stop - 1],
+        [begin + 2, stop + 2],
+        [stop, begin],
+        [0, stop - begin],
+        [begin],
+        [begin, stop, stop],
+        "0",
+        [str(begin), stop],
+        [-1, stop],
+    ]
     offsets += [o["data_offsets"] for o in others if o["data_offsets"] != entry["data_offsets"]][:3]
     for new in offsets:
         yield f"offsets {new}", {**entry, "data_offsets": new}
@@ -171,8 +196,7 @@ def manifest_edits(raw: bytes) -> Iterator[Mutant]:
     flipped = digest[:-1] + ("0" if digest[-1] != "0" else "1")
     for new in (f"{other}:{digest}", f"{algorithm}:{flipped}", f"{algorithm}:", "", digest, 7, None, checksum.upper()):
         yield f"checksum {new!r}", _join({**header, "__metadata__": {**metadata, CHECKSUM_KEY: new}}, data, length)
-    for metadata_value in ({}, [], "x", None, {MANIFEST_KEY: metadata[MANIFEST_KEY]},
-                           {CHECKSUM_KEY: checksum}):
+    for metadata_value in ({}, [], "x", None, {MANIFEST_KEY: metadata[MANIFEST_KEY]}, {CHECKSUM_KEY: checksum}):
         yield f"__metadata__ {metadata_value!r}", _join({**header, "__metadata__": metadata_value}, data, length)
     yield "header is a list", _join([1, 2], data, length)  # type: ignore[arg-type]
 
@@ -193,8 +217,10 @@ def _join_text(text: bytes, data: bytes, pad_to: int) -> bytes:
 def _same(loaded: CheckpointFile, original: CheckpointFile) -> bool:
     if loaded.manifest != original.manifest or set(loaded.arrays) != set(original.arrays):
         return False
-    return all(a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
-               for a, b in ((loaded.arrays[n], original.arrays[n]) for n in original.arrays))
+    return all(
+        a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+        for a, b in ((loaded.arrays[n], original.arrays[n]) for n in original.arrays)
+    )
 
 
 def fuzz(original: Path, mutants: Iterator[Mutant], work: Path) -> Counter:
@@ -227,8 +253,10 @@ def run_all(tmp_path: Path, original: Path, families: dict[str, Callable[[], Ite
         outcomes = fuzz(original, family(), tmp_path)
         print(f"{name}: {dict(outcomes)}")
         total.update(outcomes)
-    print(f"checkpoint fuzz: {sum(total.values())} mutants of {original.name} "
-          f"in {time.perf_counter() - started:.1f} s: {dict(total)}")
+    print(
+        f"checkpoint fuzz: {sum(total.values())} mutants of {original.name} "
+        f"in {time.perf_counter() - started:.1f} s: {dict(total)}"
+    )
     return total
 
 
@@ -259,9 +287,12 @@ def test_damaged_copies_of_a_format_1_file_are_refused_too(tmp_path):
     original.write_bytes(V1_FIXTURE.read_bytes())
     (tmp_path / "mutants").mkdir()
     raw, rng = original.read_bytes(), random.Random(1)
-    families = {"truncation": lambda: truncations(raw, rng, every=1),
-                "bit flips": lambda: bit_flips(raw, rng, header_flips=300, data_flips=300),
-                "tensor table": lambda: table_edits(raw), "manifest": lambda: manifest_edits(raw)}
+    families = {
+        "truncation": lambda: truncations(raw, rng, every=1),
+        "bit flips": lambda: bit_flips(raw, rng, header_flips=300, data_flips=300),
+        "tensor table": lambda: table_edits(raw),
+        "manifest": lambda: manifest_edits(raw),
+    }
     total = run_all(tmp_path / "mutants", original, families)
     assert total["refused"] >= 1500 and total["loaded equal"] == 0
 

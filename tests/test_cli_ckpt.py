@@ -1,4 +1,5 @@
 """`emergence ckpt list|inspect|verify|diff|export` on checkpoints written by a real Trainer run, and on bad input."""
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,7 @@ from emergence.testing import toy_task
 
 def train(run_dir, max_steps=20, **task):
     callbacks = [CheckpointCallback(every_n_steps=5, keep_last=None, monitor="val_loss", save_top_k=2)]
-    Trainer(toy_task(**task), callbacks, max_steps=max_steps, run_dir=run_dir, resume=None,
-            eval_every_n_steps=5).fit()
+    Trainer(toy_task(**task), callbacks, max_steps=max_steps, run_dir=run_dir, resume=None, eval_every_n_steps=5).fit()
     return run_dir / "checkpoints"
 
 
@@ -62,8 +62,15 @@ def test_list_shows_step_kind_time_size_metric_and_validity(capsys, run):
     header, *rows = out.splitlines()[:-1]
     assert header.split() == ["name", "step", "kind", "time", "size", "val_loss", "valid"]
     names = [row.split()[0] for row in rows]
-    assert names == ["step_5.safetensors", "step_10.safetensors", "best_step_15.safetensors", "step_15.safetensors",
-                     "best_step_20.safetensors", "step_20.safetensors", "*final_step_20.safetensors"]
+    assert names == [
+        "step_5.safetensors",
+        "step_10.safetensors",
+        "best_step_15.safetensors",
+        "step_15.safetensors",
+        "best_step_20.safetensors",
+        "step_20.safetensors",
+        "*final_step_20.safetensors",
+    ]
     final = rows[-1].split()
     assert final[1:3] == ["20", "final"] and final[-1] == "yes"
     saved = read_checkpoint(run / "checkpoints" / "final_step_20.safetensors").manifest["metrics"]["val_loss"]
@@ -86,7 +93,7 @@ def test_inspect_prints_manifest_config_and_sizes_per_subtree(capsys, run):
     assert "step       20 (final; reason: max_steps)" in out
     assert '"hidden": [' in out and '"batch_size": 16' in out
     lines = out.splitlines()
-    table = lines[lines.index(next(line for line in lines if line.startswith("subtree"))) + 1:]
+    table = lines[lines.index(next(line for line in lines if line.startswith("subtree"))) + 1 :]
     assert [line.split()[0] for line in table] == ["opt_state", "opt_state/0", "params", "params/params", "rng", "step"]
 
 
@@ -96,8 +103,9 @@ def test_inspect_json_is_one_object_whose_sizes_add_up(capsys, run):
     report = json.loads(out)
     arrays = read_checkpoint(path).arrays
     assert code == 0 and report["manifest"]["step"] == 10 and report["checksum"].startswith("blake3:")
-    assert sum(report["subtrees"][top]["bytes"] for top in ("params", "opt_state", "rng", "step")) == \
-        sum(a.nbytes for a in arrays.values())
+    assert sum(report["subtrees"][top]["bytes"] for top in ("params", "opt_state", "rng", "step")) == sum(
+        a.nbytes for a in arrays.values()
+    )
     assert report["arrays"]["params/params/Dense_0/kernel"] == {"dtype": "float32", "shape": [1, 8]}
 
 
@@ -133,7 +141,9 @@ def test_verify_notes_a_dangling_latest_pointer(capsys, run):
 
 def test_diff_is_zero_for_bitwise_equal_arrays_and_lists_differing_leaves(capsys, run):
     folder = run / "checkpoints"
-    code, out, _ = emergence(capsys, "ckpt", "diff", folder / "step_20.safetensors", folder / "final_step_20.safetensors")
+    code, out, _ = emergence(
+        capsys, "ckpt", "diff", folder / "step_20.safetensors", folder / "final_step_20.safetensors"
+    )
     assert code == 0 and "identical: 15 arrays bitwise equal" in out
     code, out, _ = emergence(capsys, "ckpt", "diff", folder / "step_15.safetensors", run)
     differing = [line.split()[1] for line in out.splitlines() if line.startswith("differs")]
@@ -168,9 +178,12 @@ def test_export_writes_params_only_as_plain_safetensors(capsys, run, tmp_path):
     assert metadata["source_checksum"] == source.checksum
 
 
-@pytest.mark.parametrize("args, message", [
-    (("--include", "nothing"), "no arrays under nothing"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (("--include", "nothing"), "no arrays under nothing"),
+    ],
+)
 def test_export_of_a_missing_subtree_says_which_exist(capsys, run, tmp_path, args, message):
     code, _, err = emergence(capsys, "ckpt", "export", run, tmp_path / "x.safetensors", *args)
     assert code == 2 and one_line(err) and message in err and "subtrees there: opt_state, params, rng, step" in err
@@ -212,9 +225,13 @@ def test_bad_usage_is_one_line_and_exit_2(capsys, run):
 
 def test_the_installed_command_exits_with_the_codes_and_one_line(run):
     flip_byte(run / "checkpoints" / "step_10.safetensors")
-    verify = subprocess.run([sys.executable, "-m", "emergence.cli", "ckpt", "verify", str(run)],
-                            capture_output=True, text=True)
+    verify = subprocess.run(
+        [sys.executable, "-m", "emergence.cli", "ckpt", "verify", str(run)], capture_output=True, text=True
+    )
     assert verify.returncode == 1 and "BAD  step_10.safetensors" in verify.stdout
-    inspect = subprocess.run([sys.executable, "-m", "emergence.cli", "ckpt", "inspect",
-                              str(run / "checkpoints" / "step_10.safetensors")], capture_output=True, text=True)
+    inspect = subprocess.run(
+        [sys.executable, "-m", "emergence.cli", "ckpt", "inspect", str(run / "checkpoints" / "step_10.safetensors")],
+        capture_output=True,
+        text=True,
+    )
     assert inspect.returncode == 2 and one_line(inspect.stderr) and "checksum mismatch" in inspect.stderr

@@ -1,5 +1,6 @@
 """`emergence eval` and `emergence render` on real checkpoints: greedy vs random on the same worlds,
 GIF frames and PNG sheets read back with PIL, and a one-line exit-2 error for each bad input."""
+
 from __future__ import annotations
 
 import json
@@ -11,17 +12,24 @@ import pytest
 from PIL import Image
 
 from emergence import Trainer
-from emergence.lab.agents import PPOConfig, PPOTask, episode_metrics
 from emergence.callbacks import CheckpointCallback
 from emergence.cli import main
-from emergence.lab.cli.episodes import contact_sheet, play
 from emergence.envs import EnvParams
+from emergence.lab.agents import PPOConfig, PPOTask, episode_metrics
+from emergence.lab.cli.episodes import contact_sheet, play
 from emergence.testing import toy_task
 from tests.test_ppo import quick_compiles  # noqa: F401  (autouse: XLA without most optimisations here too)
 
-TINY = PPOConfig(env=EnvParams(grid_size=6, max_agents=6, initial_agents=3, num_food=5, view_radius=1),
-                 num_envs=2, rollout_len=4, num_epochs=1, num_minibatches=1, hidden_sizes=(8,), eval_envs=2,
-                 eval_steps=8)
+TINY = PPOConfig(
+    env=EnvParams(grid_size=6, max_agents=6, initial_agents=3, num_food=5, view_radius=1),
+    num_envs=2,
+    rollout_len=4,
+    num_epochs=1,
+    num_minibatches=1,
+    hidden_sizes=(8,),
+    eval_envs=2,
+    eval_steps=8,
+)
 
 
 class Untrained(PPOTask):
@@ -35,8 +43,9 @@ class Untrained(PPOTask):
 def run_dir(tmp_path_factory) -> Path:
     """A lab run's directory holding its final checkpoint, at update 2."""
     run_dir = tmp_path_factory.mktemp("lab") / "run"
-    Trainer(Untrained(TINY), [CheckpointCallback()], max_steps=2, run_dir=run_dir, resume=None,
-            async_checkpoint=False).fit()
+    Trainer(
+        Untrained(TINY), [CheckpointCallback()], max_steps=2, run_dir=run_dir, resume=None, async_checkpoint=False
+    ).fit()
     return run_dir
 
 
@@ -56,28 +65,32 @@ def test_eval_reports_greedy_and_random_on_the_same_worlds(capsys, run_dir):
     random = jax.device_get(episode_metrics(play(jax.random.key(4), TINY, None, None, "random", 1, 6)))
     assert result["random"]["food_per_agent_step"] == pytest.approx(float(random["eval/food_per_agent_step"]))
     assert result["random"] != result["greedy"]
-    assert result["food_ratio"] == pytest.approx(result["greedy"]["food_per_agent_step"]
-                                                 / result["random"]["food_per_agent_step"])
+    assert result["food_ratio"] == pytest.approx(
+        result["greedy"]["food_per_agent_step"] / result["random"]["food_per_agent_step"]
+    )
     assert set(result["greedy"]) == {"food_per_agent_step", "mean_return", "population", "lifespan"}
 
 
 def test_eval_prints_a_table_with_the_ratio(capsys, run_dir):
-    code, out, _ = run(capsys, "eval", str(run_dir / "checkpoints" / "final_step_2.safetensors"), "--envs", "1",
-                       "--steps", "6")
+    code, out, _ = run(
+        capsys, "eval", str(run_dir / "checkpoints" / "final_step_2.safetensors"), "--envs", "1", "--steps", "6"
+    )
     assert code == 0 and "greedy" in out and "random" in out and "the random policy's" in out
 
 
 def test_render_writes_a_gif_with_one_frame_per_step(capsys, run_dir, tmp_path):
-    code, out, _ = run(capsys, "render", str(run_dir), "--out", str(tmp_path / "world.gif"), "--steps", "6",
-                       "--cell-px", "4")
+    code, out, _ = run(
+        capsys, "render", str(run_dir), "--out", str(tmp_path / "world.gif"), "--steps", "6", "--cell-px", "4"
+    )
     assert code == 0 and "world.gif" in out
     with Image.open(tmp_path / "world.gif") as gif:
         assert gif.n_frames == 6 and gif.size == (24, 24)
 
 
 def test_render_writes_a_png_contact_sheet(capsys, run_dir, tmp_path):
-    code, _, _ = run(capsys, "render", str(run_dir), "--out", str(tmp_path / "world.png"), "--steps", "6",
-                     "--cell-px", "4")
+    code, _, _ = run(
+        capsys, "render", str(run_dir), "--out", str(tmp_path / "world.png"), "--steps", "6", "--cell-px", "4"
+    )
     with Image.open(tmp_path / "world.png") as png:
         assert code == 0 and png.format == "PNG" and png.size == (4 * 24 + 3 * 4, 2 * 24 + 1 * 4)  # 6 frames, 4 a row
 
@@ -92,22 +105,24 @@ def test_contact_sheet_keeps_first_and_last_frame_in_order():
 @pytest.fixture(scope="module")
 def toy_checkpoint(tmp_path_factory) -> Path:
     run_dir = tmp_path_factory.mktemp("toy")
-    Trainer(toy_task(), [CheckpointCallback()], max_steps=1, run_dir=run_dir, resume=None,
-            async_checkpoint=False).fit()
+    Trainer(toy_task(), [CheckpointCallback()], max_steps=1, run_dir=run_dir, resume=None, async_checkpoint=False).fit()
     return run_dir
 
 
-@pytest.mark.parametrize("argv, says", [
-    (["eval", "{missing}"], "does not exist"),
-    (["eval", "{run}", "--steps", "0"], "--steps must be at least 1"),
-    (["eval", "{run}", "--envs", "two"], "--envs"),
-    (["eval", "{toy}"], "is not an `emergence train` checkpoint"),
-    (["render", "{run}", "--out", "{tmp}/world.jpg"], "--out must end in .gif or .png"),
-    (["render", "{run}", "--out", "{tmp}/no/dir/world.gif"], "does not exist; create it first"),
-    (["render", "{run}", "--out", "{tmp}/w.gif", "--policy", "clever"], "clever"),
-    (["render", "{run}"], "--out"),
-    (["render", "{missing}", "--out", "{tmp}/w.png"], "does not exist"),
-])
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["eval", "{missing}"], "does not exist"),
+        (["eval", "{run}", "--steps", "0"], "--steps must be at least 1"),
+        (["eval", "{run}", "--envs", "two"], "--envs"),
+        (["eval", "{toy}"], "is not an `emergence train` checkpoint"),
+        (["render", "{run}", "--out", "{tmp}/world.jpg"], "--out must end in .gif or .png"),
+        (["render", "{run}", "--out", "{tmp}/no/dir/world.gif"], "does not exist; create it first"),
+        (["render", "{run}", "--out", "{tmp}/w.gif", "--policy", "clever"], "clever"),
+        (["render", "{run}"], "--out"),
+        (["render", "{missing}", "--out", "{tmp}/w.png"], "does not exist"),
+    ],
+)
 def test_bad_input_is_one_line_and_exit_2(capsys, run_dir, toy_checkpoint, tmp_path, argv, says):
     names = {"missing": tmp_path / "nothing", "run": run_dir, "toy": toy_checkpoint, "tmp": tmp_path}
     code, _, err = run(capsys, *[arg.format(**names) for arg in argv])

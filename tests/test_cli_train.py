@@ -1,6 +1,7 @@
 """`emergence train` keeps its promises: nested flags and presets, one-line usage errors with exit 2,
 a real run that saves and summarises, 143 / 130 after an emergency save, a refused structural change
 on resume; and (slow) `--preset quick` beats a random policy and survives SIGKILL bitwise."""
+
 from __future__ import annotations
 
 import json
@@ -16,15 +17,43 @@ import pytest
 
 from emergence.checkpoint import list_checkpoints, read_checkpoint
 from emergence.cli import main
+from emergence.lab.agents import PPOTask
 from emergence.lab.cli.train import parse_config
 from emergence.lab.run import callbacks
-from emergence.lab.agents import PPOTask
 from emergence.metrics import read_metrics_csv
 
-TINY = ["--platform", "local", "--env.grid-size", "6", "--env.max-agents", "6", "--env.initial-agents", "3",
-        "--env.num-food", "5", "--env.view-radius", "1", "--ppo.rollout-len", "4", "--ppo.num-epochs", "1",
-        "--ppo.num-minibatches", "1", "--ppo.hidden-sizes", "8", "--ppo.eval-envs", "2", "--ppo.eval-steps", "8",
-        "--train.num-envs", "2", "--train.log-interval", "16", "--train.track-interval", "16"]
+TINY = [
+    "--platform",
+    "local",
+    "--env.grid-size",
+    "6",
+    "--env.max-agents",
+    "6",
+    "--env.initial-agents",
+    "3",
+    "--env.num-food",
+    "5",
+    "--env.view-radius",
+    "1",
+    "--ppo.rollout-len",
+    "4",
+    "--ppo.num-epochs",
+    "1",
+    "--ppo.num-minibatches",
+    "1",
+    "--ppo.hidden-sizes",
+    "8",
+    "--ppo.eval-envs",
+    "2",
+    "--ppo.eval-steps",
+    "8",
+    "--train.num-envs",
+    "2",
+    "--train.log-interval",
+    "16",
+    "--train.track-interval",
+    "16",
+]
 """Flags of a run that compiles in seconds: 8 env steps per update."""
 CACHE = Path(tempfile.gettempdir()) / f"emergence-test-jax-cache-{os.getuid()}"
 
@@ -35,12 +64,22 @@ def emergence(*args: str, optimize: bool = False, devices: int = 1) -> subproces
     Unless `optimize`, XLA skips most optimisations: tiny runs compile in a third of the time.
     `devices` CPU devices are forced on the child (XLA's host platform device count).
     """
-    env = {**os.environ, "PYTHONUNBUFFERED": "1", "JAX_COMPILATION_CACHE_DIR": str(CACHE),
-           **({"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"} if devices > 1 else {}),
-           "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0", "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
-           "JAX_DISABLE_MOST_OPTIMIZATIONS": "0" if optimize else "1"}
-    return subprocess.Popen([sys.executable, "-m", "emergence.cli", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "JAX_COMPILATION_CACHE_DIR": str(CACHE),
+        **({"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"} if devices > 1 else {}),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+        "JAX_DISABLE_MOST_OPTIMIZATIONS": "0" if optimize else "1",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "emergence.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def finish(process: subprocess.Popen, timeout: float = 240) -> tuple[int, str, str]:
@@ -50,8 +89,9 @@ def finish(process: subprocess.Popen, timeout: float = 240) -> tuple[int, str, s
 
 def newest_periodic_step(run_dir: Path) -> int:
     """The step of the newest periodic checkpoint on disk (`step_<N>.safetensors`), 0 if none."""
-    return max((int(p.stem.removeprefix("step_")) for p in (run_dir / "checkpoints").glob("step_*.safetensors")),
-               default=0)
+    return max(
+        (int(p.stem.removeprefix("step_")) for p in (run_dir / "checkpoints").glob("step_*.safetensors")), default=0
+    )
 
 
 def one_line_error(capsys, argv: list[str]) -> str:
@@ -66,8 +106,18 @@ def test_help_shows_every_nested_group_with_its_defaults(capsys):
         main(["train", "--help"])
     assert exit_.value.code == 0
     text = capsys.readouterr().out
-    for flag in ("--preset", "--platform", "--train.run-dir", "--train.total-steps", "--train.save-interval",
-                 "--train.resume-from", "--train.num-envs", "--env.num-food", "--ppo.lr", "--evolution.diversity-bonus"):
+    for flag in (
+        "--preset",
+        "--platform",
+        "--train.run-dir",
+        "--train.total-steps",
+        "--train.save-interval",
+        "--train.resume-from",
+        "--train.num-envs",
+        "--env.num-food",
+        "--ppo.lr",
+        "--evolution.diversity-bonus",
+    ):
         assert flag in text, flag
     assert "food items" in text and "128000" in text  # field docs and the preset's defaults
 
@@ -93,24 +143,29 @@ def test_flag_intervals_in_env_steps_become_update_intervals_on_the_platform_pre
     assert (on_kaggle["KaggleTimeoutCallback"].max_duration, on_kaggle["KaggleTimeoutCallback"].margin) == (30, 3)
 
 
-@pytest.mark.parametrize("argv, says", [
-    (["--preset", "huge"], "unknown preset 'huge'; use one of quick, kaggle"),
-    (["--train.total-steps", "many"], "--train.total-steps"),
-    (["--train.no-such-flag", "1"], "--train.no-such-flag"),
-    (["--platform", "mars"], "mars"),
-    (["--train.total-steps", "0"], "--train.total-steps must be at least 1"),
-    (["--train.num-envs", "3"], "multiple of num_minibatches"),
-    (["--env.num-food", "-1"], "num_food must be >= 0"),
-    (["--train.max-duration", "-5"], "--train.max-duration must be positive"),
-    (["--train.devices", "two"], "--train.devices must be 'one', 'all' or a positive count, got 'two'"),
-])
+@pytest.mark.parametrize(
+    "argv, says",
+    [
+        (["--preset", "huge"], "unknown preset 'huge'; use one of quick, kaggle"),
+        (["--train.total-steps", "many"], "--train.total-steps"),
+        (["--train.no-such-flag", "1"], "--train.no-such-flag"),
+        (["--platform", "mars"], "mars"),
+        (["--train.total-steps", "0"], "--train.total-steps must be at least 1"),
+        (["--train.num-envs", "3"], "multiple of num_minibatches"),
+        (["--env.num-food", "-1"], "num_food must be >= 0"),
+        (["--train.max-duration", "-5"], "--train.max-duration must be positive"),
+        (["--train.devices", "two"], "--train.devices must be 'one', 'all' or a positive count, got 'two'"),
+    ],
+)
 def test_bad_usage_is_one_line_and_exit_2(capsys, argv, says):
     assert says in one_line_error(capsys, ["train", *argv])
 
 
 def test_missing_resume_checkpoint_is_one_line_and_exit_2(capsys, tmp_path):
-    err = one_line_error(capsys, ["train", *TINY, "--train.run-dir", str(tmp_path / "run"),
-                                  "--train.resume-from", str(tmp_path / "nowhere")])
+    err = one_line_error(
+        capsys,
+        ["train", *TINY, "--train.run-dir", str(tmp_path / "run"), "--train.resume-from", str(tmp_path / "nowhere")],
+    )
     assert "nowhere" in err
 
 
@@ -121,8 +176,19 @@ def test_more_devices_than_there_are_is_one_line_and_exit_2(capsys, tmp_path):
 
 def test_all_devices_split_the_worlds_and_the_checkpoint_resumes_on_one(tmp_path):
     run_dir = tmp_path / "run"
-    code, out, err = finish(emergence("train", *TINY, "--train.run-dir", str(run_dir), "--train.total-steps", "16",
-                                      "--train.devices", "all", devices=2))
+    code, out, err = finish(
+        emergence(
+            "train",
+            *TINY,
+            "--train.run-dir",
+            str(run_dir),
+            "--train.total-steps",
+            "16",
+            "--train.devices",
+            "all",
+            devices=2,
+        )
+    )
     assert code == 0, err[-2000:]
     code, out, err = finish(emergence("train", *TINY, "--train.run-dir", str(run_dir), "--train.total-steps", "32"))
     assert code == 0 and "resum" in (out + err).lower(), err[-2000:]
@@ -133,8 +199,20 @@ def test_all_devices_split_the_worlds_and_the_checkpoint_resumes_on_one(tmp_path
 def tiny_run(tmp_path_factory) -> tuple[Path, str]:
     """A finished tiny run: 6 updates, a save every 2, evaluation every 3."""
     run_dir = tmp_path_factory.mktemp("tiny") / "run"
-    code, out, err = finish(emergence("train", *TINY, "--train.run-dir", str(run_dir), "--train.total-steps", "48",
-                                      "--train.save-interval", "16", "--train.eval-interval", "24"))
+    code, out, err = finish(
+        emergence(
+            "train",
+            *TINY,
+            "--train.run-dir",
+            str(run_dir),
+            "--train.total-steps",
+            "48",
+            "--train.save-interval",
+            "16",
+            "--train.eval-interval",
+            "24",
+        )
+    )
     assert code == 0, err[-2000:]
     return run_dir, out
 
@@ -155,8 +233,9 @@ def test_a_run_saves_logs_and_prints_a_summary(tiny_run):
 def test_structural_change_on_resume_is_refused_and_leaves_the_run_untouched(tiny_run):
     run_dir, _ = tiny_run
     before = sorted((p.name, p.stat().st_mtime_ns) for p in (run_dir / "checkpoints").iterdir())
-    code, _, err = finish(emergence("train", *TINY, "--train.run-dir", str(run_dir), "--train.total-steps", "96",
-                                    "--env.max-agents", "7"))
+    code, _, err = finish(
+        emergence("train", *TINY, "--train.run-dir", str(run_dir), "--train.total-steps", "96", "--env.max-agents", "7")
+    )
     error = err.strip().splitlines()[-1]  # after the Trainer's log of what changed
     assert code == 2 and error.startswith("emergence train: error: cannot resume"), err
     assert "env.max_agents: 6 -> 7" in error and "--train.force-resume" in error
@@ -165,9 +244,23 @@ def test_structural_change_on_resume_is_refused_and_leaves_the_run_untouched(tin
 
 def test_sigterm_and_sigint_save_an_emergency_checkpoint_and_exit_143_and_130(tmp_path):
     runs = {signum: tmp_path / signum.name for signum in (signal.SIGTERM, signal.SIGINT)}
-    processes = {signum: emergence("train", *TINY, "--train.run-dir", str(run_dir), "--train.total-steps", "800000",
-                                   "--train.save-interval", "8", "--train.eval-interval", "0",
-                                   "--train.track-interval", "0") for signum, run_dir in runs.items()}
+    processes = {
+        signum: emergence(
+            "train",
+            *TINY,
+            "--train.run-dir",
+            str(run_dir),
+            "--train.total-steps",
+            "800000",
+            "--train.save-interval",
+            "8",
+            "--train.eval-interval",
+            "0",
+            "--train.track-interval",
+            "0",
+        )
+        for signum, run_dir in runs.items()
+    }
     deadline = time.monotonic() + 180
     for signum, process in processes.items():  # both train at once; each is signalled once it has saved
         while newest_periodic_step(runs[signum]) < 2 and time.monotonic() < deadline:
@@ -189,24 +282,39 @@ QUICK_DIFF_STEPS = "25600"
 def test_quick_preset_beats_a_random_policy_on_food_per_agent_step(tmp_path):
     run_dir = tmp_path / "quick"
     began = time.perf_counter()
-    code, out, err = finish(emergence("train", "--preset", "quick", "--platform", "local",
-                                      "--train.run-dir", str(run_dir), optimize=True), timeout=900)
+    code, out, err = finish(
+        emergence("train", "--preset", "quick", "--platform", "local", "--train.run-dir", str(run_dir), optimize=True),
+        timeout=900,
+    )
     wall = time.perf_counter() - began
     assert code == 0, err[-2000:]
-    code, report, err = finish(emergence("eval", str(run_dir / "checkpoints" / "final_step_500.safetensors"),
-                                         "--json", "--seed", "1", optimize=True))
+    code, report, err = finish(
+        emergence(
+            "eval", str(run_dir / "checkpoints" / "final_step_500.safetensors"), "--json", "--seed", "1", optimize=True
+        )
+    )
     assert code == 0, err[-2000:]
     result = json.loads(report)
-    print(f"\nquick preset: {wall:.0f} s wall; {out.splitlines()[-3:]}\n"
-          f"greedy {result['greedy']['food_per_agent_step']:.4f} vs random {result['random']['food_per_agent_step']:.4f}"
-          f" food/agent/step (x{result['food_ratio']:.1f})")
+    print(
+        f"\nquick preset: {wall:.0f} s wall; {out.splitlines()[-3:]}\n"
+        f"greedy {result['greedy']['food_per_agent_step']:.4f} vs random {result['random']['food_per_agent_step']:.4f}"
+        f" food/agent/step (x{result['food_ratio']:.1f})"
+    )
     assert result["food_ratio"] > 3.0
 
 
 @pytest.mark.slow
 def test_quick_run_killed_with_sigkill_and_resumed_ends_bitwise_equal(tmp_path):
-    flags = ["--preset", "quick", "--platform", "local", "--train.total-steps", QUICK_DIFF_STEPS,
-             "--train.save-interval", "2560"]
+    flags = [
+        "--preset",
+        "quick",
+        "--platform",
+        "local",
+        "--train.total-steps",
+        QUICK_DIFF_STEPS,
+        "--train.save-interval",
+        "2560",
+    ]
     straight = emergence("train", *flags, "--train.run-dir", str(tmp_path / "straight"), optimize=True)
     assert finish(straight, timeout=600)[0] == 0
     killed_dir = tmp_path / "killed"
@@ -217,11 +325,19 @@ def test_quick_run_killed_with_sigkill_and_resumed_ends_bitwise_equal(tmp_path):
         time.sleep(0.1)
     killed.kill()
     assert killed.wait() == -signal.SIGKILL
-    code, out, err = finish(emergence("train", *flags, "--train.run-dir", str(killed_dir), optimize=True),
-                            timeout=600)
+    code, out, err = finish(emergence("train", *flags, "--train.run-dir", str(killed_dir), optimize=True), timeout=600)
     assert code == 0 and "stopped: max_steps at update 100" in out, err[-2000:]
-    diff = subprocess.run([sys.executable, "-m", "emergence.cli", "ckpt", "diff",
-                           str(tmp_path / "straight" / "checkpoints" / "final_step_100.safetensors"),
-                           str(killed_dir / "checkpoints" / "final_step_100.safetensors")], capture_output=True, text=True)
+    diff = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "emergence.cli",
+            "ckpt",
+            "diff",
+            str(tmp_path / "straight" / "checkpoints" / "final_step_100.safetensors"),
+            str(killed_dir / "checkpoints" / "final_step_100.safetensors"),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert diff.returncode == 0, diff.stdout + diff.stderr
-

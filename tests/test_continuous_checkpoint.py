@@ -1,4 +1,5 @@
 """CheckpointCallback(continuous=True): the next save starts as soon as the previous one is durable."""
+
 from __future__ import annotations
 
 import time
@@ -25,6 +26,7 @@ class SaveLog(Callback):
             if kind == "periodic":
                 self.asked.append((trainer.step, self.writer.busy))
             return real(kind, **kwargs)
+
         trainer.save_checkpoint = save_checkpoint
 
     def on_save_checkpoint(self, trainer, ref):
@@ -56,25 +58,35 @@ def test_continuous_saves_follow_each_other_without_ever_waiting_for_a_write(tmp
 
 
 def test_min_interval_spaces_continuous_saves(scenario, fake_clock):
-    callback = CheckpointCallback(continuous=True, min_interval_s=10.0, keep_last=None, clock=fake_clock,
-                                  save_final=False)
+    callback = CheckpointCallback(
+        continuous=True, min_interval_s=10.0, keep_last=None, clock=fake_clock, save_final=False
+    )
     outcome = scenario.but(max_steps=35, resume=None, async_checkpoint=False).run([callback])  # one second per call
     assert outcome.exception is None
     assert [r.step for r in list_checkpoints(outcome.trainer.checkpoint_dir)] == [1, 11, 21, 31]
 
 
 def test_without_async_writes_continuous_saves_at_every_call_past_the_interval(tmp_path):
-    trainer = Trainer(toy_task(), [CheckpointCallback(continuous=True, keep_last=3, save_final=False)], max_steps=8,
-                      run_dir=tmp_path, resume=None, async_checkpoint=False)
+    trainer = Trainer(
+        toy_task(),
+        [CheckpointCallback(continuous=True, keep_last=3, save_final=False)],
+        max_steps=8,
+        run_dir=tmp_path,
+        resume=None,
+        async_checkpoint=False,
+    )
     trainer.fit()
     assert [r.step for r in list_checkpoints(trainer.checkpoint_dir)] == [6, 7, 8]
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"continuous": True, "every_n_steps": 5}, "drop every_n_steps"),
-    ({"continuous": True, "every_n_seconds": 5.0}, "drop every_n_steps"),
-    ({"continuous": True, "min_interval_s": -1}, "min_interval_s must be"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"continuous": True, "every_n_steps": 5}, "drop every_n_steps"),
+        ({"continuous": True, "every_n_seconds": 5.0}, "drop every_n_steps"),
+        ({"continuous": True, "min_interval_s": -1}, "min_interval_s must be"),
+    ],
+)
 def test_contradictory_continuous_settings_are_one_line_errors(kwargs, message):
     with pytest.raises(ValueError, match=message) as error:
         CheckpointCallback(**kwargs)

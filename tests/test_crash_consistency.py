@@ -4,6 +4,7 @@ Every trial is a real training process killed with a real signal at a random ins
 what it leaves is read back with the real reader and compared bitwise with one
 uninterrupted run of the same task (`reference`, recorded after every step).
 """
+
 from __future__ import annotations
 
 import random
@@ -92,12 +93,24 @@ def test_sigterm_20_trials(tmp_path, reference, trial):
 def test_disk_full_mid_save_is_one_line_and_keeps_earlier_checkpoints_and_latest(tmp_path):
     run_dir = tmp_path / "run"
     # once step_20 is durable no file may grow past 8 KiB: latest.json still fits, a 52 KB checkpoint does not
-    done = run_child(run_dir, 1000, "--hidden", "64,64", "--every", "10", "--fsize-after", "20:8192",
-                     "--callbacks", "checkpoint,exception,signal")
+    done = run_child(
+        run_dir,
+        1000,
+        "--hidden",
+        "64,64",
+        "--every",
+        "10",
+        "--fsize-after",
+        "20:8192",
+        "--callbacks",
+        "checkpoint,exception,signal",
+    )
     assert done.returncode == 1
     last_line = done.stderr.strip().splitlines()[-1]
-    assert last_line.startswith("emergence.errors.CheckpointWriteError: could not write step_30.safetensors "
-                                "(File too large); earlier checkpoints are intact"), last_line
+    assert last_line.startswith(
+        "emergence.errors.CheckpointWriteError: could not write step_30.safetensors "
+        "(File too large); earlier checkpoints are intact"
+    ), last_line
     assert "the emergency checkpoint failed too" in done.stderr
     refs = assert_directory_consistent(run_dir / "checkpoints")
     assert [r.path.name for r in refs] == ["step_10.safetensors", "step_20.safetensors"]

@@ -1,4 +1,5 @@
 """EarlyStoppingCallback: stops after `patience` checks without improvement, keeps its count across a resume."""
+
 from __future__ import annotations
 
 import pytest
@@ -47,9 +48,11 @@ def test_a_train_metric_is_averaged_on_device_and_checked_every_n_steps(run_dir)
 
 def test_a_train_metric_window_survives_a_resume_mid_interval(run_dir, tmp_path):
     straight = Scenario(max_steps=40, run_dir=tmp_path / "straight").run(
-        _stopper(monitor="loss", mode="min", every_n_steps=4, patience=0, min_delta=0.01))
+        _stopper(monitor="loss", mode="min", every_n_steps=4, patience=0, min_delta=0.01)
+    )
     first = Scenario(max_steps=6, run_dir=run_dir).run(
-        _stopper(monitor="loss", mode="min", every_n_steps=4, patience=0, min_delta=0.01))
+        _stopper(monitor="loss", mode="min", every_n_steps=4, patience=0, min_delta=0.01)
+    )
     resumed = first.resume(max_steps=40)
     assert resumed.trainer.callbacks[-1].best == straight.trainer.callbacks[-1].best
     assert resumed.step == straight.step
@@ -58,8 +61,9 @@ def test_a_train_metric_window_survives_a_resume_mid_interval(run_dir, tmp_path)
 def test_an_unknown_monitor_is_a_one_line_error_naming_the_metrics(run_dir):
     outcome = Scenario(max_steps=10, run_dir=run_dir, eval_every_n_steps=2).run(_stopper(monitor="val_los"))
     assert isinstance(outcome.exception, ValueError)
-    assert str(outcome.exception) == ("EarlyStoppingCallback: monitor 'val_los' is not among the eval metrics; "
-                                      "pick one of ['val_loss']")
+    assert str(outcome.exception) == (
+        "EarlyStoppingCallback: monitor 'val_los' is not among the eval metrics; pick one of ['val_loss']"
+    )
 
 
 def test_watching_eval_metrics_without_evaluation_is_a_one_line_error(run_dir):
@@ -67,13 +71,16 @@ def test_watching_eval_metrics_without_evaluation_is_a_one_line_error(run_dir):
     assert isinstance(outcome.exception, ValueError) and "pass eval_every_n_steps" in str(outcome.exception)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"patience": -1}, "patience must be an integer >= 0"),
-    ({"mode": "lowest"}, "mode must be 'min' or 'max'"),
-    ({"min_delta": -0.1}, "min_delta must be a number >= 0"),
-    ({"monitor": ""}, "monitor must be a metric name"),
-    ({"every_n_steps": 0}, "every_n_steps must be a positive integer"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"patience": -1}, "patience must be an integer >= 0"),
+        ({"mode": "lowest"}, "mode must be 'min' or 'max'"),
+        ({"min_delta": -0.1}, "min_delta must be a number >= 0"),
+        ({"monitor": ""}, "monitor must be a metric name"),
+        ({"every_n_steps": 0}, "every_n_steps must be a positive integer"),
+    ],
+)
 def test_bad_settings_are_one_line_errors(kwargs, message):
     with pytest.raises(ValueError, match=message) as info:
         EarlyStoppingCallback(**{"monitor": "val_loss", **kwargs})

@@ -1,4 +1,5 @@
 """A final save at the step of a periodic file this run wrote writes no second copy of the arrays."""
+
 from __future__ import annotations
 
 import json
@@ -14,8 +15,14 @@ from emergence.testing import toy_task
 
 
 def _fit(tmp_path, max_steps, async_checkpoint=True, **callback):
-    trainer = Trainer(toy_task(), [CheckpointCallback(every_n_steps=5, keep_last=2, **callback)],
-                      max_steps=max_steps, run_dir=tmp_path, resume=None, async_checkpoint=async_checkpoint)
+    trainer = Trainer(
+        toy_task(),
+        [CheckpointCallback(every_n_steps=5, keep_last=2, **callback)],
+        max_steps=max_steps,
+        run_dir=tmp_path,
+        resume=None,
+        async_checkpoint=async_checkpoint,
+    )
     trainer.fit()
     return trainer
 
@@ -47,8 +54,13 @@ def test_the_linked_final_outlives_the_rotation_of_its_periodic_name(tmp_path):
 
 
 def _fit_more(tmp_path, max_steps):
-    trainer = Trainer(toy_task(), [CheckpointCallback(every_n_steps=5, keep_last=2)], max_steps=max_steps,
-                      run_dir=tmp_path, resume="auto")
+    trainer = Trainer(
+        toy_task(),
+        [CheckpointCallback(every_n_steps=5, keep_last=2)],
+        max_steps=max_steps,
+        run_dir=tmp_path,
+        resume="auto",
+    )
     trainer.fit()
     return trainer
 
@@ -74,7 +86,7 @@ def test_without_hard_links_no_second_file_is_written_and_latest_points_at_the_p
 
 
 def test_a_final_whose_callbacks_recorded_more_than_the_periodic_is_written_in_full(tmp_path):
-    """The link is only for a final that holds what the periodic file holds: here the stop changed a callback's state."""
+    """A final is a link only when it holds what the periodic file holds: here the stop changed a callback's state."""
     from emergence import Callback
 
     class CountsEnds(Callback):
@@ -87,9 +99,16 @@ def test_a_final_whose_callbacks_recorded_more_than_the_periodic_is_written_in_f
         def on_fit_end(self, trainer, reason):
             self.ends += 1  # before CheckpointCallback's final save (it comes later in the list)
 
-    trainer = Trainer(toy_task(), [CountsEnds(), CheckpointCallback(every_n_steps=5, keep_last=2)], max_steps=10,
-                      run_dir=tmp_path, resume=None)
+    trainer = Trainer(
+        toy_task(),
+        [CountsEnds(), CheckpointCallback(every_n_steps=5, keep_last=2)],
+        max_steps=10,
+        run_dir=tmp_path,
+        resume=None,
+    )
     trainer.fit()
     final = trainer.checkpoint_dir / "final_step_10.safetensors"
-    assert os.stat(final).st_nlink == 1 and read_checkpoint(final).manifest["callbacks"][trainer.callbacks[0].state_key] == {"ends": 1}
+    assert os.stat(final).st_nlink == 1 and read_checkpoint(final).manifest["callbacks"][
+        trainer.callbacks[0].state_key
+    ] == {"ends": 1}
     assert _latest(trainer)["reason"] == "max_steps"

@@ -1,4 +1,5 @@
 """Promise 1 and 3: a killed run resumes from the newest valid checkpoint, bitwise exact."""
+
 from __future__ import annotations
 
 import logging
@@ -14,8 +15,14 @@ from tests.helpers import assert_same_arrays, fit_toy_process, wait_for_line
 
 
 def _fit(run_dir, max_steps, steps_per_call=1, resume="auto", every=10):
-    trainer = Trainer(toy_task(), [CheckpointCallback(every_n_steps=every, keep_last=3)], max_steps=max_steps,
-                      steps_per_call=steps_per_call, run_dir=run_dir, resume=resume)
+    trainer = Trainer(
+        toy_task(),
+        [CheckpointCallback(every_n_steps=every, keep_last=3)],
+        max_steps=max_steps,
+        steps_per_call=steps_per_call,
+        run_dir=run_dir,
+        resume=resume,
+    )
     trainer.fit()
     return trainer
 
@@ -60,8 +67,11 @@ def test_damaged_newest_checkpoint_falls_back_to_previous_with_warning(tmp_path,
         data = data[: len(data) // 2]
     else:
         data[-7] ^= 0xFF
-    older = [ref.path for ref in sorted(list_checkpoints(run_dir / "checkpoints"), key=lambda r: r.order)
-             if not ref.path.samefile(newest)]  # a final linked to step_30 is step_30: both go bad together
+    older = [
+        ref.path
+        for ref in sorted(list_checkpoints(run_dir / "checkpoints"), key=lambda r: r.order)
+        if not ref.path.samefile(newest)
+    ]  # a final linked to step_30 is step_30: both go bad together
     newest.write_bytes(bytes(data))
     trainer = _fit(run_dir, 30)
     assert trainer.resumed_from.path == older[-1]

@@ -1,4 +1,5 @@
 """FinalizeCallback: however a run ends, summary.json, a SHA256SUMS that `sha256sum -c` accepts, and outputs.zip."""
+
 from __future__ import annotations
 
 import json
@@ -30,8 +31,12 @@ def scenario(scenario: Scenario) -> Scenario:
 
 
 def _fit(scenario: Scenario, *extra: Callback, zip_outputs: bool = False) -> Outcome:
-    callbacks = [CheckpointCallback(every_n_steps=5), LogThrottleCallback(every_n_steps=2, sinks=[CSVSink()]),
-                 *extra, FinalizeCallback(zip_outputs=zip_outputs)]
+    callbacks = [
+        CheckpointCallback(every_n_steps=5),
+        LogThrottleCallback(every_n_steps=2, sinks=[CSVSink()]),
+        *extra,
+        FinalizeCallback(zip_outputs=zip_outputs),
+    ]
     return scenario.run(callbacks)
 
 
@@ -65,8 +70,9 @@ def test_a_complete_run_is_summed_zipped_and_verified_by_sha256sum(scenario, run
     assert sha256sum_check(run_dir).returncode != 0, "a changed file fails the check"
 
 
-def test_a_time_budget_stop_is_interrupted_and_the_next_session_completes_with_both_sessions(scenario, run_dir,
-                                                                                            fake_clock):
+def test_a_time_budget_stop_is_interrupted_and_the_next_session_completes_with_both_sessions(
+    scenario, run_dir, fake_clock
+):
     budget = TimeBudgetCallback(max_duration=100.0, margin=10.0, start=fake_clock(), clock=fake_clock)
     first = _fit(scenario.but(seconds_per_call=10.0), budget)
     stopped = summary(run_dir)
@@ -79,7 +85,9 @@ def test_a_time_budget_stop_is_interrupted_and_the_next_session_completes_with_b
     assert (done["status"], done["reason"], done["final_step"]) == ("complete", "max_steps", 40)
     sessions = done["sessions"]
     assert [(s["start_step"], s["end_step"], s["reason"]) for s in sessions] == [
-        (0, first.step, "time_budget"), (first.step, 40, "max_steps")]
+        (0, first.step, "time_budget"),
+        (first.step, 40, "max_steps"),
+    ]
     assert done["total_seconds"] == pytest.approx(sum(s["seconds"] for s in sessions))
     assert sha256sum_check(run_dir).returncode == 0
 

@@ -1,4 +1,5 @@
 """The foraging world keeps its rules: energy bookkeeping, birth, death, one agent per cell."""
+
 from functools import partial
 
 import jax
@@ -8,9 +9,20 @@ import pytest
 
 from emergence.envs import EnvParams, EnvState, observe, render, reset, reset_state, step
 
-SMALL = EnvParams(grid_size=8, max_agents=12, initial_agents=6, num_food=6, starting_energy=12,
-                  food_energy=10, reproduce_threshold=15, reproduce_cost=5, move_cost=2, living_cost=1,
-                  view_radius=2, max_steps=60)
+SMALL = EnvParams(
+    grid_size=8,
+    max_agents=12,
+    initial_agents=6,
+    num_food=6,
+    starting_energy=12,
+    food_energy=10,
+    reproduce_threshold=15,
+    reproduce_cost=5,
+    move_cost=2,
+    living_cost=1,
+    view_radius=2,
+    max_steps=60,
+)
 STAY, UP, DOWN, LEFT, RIGHT = range(5)
 
 
@@ -25,8 +37,12 @@ def world(params: EnvParams, positions, energies, food=()) -> EnvState:
     return state.replace(
         pos=jnp.zeros((n, 2), jnp.int32).at[:k].set(jnp.array(positions, jnp.int32)),
         energy=jnp.zeros(n, jnp.int32).at[:k].set(jnp.array(energies, jnp.int32)),
-        alive=alive, uid=jnp.where(alive, jnp.arange(n), -1), founder=jnp.where(alive, jnp.arange(n), -1),
-        food=jnp.asarray(grid), next_uid=jnp.asarray(k, jnp.int32))
+        alive=alive,
+        uid=jnp.where(alive, jnp.arange(n), -1),
+        founder=jnp.where(alive, jnp.arange(n), -1),
+        food=jnp.asarray(grid),
+        next_uid=jnp.asarray(k, jnp.int32),
+    )
 
 
 def act(state, actions, params, key=1):
@@ -86,8 +102,7 @@ def test_no_birth_below_threshold_or_without_free_cell_or_slot():
     assert int(act(below, [STAY], SMALL)[4]["births"]) == 0
     boxed = world(SMALL, [(0, 0), (0, 1), (1, 0)], [30, 3, 3])  # corner, both neighbours taken
     assert int(act(boxed, [STAY] * 3, SMALL)[4]["births"]) == 0
-    full = EnvParams(grid_size=8, max_agents=2, initial_agents=1, num_food=1, reproduce_threshold=15,
-                     reproduce_cost=5)
+    full = EnvParams(grid_size=8, max_agents=2, initial_agents=1, num_food=1, reproduce_threshold=15, reproduce_cost=5)
     crowded = world(full, [(2, 2), (5, 5)], [30, 30])
     _, after, _, _, info = act(crowded, [STAY, STAY], full)
     assert int(info["births"]) == 0 and int(after.energy[0]) == 30 - full.living_cost

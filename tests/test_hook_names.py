@@ -1,4 +1,5 @@
 """A public method named like a hook that is not one never fires: the Trainer refuses it when it is built."""
+
 from __future__ import annotations
 
 import pytest
@@ -32,10 +33,16 @@ class Inherited(LightningHabit):
     pass
 
 
-@pytest.mark.parametrize("callback, name", [(LightningHabit(), "LightningHabit.on_train_batch_end"),
-                                            (Typo(), "Typo.on_fit_strat"), (SetUp(), "SetUp.set_up"),
-                                            (TearDown(), "TearDown.tear_down"),
-                                            (Inherited(), "Inherited.on_train_batch_end")])
+@pytest.mark.parametrize(
+    "callback, name",
+    [
+        (LightningHabit(), "LightningHabit.on_train_batch_end"),
+        (Typo(), "Typo.on_fit_strat"),
+        (SetUp(), "SetUp.set_up"),
+        (TearDown(), "TearDown.tear_down"),
+        (Inherited(), "Inherited.on_train_batch_end"),
+    ],
+)
 def test_a_method_named_like_a_hook_is_a_one_line_error_naming_the_valid_hooks(callback, name):
     with pytest.raises(ValueError) as caught:
         Trainer(toy_task(), [callback], max_steps=1)
@@ -80,8 +87,11 @@ def test_every_callback_the_framework_ships_passes():
     shipped = []
     for module in pkgutil.iter_modules(package.__path__):
         loaded = importlib.import_module(f"emergence.callbacks.{module.name}")
-        shipped += [v for v in vars(loaded).values()
-                    if isinstance(v, type) and issubclass(v, Callback) and v.__module__ == loaded.__name__]
+        shipped += [
+            v
+            for v in vars(loaded).values()
+            if isinstance(v, type) and issubclass(v, Callback) and v.__module__ == loaded.__name__
+        ]
     from emergence.trainer import _check_hook_names
 
     for klass in shipped:

@@ -6,6 +6,7 @@ way the Jupyter UI does (`interrupt_kernel`, a SIGINT to the kernel), then check
 the kernel's own SIGINT handling is back, and that the next `fit()` in the same kernel
 resumes from the emergency checkpoint to the same bits as an uninterrupted run.
 """
+
 from __future__ import annotations
 
 import os
@@ -77,8 +78,9 @@ def test_interrupt_kernel_saves_returns_cleanly_and_the_next_fit_resumes_from_it
     run_dir = tmp_path / "run"
     assert run_cell(km, kc, SETUP.format(run_dir=str(run_dir)))[0] == "ok"
 
-    status, output = run_cell(km, kc, "t = make(10**7)\nt.fit()\nprint('returned', t.stop_reason, t.step)",
-                              interrupt_on="training")
+    status, output = run_cell(
+        km, kc, "t = make(10**7)\nt.fit()\nprint('returned', t.stop_reason, t.step)", interrupt_on="training"
+    )
     assert status == "ok", output  # fit() returned: no KeyboardInterrupt reached the cell
     step = int(re.search(r"returned signal:SIGINT (\d+)", output).group(1))
     assert "fit() returns (notebook)" in output
@@ -88,13 +90,15 @@ def test_interrupt_kernel_saves_returns_cleanly_and_the_next_fit_resumes_from_it
     status, output = run_cell(km, kc, "print(signal.getsignal(signal.SIGINT) is kernel_handler)")
     assert output.strip() == "True"
 
-    status, output = run_cell(km, kc, f"t2 = make({step + 4})\nt2.fit()\n"
-                                      "print('resumed', t2.resumed_from.path.name, t2.fit_start_step)")
+    status, output = run_cell(
+        km, kc, f"t2 = make({step + 4})\nt2.fit()\nprint('resumed', t2.resumed_from.path.name, t2.fit_start_step)"
+    )
     assert status == "ok" and f"resumed emergency_step_{step}.safetensors {step}" in output, output
     reference = record_states(tmp_path / "straight", step + 4)
     assert_holds(reference[step], emergency)
     assert_holds(reference[step + 4], run_dir / "checkpoints" / f"final_step_{step + 4}.safetensors")
 
-    status, output = run_cell(km, kc, "import time\nprint('sleeping', flush=True)\ntime.sleep(60)",
-                              interrupt_on="sleeping")
+    status, output = run_cell(
+        km, kc, "import time\nprint('sleeping', flush=True)\ntime.sleep(60)", interrupt_on="sleeping"
+    )
     assert status == "error" and "KeyboardInterrupt" in output  # the kernel's own interrupt works again

@@ -8,6 +8,7 @@ have sent is recorded. Where a sequence of server answers is the question (statu
 polling, `run`, output downloads) the `fake` fixture puts a hand-written stand-in
 (tests/fake_kaggle/kaggle) there instead, answering in the official output format.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -100,8 +101,10 @@ def official(fake: FakeKaggle, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     bin_dir = tmp_path / "official-bin"
     bin_dir.mkdir()
     shim = bin_dir / "kaggle"
-    shim.write_text(f"#!{sys.executable}\nimport runpy\n"
-                    f"runpy.run_path({str(FAKE_DIR / 'offline_kaggle.py')!r}, run_name='__main__')\n")
+    shim.write_text(
+        f"#!{sys.executable}\nimport runpy\n"
+        f"runpy.run_path({str(FAKE_DIR / 'offline_kaggle.py')!r}, run_name='__main__')\n"
+    )
     shim.chmod(0o755)
     monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     monkeypatch.setenv("OFFLINE_KAGGLE_LOG", str(tmp_path / "kaggle-requests.jsonl"))
@@ -122,21 +125,38 @@ def _one_line(text: str) -> str:
 
 # init
 
+
 def test_init_writes_every_field_kaggle_reads_with_the_kernel_itself_as_a_source(fake):
     assert _init() == 0
     meta = json.loads(Path("notebooks/kernel-metadata.json").read_text())
     assert meta == {
-        "id": KERNEL, "title": "Emergence Training", "code_file": NOTEBOOK, "language": "python",
-        "kernel_type": "notebook", "is_private": True, "enable_gpu": True, "enable_tpu": False,
-        "enable_internet": True, "machine_shape": "NvidiaTeslaT4", "dataset_sources": [],
-        "kernel_sources": [KERNEL], "competition_sources": [], "model_sources": [],
+        "id": KERNEL,
+        "title": "Emergence Training",
+        "code_file": NOTEBOOK,
+        "language": "python",
+        "kernel_type": "notebook",
+        "is_private": True,
+        "enable_gpu": True,
+        "enable_tpu": False,
+        "enable_internet": True,
+        "machine_shape": "NvidiaTeslaT4",
+        "dataset_sources": [],
+        "kernel_sources": [KERNEL],
+        "competition_sources": [],
+        "model_sources": [],
     }
     assert fake.calls() == []  # init works offline
 
 
-@pytest.mark.parametrize("flag, gpu, tpu, shape", [
-    ("p100", True, False, "NvidiaTeslaP100"), ("tpu", False, True, "TpuV5E8"), ("tpuv3", False, True, "TpuV38"),
-    ("none", False, False, "")])
+@pytest.mark.parametrize(
+    "flag, gpu, tpu, shape",
+    [
+        ("p100", True, False, "NvidiaTeslaP100"),
+        ("tpu", False, True, "TpuV5E8"),
+        ("tpuv3", False, True, "TpuV38"),
+        ("none", False, False, ""),
+    ],
+)
 def test_init_accelerator_sets_gpu_tpu_and_machine_shape(fake, flag, gpu, tpu, shape):
     assert _init("--accelerator", flag, "--no-internet", "--public", "--dataset", "alice/emergence-wheel") == 0
     meta = json.loads(Path("notebooks/kernel-metadata.json").read_text())
@@ -157,19 +177,22 @@ def test_init_refuses_a_folder_without_the_notebook(fake, capsys):
     assert "code_file 'kaggle_training.ipynb' not found" in _one_line(capsys.readouterr().err)
 
 
-@pytest.mark.parametrize("change, message", [
-    ({"id": "alice-emergence-training"}, "must be 'owner/slug'"),
-    ({"id": "/emergence-training"}, "must be 'owner/slug'"),
-    ({"id": None, "id_no": None}, "has no id"),
-    ({"title": "Run"}, "shorter than 5"),
-    ({"code_file": ""}, "code_file '' not found"),
-    ({"language": "julia"}, "language='julia' must be one of python, r, rmarkdown"),
-    ({"kernel_type": "app"}, "kernel_type='app' must be one of script, notebook"),
-    ({"enable_gpu": "yes"}, "enable_gpu='yes' must be true or false"),
-    ({"kernel_sources": ["alice/abc"]}, "slug must be at least 5"),
-    ({"dataset_sources": ["wheel"]}, "must be 'owner/dataset-slug'"),
-    ({"model_sources": ["google/gemma"]}, "must be 'owner/model/framework/variation/version'"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        ({"id": "alice-emergence-training"}, "must be 'owner/slug'"),
+        ({"id": "/emergence-training"}, "must be 'owner/slug'"),
+        ({"id": None, "id_no": None}, "has no id"),
+        ({"title": "Run"}, "shorter than 5"),
+        ({"code_file": ""}, "code_file '' not found"),
+        ({"language": "julia"}, "language='julia' must be one of python, r, rmarkdown"),
+        ({"kernel_type": "app"}, "kernel_type='app' must be one of script, notebook"),
+        ({"enable_gpu": "yes"}, "enable_gpu='yes' must be true or false"),
+        ({"kernel_sources": ["alice/abc"]}, "slug must be at least 5"),
+        ({"dataset_sources": ["wheel"]}, "must be 'owner/dataset-slug'"),
+        ({"model_sources": ["google/gemma"]}, "must be 'owner/model/framework/variation/version'"),
+    ],
+)
 def test_metadata_is_validated_the_way_kaggle_kernels_push_validates_it(tmp_path, change, message):
     (tmp_path / NOTEBOOK).write_text("{}")
     meta = {**build_metadata("alice"), **change}
@@ -183,6 +206,7 @@ def test_string_booleans_like_the_cli_template_are_accepted(tmp_path):
 
 
 # push: judged by the official CLI
+
 
 def _sent(official: OfficialKaggle) -> dict:
     """The one SaveKernel request the official CLI would have sent."""
@@ -198,13 +222,22 @@ def test_push_runs_kaggle_kernels_push_and_the_official_cli_sends_our_metadata(o
     assert request["argv"] == ["kernels", "push", "-p", "notebooks"]
     body = request["body"]
     assert (body["slug"], body["newTitle"], body["kernelType"], body["language"]) == (
-        KERNEL, "Emergence Training", "notebook", "python")
+        KERNEL,
+        "Emergence Training",
+        "notebook",
+        "python",
+    )
     assert (body["machineShape"], body["enableGpu"], body["enableInternet"], body["isPrivate"]) == (
-        "NvidiaTeslaT4", True, True, True)
+        "NvidiaTeslaT4",
+        True,
+        True,
+        True,
+    )
     assert body["kernelDataSources"] == [KERNEL] and "sessionTimeoutSeconds" not in body
     assert json.loads(body["text"])["cells"] == []
     assert capsys.readouterr().out.splitlines()[-1] == (
-        f"Kernel version 1 successfully pushed.  Please check progress at https://www.kaggle.com/code/{KERNEL}")
+        f"Kernel version 1 successfully pushed.  Please check progress at https://www.kaggle.com/code/{KERNEL}"
+    )
 
 
 @pytest.mark.parametrize("accelerator", [a for a in MACHINE_SHAPES])
@@ -234,11 +267,16 @@ def test_push_timeout_must_be_whole_positive_seconds(official, capsys, value):
     assert official.requests() == []
 
 
-@pytest.mark.parametrize("accelerator, shape, instead", [
-    ("p100", "NvidiaTeslaP100", "the default GPU (NvidiaTeslaT4): use --accelerator t4x2"),
-    ("tpuv3", "TpuV38", "the default TPU (TpuV5E8): use --accelerator tpu")])
-def test_a_retired_accelerator_warns_at_init_and_push_and_is_sent_as_asked(official, capsys, accelerator, shape,
-                                                                          instead):
+@pytest.mark.parametrize(
+    "accelerator, shape, instead",
+    [
+        ("p100", "NvidiaTeslaP100", "the default GPU (NvidiaTeslaT4): use --accelerator t4x2"),
+        ("tpuv3", "TpuV38", "the default TPU (TpuV5E8): use --accelerator tpu"),
+    ],
+)
+def test_a_retired_accelerator_warns_at_init_and_push_and_is_sent_as_asked(
+    official, capsys, accelerator, shape, instead
+):
     warning = f"emergence kaggle: warning: machine_shape '{shape}' is retired; Kaggle runs the session on {instead}"
     with contextlib.redirect_stdout(io.StringIO()):
         assert main(["init", "--username", "alice", "--accelerator", accelerator]) == 0
@@ -249,8 +287,15 @@ def test_a_retired_accelerator_warns_at_init_and_push_and_is_sent_as_asked(offic
 
 
 def test_our_retired_shapes_are_the_official_clis(official):
-    listed = subprocess.run([sys.executable, "-c", "from kaggle.api import kaggle_api_extended as k; "
-                             "print(' '.join(sorted(k._RETIRED_ACCELERATORS)))"], capture_output=True, text=True)
+    listed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from kaggle.api import kaggle_api_extended as k; print(' '.join(sorted(k._RETIRED_ACCELERATORS)))",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert listed.returncode == 0, listed.stderr
     assert sorted(RETIRED_SHAPES) == listed.stdout.split()
 
@@ -272,7 +317,8 @@ def test_push_error_printed_with_exit_0_by_kaggle_is_a_failure(official, capsys)
     official.set(push_error="Maximum batch GPU session count of 2 reached.")
     assert main(["push"]) == 1
     assert _one_line(capsys.readouterr().err) == (
-        "emergence kaggle: Kernel push error: Maximum batch GPU session count of 2 reached.")
+        "emergence kaggle: Kernel push error: Maximum batch GPU session count of 2 reached."
+    )
 
 
 def test_push_without_metadata_says_to_run_init(official, capsys):
@@ -291,6 +337,7 @@ def test_the_official_cli_without_credentials_is_the_credentials_hint(official, 
 
 
 # logs: through the official CLI
+
 
 def test_logs_prints_the_latest_sessions_log(official, capsys):
     _init()
@@ -320,9 +367,19 @@ def test_logs_of_a_malformed_kernel_is_one_line(official, capsys):
 
 # status
 
-@pytest.mark.parametrize("state, code", [
-    ("QUEUED", 3), ("RUNNING", 3), ("NEW_SCRIPT", 3), ("CANCEL_REQUESTED", 3),
-    ("COMPLETE", 0), ("ERROR", 1), ("CANCEL_ACKNOWLEDGED", 1)])
+
+@pytest.mark.parametrize(
+    "state, code",
+    [
+        ("QUEUED", 3),
+        ("RUNNING", 3),
+        ("NEW_SCRIPT", 3),
+        ("CANCEL_REQUESTED", 3),
+        ("COMPLETE", 0),
+        ("ERROR", 1),
+        ("CANCEL_ACKNOWLEDGED", 1),
+    ],
+)
 def test_status_parses_each_kernel_worker_status(fake, capsys, state, code):
     _init()
     fake.set(statuses=state, failure="CUDA out of memory")
@@ -365,10 +422,13 @@ def test_parse_status_keeps_a_multiline_failure_message():
     assert (parsed.state, parsed.failure_message, parsed.failed) == ("ERROR", 'line one\nline \\"two\\"', True)
 
 
-@pytest.mark.parametrize("printed, message", [
-    (f'{KERNEL} has status "KernelWorkerStatus.PAUSED"', "unknown kernel status 'PAUSED'"),
-    ("404 Client Error: Not Found for url", "printed no status: 404 Client Error"),
-])
+@pytest.mark.parametrize(
+    "printed, message",
+    [
+        (f'{KERNEL} has status "KernelWorkerStatus.PAUSED"', "unknown kernel status 'PAUSED'"),
+        ("404 Client Error: Not Found for url", "printed no status: 404 Client Error"),
+    ],
+)
 def test_parse_status_refuses_what_it_cannot_read(printed, message):
     with pytest.raises(KaggleCommandError, match=message):
         parse_status(printed)
@@ -402,17 +462,23 @@ def test_status_interval_must_be_positive(fake, capsys):
 
 # run
 
+
 def test_run_pushes_then_waits_ignoring_the_previous_versions_result(official, capsys):
     _init()
     official.set(statuses="COMPLETE,QUEUED,RUNNING,ERROR", failure="Your notebook tried to allocate more memory")
     assert main(["run", "--interval", "0.01", "--timeout", "7200"]) == 1
     requests = official.requests()
     assert [r["argv"] for r in requests] == (
-        [["kernels", "push", "-p", "notebooks", "--timeout", "7200"]] + [["kernels", "status", KERNEL]] * 4)
+        [["kernels", "push", "-p", "notebooks", "--timeout", "7200"]] + [["kernels", "status", KERNEL]] * 4
+    )
     assert requests[1]["body"] == {"userName": "alice", "kernelSlug": "emergence-training"}
     out = capsys.readouterr().out.splitlines()
-    assert out[1:] == [f"{KERNEL}: QUEUED", f"{KERNEL}: RUNNING", f"{KERNEL}: ERROR",
-                       "failure message: Your notebook tried to allocate more memory"]
+    assert out[1:] == [
+        f"{KERNEL}: QUEUED",
+        f"{KERNEL}: RUNNING",
+        f"{KERNEL}: ERROR",
+        "failure message: Your notebook tried to allocate more memory",
+    ]
 
 
 def test_run_believes_a_finished_status_after_three_polls(official):
@@ -424,12 +490,18 @@ def test_run_believes_a_finished_status_after_three_polls(official):
 
 # download
 
+
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A run dir with real checkpoints (steps 2, 4 and final 4), trained once for this module."""
     root = tmp_path_factory.mktemp("trained")
-    Trainer(toy_task(), [CheckpointCallback(every_n_steps=2, keep_last=5)], max_steps=4, run_dir=root,
-            async_checkpoint=False).fit()
+    Trainer(
+        toy_task(),
+        [CheckpointCallback(every_n_steps=2, keep_last=5)],
+        max_steps=4,
+        run_dir=root,
+        async_checkpoint=False,
+    ).fit()
     (root / "summary.json").write_text('{"step": 4}\n')
     return root
 
@@ -453,7 +525,10 @@ def test_download_fetches_output_verifies_sums_and_lists_checkpoints(fake, train
     checkpoints = Path("kaggle_output/emergence-training/checkpoints")
     assert out[0] == f"downloaded {KERNEL} to kaggle_output/emergence-training; 5 file(s) verified"
     assert [line.split()[:3] for line in out[1:-1]] == [
-        ["periodic", "step", "2"], ["periodic", "step", "4"], ["final", "step", "4"]]
+        ["periodic", "step", "2"],
+        ["periodic", "step", "4"],
+        ["final", "step", "4"],
+    ]
     assert out[-1] == f"resume locally: emergence train --train.resume-from {checkpoints}"
 
 
@@ -466,7 +541,8 @@ def test_download_with_a_damaged_file_exits_1_in_one_line(fake, trained, tmp_pat
     assert main(["download", KERNEL, "--output-dir", "out"]) == 1
     assert _one_line(capsys.readouterr().err) == (
         "emergence kaggle: out/checkpoints/step_2.safetensors does not match its SHA256SUMS entry: "
-        "the download is damaged; download again")
+        "the download is damaged; download again"
+    )
 
 
 def test_download_without_sums_checks_each_checkpoints_own_checksum(fake, trained, tmp_path, capsys):
@@ -483,12 +559,14 @@ def test_download_without_sums_checks_each_checkpoints_own_checksum(fake, traine
 
 # setup problems
 
+
 def test_missing_kaggle_executable_says_pip_install_kaggle_and_exits_2(fake, tmp_path, monkeypatch, capsys):
     _init()
     monkeypatch.setenv("PATH", str(tmp_path / "home"))
     assert main(["status"]) == 2
     assert _one_line(capsys.readouterr().err) == (
-        "emergence kaggle: the official `kaggle` command is not on PATH: run `pip install kaggle`, then retry")
+        "emergence kaggle: the official `kaggle` command is not on PATH: run `pip install kaggle`, then retry"
+    )
 
 
 def test_missing_credentials_names_the_token_locations_and_exits_2(fake, monkeypatch, capsys):
@@ -497,8 +575,14 @@ def test_missing_credentials_names_the_token_locations_and_exits_2(fake, monkeyp
     monkeypatch.delenv("KAGGLE_KEY")
     assert main(["push"]) == 2
     line = _one_line(capsys.readouterr().err)
-    for hint in ("kaggle auth login", "~/.kaggle/access_token", "KAGGLE_API_TOKEN", "kaggle.json",
-                 "KAGGLE_CONFIG_DIR", "KAGGLE_USERNAME and KAGGLE_KEY"):
+    for hint in (
+        "kaggle auth login",
+        "~/.kaggle/access_token",
+        "KAGGLE_API_TOKEN",
+        "kaggle.json",
+        "KAGGLE_CONFIG_DIR",
+        "KAGGLE_USERNAME and KAGGLE_KEY",
+    ):
         assert hint in line
     assert fake.calls()[0]["refused"] == "no credentials"
 
@@ -515,13 +599,20 @@ def test_a_token_file_in_the_kaggle_config_dir_counts_as_credentials(fake, tmp_p
 def test_emergence_kaggle_exits_with_the_status_in_a_real_process(fake, tmp_path):
     _init()
     env = {**os.environ, "FAKE_KAGGLE_STATUSES": "CANCEL_ACKNOWLEDGED", "FAKE_KAGGLE_FAILURE": "cancelled by user"}
-    done = subprocess.run([sys.executable, "-m", "emergence.cli", "kaggle", "status"], capture_output=True,
-                          text=True, env=env, cwd=tmp_path, timeout=120)
+    done = subprocess.run(
+        [sys.executable, "-m", "emergence.cli", "kaggle", "status"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+        timeout=120,
+    )
     assert done.returncode == 1, done.stderr
     assert done.stdout.splitlines() == [f"{KERNEL}: CANCEL_ACKNOWLEDGED", "failure message: cancelled by user"]
 
 
 # the notebook's first cell: how many accelerators, and a T4 x2 session showing one
+
 
 def _environment_cell(tmp_path: Path, gpus: list[str]) -> subprocess.CompletedProcess:
     """Run the notebook's environment cell with an `nvidia-smi` that lists `gpus`."""
@@ -533,8 +624,9 @@ def _environment_cell(tmp_path: Path, gpus: list[str]) -> subprocess.CompletedPr
     smi.write_text("#!/bin/sh\n" + "".join(f"echo '{line}'\n" for line in gpus))
     smi.chmod(0o755)
     env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "EMERGENCE_KAGGLE_ROOT": str(tmp_path)}
-    return subprocess.run([sys.executable, "-W", "always", "-c", source], capture_output=True, text=True, env=env,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-W", "always", "-c", source], capture_output=True, text=True, env=env, timeout=120
+    )
 
 
 T4 = "GPU {i}: Tesla T4 (UUID: GPU-0000000{i})"

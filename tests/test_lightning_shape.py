@@ -1,4 +1,5 @@
 """Lightning's call shape beside ours: `Trainer(callbacks=..., max_steps=N).fit(task)`, and `max_steps=None`."""
+
 from __future__ import annotations
 
 import logging
@@ -111,11 +112,14 @@ def test_everything_that_reads_max_steps_copes_with_none(scenario, fake_clock, r
     """Logger, trackers, artifacts, finalize, progress and the time budget, on a run without max_steps."""
     from tests.test_trackers import probe, tracker_pair
 
-    callbacks = [TimeBudgetCallback(max_duration=3600, clock=fake_clock),
-                 LogThrottleCallback(every_n_steps=4, sinks=[CSVSink()]),
-                 TrackerCallback(every_n_steps=4, trackers=tracker_pair(), probe=probe),
-                 ArtifactExportCallback(every_n_steps=4), FinalizeCallback(zip_outputs=False),
-                 RichProgressCallback(plain_every_n_seconds=0.001)]
+    callbacks = [
+        TimeBudgetCallback(max_duration=3600, clock=fake_clock),
+        LogThrottleCallback(every_n_steps=4, sinks=[CSVSink()]),
+        TrackerCallback(every_n_steps=4, trackers=tracker_pair(), probe=probe),
+        ArtifactExportCallback(every_n_steps=4),
+        FinalizeCallback(zip_outputs=False),
+        RichProgressCallback(plain_every_n_seconds=0.001),
+    ]
     outcome = scenario.but(max_steps=None, resume=None).stop_at(10, "enough").run(callbacks)
     assert outcome.exception is None and outcome.step == 10 and outcome.stop_reason == "enough"
     assert callbacks[2].trackers[0].history.steps("loss").tolist() == [4, 8]

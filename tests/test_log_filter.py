@@ -1,4 +1,5 @@
 """RateLimitFilter: only some records of each kind reach the log, and the log says how many were held back."""
+
 from __future__ import annotations
 
 import logging
@@ -46,10 +47,12 @@ def test_every_n_passes_the_first_and_every_nth_record_of_a_kind_whatever_its_ar
     for step in range(250):
         logger.warning("loss is NaN at step %d", step)
     logger.warning("another kind")
-    assert lines == ["loss is NaN at step 0",
-                     "loss is NaN at step 100 (+99 similar suppressed)",
-                     "loss is NaN at step 200 (+99 similar suppressed)",
-                     "another kind"]
+    assert lines == [
+        "loss is NaN at step 0",
+        "loss is NaN at step 100 (+99 similar suppressed)",
+        "loss is NaN at step 200 (+99 similar suppressed)",
+        "another kind",
+    ]
 
 
 def test_every_seconds_passes_one_record_of_a_kind_per_interval_on_the_clock(limited):
@@ -58,8 +61,11 @@ def test_every_seconds_passes_one_record_of_a_kind_per_interval_on_the_clock(lim
     for second in range(150):
         logger.info("queue full (%d)", second)
         clock.advance(1.0)
-    assert lines == ["queue full (0)", "queue full (60) (+59 similar suppressed)",
-                     "queue full (120) (+59 similar suppressed)"]
+    assert lines == [
+        "queue full (0)",
+        "queue full (60) (+59 similar suppressed)",
+        "queue full (120) (+59 similar suppressed)",
+    ]
 
 
 def test_sampling_passes_about_the_asked_fraction_and_is_reproducible_with_a_seed(limited):
@@ -121,15 +127,18 @@ def test_a_line_repeated_every_step_by_the_project_is_thinned_to_its_burst(limit
     RATE_LIMIT.report_suppressed()
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (dict(), "exactly one of every_n, every_seconds, sample; got none"),
-    (dict(every_n=5, sample=0.1), "exactly one of"),
-    (dict(every_n=0), "every_n must be a positive integer"),
-    (dict(every_seconds=-1.0), "every_seconds must be positive"),
-    (dict(sample=0.0), r"sample must be a probability in \(0, 1\]"),
-    (dict(sample=1.5), r"sample must be a probability in \(0, 1\]"),
-    (dict(every_n=3, burst=-1), "burst must be a non-negative integer"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (dict(), "exactly one of every_n, every_seconds, sample; got none"),
+        (dict(every_n=5, sample=0.1), "exactly one of"),
+        (dict(every_n=0), "every_n must be a positive integer"),
+        (dict(every_seconds=-1.0), "every_seconds must be positive"),
+        (dict(sample=0.0), r"sample must be a probability in \(0, 1\]"),
+        (dict(sample=1.5), r"sample must be a probability in \(0, 1\]"),
+        (dict(every_n=3, burst=-1), "burst must be a non-negative integer"),
+    ],
+)
 def test_bad_limits_are_refused_with_one_line(arguments, message):
     with pytest.raises(ValueError, match=message) as error:
         RateLimitFilter(**arguments)

@@ -5,6 +5,7 @@ Each test starts this file twice as a script (process 0 and 1), each with one CP
 device, and trains `ManySeeds(toy_task(), 2)` on the 2-device global mesh: the seed
 axis is split, so each process holds one seed and a save must gather across processes.
 """
+
 from __future__ import annotations
 
 import json
@@ -14,7 +15,6 @@ import socket
 import subprocess
 import sys
 import time
-
 from pathlib import Path
 
 import numpy as np
@@ -35,8 +35,14 @@ def child(process_id: int, port: int, run_dir: str, max_steps: int, resume: str 
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(f"localhost:{port}", num_processes=2, process_id=process_id)
     from emergence import Callback, Trainer
-    from emergence.callbacks import (ArtifactExportCallback, CheckpointCallback, FinalizeCallback, LogThrottleCallback,
-                                     SignalCheckpointCallback, TimeBudgetCallback)
+    from emergence.callbacks import (
+        ArtifactExportCallback,
+        CheckpointCallback,
+        FinalizeCallback,
+        LogThrottleCallback,
+        SignalCheckpointCallback,
+        TimeBudgetCallback,
+    )
     from emergence.parallel import ManySeeds
     from emergence.testing import toy_task
 
@@ -54,24 +60,40 @@ def child(process_id: int, port: int, run_dir: str, max_steps: int, resume: str 
 
     budget = TimeBudgetCallback(max_duration=5.0 if process_id == 0 else 3600.0, margin=1.0)
     outputs = Path(run_dir) / f"outputs_{process_id}"
-    observe = [LogThrottleCallback(every_n_steps=3), ArtifactExportCallback(output_dir=outputs),
-               FinalizeCallback(output_dir=outputs)]
-    extra = {"": observe, "signal": [Slow(), SignalCheckpointCallback()], "budget": [Slow(), budget],
-             "seconds": []}[mode]
+    observe = [
+        LogThrottleCallback(every_n_steps=3),
+        ArtifactExportCallback(output_dir=outputs),
+        FinalizeCallback(output_dir=outputs),
+    ]
+    extra = {"": observe, "signal": [Slow(), SignalCheckpointCallback()], "budget": [Slow(), budget], "seconds": []}[
+        mode
+    ]
     schedule = dict(every_n_seconds=1.0) if mode == "seconds" else dict(every_n_steps=3)
-    trainer = Trainer(ManySeeds(toy_task(), 2), [CheckpointCallback(**schedule, keep_last=None), Saved(), *extra],
-                      max_steps=max_steps, run_dir=run_dir, resume=resume, devices="all")
+    trainer = Trainer(
+        ManySeeds(toy_task(), 2),
+        [CheckpointCallback(**schedule, keep_last=None), Saved(), *extra],
+        max_steps=max_steps,
+        run_dir=run_dir,
+        resume=resume,
+        devices="all",
+    )
     exit_code = 0
     try:
         trainer.fit()
     except SystemExit as stop:  # the signal callback's exit (143): report first
         exit_code = stop.code
     kernel = trainer.state.params["params"]["Dense_0"]["kernel"]
-    return {"process": jax.process_index(), "devices": len(trainer.parallel.devices), "step": trainer.step,
-            "saved": saved, "local_seeds": [s.data.shape[0] for s in kernel.addressable_shards],
-            "resumed": trainer.resumed_from.path.name if trainer.resumed_from else None,
-            "stop_reason": trainer.stop_reason, "exit": exit_code,
-            "last_exists_at_return": trainer.last_checkpoint is not None and trainer.last_checkpoint.path.exists()}
+    return {
+        "process": jax.process_index(),
+        "devices": len(trainer.parallel.devices),
+        "step": trainer.step,
+        "saved": saved,
+        "local_seeds": [s.data.shape[0] for s in kernel.addressable_shards],
+        "resumed": trainer.resumed_from.path.name if trainer.resumed_from else None,
+        "stop_reason": trainer.stop_reason,
+        "exit": exit_code,
+        "last_exists_at_return": trainer.last_checkpoint is not None and trainer.last_checkpoint.path.exists(),
+    }
 
 
 def start_two(run_dir, max_steps: int, resume=None, mode: str = "") -> list[subprocess.Popen]:
@@ -79,10 +101,20 @@ def start_two(run_dir, max_steps: int, resume=None, mode: str = "") -> list[subp
         probe.bind(("localhost", 0))
         port = probe.getsockname()[1]
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"} | {"JAX_PLATFORMS": "cpu"}
-    args = lambda pid: [sys.executable, __file__, str(pid), str(port), str(run_dir), str(max_steps), str(resume or ""),
-                        mode]
-    return [subprocess.Popen(args(pid), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-            for pid in (0, 1)]
+    args = lambda pid: [
+        sys.executable,
+        __file__,
+        str(pid),
+        str(port),
+        str(run_dir),
+        str(max_steps),
+        str(resume or ""),
+        mode,
+    ]
+    return [
+        subprocess.Popen(args(pid), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        for pid in (0, 1)
+    ]
 
 
 def results(procs: list[subprocess.Popen], exit_code: int = 0) -> list[dict]:
@@ -102,8 +134,11 @@ def test_every_process_trains_its_seed_and_only_process_0_writes_then_both_resum
     assert straight[0]["saved"] == ["step_3.safetensors", "step_6.safetensors", "final_step_6.safetensors"]
     assert straight[1]["saved"] == []  # it gathered at every save, but never wrote
     folder = tmp_path / "straight" / "checkpoints"
-    assert sorted(p.name for p in folder.glob("*.safetensors")) == \
-        ["final_step_6.safetensors", "step_3.safetensors", "step_6.safetensors"]
+    assert sorted(p.name for p in folder.glob("*.safetensors")) == [
+        "final_step_6.safetensors",
+        "step_3.safetensors",
+        "step_6.safetensors",
+    ]
     assert read_checkpoint(folder / "step_3.safetensors").arrays["params/params/Dense_0/kernel"].shape == (2, 1, 8)
     outputs = tmp_path / "straight"  # metrics, artifacts and the summary: written once, by process 0
     assert [row["step"] for row in read_metrics_csv(outputs / "metrics.csv")[1]] == ["3", "6"]
@@ -120,8 +155,13 @@ def test_every_process_trains_its_seed_and_only_process_0_writes_then_both_resum
     from emergence.parallel import ManySeeds
     from emergence.testing import toy_task
 
-    alone = Trainer(ManySeeds(toy_task(), 2), max_steps=6, run_dir=tmp_path / "one_process",
-                    resume=folder / "step_3.safetensors", async_checkpoint=False).fit()
+    alone = Trainer(
+        ManySeeds(toy_task(), 2),
+        max_steps=6,
+        run_dir=tmp_path / "one_process",
+        resume=folder / "step_3.safetensors",
+        async_checkpoint=False,
+    ).fit()
     mine = flatten_to_host(alone)[0]
     assert all(np.allclose(mine[n], a[n], rtol=1e-5, atol=1e-7) for n in a)
 

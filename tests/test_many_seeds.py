@@ -1,4 +1,5 @@
 """ManySeeds: S runs vmapped in one program, one stacked checkpoint, per-seed metrics, and `ckpt export --seed`."""
+
 from __future__ import annotations
 
 import jax
@@ -20,8 +21,15 @@ SEEDS = 4
 def stack(tmp_path_factory):
     """A 4-seed run of the toy task to step 6 (checkpoints at 3 and 6, eval every 3), trained once for the module."""
     run_dir = tmp_path_factory.mktemp("stack")
-    trainer = Trainer(ManySeeds(toy_task(), SEEDS), [CheckpointCallback(every_n_steps=3, keep_last=None)], max_steps=6,
-                      run_dir=run_dir, resume=None, eval_every_n_steps=3, async_checkpoint=False)
+    trainer = Trainer(
+        ManySeeds(toy_task(), SEEDS),
+        [CheckpointCallback(every_n_steps=3, keep_last=None)],
+        max_steps=6,
+        run_dir=run_dir,
+        resume=None,
+        eval_every_n_steps=3,
+        async_checkpoint=False,
+    )
     state = trainer.fit()
     return trainer, state, run_dir / "checkpoints"
 
@@ -39,7 +47,9 @@ def test_seed_i_starts_from_the_run_key_folded_with_i():
 def test_metrics_come_per_seed_on_device_and_their_mean_under_the_plain_name(stack):
     trainer, _, _ = stack
     metrics, evals = trainer.last_metrics, trainer.last_eval_metrics
-    assert set(metrics) == {f"{m}{s}" for m in ("loss", "grad_norm") for s in ["", *(f"/seed_{i}" for i in range(SEEDS))]}
+    assert set(metrics) == {
+        f"{m}{s}" for m in ("loss", "grad_norm") for s in ["", *(f"/seed_{i}" for i in range(SEEDS))]
+    }
     assert set(evals) == {"val_loss", *(f"val_loss/seed_{i}" for i in range(SEEDS))}
     assert all(isinstance(value, jax.Array) for value in metrics.values())  # nothing was fetched to the host
     per_seed = [float(metrics[f"loss/seed_{i}"]) for i in range(SEEDS)]
@@ -65,8 +75,10 @@ def test_an_exported_seed_resumes_alone_and_continues_like_it_does_in_the_stack(
     exported, source = read_checkpoint(out), read_checkpoint(folder / "step_3.safetensors")
     assert all(np.array_equal(exported.arrays[n], source.arrays[n][2]) for n in source.arrays)  # a bitwise slice
     assert exported.manifest["config"] == source.manifest["config"]["task"] and exported.manifest["callbacks"] == {}
-    assert exported.manifest["metrics"] == {"loss": source.manifest["metrics"]["loss/seed_2"],
-                                            "grad_norm": source.manifest["metrics"]["grad_norm/seed_2"]}
+    assert exported.manifest["metrics"] == {
+        "loss": source.manifest["metrics"]["loss/seed_2"],
+        "grad_norm": source.manifest["metrics"]["grad_norm/seed_2"],
+    }
     alone = Trainer(toy_task(), max_steps=6, run_dir=tmp_path / "seed_2", async_checkpoint=False)
     continued = flatten_to_host(alone.fit())[0]
     in_stack = {name: leaf[2] for name, leaf in flatten_to_host(state)[0].items()}
@@ -76,11 +88,14 @@ def test_an_exported_seed_resumes_alone_and_continues_like_it_does_in_the_stack(
     assert not far, far
 
 
-@pytest.mark.parametrize("args, says", [
-    (("--seed", "4"), "--seed 4 is out of range: step_3.safetensors holds seeds 0..3"),
-    (("--seed", "-1"), "--seed -1 is out of range"),
-    (("--seed", "0", "--include", "params", "rng"), "drop --include"),
-])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (("--seed", "4"), "--seed 4 is out of range: step_3.safetensors holds seeds 0..3"),
+        (("--seed", "-1"), "--seed -1 is out of range"),
+        (("--seed", "0", "--include", "params", "rng"), "drop --include"),
+    ],
+)
 def test_a_bad_seed_export_is_one_line_and_exit_2(stack, tmp_path, capsys, args, says):
     _, _, folder = stack
     code = main(["ckpt", "export", str(folder / "step_3.safetensors"), str(tmp_path / "out.safetensors"), *args])
@@ -90,7 +105,9 @@ def test_a_bad_seed_export_is_one_line_and_exit_2(stack, tmp_path, capsys, args,
 
 def test_exporting_a_seed_of_an_ordinary_checkpoint_or_into_a_directory_is_refused(stack, tmp_path, capsys):
     single = tmp_path / "single"
-    Trainer(toy_task(), [CheckpointCallback(every_n_steps=2)], max_steps=2, run_dir=single, async_checkpoint=False).fit()
+    Trainer(
+        toy_task(), [CheckpointCallback(every_n_steps=2)], max_steps=2, run_dir=single, async_checkpoint=False
+    ).fit()
     assert main(["ckpt", "export", "--seed", "0", str(single), str(tmp_path / "o.safetensors")]) == 2
     assert "holds one run, not a ManySeeds stack" in capsys.readouterr().err
     assert main(["ckpt", "export", "--seed", "0", str(stack[2]), str(tmp_path)]) == 2

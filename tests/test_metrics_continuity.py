@@ -5,6 +5,7 @@ of each train metric every 4 steps and evaluates every 10. Killed at step 37 (af
 checkpoint at 30 and the rows at 32 and 36), it is resumed from step 30: the rows at
 32 and 36 are written again, from windows that began before the kill (29..32).
 """
+
 from __future__ import annotations
 
 import os
@@ -24,11 +25,12 @@ from tests.scripts.driver import COMPILE_CACHE
 
 
 def tb_series(logdir: Path) -> dict[str, list[tuple[int, float]]]:
-    """Every scalar series in `logdir` as TensorBoard shows it (its own reader, purges applied, nothing sampled away)."""
+    """Every scalar series in `logdir` as TensorBoard shows it (its reader, purges applied, nothing sampled away)."""
     accumulator = EventAccumulator(str(logdir), size_guidance={"scalars": 0})
     accumulator.Reload()
-    return {tag: [(event.step, event.value) for event in accumulator.Scalars(tag)]
-            for tag in accumulator.Tags()["scalars"]}
+    return {
+        tag: [(event.step, event.value) for event in accumulator.Scalars(tag)] for tag in accumulator.Tags()["scalars"]
+    }
 
 
 def csv_rows(run_dir: Path) -> list[dict[str, str]]:
@@ -42,8 +44,11 @@ def observed_run():
 
     def start(run_dir: Path, max_steps: int, *args: str) -> subprocess.Popen:
         command = [sys.executable, str(SCRIPTS / "observed_run.py"), str(run_dir), str(max_steps), *args]
-        started.append(subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                        env={**os.environ, **COMPILE_CACHE}))
+        started.append(
+            subprocess.Popen(
+                command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, **COMPILE_CACHE}
+            )
+        )
         return started[-1]
 
     yield start
@@ -111,8 +116,7 @@ def test_a_resume_from_another_run_dir_carries_the_history_into_the_new_one(tmp_
     assert [int(row["step"]) for row in csv_rows(tmp_path / "session1")][-1] == 30, "session 1 is left as it was"
 
 
-def test_extending_a_finished_run_keeps_its_last_row_and_continues_without_gaps_or_duplicates(tmp_path,
-                                                                                           straight_60):
+def test_extending_a_finished_run_keeps_its_last_row_and_continues_without_gaps_or_duplicates(tmp_path, straight_60):
     """A run that reached max_steps=30 logged its last partial window (29-30) at 30; raising max_steps to 60
     continues from there: the 30 row keeps those values, the 32 row covers 31-32, later rows equal the straight
     run's."""

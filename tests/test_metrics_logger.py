@@ -3,6 +3,7 @@
 Fetches are counted at the one door to the host (`jax.device_get`), so a stray per-step
 transfer anywhere in the logging path shows up as a count that is too high.
 """
+
 from __future__ import annotations
 
 import logging
@@ -54,8 +55,9 @@ def fetches(monkeypatch) -> list[int]:
 
 
 def _fit(tmp_path, logger: LogThrottleCallback, max_steps: int, *extra: Callback, steps_per_call: int = 1) -> None:
-    Trainer(toy_task(), [logger, *extra], max_steps=max_steps, run_dir=tmp_path, resume=None,
-            steps_per_call=steps_per_call).fit()
+    Trainer(
+        toy_task(), [logger, *extra], max_steps=max_steps, run_dir=tmp_path, resume=None, steps_per_call=steps_per_call
+    ).fit()
 
 
 def test_a_metric_logged_every_100_steps_is_fetched_exactly_every_100_steps(tmp_path, fetches):
@@ -94,7 +96,7 @@ def test_logged_mean_last_and_max_are_those_of_the_window_since_the_last_fetch(t
     sink, recorder = MemorySink(), Recorder()
     _fit(tmp_path, LogThrottleCallback(every_n_steps=5, sinks=[sink], stats=("mean", "last", "max")), 10, recorder)
     losses = np.array([values["loss"] for values in recorder.values], np.float32)
-    for (step, values), window in zip(sink.writes, (losses[:5], losses[5:])):
+    for (_, values), window in zip(sink.writes, (losses[:5], losses[5:])):
         assert values["loss"] == pytest.approx(float(window.mean()), rel=1e-6)
         assert values["loss/last"] == float(window[-1])
         assert values["loss/max"] == float(window.max())
@@ -117,15 +119,18 @@ def test_metrics_csv_has_one_row_per_logged_step_under_a_stable_header(tmp_path)
     assert all(np.isfinite(float(row["loss"])) for row in rows)
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (dict(every_n_steps=0), "every_n_steps must be a positive integer"),
-    (dict(every_n_steps=2.5), "every_n_steps must be a positive integer"),
-    (dict(every_n_steps=True), "every_n_steps must be a positive integer"),
-    (dict(every_n_seconds=0.0), "every_n_seconds must be positive seconds"),
-    (dict(per_tag={"loss": -5}), r"per_tag\['loss'\] must be a positive integer"),
-    (dict(every_n_steps=None), "logs nothing before max_steps"),
-    (dict(stats=("median",)), "stats must be a non-empty subset"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (dict(every_n_steps=0), "every_n_steps must be a positive integer"),
+        (dict(every_n_steps=2.5), "every_n_steps must be a positive integer"),
+        (dict(every_n_steps=True), "every_n_steps must be a positive integer"),
+        (dict(every_n_seconds=0.0), "every_n_seconds must be positive seconds"),
+        (dict(per_tag={"loss": -5}), r"per_tag\['loss'\] must be a positive integer"),
+        (dict(every_n_steps=None), "logs nothing before max_steps"),
+        (dict(stats=("median",)), "stats must be a non-empty subset"),
+    ],
+)
 def test_bad_intervals_are_refused_with_one_line(arguments, message):
     with pytest.raises(ValueError, match=message) as error:
         LogThrottleCallback(**arguments)

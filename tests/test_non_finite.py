@@ -1,4 +1,5 @@
 """NonFiniteGuardCallback and the Trainer's refusal to checkpoint a non-finite state."""
+
 from __future__ import annotations
 
 import json
@@ -14,13 +15,16 @@ from emergence.testing import Scenario
 
 def _all_finite(outcome) -> bool:
     paths = [outcome.scenario.run_dir / "checkpoints" / name for name in outcome.checkpoints]
-    return all(np.isfinite(a).all() for path in paths for a in read_checkpoint(path).arrays.values()
-               if a.dtype.kind == "f")
+    return all(
+        np.isfinite(a).all() for path in paths for a in read_checkpoint(path).arrays.values() if a.dtype.kind == "f"
+    )
 
 
 def _guarded(every: int = 5, max_rollbacks: int = 3):
-    return lambda clock: [CheckpointCallback(every_n_steps=5, keep_last=None),
-                          NonFiniteGuardCallback(every_n_steps=every, max_rollbacks=max_rollbacks)]
+    return lambda clock: [
+        CheckpointCallback(every_n_steps=5, keep_last=None),
+        NonFiniteGuardCallback(every_n_steps=every, max_rollbacks=max_rollbacks),
+    ]
 
 
 def test_a_nan_rolls_back_to_the_last_good_checkpoint_and_training_goes_on(run_dir):
@@ -52,8 +56,11 @@ def test_the_rollbacks_travel_in_the_checkpoint_and_reach_the_summary(run_dir):
 
 
 def test_with_nothing_to_roll_back_to_it_stops_and_no_checkpoint_holds_nan(run_dir):
-    outcome = Scenario(max_steps=30, run_dir=run_dir).nan_at(3).run(
-        [CheckpointCallback(every_n_steps=10), NonFiniteGuardCallback(every_n_steps=5)])
+    outcome = (
+        Scenario(max_steps=30, run_dir=run_dir)
+        .nan_at(3)
+        .run([CheckpointCallback(every_n_steps=10), NonFiniteGuardCallback(every_n_steps=5)])
+    )
     assert outcome.stop_reason == "non_finite" and outcome.step == 5
     assert isinstance(outcome.exception, NonFiniteStateError)  # the final save is refused, loudly
     assert outcome.checkpoints == []
@@ -81,16 +88,21 @@ def test_the_guard_fetches_only_at_its_interval(run_dir, monkeypatch):
 def test_an_unknown_monitor_is_a_one_line_error_naming_the_metrics(run_dir):
     outcome = Scenario(max_steps=5, run_dir=run_dir).run([NonFiniteGuardCallback(monitor="lss")])
     assert isinstance(outcome.exception, ValueError)
-    assert str(outcome.exception) == ("NonFiniteGuardCallback: monitor 'lss' is not a train metric; pick one of "
-                                      "['grad_norm', 'loss'], or monitor=None to check only the state")
+    assert str(outcome.exception) == (
+        "NonFiniteGuardCallback: monitor 'lss' is not a train metric; pick one of "
+        "['grad_norm', 'loss'], or monitor=None to check only the state"
+    )
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"max_rollbacks": -1}, "max_rollbacks must be an integer >= 0"),
-    ({"every_n_steps": 0}, "every_n_steps must be a positive integer"),
-    ({"every_n_steps": None}, "every_n_steps must be a positive integer"),
-    ({"monitor": None, "check_state": False}, "checks nothing"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"max_rollbacks": -1}, "max_rollbacks must be an integer >= 0"),
+        ({"every_n_steps": 0}, "every_n_steps must be a positive integer"),
+        ({"every_n_steps": None}, "every_n_steps must be a positive integer"),
+        ({"monitor": None, "check_state": False}, "checks nothing"),
+    ],
+)
 def test_bad_settings_are_one_line_errors(kwargs, message):
     with pytest.raises(ValueError, match=message) as info:
         NonFiniteGuardCallback(**kwargs)
@@ -108,12 +120,12 @@ def test_restore_checkpoint_loads_a_file_and_folds_a_fresh_key_into_the_rng(tiny
     ref = trainer.restore_checkpoint(path)
     assert (ref.kind, ref.step, trainer.step) == ("periodic", 5, 10)  # the step counter does not go back
     saved = read_checkpoint(path).arrays
-    assert np.array_equal(np.asarray(trainer.state.params["params"]["Dense_0"]["kernel"]),
-                          saved["params/params/Dense_0/kernel"])
+    assert np.array_equal(
+        np.asarray(trainer.state.params["params"]["Dense_0"]["kernel"]), saved["params/params/Dense_0/kernel"]
+    )
     plain_rng = trainer.state.rng
     trainer.restore_checkpoint(path, fold_in=1)
-    assert np.array_equal(jax.random.key_data(trainer.state.rng),
-                          jax.random.key_data(jax.random.fold_in(plain_rng, 1)))
+    assert np.array_equal(jax.random.key_data(trainer.state.rng), jax.random.key_data(jax.random.fold_in(plain_rng, 1)))
     with pytest.raises(ValueError, match="holds no typed PRNG key .* and no `rng` field or 'rng' key"):
         _fold_rng({"params": 1.0}, 1)
 
@@ -125,15 +137,19 @@ def test_a_rollback_refreshes_a_flax_train_states_key_field_too(tmp_path):
     from emergence import Trainer
     from emergence.examples.flax_linen import LinenTask
 
-    trainer = Trainer(LinenTask(hidden=8, batch_size=8, dataset_size=64),
-                      [CheckpointCallback(every_n_steps=2, keep_last=None)], max_steps=4, run_dir=tmp_path, resume=None)
+    trainer = Trainer(
+        LinenTask(hidden=8, batch_size=8, dataset_size=64),
+        [CheckpointCallback(every_n_steps=2, keep_last=None)],
+        max_steps=4,
+        run_dir=tmp_path,
+        resume=None,
+    )
     trainer.fit()
     path = tmp_path / "checkpoints" / "step_2.safetensors"
     trainer.restore_checkpoint(path)
     plain = trainer.state
     trainer.restore_checkpoint(path, fold_in=3)
-    assert np.array_equal(jax.random.key_data(trainer.state.key),
-                          jax.random.key_data(jax.random.fold_in(plain.key, 3)))
+    assert np.array_equal(jax.random.key_data(trainer.state.key), jax.random.key_data(jax.random.fold_in(plain.key, 3)))
     assert np.array_equal(np.asarray(trainer.state.step), np.asarray(plain.step))  # only the keys change
     assert not np.array_equal(jax.random.key_data(trainer.state.key), jax.random.key_data(plain.key))
 

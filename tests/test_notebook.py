@@ -6,6 +6,7 @@ injected after its `parameters` cell the way papermill does. Resume discovery
 (`emergence.platforms.kaggle.kaggle_resume_checkpoint`) is tested directly first. Kernels share the tests' persistent
 JAX compilation cache, so an execution takes seconds.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -15,7 +16,6 @@ import re
 import shutil
 import signal
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -23,24 +23,36 @@ import pytest
 from emergence import Trainer
 from emergence.callbacks import CheckpointCallback
 from emergence.checkpoint import read_checkpoint
-from emergence.platforms.kaggle_workflow import verify_output
-from emergence.metrics.csv_sink import read_metrics_csv
 from emergence.checkpoint.discovery import checkpoint_dirs, newest_valid_checkpoint
+from emergence.metrics.csv_sink import read_metrics_csv
 from emergence.platforms.kaggle import kaggle_resume_checkpoint
+from emergence.platforms.kaggle_workflow import verify_output
 from emergence.testing import toy_task
 from tests.scripts.driver import COMPILE_CACHE, REPO
 
 NOTEBOOK = REPO / "notebooks" / "kaggle_training.ipynb"
 ENV_STEPS_PER_UPDATE = 8  # num_envs 2 x rollout_len 4
-TINY = {"num_envs": 2, "num_food": 4, "save_interval": 16, "log_interval": 16, "track_interval": 16,
-        "world": {"grid_size": 6, "max_agents": 4, "initial_agents": 2, "view_radius": 1},
-        "ppo": {"rollout_len": 4, "num_minibatches": 1, "num_epochs": 1, "hidden_sizes": (8,)}}
+TINY = {
+    "num_envs": 2,
+    "num_food": 4,
+    "save_interval": 16,
+    "log_interval": 16,
+    "track_interval": 16,
+    "world": {"grid_size": 6, "max_agents": 4, "initial_agents": 2, "view_radius": 1},
+    "ppo": {"rollout_len": 4, "num_minibatches": 1, "num_epochs": 1, "hidden_sizes": (8,)},
+}
 """A 6x6 world of up to 4 agents, 2 worlds, 8 env steps per update; saves, logs and samples every 2 updates."""
 
 
 def _fit(run_dir: Path, max_steps: int, resume="auto") -> Trainer:
-    trainer = Trainer(toy_task(), [CheckpointCallback(every_n_steps=5, keep_last=10)], max_steps=max_steps,
-                      run_dir=run_dir, resume=resume, async_checkpoint=False)
+    trainer = Trainer(
+        toy_task(),
+        [CheckpointCallback(every_n_steps=5, keep_last=10)],
+        max_steps=max_steps,
+        run_dir=run_dir,
+        resume=resume,
+        async_checkpoint=False,
+    )
     trainer.fit()
     return trainer
 
@@ -62,8 +74,11 @@ def _place(saved: Path, directory: Path, *names: str) -> Path:
 
 
 def _snapshot(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def _corrupt(path: Path) -> None:
@@ -74,8 +89,10 @@ def _corrupt(path: Path) -> None:
 
 # resume discovery
 
+
 def test_resume_search_finds_a_previous_sessions_checkpoints_at_any_depth_and_changes_nothing(
-        saved, tmp_path, read_only_dir):
+    saved, tmp_path, read_only_dir
+):
     nested = tmp_path / "kaggle" / "input" / "notebooks" / "alice" / "emergence-training" / "checkpoints"
     _place(saved, nested, "step_5.safetensors", "step_10.safetensors")
     read_only_dir(tmp_path / "kaggle" / "input")
@@ -116,9 +133,18 @@ def test_resume_search_with_nothing_valid_starts_fresh(saved, tmp_path):
 
 # the notebook, executed
 
-SEED_DEFAULTS = {"total_steps": 10_000_000, "num_envs": 32, "save_interval": 100_000, "diversity_bonus": 0.1,
-                 "niche_pressure": 0.05, "num_food": 20, "starting_energy": 200, "food_energy": 100,
-                 "reproduce_threshold": 120, "reproduce_cost": 50}
+SEED_DEFAULTS = {
+    "total_steps": 10_000_000,
+    "num_envs": 32,
+    "save_interval": 100_000,
+    "diversity_bonus": 0.1,
+    "niche_pressure": 0.05,
+    "num_food": 20,
+    "starting_energy": 200,
+    "food_energy": 100,
+    "reproduce_threshold": 120,
+    "reproduce_cost": 50,
+}
 
 
 def _cells():
@@ -150,8 +176,11 @@ class Executed:
 
     def outputs(self, index: int) -> list:
         """The outputs of the notebook's code cell `index` (0-based; the injected parameters not counted)."""
-        cells = [c for c in self.nb.cells
-                 if c.cell_type == "code" and "injected-parameters" not in c.metadata.get("tags", [])]
+        cells = [
+            c
+            for c in self.nb.cells
+            if c.cell_type == "code" and "injected-parameters" not in c.metadata.get("tags", [])
+        ]
         return cells[index].outputs
 
     def text(self, index: int) -> str:
@@ -188,7 +217,9 @@ def execute_notebook(root: Path, interrupt_when=None, **parameters) -> Executed:
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     nb = _with_parameters(nbformat.read(NOTEBOOK, as_version=4), {**TINY, **parameters})
-    client = nbclient.NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(REPO)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}
+    )
     env = {**COMPILE_CACHE, **os.environ, "EMERGENCE_KAGGLE_ROOT": str(root), "PYTHONPATH": str(REPO)}
     env.pop("KAGGLE_KERNEL_RUN_TYPE", None)
     done = threading.Event()

@@ -1,4 +1,5 @@
 """detect(): local, Kaggle, Colab or SLURM from documented signals; for_platform(): the callbacks for each."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -13,13 +14,22 @@ import pytest
 
 from emergence import Callback, Trainer
 from emergence.callbacks import SignalCheckpointCallback, TimeBudgetCallback
-from emergence.platforms.presets import for_platform
 from emergence.checkpoint import read_checkpoint
 from emergence.platforms import detect, in_ipython_kernel, process_start_time
+from emergence.platforms.presets import for_platform
 from emergence.testing import toy_task
 
-SIGNALS = ("KAGGLE_KERNEL_RUN_TYPE", "KAGGLE_URL_BASE", "KAGGLE_DATA_PROXY_URL", "COLAB_RELEASE_TAG", "COLAB_GPU",
-           "SLURM_JOB_ID", "SLURM_JOB_START_TIME", "SLURM_JOB_END_TIME", "EMERGENCE_PLATFORM")
+SIGNALS = (
+    "KAGGLE_KERNEL_RUN_TYPE",
+    "KAGGLE_URL_BASE",
+    "KAGGLE_DATA_PROXY_URL",
+    "COLAB_RELEASE_TAG",
+    "COLAB_GPU",
+    "SLURM_JOB_ID",
+    "SLURM_JOB_START_TIME",
+    "SLURM_JOB_END_TIME",
+    "EMERGENCE_PLATFORM",
+)
 
 
 @pytest.fixture
@@ -106,8 +116,13 @@ def test_the_result_is_frozen(clean_env):
 def test_process_start_time_is_when_the_process_started_not_when_asked():
     code = "import time; time.sleep(1.5); from emergence.platforms import process_start_time as t; print(t())"
     launched = time.time()
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+    )
     assert abs(float(out.stdout) - launched) < 1.2
 
 
@@ -122,15 +137,38 @@ def _types(callbacks):
 SURVIVE = ["OnExceptionCheckpointCallback", "AtexitCheckpointCallback"]
 
 
-@pytest.mark.parametrize("name, expected", [
-    ("kaggle", ["KaggleTimeoutCallback", "CheckpointCallback", "LogThrottleCallback", "ArtifactExportCallback",
-                *SURVIVE, "FinalizeCallback", "SignalCheckpointCallback"]),
-    ("colab", ["CheckpointCallback", "LogThrottleCallback", "ArtifactExportCallback", *SURVIVE,
-               "SignalCheckpointCallback"]),
-    ("slurm", ["CheckpointCallback", "LogThrottleCallback", *SURVIVE, "SignalCheckpointCallback"]),
-    ("local", ["CheckpointCallback", "LogThrottleCallback", "OnExceptionCheckpointCallback",
-               "SignalCheckpointCallback"]),
-])
+@pytest.mark.parametrize(
+    "name, expected",
+    [
+        (
+            "kaggle",
+            [
+                "KaggleTimeoutCallback",
+                "CheckpointCallback",
+                "LogThrottleCallback",
+                "ArtifactExportCallback",
+                *SURVIVE,
+                "FinalizeCallback",
+                "SignalCheckpointCallback",
+            ],
+        ),
+        (
+            "colab",
+            [
+                "CheckpointCallback",
+                "LogThrottleCallback",
+                "ArtifactExportCallback",
+                *SURVIVE,
+                "SignalCheckpointCallback",
+            ],
+        ),
+        ("slurm", ["CheckpointCallback", "LogThrottleCallback", *SURVIVE, "SignalCheckpointCallback"]),
+        (
+            "local",
+            ["CheckpointCallback", "LogThrottleCallback", "OnExceptionCheckpointCallback", "SignalCheckpointCallback"],
+        ),
+    ],
+)
 def test_each_platform_preset_in_its_order_with_the_signal_callback_last(clean_env, name, expected):
     assert _types(for_platform(name)) == expected
 
@@ -153,20 +191,34 @@ def test_slurm_gets_a_time_budget_when_the_job_has_an_end_time(clean_env):
 def test_overrides_merge_arguments_replace_callbacks_drop_entries_and_add_new_ones(clean_env):
     mine = SignalCheckpointCallback(exit_process=False)
     marker = Callback()
-    callbacks = for_platform("local", checkpoint=dict(every_n_steps=50, every_n_seconds=None), logging=None,
-                             signal=mine, time_budget=dict(max_duration=3600), extra=[marker])
-    assert _types(callbacks) == ["TimeBudgetCallback", "CheckpointCallback", "OnExceptionCheckpointCallback",
-                                 "Callback", "SignalCheckpointCallback"]
+    callbacks = for_platform(
+        "local",
+        checkpoint=dict(every_n_steps=50, every_n_seconds=None),
+        logging=None,
+        signal=mine,
+        time_budget=dict(max_duration=3600),
+        extra=[marker],
+    )
+    assert _types(callbacks) == [
+        "TimeBudgetCallback",
+        "CheckpointCallback",
+        "OnExceptionCheckpointCallback",
+        "Callback",
+        "SignalCheckpointCallback",
+    ]
     checkpoint = callbacks[1]
     assert (checkpoint.every_n_steps, checkpoint.every_n_seconds, checkpoint.keep_last) == (50, None, 5)
     assert callbacks[-1] is mine and callbacks[-2] is marker and callbacks[0].max_duration == 3600
 
 
-@pytest.mark.parametrize("call, message", [
-    (lambda: for_platform("aws"), "unknown platform 'aws'; use one of local, kaggle"),
-    (lambda: for_platform("local", checkpoints=None), "unknown preset entry 'checkpoints'; use one of time_budget"),
-    (lambda: for_platform("local", checkpoint=5), "checkpoint= takes a dict of arguments, a Callback or None"),
-])
+@pytest.mark.parametrize(
+    "call, message",
+    [
+        (lambda: for_platform("aws"), "unknown platform 'aws'; use one of local, kaggle"),
+        (lambda: for_platform("local", checkpoints=None), "unknown preset entry 'checkpoints'; use one of time_budget"),
+        (lambda: for_platform("local", checkpoint=5), "checkpoint= takes a dict of arguments, a Callback or None"),
+    ],
+)
 def test_bad_preset_requests_are_one_line_errors(clean_env, call, message):
     with pytest.raises(ValueError, match=message):
         call()
@@ -177,8 +229,13 @@ def test_the_kaggle_preset_trains_end_to_end_against_a_fake_kaggle_root(clean_en
     (root / "working").mkdir(parents=True)
     clean_env.setenv("EMERGENCE_KAGGLE_ROOT", str(root))
     handler = signal.getsignal(signal.SIGTERM)
-    trainer = Trainer(toy_task(), for_platform(checkpoint=dict(every_n_steps=5)), max_steps=12,
-                      run_dir=root / "working" / "run", resume=None)
+    trainer = Trainer(
+        toy_task(),
+        for_platform(checkpoint=dict(every_n_steps=5)),
+        max_steps=12,
+        run_dir=root / "working" / "run",
+        resume=None,
+    )
     trainer.fit()
     assert trainer.stop_reason == "max_steps" and signal.getsignal(signal.SIGTERM) is handler
     read_checkpoint(root / "working" / "run" / "checkpoints" / "final_step_12.safetensors")

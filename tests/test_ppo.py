@@ -1,6 +1,7 @@
 """The PPO learner keeps its promises: pure, deterministic updates; masked dead slots;
 children inherit mutated heads; named eval metrics. That the quick preset learns is
 tests/test_cli_train.py's slow test, through the command the README runs."""
+
 import dataclasses
 import json
 
@@ -10,17 +11,24 @@ import numpy as np
 import optax
 import pytest
 
+from emergence.envs import EnvParams, observe
 from emergence.lab.agents import PPOConfig, PPOTask, random_policy_metrics, run_episodes
 from emergence.lab.agents.evolution import behaviour_similarity, inherit, weight_diversity
-from emergence.lab.agents.ppo import EVAL_SALT, Batch, gae, ppo_loss
-from emergence.envs import EnvParams, observe
 from emergence.lab.agents.networks import policy
+from emergence.lab.agents.ppo import EVAL_SALT, Batch, gae, ppo_loss
 from emergence.lab.tracking import policy_probe
 
 TINY = PPOConfig(
     env=EnvParams(grid_size=8, max_agents=8, initial_agents=4, num_food=6, view_radius=1, max_steps=40),
-    num_envs=4, rollout_len=8, num_epochs=2, num_minibatches=2, hidden_sizes=(16,), eval_envs=2,
-    eval_steps=10, mutation_std=0.05)
+    num_envs=4,
+    rollout_len=8,
+    num_epochs=2,
+    num_minibatches=2,
+    hidden_sizes=(16,),
+    eval_envs=2,
+    eval_steps=10,
+    mutation_std=0.05,
+)
 EVAL_KEYS = {"eval/mean_return", "eval/food_per_agent_step", "eval/population", "eval/lifespan"}
 
 
@@ -53,8 +61,11 @@ def run(task, train_step, steps):
 
 def test_train_step_is_deterministic_and_counts_updates(task, train_step):
     (first, metrics_a), (second, metrics_b) = run(task, train_step, 3), run(task, train_step, 3)
-    leaves = lambda tree: jax.tree.leaves(jax.tree.map(lambda x: jax.random.key_data(x)
-                                                       if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x, tree))
+    leaves = lambda tree: jax.tree.leaves(
+        jax.tree.map(
+            lambda x: jax.random.key_data(x) if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key) else x, tree
+        )
+    )
     for a, b in zip(leaves((first, metrics_a)), leaves((second, metrics_b))):
         np.testing.assert_array_equal(a, b)
     assert int(first.step) == 3 and jax.dtypes.issubdtype(first.rng.dtype, jax.dtypes.prng_key)
@@ -63,9 +74,19 @@ def test_train_step_is_deterministic_and_counts_updates(task, train_step):
 
 def test_metrics_are_finite_scalars(task, train_step):
     _, metrics = run(task, train_step, 1)
-    assert {"loss/total", "loss/policy", "loss/value", "loss/entropy", "env/food_per_agent_step",
-            "env/population", "env/births", "env/deaths", "env/mean_reward", "evolution/weight_diversity",
-            "evolution/behaviour_similarity"} <= set(metrics)
+    assert {
+        "loss/total",
+        "loss/policy",
+        "loss/value",
+        "loss/entropy",
+        "env/food_per_agent_step",
+        "env/population",
+        "env/births",
+        "env/deaths",
+        "env/mean_reward",
+        "evolution/weight_diversity",
+        "evolution/behaviour_similarity",
+    } <= set(metrics)
     for name, value in metrics.items():
         assert value.shape == () and bool(jnp.isfinite(value)), name
 
@@ -73,10 +94,15 @@ def test_metrics_are_finite_scalars(task, train_step):
 def random_batch(key, envs=2, steps=3, slots=5, obs_size=TINY.env.obs_size):
     keys = jax.random.split(key, 7)
     shape = (steps, envs, slots)
-    return Batch(obs=jax.random.normal(keys[0], shape + (obs_size,)), action=jax.random.randint(keys[1], shape, 0, 5),
-                 logp=-jax.random.uniform(keys[2], shape, minval=1.0, maxval=2.0),
-                 value=jax.random.normal(keys[3], shape), advantage=jax.random.normal(keys[4], shape),
-                 target=jax.random.normal(keys[5], shape), mask=jax.random.bernoulli(keys[6], 0.6, shape))
+    return Batch(
+        obs=jax.random.normal(keys[0], shape + (obs_size,)),
+        action=jax.random.randint(keys[1], shape, 0, 5),
+        logp=-jax.random.uniform(keys[2], shape, minval=1.0, maxval=2.0),
+        value=jax.random.normal(keys[3], shape),
+        advantage=jax.random.normal(keys[4], shape),
+        target=jax.random.normal(keys[5], shape),
+        mask=jax.random.bernoulli(keys[6], 0.6, shape),
+    )
 
 
 def test_dead_slots_are_masked_out_of_loss_and_gradients(task):
@@ -86,10 +112,17 @@ def test_dead_slots_are_masked_out_of_loss_and_gradients(task):
     alive = jnp.array([[1, 1, 0, 1, 0], [0, 1, 1, 1, 1]], bool)
     probes = (jax.random.normal(jax.random.key(3), (2, 5, TINY.env.obs_size)), alive)
     junk = random_batch(jax.random.key(4))
-    scrambled = Batch(*[jnp.where(batch.mask.reshape(batch.mask.shape + (1,) * (x.ndim - 3)), x, y)
-                        for x, y in zip(batch[:-1], junk[:-1])], mask=batch.mask)
+    scrambled = Batch(
+        *[
+            jnp.where(batch.mask.reshape(batch.mask.shape + (1,) * (x.ndim - 3)), x, y)
+            for x, y in zip(batch[:-1], junk[:-1])
+        ],
+        mask=batch.mask,
+    )
     scrambled_probes = (jnp.where(alive[..., None], probes[0], 7.0), alive)
-    grad = jax.jit(jax.grad(lambda p, a, b, pr: ppo_loss(task.network, task.hyper(), p, a, b, pr), (0, 1), has_aux=True))
+    grad = jax.jit(
+        jax.grad(lambda p, a, b, pr: ppo_loss(task.network, task.hyper(), p, a, b, pr), (0, 1), has_aux=True)
+    )
     want, want_parts = grad(state.params, heads, batch, probes)
     got, got_parts = grad(state.params, heads, scrambled, scrambled_probes)
     for a, b in zip(jax.tree.leaves((want, want_parts)), jax.tree.leaves((got, got_parts))):
@@ -97,13 +130,19 @@ def test_dead_slots_are_masked_out_of_loss_and_gradients(task):
 
 
 def test_birth_copies_the_parents_head_plus_noise_of_mutation_std():
-    heads = {"w": jax.random.normal(jax.random.key(0), (2, 6, 64, 5)), "b": jax.random.normal(jax.random.key(1), (2, 6, 5))}
+    heads = {
+        "w": jax.random.normal(jax.random.key(0), (2, 6, 64, 5)),
+        "b": jax.random.normal(jax.random.key(1), (2, 6, 5)),
+    }
     born = jnp.zeros((2, 6), bool).at[0, 4].set(True).at[1, 2].set(True)
     parent = jnp.zeros((2, 6), jnp.int32).at[0, 4].set(1).at[1, 2].set(5)
     child = inherit(jax.random.key(2), heads, born, parent, 0.05)
-    noise = np.concatenate([np.concatenate([child["w"][e, s].ravel() - heads["w"][e, p].ravel(),
-                                            child["b"][e, s] - heads["b"][e, p]])
-                            for e, s, p in [(0, 4, 1), (1, 2, 5)]])
+    noise = np.concatenate(
+        [
+            np.concatenate([child["w"][e, s].ravel() - heads["w"][e, p].ravel(), child["b"][e, s] - heads["b"][e, p]])
+            for e, s, p in [(0, 4, 1), (1, 2, 5)]
+        ]
+    )
     assert np.std(noise) == pytest.approx(0.05, rel=0.1) and abs(np.mean(noise)) < 0.01
     for name in heads:
         keep = ~np.asarray(born)
@@ -116,8 +155,9 @@ def test_rollout_births_inherit_head_and_adam_moments(task):
     energy = jnp.where(env.alive, 60, 0).at[0, 0].set(10_000)  # only world 0, slot 0 can breed
     extra = state.extra | {"env": env.replace(energy=energy, food=jnp.zeros_like(env.food))}
     moments = jax.random.normal(jax.random.key(6), state.extra["agent_params"]["w"].shape)
-    extra["agent_opt_state"] = optax.tree_map_params(task.agent_tx, lambda x: moments if x.ndim == 4 else x,
-                                                     extra["agent_opt_state"])
+    extra["agent_opt_state"] = optax.tree_map_params(
+        task.agent_tx, lambda x: moments if x.ndim == 4 else x, extra["agent_opt_state"]
+    )
     after, traj = jax.jit(task.rollout)(jax.random.key(7), state.params, extra)
     children = np.flatnonzero(np.asarray(after["env"].alive[0]) & (np.asarray(after["env"].parent_slot[0]) == 0))
     assert len(children) >= 3 and int(traj.born.sum()) == len(children)
@@ -142,8 +182,9 @@ def test_eval_step_reports_named_metrics_without_touching_state(task):
 
 def test_run_episodes_logs_every_step_for_renderers_and_trackers(task):
     state = task.init_state(jax.random.key(0))
-    log = run_episodes(jax.random.key(1), TINY, state.params, state.extra["agent_params"], mode="sample",
-                       num_envs=3, num_steps=5)
+    log = run_episodes(
+        jax.random.key(1), TINY, state.params, state.extra["agent_params"], mode="sample", num_envs=3, num_steps=5
+    )
     assert log.states.pos.shape == (5, 3, TINY.env.max_agents, 2) and log.actions.shape == (5, 3, TINY.env.max_agents)
     assert log.population.shape == log.food_eaten.shape == (5, 3)
     np.testing.assert_array_equal(log.states.alive[1:].sum(-1), log.population[:-1])
@@ -194,7 +235,7 @@ def test_the_trackers_probe_judges_every_head_with_the_policy_formula(task):
     alive = np.asarray(state.extra["env"].alive)
     slots = alive.shape[1]
     for e, s in [(0, 0), (1, 2)]:
-        head = jax.tree.map(lambda x: x[e:e + 1, s:s + 1], state.extra["agent_params"])
+        head = jax.tree.map(lambda x: x[e : e + 1, s : s + 1], state.extra["agent_params"])
         logits, _, _ = policy(task.network, state.params, head, obs.reshape(-1, 1, 1, obs.shape[-1]))
         want = (jax.nn.softmax(logits[:, 0, 0]) * alive.reshape(-1, 1)).sum(0) * alive[e, s]
         np.testing.assert_allclose(out["action_counts"][e * slots + s], want, rtol=1e-5, atol=1e-5)

@@ -1,4 +1,5 @@
 """RichProgressCallback: short plain lines when stdout is not a terminal, a live bar when it is, and no device syncs."""
+
 from __future__ import annotations
 
 import io
@@ -33,11 +34,15 @@ def plain_console() -> tuple[Console, io.StringIO]:
 
 
 def test_without_a_terminal_it_prints_one_short_line_a_minute_with_rate_eta_budget_checkpoint_and_metrics(
-        scenario, fake_clock):
+    scenario, fake_clock
+):
     console, out = plain_console()  # each call takes a second of fake_clock, which every callback reads
-    callbacks = [TimeBudgetCallback(max_duration=3600.0, start=fake_clock(), clock=fake_clock),
-                 CheckpointCallback(every_n_steps=50), LogThrottleCallback(every_n_steps=25, sinks=[CSVSink()]),
-                 RichProgressCallback(console=console, clock=fake_clock)]
+    callbacks = [
+        TimeBudgetCallback(max_duration=3600.0, start=fake_clock(), clock=fake_clock),
+        CheckpointCallback(every_n_steps=50),
+        LogThrottleCallback(every_n_steps=25, sinks=[CSVSink()]),
+        RichProgressCallback(console=console, clock=fake_clock),
+    ]
     assert scenario.but(max_steps=150, async_checkpoint=False).run(callbacks).exception is None
     lines = out.getvalue().splitlines()
     assert [re.match(r"step (\d+)/", line).group(1) for line in lines] == ["0", "60", "120", "150"]
@@ -87,8 +92,9 @@ def test_a_fit_with_progress_makes_no_host_transfer(scenario, fake_clock, monkey
 @pytest.mark.parametrize("terminal", [False, True])
 def test_per_call_it_never_reads_the_metric_arrays(tmp_path, terminal):
     clock = FakeClock()
-    callback = RichProgressCallback(console=Console(file=io.StringIO(), force_terminal=terminal), clock=clock,
-                                    plain_every_n_seconds=1.0)
+    callback = RichProgressCallback(
+        console=Console(file=io.StringIO(), force_terminal=terminal), clock=clock, plain_every_n_seconds=1.0
+    )
     trainer = Trainer(toy_task(), [callback], max_steps=10, run_dir=tmp_path)
     callback.setup(trainer)
     callback.on_fit_start(trainer)
@@ -98,10 +104,13 @@ def test_per_call_it_never_reads_the_metric_arrays(tmp_path, terminal):
     callback.teardown(trainer)
 
 
-@pytest.mark.parametrize("arguments, message", [
-    (dict(every_n_seconds=0), "every_n_seconds must be positive seconds"),
-    (dict(plain_every_n_seconds=-1.0), "plain_every_n_seconds must be positive seconds"),
-])
+@pytest.mark.parametrize(
+    "arguments, message",
+    [
+        (dict(every_n_seconds=0), "every_n_seconds must be positive seconds"),
+        (dict(plain_every_n_seconds=-1.0), "plain_every_n_seconds must be positive seconds"),
+    ],
+)
 def test_bad_intervals_are_refused_with_one_line(arguments, message):
     with pytest.raises(ValueError, match=message) as error:
         RichProgressCallback(**arguments)

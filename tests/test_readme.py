@@ -1,4 +1,5 @@
 """The README's fifteen lines run as written (shorter, in a temporary run dir), and a second run resumes."""
+
 from __future__ import annotations
 
 import re

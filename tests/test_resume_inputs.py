@@ -1,4 +1,5 @@
 """Resume from other places and refuse bad input before anything on disk changes."""
+
 from __future__ import annotations
 
 import hashlib
@@ -24,8 +25,13 @@ def _snapshot(directory):
 
 
 def _fit(run_dir, max_steps, task=None, **kwargs):
-    trainer = Trainer(task or toy_task(), [CheckpointCallback(every_n_steps=10, keep_last=1)], max_steps=max_steps,
-                      run_dir=run_dir, **kwargs)
+    trainer = Trainer(
+        task or toy_task(),
+        [CheckpointCallback(every_n_steps=10, keep_last=1)],
+        max_steps=max_steps,
+        run_dir=run_dir,
+        **kwargs,
+    )
     trainer.fit()
     return trainer
 
@@ -71,7 +77,10 @@ def test_structural_config_change_is_refused_unless_forced(tmp_path):
     with pytest.raises(IncompatibleCheckpointError, match=r"leaf 'params/params/Dense_0/bias'.*\[16\].*\[8\]"):
         _fit(tmp_path / "run", 20, task=toy_task(hidden=(16,)), force_resume=True)
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
-        "final_step_10.safetensors", "latest.json", "step_10.safetensors"]
+        "final_step_10.safetensors",
+        "latest.json",
+        "step_10.safetensors",
+    ]
 
 
 def test_non_structural_config_change_is_listed_and_allowed(tmp_path, caplog):

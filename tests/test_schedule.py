@@ -1,4 +1,5 @@
 """Every: the one rule for "is it time?", shared by checkpoints, logging, trackers, artifacts and evaluation."""
+
 from __future__ import annotations
 
 import pytest
@@ -46,11 +47,14 @@ def test_metrics_keeps_the_old_import_path():
     assert ReExported is Every
 
 
-@pytest.mark.parametrize("steps, seconds, message", [
-    (0, None, "Thing: every_n_steps must be a positive integer or None, got 0"),
-    (True, None, "Thing: every_n_steps must be a positive integer or None, got True"),
-    (None, -1.0, "Thing: every_n_seconds must be positive seconds or None, got -1.0"),
-])
+@pytest.mark.parametrize(
+    "steps, seconds, message",
+    [
+        (0, None, "Thing: every_n_steps must be a positive integer or None, got 0"),
+        (True, None, "Thing: every_n_steps must be a positive integer or None, got True"),
+        (None, -1.0, "Thing: every_n_seconds must be positive seconds or None, got -1.0"),
+    ],
+)
 def test_bad_intervals_are_one_line_errors(steps, seconds, message):
     with pytest.raises(ValueError, match=message):
         Every(steps, seconds, owner="Thing")

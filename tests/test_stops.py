@@ -1,4 +1,5 @@
 """Stops: one service agrees on a stop on one process at once, and across processes every few calls."""
+
 from __future__ import annotations
 
 import threading
@@ -36,6 +37,7 @@ class World:
             if self.barrier.wait() == 0:
                 self.gathers += 1
             return table
+
         return gather
 
     def together(self, action) -> list:
@@ -94,11 +96,14 @@ def test_the_agreed_reason_is_handed_to_on_agreed_on_every_process():
     assert handed == ["time_budget", "time_budget"]
 
 
-@pytest.mark.parametrize("reason, message", [
-    ("x" * (REASON_BYTES + 1), f"is {REASON_BYTES + 1} bytes of UTF-8 .*at most {REASON_BYTES}: shorten it"),
-    ("", "a stop reason must be a non-empty string"),
-    (3, "a stop reason must be a non-empty string"),
-])
+@pytest.mark.parametrize(
+    "reason, message",
+    [
+        ("x" * (REASON_BYTES + 1), f"is {REASON_BYTES + 1} bytes of UTF-8 .*at most {REASON_BYTES}: shorten it"),
+        ("", "a stop reason must be a non-empty string"),
+        (3, "a stop reason must be a non-empty string"),
+    ],
+)
 def test_a_reason_the_processes_cannot_carry_is_a_one_line_error(reason, message):
     with pytest.raises(ValueError, match=message):
         Stops().propose(reason)

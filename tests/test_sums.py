@@ -1,4 +1,5 @@
 """emergence.sums: what FinalizeCallback writes is what `emergence kaggle download` checks, odd names included."""
+
 from __future__ import annotations
 
 import shutil

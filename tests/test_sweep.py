@@ -2,6 +2,7 @@
 written), run i of the vmapped sweep computes what its config computes alone, the long-form metrics.csv
 survives resumes, and the report's numbers are what metrics.csv says. The CLI end to end (run i against
 `emergence train`, export, SIGKILL + resume) is tests/test_sweep_cli.py (slow)."""
+
 from __future__ import annotations
 
 import csv
@@ -11,13 +12,13 @@ import jax
 import numpy as np
 import pytest
 
+from emergence.callbacks import TrackerCallback
 from emergence.checkpoint import flatten_to_host, read_checkpoint, write_checkpoint
 from emergence.cli import main
+from emergence.cli.usage import UsageError
 from emergence.lab.agents import PPOTask
 from emergence.lab.cli.train import parse_config
-from emergence.callbacks import TrackerCallback
 from emergence.lab.run import callbacks, sweep_task
-from emergence.cli.usage import UsageError
 from emergence.lab.sweep.grid import parse_grid
 from emergence.lab.sweep.memory import check_fits, device_limit, step_bytes
 from emergence.lab.sweep.report import BOOTSTRAP, T_975, report_lines, write_report
@@ -25,10 +26,34 @@ from emergence.lab.sweep.sinks import LongCSVSink, read_long_csv
 from emergence.metrics import SinkStart
 from emergence.parallel.export import seed_checkpoint
 
-TINY = ["--platform", "local", "--env.grid-size", "6", "--env.max-agents", "6", "--env.initial-agents", "3",
-        "--env.num-food", "5", "--env.view-radius", "1", "--ppo.rollout-len", "4", "--ppo.num-epochs", "1",
-        "--ppo.num-minibatches", "1", "--ppo.hidden-sizes", "8", "--ppo.eval-envs", "2", "--ppo.eval-steps", "8",
-        "--train.num-envs", "2"]
+TINY = [
+    "--platform",
+    "local",
+    "--env.grid-size",
+    "6",
+    "--env.max-agents",
+    "6",
+    "--env.initial-agents",
+    "3",
+    "--env.num-food",
+    "5",
+    "--env.view-radius",
+    "1",
+    "--ppo.rollout-len",
+    "4",
+    "--ppo.num-epochs",
+    "1",
+    "--ppo.num-minibatches",
+    "1",
+    "--ppo.hidden-sizes",
+    "8",
+    "--ppo.eval-envs",
+    "2",
+    "--ppo.eval-steps",
+    "8",
+    "--train.num-envs",
+    "2",
+]
 GRID = ["--sweep.grid", "diversity_bonus=0,0.05", "--sweep.grid", "niche_pressure=0,0.05", "--sweep.seeds", "2"]
 
 
@@ -50,22 +75,28 @@ def test_runs_are_the_grid_product_with_seeds_innermost_and_named_by_their_value
     assert runs[11].name == "diversity_bonus=0.05,lr=0.0001,seed=8"
 
 
-@pytest.mark.parametrize("args, says", [
-    (["--sweep.grid", "num_envs=2,4"], "--sweep.grid num_envs: train.num_envs changes the state's shapes, so it "
-                                       "cannot vary within one sweep; set it with --train.num-envs"),
-    (["--sweep.grid", "hidden_sizes=8,16"], "ppo.hidden_sizes changes the state's shapes"),
-    (["--sweep.grid", "env.grid_size=6,8"], "env.grid_size changes the state's shapes"),
-    (["--sweep.grid", "total_steps=8,16"], "train.total_steps is fixed for the whole compiled program"),
-    (["--sweep.grid", "bogus=1,2"], "--sweep.grid bogus: unknown config key 'bogus'"),
-    (["--sweep.grid", "diversity_bonus="], "--sweep.grid diversity_bonus= has no values"),
-    (["--sweep.grid", "diversity_bonus"], "--sweep.grid takes KEY=V1,V2,..."),
-    (["--sweep.grid", "diversity_bonus=0,high"], "--sweep.grid diversity_bonus: 'high' is not a number"),
-    (["--sweep.grid", "lr=1e-3", "--sweep.grid", "ppo.lr=1e-4"], "ppo.lr is already in the grid"),
-    (["--sweep.seeds", "0"], "--sweep.seeds must be a positive count of seeds per grid point, got 0"),
-    (["--sweep.seeds", "two"], "--sweep.seeds must be a positive count of seeds per grid point, got 'two'"),
-    (["--sweep.seeds"], "--sweep.seeds needs a value"),
-    (["--sweep.strategy", "pmap"], "--sweep.strategy must be auto, vmap or map, got 'pmap'"),
-])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        (
+            ["--sweep.grid", "num_envs=2,4"],
+            "--sweep.grid num_envs: train.num_envs changes the state's shapes, so it "
+            "cannot vary within one sweep; set it with --train.num-envs",
+        ),
+        (["--sweep.grid", "hidden_sizes=8,16"], "ppo.hidden_sizes changes the state's shapes"),
+        (["--sweep.grid", "env.grid_size=6,8"], "env.grid_size changes the state's shapes"),
+        (["--sweep.grid", "total_steps=8,16"], "train.total_steps is fixed for the whole compiled program"),
+        (["--sweep.grid", "bogus=1,2"], "--sweep.grid bogus: unknown config key 'bogus'"),
+        (["--sweep.grid", "diversity_bonus="], "--sweep.grid diversity_bonus= has no values"),
+        (["--sweep.grid", "diversity_bonus"], "--sweep.grid takes KEY=V1,V2,..."),
+        (["--sweep.grid", "diversity_bonus=0,high"], "--sweep.grid diversity_bonus: 'high' is not a number"),
+        (["--sweep.grid", "lr=1e-3", "--sweep.grid", "ppo.lr=1e-4"], "ppo.lr is already in the grid"),
+        (["--sweep.seeds", "0"], "--sweep.seeds must be a positive count of seeds per grid point, got 0"),
+        (["--sweep.seeds", "two"], "--sweep.seeds must be a positive count of seeds per grid point, got 'two'"),
+        (["--sweep.seeds"], "--sweep.seeds needs a value"),
+        (["--sweep.strategy", "pmap"], "--sweep.strategy must be auto, vmap or map, got 'pmap'"),
+    ],
+)
 def test_a_bad_sweep_is_one_line_exit_2_and_writes_nothing(capsys, tmp_path, args, says):
     run_dir = tmp_path / "run"
     assert main(["sweep", *TINY, "--train.run-dir", str(run_dir), *args]) == 2
@@ -81,12 +112,17 @@ def _fake_checkpoint(run_dir, config):
     return sorted((p.name, p.stat().st_mtime_ns) for p in path.parent.iterdir())
 
 
-@pytest.mark.parametrize("saved, says", [
-    ({"sweep": {"grid": {"evolution.diversity_bonus": [0.0, 0.1]}, "seeds": 2}, "runs": [{"seed": 0}] * 4},
-     "belongs to another sweep (grid evolution.diversity_bonus=0,0.1, seeds [0, 0, 0, 0]; this command asks for "
-     "grid evolution.diversity_bonus=0,0.05 evolution.niche_pressure=0,0.05, seeds [0, 1, 0, 1, 0, 1, 0, 1])"),
-    ({"num_envs": 2}, "is a single run's checkpoint, not a sweep's"),
-])
+@pytest.mark.parametrize(
+    "saved, says",
+    [
+        (
+            {"sweep": {"grid": {"evolution.diversity_bonus": [0.0, 0.1]}, "seeds": 2}, "runs": [{"seed": 0}] * 4},
+            "belongs to another sweep (grid evolution.diversity_bonus=0,0.1, seeds [0, 0, 0, 0]; this command asks for "
+            "grid evolution.diversity_bonus=0,0.05 evolution.niche_pressure=0,0.05, seeds [0, 1, 0, 1, 0, 1, 0, 1])",
+        ),
+        ({"num_envs": 2}, "is a single run's checkpoint, not a sweep's"),
+    ],
+)
 def test_resuming_another_sweep_or_a_single_run_is_one_line_and_touches_nothing(capsys, tmp_path, saved, says):
     before = _fake_checkpoint(tmp_path, saved)
     assert main(["sweep", *TINY, "--train.run-dir", str(tmp_path), *GRID]) == 2
@@ -133,8 +169,10 @@ def test_long_csv_has_a_row_per_run_per_step_merges_a_step_and_is_cut_back_on_re
     sink.close()
     header, rows = read_long_csv(tmp_path / "metrics.csv")
     assert header == ["run", "diversity_bonus", "seed", "step", "loss", "eval/food"]
-    assert [(r["run"], r["step"], r["loss"], r["eval/food"]) for r in rows][-2:] == [("0", "6", "6.0", ""),
-                                                                                     ("1", "6", "7.0", "0.5")]
+    assert [(r["run"], r["step"], r["loss"], r["eval/food"]) for r in rows][-2:] == [
+        ("0", "6", "6.0", ""),
+        ("1", "6", "7.0", "0.5"),
+    ]
     assert rows[1]["diversity_bonus"] == "0.05" and len(rows) == 6
     with open(tmp_path / "metrics.csv", "a") as handle:
         handle.write("0,0.0,0,8,8")  # a torn line, as a SIGKILL leaves it
@@ -143,8 +181,14 @@ def test_long_csv_has_a_row_per_run_per_step_merges_a_step_and_is_cut_back_on_re
     _long_rows(resumed, 6, 2, 60.0)
     resumed.close()
     rows = read_long_csv(tmp_path / "metrics.csv")[1]
-    assert [(r["step"], r["loss"]) for r in rows] == [("2", "2.0"), ("2", "3.0"), ("4", "4.0"), ("4", "5.0"),
-                                                      ("6", "60.0"), ("6", "61.0")]
+    assert [(r["step"], r["loss"]) for r in rows] == [
+        ("2", "2.0"),
+        ("2", "3.0"),
+        ("4", "4.0"),
+        ("4", "5.0"),
+        ("6", "60.0"),
+        ("6", "61.0"),
+    ]
 
 
 def test_report_numbers_are_recomputed_from_metrics_csv(tmp_path):
@@ -159,9 +203,14 @@ def test_report_numbers_are_recomputed_from_metrics_csv(tmp_path):
     written = write_report(tmp_path)
     assert [p.name for p in written] == ["report.md", "report.csv", "sweep_curves.png"] and written[2].stat().st_size
     rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
-    final = {(float(r["diversity_bonus"]), "env/population"): [
-        float(x["env/population"]) for x in rows if x["diversity_bonus"] == r["diversity_bonus"] and x["step"] == "3"]
-        for r in rows}
+    final = {
+        (float(r["diversity_bonus"]), "env/population"): [
+            float(x["env/population"])
+            for x in rows
+            if x["diversity_bonus"] == r["diversity_bonus"] and x["step"] == "3"
+        ]
+        for r in rows
+    }
     lines = {(line.config, line.metric): line for line in report_lines(tmp_path / "metrics.csv")}
     base, other = final[0.0, "env/population"], final[0.1, "env/population"]
     line = lines["diversity_bonus=0.1", "env/population"]
@@ -201,19 +250,24 @@ def test_a_run_with_evolution_switched_off_is_the_config_without_evolution_alone
 
 
 def test_switching_evolution_needs_it_on_and_takes_only_on_or_off(capsys, tmp_path):
-    for args, says in [(["--evolution.no-enabled", "--sweep.grid", "evolution=0,1"], "leave --evolution.enabled on"),
-                       (["--sweep.grid", "evolution=0,0.5"], "'0.5' is not on or off")]:
+    for args, says in [
+        (["--evolution.no-enabled", "--sweep.grid", "evolution=0,1"], "leave --evolution.enabled on"),
+        (["--sweep.grid", "evolution=0,0.5"], "'0.5' is not on or off"),
+    ]:
         assert main(["sweep", *TINY, "--train.run-dir", str(tmp_path / "run"), *args]) == 2
         err = capsys.readouterr().err.strip()
         assert len(err.splitlines()) == 1 and says in err, err
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize("args, says", [
-    ([], "emergence report takes one argument: the run dir of a sweep"),
-    (["{tmp}/nothing"], "nothing has no metrics.csv; pass the --train.run-dir of a sweep"),
-    (["{tmp}/single"], "is not a sweep's long-form metrics CSV"),
-])
+@pytest.mark.parametrize(
+    "args, says",
+    [
+        ([], "emergence report takes one argument: the run dir of a sweep"),
+        (["{tmp}/nothing"], "nothing has no metrics.csv; pass the --train.run-dir of a sweep"),
+        (["{tmp}/single"], "is not a sweep's long-form metrics CSV"),
+    ],
+)
 def test_a_bad_report_is_one_line_exit_2_and_writes_nothing(capsys, tmp_path, args, says):
     (tmp_path / "single").mkdir()
     (tmp_path / "single" / "metrics.csv").write_text("step,loss\n1,0.5\n")
@@ -230,8 +284,11 @@ def test_a_sweep_larger_than_the_device_is_refused_with_the_run_count_that_fits(
     assert needed > 0
     check_fits(task, limit=2 * needed)  # fits: no error
     check_fits(task, limit=None if device_limit() is None else 10 * needed)  # a CPU reports no limit: not checked
-    with pytest.raises(UsageError, match=r"this sweep of 4 runs needs about .* GiB on the device, which has .* GiB: "
-                                         r"at most 2 runs fit; use fewer --sweep.grid values or --sweep.seeds"):
+    with pytest.raises(
+        UsageError,
+        match=r"this sweep of 4 runs needs about .* GiB on the device, which has .* GiB: "
+        r"at most 2 runs fit; use fewer --sweep.grid values or --sweep.seeds",
+    ):
         check_fits(task, limit=int(needed * 0.6 / 0.9), needed=needed)
 
 
@@ -239,8 +296,12 @@ def test_every_run_of_a_sweep_has_its_own_trackers_fed_by_its_metrics_and_probe_
     config = parse_config([*TINY, "--train.track-interval", "8"])
     task = sweep_task(config, parse_grid(config, ["evolution=0,1"], 1), "vmap")
     trackers = next(cb for cb in callbacks(config, "local", task) if isinstance(cb, TrackerCallback))
-    assert [t.name for t in trackers.trackers] == ["emergence/run_0", "specialization/run_0", "emergence/run_1",
-                                                   "specialization/run_1"]
+    assert [t.name for t in trackers.trackers] == [
+        "emergence/run_0",
+        "specialization/run_0",
+        "emergence/run_1",
+        "specialization/run_1",
+    ]
     state, metrics = jax.jit(task.train_step)(task.init_state(jax.random.key(0)))
     values = jax.device_get(metrics | jax.jit(trackers.probe)(state))
     for tracker in trackers.trackers:
@@ -249,20 +310,39 @@ def test_every_run_of_a_sweep_has_its_own_trackers_fed_by_its_metrics_and_probe_
     assert off.value_list("weight_divergence")[-1] == pytest.approx(0.0)  # evolution off: the heads do not act
     assert on.value_list("weight_divergence")[-1] > 0.0
     assert trackers.trackers[0].history.value_list("population")[-1] == pytest.approx(
-        float(values["env/population/run_0"]))
+        float(values["env/population/run_0"])
+    )
 
 
 def _fake_sweep(tmp_path):
-    runs = [{"name": f"diversity_bonus={b:g},seed={s}", "values": {"evolution.diversity_bonus": b}, "seed": s,
-             "config": {"diversity_bonus": b}} for b in (0.0, 0.05) for s in (0, 1)]
+    runs = [
+        {
+            "name": f"diversity_bonus={b:g},seed={s}",
+            "values": {"evolution.diversity_bonus": b},
+            "seed": s,
+            "config": {"diversity_bonus": b},
+        }
+        for b in (0.0, 0.05)
+        for s in (0, 1)
+    ]
     path = tmp_path / "sweep.safetensors"
-    write_checkpoint(path, {"step": np.array([3, 3, 3, 3]), "w": np.arange(4.0)},
-                     {"step": 3, "kind": "final", "config": {"num_seeds": 4, "task": {}, "runs": runs}})
+    write_checkpoint(
+        path,
+        {"step": np.array([3, 3, 3, 3]), "w": np.arange(4.0)},
+        {"step": 3, "kind": "final", "config": {"num_seeds": 4, "task": {}, "runs": runs}},
+    )
     return path
 
 
-@pytest.mark.parametrize("spec, index", [("2", 2), ("diversity_bonus=0.05,seed=0", 2),
-                                         ("evolution.diversity_bonus=0.05,seed=1", 3), ("seed=1,diversity_bonus=0", 1)])
+@pytest.mark.parametrize(
+    "spec, index",
+    [
+        ("2", 2),
+        ("diversity_bonus=0.05,seed=0", 2),
+        ("evolution.diversity_bonus=0.05,seed=1", 3),
+        ("seed=1,diversity_bonus=0", 1),
+    ],
+)
 def test_export_run_by_index_or_by_its_values(tmp_path, capsys, spec, index):
     out = tmp_path / "out.safetensors"
     assert main(["ckpt", "export", "--run", spec, str(_fake_sweep(tmp_path)), str(out)]) == 0
@@ -271,11 +351,19 @@ def test_export_run_by_index_or_by_its_values(tmp_path, capsys, spec, index):
     assert exported.manifest["config"] == {"diversity_bonus": 0.05 if index >= 2 else 0.0}
 
 
-@pytest.mark.parametrize("spec, says", [
-    ("diversity_bonus=0.05", "--run diversity_bonus=0.05 matches 2 runs of sweep.safetensors, not one; its runs are: "
-                             "diversity_bonus=0,seed=0; diversity_bonus=0,seed=1"),
-    ("lr=1", "matches 0 runs"), ("abc", "--run takes an index or key=value pairs"), ("4", "--run 4 is out of range"),
-])
+@pytest.mark.parametrize(
+    "spec, says",
+    [
+        (
+            "diversity_bonus=0.05",
+            "--run diversity_bonus=0.05 matches 2 runs of sweep.safetensors, not one; its runs are: "
+            "diversity_bonus=0,seed=0; diversity_bonus=0,seed=1",
+        ),
+        ("lr=1", "matches 0 runs"),
+        ("abc", "--run takes an index or key=value pairs"),
+        ("4", "--run 4 is out of range"),
+    ],
+)
 def test_a_bad_export_run_is_one_line_and_writes_nothing(tmp_path, capsys, spec, says):
     out = tmp_path / "out.safetensors"
     assert main(["ckpt", "export", "--run", spec, str(_fake_sweep(tmp_path)), str(out)]) == 2

@@ -2,6 +2,7 @@
 seeds writes long-form metrics, a TensorBoard dir per run and the report; run i matches the same config trained
 alone with `emergence train`; `ckpt export --run i` resumes alone and `eval` takes it; SIGKILL or SIGTERM and
 resume end bitwise equal to the straight sweep (`emergence ckpt diff`)."""
+
 from __future__ import annotations
 
 import csv
@@ -21,8 +22,16 @@ from tests.test_sweep import GRID, TINY
 
 pytestmark = pytest.mark.slow
 
-LENGTH = ["--train.total-steps", "96", "--train.save-interval", "32", "--train.eval-interval", "48",
-          "--train.log-interval", "16"]
+LENGTH = [
+    "--train.total-steps",
+    "96",
+    "--train.save-interval",
+    "32",
+    "--train.eval-interval",
+    "48",
+    "--train.log-interval",
+    "16",
+]
 """12 updates of 8 env steps per run: periodic saves at 4, 8, 12; evaluations at 6 and 12; rows every 2."""
 FINAL = "final_step_12.safetensors"
 
@@ -40,15 +49,17 @@ def test_a_sweep_writes_long_metrics_a_tensorboard_dir_per_run_and_the_report(st
     assert "8 runs (4 grid points x 2 seeds) in one program (map)" in out and "report: " in out
     rows = list(csv.DictReader(open(run_dir / "metrics.csv")))
     assert list(rows[0])[:5] == ["run", "diversity_bonus", "niche_pressure", "seed", "step"]
-    assert sorted({(r["run"], r["step"]) for r in rows}) == sorted((str(i), str(s)) for i in range(8)
-                                                                   for s in range(2, 13, 2))
+    assert sorted({(r["run"], r["step"]) for r in rows}) == sorted(
+        (str(i), str(s)) for i in range(8) for s in range(2, 13, 2)
+    )
     names = sorted(p.name for p in (run_dir / "tensorboard").iterdir())
     assert len(names) == 8 and "diversity_bonus=0.05,niche_pressure=0,seed=1" in names
     final = {}
     for row in rows:
         if row["eval/food_per_agent_step"]:
-            final.setdefault((row["diversity_bonus"], row["niche_pressure"]), {})[row["seed"]] = \
-                float(row["eval/food_per_agent_step"])  # the last eval of each run wins
+            final.setdefault((row["diversity_bonus"], row["niche_pressure"]), {})[row["seed"]] = float(
+                row["eval/food_per_agent_step"]
+            )  # the last eval of each run wins
     table = {(r["config"], r["metric"]): r for r in csv.DictReader(open(run_dir / "report.csv"))}
     line = table["diversity_bonus=0.05,niche_pressure=0", "eval/food_per_agent_step"]
     values, base = list(final["0.05", "0.0"].values()), list(final["0.0", "0.0"].values())
@@ -63,8 +74,9 @@ def test_run_i_matches_its_config_trained_alone_and_its_export_resumes_alone(str
     bitwise equal. Under `vmap` float tolerance only: batched matmuls reduce in another order (seen: 1.5e-8)."""
     run_dir, _ = straight
     exported = tmp_path / "run5" / "checkpoints" / "step_12.safetensors"
-    code, out, err = finish(emergence("ckpt", "export", "--run", "5", str(run_dir / "checkpoints" / FINAL),
-                                      str(exported)))
+    code, out, err = finish(
+        emergence("ckpt", "export", "--run", "5", str(run_dir / "checkpoints" / FINAL), str(exported))
+    )
     assert code == 0 and "run 5" in out, err
     values = ["--evolution.diversity-bonus", "0.05", "--evolution.niche-pressure", "0", "--train.seed", "1"]
     alone_dir = tmp_path / "alone"
@@ -77,8 +89,18 @@ def test_run_i_matches_its_config_trained_alone_and_its_export_resumes_alone(str
     assert not far, far
     if "in one program (map)" in straight[1]:
         assert all(np.array_equal(mine.arrays[n], a) for n, a in alone.arrays.items())
-    code, out, err = finish(emergence("train", *TINY, *values, *LENGTH[:2], "--train.total-steps", "112",
-                                      "--train.run-dir", str(tmp_path / "run5")))
+    code, out, err = finish(
+        emergence(
+            "train",
+            *TINY,
+            *values,
+            *LENGTH[:2],
+            "--train.total-steps",
+            "112",
+            "--train.run-dir",
+            str(tmp_path / "run5"),
+        )
+    )
     assert code == 0 and "stopped: max_steps at update 14" in out and "config changed" not in err, err[-3000:]
     code, out, err = finish(emergence("eval", str(exported)))
     assert code == 0, err[-3000:]
@@ -102,8 +124,19 @@ def test_a_killed_sweep_resumed_ends_bitwise_equal_to_the_straight_one(straight,
         assert code == -signal.SIGKILL
     code, out, err = finish(emergence("sweep", *flags, "--train.resume-from", "auto"))
     assert code == 0, err[-3000:]
-    diff = subprocess.run([sys.executable, "-m", "emergence.cli", "ckpt", "diff", str(run_dir / "checkpoints" / FINAL),
-                           str(tmp_path / "checkpoints" / FINAL)], capture_output=True, text=True)
+    diff = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "emergence.cli",
+            "ckpt",
+            "diff",
+            str(run_dir / "checkpoints" / FINAL),
+            str(tmp_path / "checkpoints" / FINAL),
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert diff.returncode == 0, diff.stdout + diff.stderr
     straight_rows = [r for r in csv.DictReader(open(run_dir / "metrics.csv"))]
     resumed_rows = [r for r in csv.DictReader(open(tmp_path / "metrics.csv"))]
@@ -118,8 +151,12 @@ def test_the_kaggle_notebook_runs_a_sweep_and_shows_its_report(tmp_path):
     run = execute_notebook(_fake_root(tmp_path), total_steps=_updates(4), sweep=sweep)
     assert "update 4 of 4 = 32 env steps per run" in run.text(4)
     rows = list(csv.DictReader(open(run.working / "metrics.csv")))
-    assert {(r["run"], r["diversity_bonus"], r["seed"]) for r in rows} == {("0", "0.0", "0"), ("1", "0.0", "1"),
-                                                                          ("2", "0.05", "0"), ("3", "0.05", "1")}
+    assert {(r["run"], r["diversity_bonus"], r["seed"]) for r in rows} == {
+        ("0", "0.0", "0"),
+        ("1", "0.0", "1"),
+        ("2", "0.05", "0"),
+        ("3", "0.05", "1"),
+    }
     assert (run.working / "report.md").exists() and (run.working / "sweep_curves.png").exists()
     assert any("text/markdown" in out.get("data", {}) for out in run.outputs(5))  # the report, shown inline
     assert "files verified" in run.text(6)

@@ -1,4 +1,5 @@
 """The callback test kit itself: the scenario's scripted events, what its outcome reports, the pytest plugin."""
+
 from __future__ import annotations
 
 import logging
@@ -55,8 +56,16 @@ def test_a_clock_jump_reaches_the_callback_under_test(scenario):
 
 def test_hooks_are_reported_in_firing_order_with_their_arguments(scenario):
     outcome = scenario.but(max_steps=3).run([CheckpointCallback(every_n_steps=2)])
-    assert outcome.hook_names() == ["setup", "on_fit_start", "on_before_save_checkpoint", "on_save_checkpoint",
-                                    "on_fit_end", "on_before_save_checkpoint", "on_save_checkpoint", "teardown"]
+    assert outcome.hook_names() == [
+        "setup",
+        "on_fit_start",
+        "on_before_save_checkpoint",
+        "on_save_checkpoint",
+        "on_fit_end",
+        "on_before_save_checkpoint",
+        "on_save_checkpoint",
+        "teardown",
+    ]
     assert [c.step for c in outcome.hooks if c.hook == "on_train_call_end"] == [1, 2, 3]
     assert outcome.hooks[-2].arg.path.name == "final_step_3.safetensors"
     assert "metrics.csv" not in outcome.files and "checkpoints/latest.json" in outcome.files
@@ -71,7 +80,8 @@ def test_a_signal_at_step_k_is_a_real_signal(scenario):
 def test_a_signal_nothing_handles_is_refused_instead_of_ending_the_test_run(scenario):
     outcome = scenario.signal_at(3, signal.SIGUSR1).run([])
     assert isinstance(outcome.exception, RuntimeError) and "nothing in this process handles SIGUSR1" in str(
-        outcome.exception)
+        outcome.exception
+    )
 
 
 def test_a_stop_at_step_k_ends_a_run_without_max_steps_and_without_the_no_stop_warning(scenario, caplog, monkeypatch):

@@ -1,8 +1,9 @@
 """Promise 4: the run stops itself with a final checkpoint before the wall, from measured call and save times."""
+
 from __future__ import annotations
 
-import logging
 import json
+import logging
 import re
 from collections import deque
 
@@ -10,8 +11,14 @@ import jax
 import pytest
 
 from emergence import Callback, Trainer
-from emergence.callbacks import (AtexitCheckpointCallback, CheckpointCallback, KaggleTimeoutCallback,
-                                 OnExceptionCheckpointCallback, SignalCheckpointCallback, TimeBudgetCallback)
+from emergence.callbacks import (
+    AtexitCheckpointCallback,
+    CheckpointCallback,
+    KaggleTimeoutCallback,
+    OnExceptionCheckpointCallback,
+    SignalCheckpointCallback,
+    TimeBudgetCallback,
+)
 from emergence.checkpoint import list_checkpoints, read_checkpoint
 from emergence.platforms import process_start_time
 from emergence.testing import FakeClock, toy_task
@@ -28,8 +35,21 @@ def test_a_20_second_budget_ends_with_a_durable_final_checkpoint_close_to_the_wa
     runs ahead of the device and host time between hooks says nothing.)
     """
     budget, margin = 20.0, 2.0
-    done = run_child(tmp_path / "run", 100_000, "--callbacks", "budget,checkpoint", "--every", "5",
-                     "--budget", str(budget), "--margin", str(margin), "--work-seconds", "0.5", timeout=60)
+    done = run_child(
+        tmp_path / "run",
+        100_000,
+        "--callbacks",
+        "budget,checkpoint",
+        "--every",
+        "5",
+        "--budget",
+        str(budget),
+        "--margin",
+        str(margin),
+        "--work-seconds",
+        "0.5",
+        timeout=60,
+    )
     assert done.returncode == 0 and done.lines[-1] == "fit returned time_budget", done.stderr
     started = float(next(line for line in done.lines if line.startswith("budget from")).split()[2])
     final = [line.split() for line in done.lines if line.startswith("saved final_step_")]
@@ -37,8 +57,9 @@ def test_a_20_second_budget_ends_with_a_durable_final_checkpoint_close_to_the_wa
     durable_after = float(final[0][2]) - started
     call, save = map(float, re.search(r"call ([\d.]+) s, save ([\d.]+) s\)", done.stderr).groups())
     per_step_upper_bound = durable_after / int(final[0][1].split("_")[-1].split(".")[0])  # includes start-up
-    assert 0.4 * per_step_upper_bound < call < 1.5 * per_step_upper_bound, \
+    assert 0.4 * per_step_upper_bound < call < 1.5 * per_step_upper_bound, (
         f"the call estimate {call} s is not what the device spends per step (< {per_step_upper_bound:.2f} s)"
+    )
     assert budget - margin - 2 * (call + save) < durable_after < budget, (durable_after, call, save)
     checkpoints = tmp_path / "run" / "checkpoints"
     ckpt = read_checkpoint(checkpoints / final[0][1])
@@ -63,8 +84,13 @@ def test_stops_at_margin_plus_call_plus_save_and_writes_one_final(scenario, fake
 
 def test_too_little_time_left_at_start_trains_nothing(tmp_path, caplog, monkeypatch):
     monkeypatch.setattr(logging.getLogger("emergence"), "propagate", True)
-    trainer = Trainer(toy_task(), [TimeBudgetCallback(max_duration=5, margin=10), CheckpointCallback()],
-                      max_steps=50, run_dir=tmp_path, resume=None)
+    trainer = Trainer(
+        toy_task(),
+        [TimeBudgetCallback(max_duration=5, margin=10), CheckpointCallback()],
+        max_steps=50,
+        run_dir=tmp_path,
+        resume=None,
+    )
     with caplog.at_level(logging.INFO, logger="emergence"):
         trainer.fit()
     assert trainer.step == 0 and trainer.stop_reason == "time_budget"
@@ -83,8 +109,11 @@ class InFlight(Callback):
         self.most = max(self.most, sum(not all(leaf.is_ready() for leaf in call) for call in self.recent))
 
 
-@pytest.mark.parametrize("with_budget, bound", [(True, lambda n: n <= 2), (False, lambda n: n > 4)],
-                         ids=["bounded_with_budget", "unbounded_without"])
+@pytest.mark.parametrize(
+    "with_budget, bound",
+    [(True, lambda n: n <= 2), (False, lambda n: n > 4)],
+    ids=["bounded_with_budget", "unbounded_without"],
+)
 def test_the_host_runs_at_most_a_quarter_margin_ahead_of_the_device(tmp_path, with_budget, bound):
     task = ScriptTask((8,), work_repeats=calibrate_repeats(0.02))  # ~20 ms of device work per step
     watch = InFlight()
@@ -94,8 +123,12 @@ def test_the_host_runs_at_most_a_quarter_margin_ahead_of_the_device(tmp_path, wi
 
 
 def test_the_survival_callbacks_never_copy_device_values_to_the_host_per_call(tmp_path):
-    callbacks = [TimeBudgetCallback(max_duration=HOUR), OnExceptionCheckpointCallback(), AtexitCheckpointCallback(),
-                 SignalCheckpointCallback(exit_process=False)]
+    callbacks = [
+        TimeBudgetCallback(max_duration=HOUR),
+        OnExceptionCheckpointCallback(),
+        AtexitCheckpointCallback(),
+        SignalCheckpointCallback(exit_process=False),
+    ]
     trainer = Trainer(toy_task(), callbacks, max_steps=20, steps_per_call=2, run_dir=tmp_path, resume=None)
     with jax.transfer_guard_device_to_host("disallow"):
         trainer.fit()
@@ -128,12 +161,15 @@ def test_kaggle_timeout_start_and_limit_can_be_overridden(tmp_path):
     assert kaggle.deadline == 5_000.0 + 2 * HOUR and kaggle.margin == 30
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({}, "needs max_duration .* or deadline"),
-    ({"max_duration": 0}, "max_duration must be positive"),
-    ({"max_duration": 10, "margin": -1}, "margin must be >= 0"),
-    ({"deadline": 2e9, "start": 1e9}, "start only applies with max_duration"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({}, "needs max_duration .* or deadline"),
+        ({"max_duration": 0}, "max_duration must be positive"),
+        ({"max_duration": 10, "margin": -1}, "margin must be >= 0"),
+        ({"deadline": 2e9, "start": 1e9}, "start only applies with max_duration"),
+    ],
+)
 def test_bad_budgets_are_one_line_errors(kwargs, message, monkeypatch):
     monkeypatch.delenv("SLURM_JOB_END_TIME", raising=False)
     with pytest.raises(ValueError, match=message):

@@ -1,4 +1,5 @@
 """Trackers: emergence events, specialisation, exact JSON state, and TrackerCallback across saves, kills and resumes."""
+
 from __future__ import annotations
 
 import json
@@ -13,8 +14,8 @@ import pytest
 from emergence import Trainer
 from emergence.callbacks import CheckpointCallback, TrackerCallback
 from emergence.checkpoint import list_checkpoints, read_checkpoint, read_manifest
-from emergence.testing import fire, toy_task
 from emergence.lab.trackers import EmergenceTracker, SpecializationTracker, specialization_index, weight_divergence
+from emergence.testing import fire, toy_task
 from tests.helpers import SCRIPTS, assert_same_arrays, wait_for_line
 
 
@@ -106,17 +107,32 @@ def test_weight_divergence_is_the_rms_distance_to_the_mean_over_alive_agents():
     assert weight_divergence(np.array([[0.0, 0.0], [6.0, 8.0]])) == pytest.approx(5.0)
     tracker = SpecializationTracker()
     params = {"w": np.array([[0.0, 0.0], [6.0, 8.0], [100.0, 100.0]]), "b": np.zeros((3, 1))}
-    out = tracker.update(7, {"action_counts": np.ones((3, 5)), "agent_params": params,
-                             "alive": np.array([True, True, False]), "movement": np.array([5.0, 0.0, 0.0])})
+    out = tracker.update(
+        7,
+        {
+            "action_counts": np.ones((3, 5)),
+            "agent_params": params,
+            "alive": np.array([True, True, False]),
+            "movement": np.array([5.0, 0.0, 0.0]),
+        },
+    )
     assert out["weight_divergence"] == pytest.approx(5.0)
     assert out["movement_rate"] == pytest.approx(1 / 3)
     assert tracker.profile["action_distribution"][0] == [0.2] * 5 and tracker.profile["movement_rate"][0] == 1.0
 
 
 def random_values(rng):
-    return {"population": rng.integers(1, 30), "births": rng.random(), "deaths": rng.random() * 1e-7,
-            "food": rng.random() * 1e9, "mean_energy": rng.standard_normal(), "lifespan": rng.random() / 3,
-            "action_counts": rng.random((4, 5)), "movement": rng.random(4), "agent_params": rng.random((4, 3))}
+    return {
+        "population": rng.integers(1, 30),
+        "births": rng.random(),
+        "deaths": rng.random() * 1e-7,
+        "food": rng.random() * 1e9,
+        "mean_energy": rng.standard_normal(),
+        "lifespan": rng.random() / 3,
+        "action_counts": rng.random((4, 5)),
+        "movement": rng.random(4),
+        "agent_params": rng.random((4, 3)),
+    }
 
 
 def bits(array):
@@ -179,8 +195,13 @@ def test_between_samples_nothing_leaves_the_device(tmp_path):
 
 def test_a_checkpoint_at_a_sampling_step_holds_that_sample_whatever_the_callback_order(tmp_path):
     callback = TrackerCallback(every_n_steps=4, trackers=tracker_pair(), probe=probe)
-    Trainer(toy_task(), [CheckpointCallback(every_n_steps=8, keep_last=None), callback], max_steps=16,
-            run_dir=tmp_path, resume=None).fit()
+    Trainer(
+        toy_task(),
+        [CheckpointCallback(every_n_steps=8, keep_last=None), callback],
+        max_steps=16,
+        run_dir=tmp_path,
+        resume=None,
+    ).fit()
     saved = read_manifest(tmp_path / "checkpoints" / "step_8.safetensors")["callbacks"][callback.state_key]
     assert saved["trackers"]["emergence"]["history"]["loss"]["steps"] == [4, 8]
     assert saved["last_sample_step"] == 8
@@ -189,8 +210,7 @@ def test_a_checkpoint_at_a_sampling_step_holds_that_sample_whatever_the_callback
 def test_resume_in_process_continues_history_without_gaps_or_duplicates(tmp_path):
     def run(run_dir, max_steps):
         callback = TrackerCallback(every_n_steps=3, trackers=tracker_pair(), probe=probe)
-        Trainer(toy_task(), [CheckpointCallback(every_n_steps=6), callback], max_steps=max_steps,
-                run_dir=run_dir).fit()
+        Trainer(toy_task(), [CheckpointCallback(every_n_steps=6), callback], max_steps=max_steps, run_dir=run_dir).fit()
         return callback
 
     straight = run(tmp_path / "straight", 20)
@@ -200,13 +220,19 @@ def test_resume_in_process_continues_history_without_gaps_or_duplicates(tmp_path
     assert straight.trackers[0].history.steps("loss").tolist() == [3, 6, 9, 12, 15, 18, 20]
     # The split run sampled its own end (step 11, its max_steps); otherwise the histories agree value for value.
     split_loss = dict(zip(resumed.trackers[0].history.steps("loss"), bits(resumed.trackers[0].history.values("loss"))))
-    for step, value in zip(straight.trackers[0].history.steps("loss"), bits(straight.trackers[0].history.values("loss"))):
+    for step, value in zip(
+        straight.trackers[0].history.steps("loss"), bits(straight.trackers[0].history.values("loss"))
+    ):
         assert split_loss[step] == value
 
 
 def run_lab(run_dir, max_steps, *args):
-    return subprocess.Popen([sys.executable, str(SCRIPTS / "train_lab.py"), str(run_dir), str(max_steps), *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    return subprocess.Popen(
+        [sys.executable, str(SCRIPTS / "train_lab.py"), str(run_dir), str(max_steps), *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
 
 
 def final_tracker_state(run_dir):

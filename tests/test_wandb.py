@@ -1,4 +1,5 @@
 """WandbCallback and WandbSink in one process, offline: what reaches the run's files, and the one-line errors."""
+
 from __future__ import annotations
 
 import sys
@@ -17,8 +18,13 @@ from emergence.testing.wandb_offline import config, history_rows, read_records, 
 @pytest.fixture
 def offline(monkeypatch, tmp_path):
     """W&B offline, its config and caches in the test's temp dir."""
-    for name, value in {"WANDB_MODE": "offline", "WANDB_SILENT": "true", "WANDB_CONFIG_DIR": tmp_path / "wb-config",
-                        "WANDB_CACHE_DIR": tmp_path / "wb-cache", "WANDB_DATA_DIR": tmp_path / "wb-data"}.items():
+    for name, value in {
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_CONFIG_DIR": tmp_path / "wb-config",
+        "WANDB_CACHE_DIR": tmp_path / "wb-cache",
+        "WANDB_DATA_DIR": tmp_path / "wb-data",
+    }.items():
         monkeypatch.setenv(name, str(value))
 
 
@@ -64,10 +70,13 @@ def test_without_wandb_installed_asking_for_it_says_how_to_install(monkeypatch):
         WandbCallback()
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"mode": "cloud"}, "mode must be 'online', 'offline', 'disabled' or None"),
-    ({"replay_seconds": -1}, "replay_seconds must be >= 0 seconds"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"mode": "cloud"}, "mode must be 'online', 'offline', 'disabled' or None"),
+        ({"replay_seconds": -1}, "replay_seconds must be >= 0 seconds"),
+    ],
+)
 def test_bad_settings_are_one_line_errors(kwargs, message):
     with pytest.raises(ValueError, match=message) as info:
         WandbCallback(**kwargs)
@@ -92,20 +101,27 @@ def test_the_sink_keeps_only_recent_rows_up_to_the_checkpoint_step_for_replay():
 
 
 def test_the_sync_line_lists_every_session_of_the_run_in_order(tmp_path):
-    for name in ("offline-run-20260102_000000-abc-1", "offline-run-20260101_000000-abc",
-                 "offline-run-20260102_000000-abc", "offline-run-20260101_000000-other"):
+    for name in (
+        "offline-run-20260102_000000-abc-1",
+        "offline-run-20260101_000000-abc",
+        "offline-run-20260102_000000-abc",
+        "offline-run-20260101_000000-other",
+    ):
         (tmp_path / name).mkdir()
-    assert sync_command(tmp_path, "abc") == (f"wandb sync {tmp_path}/offline-run-20260101_000000-abc "
-                                             f"{tmp_path}/offline-run-20260102_000000-abc "
-                                             f"{tmp_path}/offline-run-20260102_000000-abc-1")
+    assert sync_command(tmp_path, "abc") == (
+        f"wandb sync {tmp_path}/offline-run-20260101_000000-abc "
+        f"{tmp_path}/offline-run-20260102_000000-abc "
+        f"{tmp_path}/offline-run-20260102_000000-abc-1"
+    )
 
 
 def test_the_sync_line_takes_in_the_sessions_of_the_run_dir_resumed_from(tmp_path):
     earlier, now = tmp_path / "input" / "wandb", tmp_path / "working" / "wandb"
     (earlier / "offline-run-20260101_000000-abc").mkdir(parents=True)
     (now / "offline-run-20260103_000000-abc").mkdir(parents=True)
-    assert sync_command([now, earlier], "abc") == (f"wandb sync {earlier}/offline-run-20260101_000000-abc "
-                                                   f"{now}/offline-run-20260103_000000-abc")
+    assert sync_command([now, earlier], "abc") == (
+        f"wandb sync {earlier}/offline-run-20260101_000000-abc {now}/offline-run-20260103_000000-abc"
+    )
 
 
 def test_a_resume_from_another_run_dir_continues_the_run_and_syncs_both_sessions(offline, tmp_path):
@@ -113,8 +129,10 @@ def test_a_resume_from_another_run_dir_continues_the_run_and_syncs_both_sessions
     said: list[str] = []
     later = _fit(tmp_path / "working", 12, said, resume=tmp_path / "input" / "checkpoints")
     assert later.run_id == earlier.run_id
-    sessions = [*offline_run_dirs(tmp_path / "input" / "wandb", earlier.run_id),
-                *offline_run_dirs(tmp_path / "working" / "wandb", earlier.run_id)]
+    sessions = [
+        *offline_run_dirs(tmp_path / "input" / "wandb", earlier.run_id),
+        *offline_run_dirs(tmp_path / "working" / "wandb", earlier.run_id),
+    ]
     assert said == [f"wandb: offline run {earlier.run_id}; to upload it: wandb sync {sessions[0]} {sessions[1]}"]
 
 
@@ -169,8 +187,12 @@ def test_a_sigterm_finishes_the_run_and_the_resume_continues_it(offline, tmp_pat
 
     def callbacks(clock):
         run = WandbCallback(project="emergence-test", say=said.append)
-        return [CheckpointCallback(every_n_steps=5), LogThrottleCallback(every_n_steps=1, sinks=[run.sink]), run,
-                SignalCheckpointCallback()]
+        return [
+            CheckpointCallback(every_n_steps=5),
+            LogThrottleCallback(every_n_steps=1, sinks=[run.sink]),
+            run,
+            SignalCheckpointCallback(),
+        ]
 
     stopped = Scenario(max_steps=20, run_dir=tmp_path / "run").signal_at(7, signal.SIGTERM).run(callbacks)
     assert stopped.exit_code == 143 and len(said) == 1

@@ -5,6 +5,7 @@ Offline (`WANDB_MODE=offline`), for real: wandb writes each session's transactio
 `emergence.testing.wandb_offline` (wandb's own protobuf records). Run as a script, this
 file is the training child: `python tests/test_wandb_resume.py RUN_DIR MAX_STEPS FLUSH_SECONDS`.
 """
+
 from __future__ import annotations
 
 import os
@@ -38,17 +39,32 @@ def _child_main(run_dir: str, max_steps: str, flush_seconds: str) -> None:
 
     settings = wandb.Settings(silent=True, x_transaction_log_flush_interval=float(flush_seconds))
     run = WandbCallback(project="emergence-test", init_kwargs={"settings": settings})
-    callbacks = [CheckpointCallback(every_n_steps=EVERY, keep_last=2),
-                 LogThrottleCallback(every_n_steps=1, sinks=[CSVSink(), run.sink]), run, Pace()]
+    callbacks = [
+        CheckpointCallback(every_n_steps=EVERY, keep_last=2),
+        LogThrottleCallback(every_n_steps=1, sinks=[CSVSink(), run.sink]),
+        run,
+        Pace(),
+    ]
     Trainer(toy_task(), callbacks, max_steps=int(max_steps), run_dir=run_dir).fit()
 
 
 def _start(run_dir: Path, flush_seconds: float, home: Path) -> subprocess.Popen:
-    env = {**os.environ, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1", "WANDB_MODE": "offline",
-           "WANDB_CONFIG_DIR": str(home / "config"), "WANDB_CACHE_DIR": str(home / "cache"),
-           "WANDB_DATA_DIR": str(home / "data")}
-    return subprocess.Popen([sys.executable, __file__, str(run_dir), str(MAX_STEPS), str(flush_seconds)],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(REPO),
+        "PYTHONUNBUFFERED": "1",
+        "WANDB_MODE": "offline",
+        "WANDB_CONFIG_DIR": str(home / "config"),
+        "WANDB_CACHE_DIR": str(home / "cache"),
+        "WANDB_DATA_DIR": str(home / "data"),
+    }
+    return subprocess.Popen(
+        [sys.executable, __file__, str(run_dir), str(MAX_STEPS), str(flush_seconds)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
 
 
 def _kill_after_step(process: subprocess.Popen, step: int, timeout: float = 120.0) -> None:
@@ -67,8 +83,10 @@ def _kill_after_step(process: subprocess.Popen, step: int, timeout: float = 120.
 def _csv_values(run_dir: Path) -> dict[int, dict[str, float]]:
     from emergence.metrics import read_metrics_csv
 
-    return {int(row.pop("step")): {tag: float(v) for tag, v in row.items() if v} for row in
-            read_metrics_csv(run_dir / "metrics.csv")[1]}
+    return {
+        int(row.pop("step")): {tag: float(v) for tag, v in row.items() if v}
+        for row in read_metrics_csv(run_dir / "metrics.csv")[1]
+    }
 
 
 @pytest.mark.parametrize("flush_seconds", [15.0, 0.05], ids=["wandb-default-flush", "wandb-flushes-often"])

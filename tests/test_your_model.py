@@ -5,6 +5,7 @@ resumed run must equal, bitwise, one that never stopped, on 1 device and on 8 fo
 CPU devices (`devices="all"`, and `ManySeeds` split one seed per device). Run as a
 script, this file is that child: `test_your_model.py kill|resume SPEC_JSON`.
 """
+
 from __future__ import annotations
 
 import json
@@ -78,10 +79,19 @@ def child(mode: str, spec: dict) -> None:
     b, _ = flatten_to_host(straight.state)
     differ = sorted(n for n in a if not np.array_equal(a[n], b[n]))
     types = [str(jax.typeof(leaf)) for leaf in jax.tree.leaves(resumed.state)]
-    print(json.dumps({"resumed_from": newest.manifest["step"], "fit_start_step": resumed.fit_start_step,
-                      "target": target, "leaves": sorted(a) == sorted(b) and len(a), "differ": differ,
-                      "same_types": types == [str(jax.typeof(leaf)) for leaf in jax.tree.leaves(straight.state)],
-                      "devices": len(jax.tree.leaves(resumed.state)[0].sharding.device_set)}))
+    print(
+        json.dumps(
+            {
+                "resumed_from": newest.manifest["step"],
+                "fit_start_step": resumed.fit_start_step,
+                "target": target,
+                "leaves": sorted(a) == sorted(b) and len(a),
+                "differ": differ,
+                "same_types": types == [str(jax.typeof(leaf)) for leaf in jax.tree.leaves(straight.state)],
+                "devices": len(jax.tree.leaves(resumed.state)[0].sharding.device_set),
+            }
+        )
+    )
 
 
 def _env(devices: int) -> dict[str, str]:
@@ -97,8 +107,13 @@ def _env(devices: int) -> dict[str, str]:
 
 def _kill_after_a_save(spec: dict, env: dict[str, str]) -> None:
     """Start a `kill` child, SIGKILL it a moment after its second durable checkpoint."""
-    process = subprocess.Popen([sys.executable, __file__, "kill", json.dumps(spec)], stdout=subprocess.PIPE,
-                               stderr=subprocess.PIPE, text=True, env=env)
+    process = subprocess.Popen(
+        [sys.executable, __file__, "kill", json.dumps(spec)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
     saved, give_up = 0, time.monotonic() + 240
     for line in process.stdout:
         saved += line.startswith("saved ")
@@ -116,8 +131,9 @@ def sigkill_then_resume(tmp_path: Path, style: str, devices: int) -> dict:
     spec = {"style": style, "run_dir": str(tmp_path / "run"), "devices": "all" if devices > 1 else None}
     env = _env(devices)
     _kill_after_a_save(spec, env)
-    done = subprocess.run([sys.executable, __file__, "resume", json.dumps(spec)], capture_output=True, text=True,
-                          env=env, timeout=300)
+    done = subprocess.run(
+        [sys.executable, __file__, "resume", json.dumps(spec)], capture_output=True, text=True, env=env, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return json.loads(done.stdout.strip().splitlines()[-1])
 
@@ -222,11 +238,14 @@ def test_nnx_task_refuses_what_it_cannot_train_in_one_line():
         ManySeeds(handed, 2).init_state(jax.random.key(0))
 
 
-@pytest.mark.parametrize("bad, message", [
-    (lambda: NotImplemented, "state leaf 'extra' is a NotImplementedType, not an array"),
-    (lambda: "cosine", "state leaf 'extra' is a str, not an array"),
-    (lambda: jnp.zeros(2, jnp.complex64), "state leaf 'extra' has dtype complex64, which safetensors cannot store"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (lambda: NotImplemented, "state leaf 'extra' is a NotImplementedType, not an array"),
+        (lambda: "cosine", "state leaf 'extra' is a str, not an array"),
+        (lambda: jnp.zeros(2, jnp.complex64), "state leaf 'extra' has dtype complex64, which safetensors cannot store"),
+    ],
+)
 def test_a_leaf_no_checkpoint_can_hold_is_one_line_naming_it(bad, message):
     from emergence.state import TrainState
 
@@ -283,12 +302,12 @@ def test_shard_extra_needs_no_emergence_train_state():
     spec = lambda tree: [str(s.spec) for s in jax.tree.leaves(tree)]
     as_dict = shard_extra(mesh, {"params": {"w": jnp.zeros((4, 2))}, "extra": {"envs": jnp.zeros((8, 3))}})
     assert spec(as_dict["extra"]) == ["P('data',)"] and spec(as_dict["params"]) == ["P()"]
-    flax_state = State.create(apply_fn=None, params={"w": jnp.zeros(4)}, tx=__import__("optax").sgd(0.1),
-                              extra={"envs": jnp.zeros((8, 3))})
+    flax_state = State.create(
+        apply_fn=None, params={"w": jnp.zeros(4)}, tx=__import__("optax").sgd(0.1), extra={"envs": jnp.zeros((8, 3))}
+    )
     shardings = shard_extra(mesh, flax_state)
     assert spec(shardings.extra) == ["P('data',)"]
     assert spec(shardings.params) == ["P()"] and str(shardings.step.spec) == "P()"
-
 
 
 @pytest.mark.parametrize("style", ["linen", "nnx", "dict", "linen_seeds_3"])
@@ -301,6 +320,7 @@ def test_fold_in_keys_gives_every_key_of_any_state_a_fresh_stream(style):
     keys = [(a, b) for a, b in pairs if is_typed_key(a)]
     assert keys and all(jnp.any(jax.random.key_data(a) != jax.random.key_data(b)) for a, b in keys)
     assert all(a is b for a, b in pairs if not is_typed_key(a))
+
 
 if __name__ == "__main__":
     child(sys.argv[1], json.loads(sys.argv[2]))

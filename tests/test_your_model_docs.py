@@ -1,4 +1,5 @@
 """docs/your_model.md: every example it shows is the file it names, and every run it shows runs."""
+
 from __future__ import annotations
 
 import re
@@ -15,8 +16,10 @@ RUNS = [block for block in BLOCKS if "Trainer(" in block and not block.startswit
 
 def test_the_doc_shows_each_state_style_and_how_to_run_it():
     assert [block.splitlines()[0] for block in FILES] == [
-        "# file: emergence/examples/flax_linen.py", "# file: emergence/examples/flax_nnx.py",
-        "# file: emergence/examples/plain_dict.py"]
+        "# file: emergence/examples/flax_linen.py",
+        "# file: emergence/examples/flax_nnx.py",
+        "# file: emergence/examples/plain_dict.py",
+    ]
     assert len(RUNS) == 3
 
 

@@ -3,6 +3,7 @@
 Names are imported lazily, so `from emergence.callbacks import CheckpointCallback`
 does not pull in matplotlib, rich or tensorboardX.
 """
+
 from __future__ import annotations
 
 import importlib

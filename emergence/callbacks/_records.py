@@ -3,6 +3,7 @@
 Shared by `ArtifactExportCallback` (progress.json) and `FinalizeCallback` (summary.json),
 which never import each other.
 """
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,9 @@ def output_dir(trainer: "Trainer", chosen: str | os.PathLike | None, owner: str)
         with tempfile.TemporaryFile(dir=path):
             pass
     except OSError as err:
-        raise RunDirError(f"{owner}: output_dir {path} is not writable ({err.strerror or err}); "
-                          f"pass a writable output_dir") from None
+        raise RunDirError(
+            f"{owner}: output_dir {path} is not writable ({err.strerror or err}); pass a writable output_dir"
+        ) from None
     return path
 
 

@@ -13,6 +13,7 @@ it writes into the output dir (the run dir by default), each file atomically:
 Drawing the PNG takes a fraction of a second on the training thread, so keep the
 interval in minutes (the default is ten). The resume steps travel in every checkpoint.
 """
+
 from __future__ import annotations
 
 import os
@@ -50,9 +51,15 @@ class ArtifactExportCallback(Callback):
         metrics_csv: the CSV to plot, relative to the run dir unless absolute.
     """
 
-    def __init__(self, every_n_steps: int | None = None, every_n_seconds: float | None = 600.0,
-                 output_dir: str | os.PathLike | None = None, clock: Callable[[], float] = time.monotonic, *,
-                 metrics_csv: str | os.PathLike = "metrics.csv") -> None:
+    def __init__(
+        self,
+        every_n_steps: int | None = None,
+        every_n_seconds: float | None = 600.0,
+        output_dir: str | os.PathLike | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        metrics_csv: str | os.PathLike = "metrics.csv",
+    ) -> None:
         self.schedule = Every(every_n_steps, every_n_seconds, clock, owner="ArtifactExportCallback")
         self.output_dir = output_dir
         self.metrics_csv = Path(metrics_csv)
@@ -93,16 +100,19 @@ class ArtifactExportCallback(Callback):
             log.warning("artifacts: could not write to %s (%s); training goes on", self._out, err)
 
     def _write_progress(self, trainer: "Trainer") -> None:
-        write_json(self._out / PROGRESS, {
-            "step": trainer.step,
-            "max_steps": trainer.max_steps,
-            "time": time.time(),
-            "stop_reason": trainer.stop_reason,
-            "resumed_at": self.resumed_at,
-            "last_checkpoint": latest_checkpoint(trainer, self._out),
-            "metrics_step": trainer.logged_step,
-            "metrics": dict(trainer.logged_metrics),
-        })
+        write_json(
+            self._out / PROGRESS,
+            {
+                "step": trainer.step,
+                "max_steps": trainer.max_steps,
+                "time": time.time(),
+                "stop_reason": trainer.stop_reason,
+                "resumed_at": self.resumed_at,
+                "last_checkpoint": latest_checkpoint(trainer, self._out),
+                "metrics_step": trainer.logged_step,
+                "metrics": dict(trainer.logged_metrics),
+            },
+        )
 
     def _write_curves(self, trainer: "Trainer") -> None:
         csv_path = self.metrics_csv if self.metrics_csv.is_absolute() else Path(trainer.run_dir) / self.metrics_csv

@@ -9,6 +9,7 @@ finish, so the checkpoint is of a completed step, never of a half-updated state.
 Not covered, because no Python code runs: `os._exit()`, SIGKILL, a segfault, and a
 signal whose default action kills the process (add `SignalCheckpointCallback` for those).
 """
+
 from __future__ import annotations
 
 import atexit
@@ -62,13 +63,15 @@ class AtexitCheckpointCallback(Callback):
 
     def _stop_running_fit(self, trainer: "Trainer") -> bool:
         """Ask a fit() in another thread to stop; True once it has wound down."""
-        log.warning("interpreter exiting while fit() runs (step %d): stopping it at the next call boundary",
-                    trainer.step)
+        log.warning(
+            "interpreter exiting while fit() runs (step %d): stopping it at the next call boundary", trainer.step
+        )
         trainer.request_stop("atexit")
         give_up = time.monotonic() + self.wait_seconds
         while trainer.fitting and time.monotonic() < give_up:
             time.sleep(0.02)
         if trainer.fitting:
-            log.warning("fit() did not reach a call boundary within %.0f s: no checkpoint saved at exit",
-                        self.wait_seconds)
+            log.warning(
+                "fit() did not reach a call boundary within %.0f s: no checkpoint saved at exit", self.wait_seconds
+            )
         return not trainer.fitting

@@ -11,6 +11,7 @@ publishes for others goes through a field the Trainer owns (`trainer.logged_metr
 A public method named like a hook that is not one (`on_train_batch_end`, `set_up`) is
 refused when the Trainer is built.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any

@@ -1,4 +1,5 @@
 """CheckpointCallback: periodic saves with rotation, top-k best by a metric, a final save."""
+
 from __future__ import annotations
 
 import time
@@ -39,11 +40,20 @@ class CheckpointCallback(Callback):
     Emergency checkpoints are never touched.
     """
 
-    def __init__(self, every_n_steps: int | None = None, every_n_seconds: float | None = None,
-                 keep_last: int | None = 5, monitor: str | None = None, mode: Literal["min", "max"] = "min",
-                 save_top_k: int = 0, save_on_start: bool = False, save_final: bool = True,
-                 clock: Callable[[], float] = time.monotonic, continuous: bool = False,
-                 min_interval_s: float = 0.0) -> None:
+    def __init__(
+        self,
+        every_n_steps: int | None = None,
+        every_n_seconds: float | None = None,
+        keep_last: int | None = 5,
+        monitor: str | None = None,
+        mode: Literal["min", "max"] = "min",
+        save_top_k: int = 0,
+        save_on_start: bool = False,
+        save_final: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        continuous: bool = False,
+        min_interval_s: float = 0.0,
+    ) -> None:
         _check(keep_last, monitor, mode, save_top_k)
         _check_continuous(continuous, min_interval_s, every_n_steps, every_n_seconds)
         self.schedule = Every(every_n_steps, every_n_seconds, clock, owner="CheckpointCallback")
@@ -84,12 +94,16 @@ class CheckpointCallback(Callback):
 
     def setup(self, trainer: "Trainer") -> None:
         if self.continuous and trainer.stops.processes > 1:
-            raise ValueError("CheckpointCallback: continuous=True follows each process's own writes and clock, so "
-                             "under jax.distributed the processes would save at different steps; use every_n_steps")
+            raise ValueError(
+                "CheckpointCallback: continuous=True follows each process's own writes and clock, so "
+                "under jax.distributed the processes would save at different steps; use every_n_steps"
+            )
         if self.every_n_seconds is not None and trainer.stops.processes > 1:
-            raise ValueError("CheckpointCallback: every_n_seconds follows each process's own clock, so under "
-                             "jax.distributed the processes would save at different steps and wait on each other; "
-                             "use every_n_steps")
+            raise ValueError(
+                "CheckpointCallback: every_n_seconds follows each process's own clock, so under "
+                "jax.distributed the processes would save at different steps and wait on each other; "
+                "use every_n_steps"
+            )
 
     def on_fit_start(self, trainer: "Trainer") -> None:
         self.schedule.done(trainer.step)
@@ -99,8 +113,11 @@ class CheckpointCallback(Callback):
 
     def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
         if self.continuous:
-            if self._writing is None and trainer.step > self.schedule.last_step \
-                    and self.clock() - self._started >= self.min_interval_s:
+            if (
+                self._writing is None
+                and trainer.step > self.schedule.last_step
+                and self.clock() - self._started >= self.min_interval_s
+            ):
                 self._started = self.clock()
                 ref = self._save_periodic(trainer)
                 self._writing = ref.path if ref.checksum is None else None  # None: it was written synchronously
@@ -121,9 +138,13 @@ class CheckpointCallback(Callback):
             return
         entry = {"step": trainer.step, "value": value, "name": checkpoint_name("best", trainer.step)}
         ranked = sorted([*self.best, entry], key=lambda e: e["value"], reverse=self.mode == "max")
-        self.best, evicted = ranked[: self.save_top_k], ranked[self.save_top_k:]
-        trainer.save_checkpoint("best", reason=f"best {self.monitor}", metrics={self.monitor: value},
-                                then=lambda ref: _delete_best(ref.path.parent, evicted))
+        self.best, evicted = ranked[: self.save_top_k], ranked[self.save_top_k :]
+        trainer.save_checkpoint(
+            "best",
+            reason=f"best {self.monitor}",
+            metrics={self.monitor: value},
+            then=lambda ref: _delete_best(ref.path.parent, evicted),
+        )
 
     def on_fit_end(self, trainer: "Trainer", reason: str) -> None:
         trained = trainer.step > trainer.fit_start_step
@@ -140,8 +161,11 @@ class CheckpointCallback(Callback):
 
     def _save_periodic(self, trainer: "Trainer") -> CheckpointRef:
         keep = self.keep_last
-        ref = trainer.save_checkpoint("periodic", reason="continuous" if self.continuous else "periodic",
-                                      then=None if keep is None else lambda ref: rotate(ref.path.parent, keep))
+        ref = trainer.save_checkpoint(
+            "periodic",
+            reason="continuous" if self.continuous else "periodic",
+            then=None if keep is None else lambda ref: rotate(ref.path.parent, keep),
+        )
         self.schedule.done(trainer.step)
         return ref
 
@@ -156,8 +180,10 @@ def _check_continuous(continuous: bool, min_interval_s: Any, every_n_steps: Any,
     if isinstance(min_interval_s, bool) or not isinstance(min_interval_s, (int, float)) or not min_interval_s >= 0:
         raise ValueError(f"min_interval_s must be zero or positive seconds, got {min_interval_s!r}")
     if continuous and (every_n_steps is not None or every_n_seconds is not None):
-        raise ValueError("CheckpointCallback: continuous=True saves whenever the previous save is durable; drop "
-                         "every_n_steps/every_n_seconds (min_interval_s spaces the saves)")
+        raise ValueError(
+            "CheckpointCallback: continuous=True saves whenever the previous save is durable; drop "
+            "every_n_steps/every_n_seconds (min_interval_s spaces the saves)"
+        )
 
 
 def _check(keep_last: Any, monitor: Any, mode: str, save_top_k: Any) -> None:

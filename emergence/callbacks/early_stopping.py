@@ -13,6 +13,7 @@ fetched once per interval. The best value, the count of checks without improveme
 any open interval travel in every checkpoint, so a resumed run keeps its patience count
 and checks at the same steps as a run that was never interrupted.
 """
+
 from __future__ import annotations
 
 import math
@@ -48,8 +49,15 @@ class EarlyStoppingCallback(Callback):
 
     can_stop = True
 
-    def __init__(self, monitor: str, mode: Literal["min", "max"] = "min", patience: int = 3, min_delta: float = 0.0,
-                 *, every_n_steps: int | None = None) -> None:
+    def __init__(
+        self,
+        monitor: str,
+        mode: Literal["min", "max"] = "min",
+        patience: int = 3,
+        min_delta: float = 0.0,
+        *,
+        every_n_steps: int | None = None,
+    ) -> None:
         _check(monitor, mode, patience, min_delta)
         check_interval("EarlyStoppingCallback: every_n_steps", every_n_steps, integer=True)
         self.monitor = monitor
@@ -72,8 +80,13 @@ class EarlyStoppingCallback(Callback):
 
     def state_dict(self) -> dict[str, Any]:
         window = float(jax.device_get(self._sum)) if self._steps else 0.0  # a save syncs anyway
-        return {"best": self.best, "wait": self.wait, "stopped_step": self.stopped_step,
-                "window_sum": window, "window_steps": self._steps}
+        return {
+            "best": self.best,
+            "wait": self.wait,
+            "stopped_step": self.stopped_step,
+            "window_sum": window,
+            "window_steps": self._steps,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = state.get("best")
@@ -88,9 +101,11 @@ class EarlyStoppingCallback(Callback):
 
     def on_fit_start(self, trainer: "Trainer") -> None:
         if self.every_n_steps is None and not getattr(trainer, "eval_every_n_steps", None):
-            raise ValueError(f"EarlyStoppingCallback(monitor={self.monitor!r}) watches eval metrics but the Trainer "
-                             f"never evaluates; pass eval_every_n_steps to the Trainer, or every_n_steps here to "
-                             f"watch a train metric")
+            raise ValueError(
+                f"EarlyStoppingCallback(monitor={self.monitor!r}) watches eval metrics but the Trainer "
+                f"never evaluates; pass eval_every_n_steps to the Trainer, or every_n_steps here to "
+                f"watch a train metric"
+            )
         self._schedule.done(trainer.step)
         self._seen_step = trainer.step
 
@@ -129,14 +144,21 @@ class EarlyStoppingCallback(Callback):
         self.wait += 1
         if self.wait >= self.patience and self.stopped_step is None:
             self.stopped_step = trainer.step
-            log.info("early stopping at step %d: %s has not improved on %s for %d checks", trainer.step,
-                     self.monitor, self.best, self.wait)
+            log.info(
+                "early stopping at step %d: %s has not improved on %s for %d checks",
+                trainer.step,
+                self.monitor,
+                self.best,
+                self.wait,
+            )
             trainer.stops.propose(REASON)
 
     def _require(self, metrics: Metrics, which: str) -> None:
         if self.monitor not in metrics:
-            raise ValueError(f"EarlyStoppingCallback: monitor {self.monitor!r} is not among the {which} metrics; "
-                             f"pick one of {sorted(metrics)}")
+            raise ValueError(
+                f"EarlyStoppingCallback: monitor {self.monitor!r} is not among the {which} metrics; "
+                f"pick one of {sorted(metrics)}"
+            )
         self._checked_keys = True
 
 
@@ -146,7 +168,9 @@ def _check(monitor: Any, mode: Any, patience: Any, min_delta: Any) -> None:
     if mode not in ("min", "max"):
         raise ValueError(f"EarlyStoppingCallback: mode must be 'min' or 'max', got {mode!r}")
     if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-        raise ValueError(f"EarlyStoppingCallback: patience must be an integer >= 0 (checks without improvement "
-                         f"before stopping), got {patience!r}")
+        raise ValueError(
+            f"EarlyStoppingCallback: patience must be an integer >= 0 (checks without improvement "
+            f"before stopping), got {patience!r}"
+        )
     if isinstance(min_delta, bool) or not isinstance(min_delta, (int, float)) or not min_delta >= 0:
         raise ValueError(f"EarlyStoppingCallback: min_delta must be a number >= 0, got {min_delta!r}")

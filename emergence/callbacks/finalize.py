@@ -21,6 +21,7 @@ In the output dir (the run dir by default), each atomically and in this order:
 A failure to write (a full disk) is logged and never replaces the exception that ended
 the run.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,8 +60,12 @@ class FinalizeCallback(Callback):
         clock: epoch seconds (inject a fake one in tests).
     """
 
-    def __init__(self, zip_outputs: bool | None = None, output_dir: str | os.PathLike | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        zip_outputs: bool | None = None,
+        output_dir: str | os.PathLike | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.zip_outputs = zip_outputs
         self.output_dir = output_dir
         self.clock = clock
@@ -113,8 +118,16 @@ class FinalizeCallback(Callback):
         zipped = self.zip_outputs if self.zip_outputs is not None else platform_name() == "kaggle"
         if zipped:
             write_zip(root)
-        log.info("finalize: %s at step %d (%s): %s, %s%s in %s", summary["status"], trainer.step, reason, SUMMARY,
-                 SUMS, f", {ZIP}" if zipped else "", root)
+        log.info(
+            "finalize: %s at step %d (%s): %s, %s%s in %s",
+            summary["status"],
+            trainer.step,
+            reason,
+            SUMMARY,
+            SUMS,
+            f", {ZIP}" if zipped else "",
+            root,
+        )
         return summary
 
     def _all_sessions(self) -> list[dict[str, Any]]:
@@ -122,9 +135,16 @@ class FinalizeCallback(Callback):
         trainer = self._trainer
         if trainer is None:
             return list(self.sessions)
-        return [*self.sessions, {"started": self._began, "seconds": self.clock() - self._began,
-                                 "start_step": trainer.fit_start_step, "end_step": trainer.step,
-                                 "reason": trainer.stop_reason}]
+        return [
+            *self.sessions,
+            {
+                "started": self._began,
+                "seconds": self.clock() - self._began,
+                "start_step": trainer.fit_start_step,
+                "end_step": trainer.step,
+                "reason": trainer.stop_reason,
+            },
+        ]
 
 
 def output_files(root: Path) -> list[Path]:

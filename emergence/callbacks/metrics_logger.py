@@ -22,6 +22,7 @@ are metrics that are NaN or infinite (in a line without the step, so that repeat
 identical): the project's `RATE_LIMIT` filter passes 10, then one a minute, and the
 callback's `teardown` logs how many were held back.
 """
+
 from __future__ import annotations
 
 import math
@@ -64,9 +65,16 @@ class LogThrottleCallback(Callback):
     reads them instead of fetching again.
     """
 
-    def __init__(self, every_n_steps: int | None = 100, every_n_seconds: float | None = None,
-                 per_tag: dict[str, int] | None = None, sinks: Sequence[Sink] | None = None,
-                 clock: Callable[[], float] = time.monotonic, *, stats: Sequence[str] = ("mean",)) -> None:
+    def __init__(
+        self,
+        every_n_steps: int | None = 100,
+        every_n_seconds: float | None = None,
+        per_tag: dict[str, int] | None = None,
+        sinks: Sequence[Sink] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        stats: Sequence[str] = ("mean",),
+    ) -> None:
         per_tag = dict(per_tag or {})
         _check(every_n_steps, every_n_seconds, per_tag, stats)
         self.every_n_steps = every_n_steps
@@ -117,8 +125,12 @@ class LogThrottleCallback(Callback):
 
     def on_before_save_checkpoint(self, trainer: "Trainer", kind: str) -> None:
         """Before a checkpoint captures the windows: take in (and log, if due) the current call's metrics."""
-        if self._active is not None and trainer.last_metrics and trainer.step != self._seen_step \
-                and not (trainer.stop_reason or "").startswith("exception:"):  # else: maybe a failed call's
+        if (
+            self._active is not None
+            and trainer.last_metrics
+            and trainer.step != self._seen_step
+            and not (trainer.stop_reason or "").startswith("exception:")
+        ):  # else: maybe a failed call's
             self.on_train_call_end(trainer, trainer.last_metrics)
         self._sinks("flush")
 
@@ -139,8 +151,9 @@ class LogThrottleCallback(Callback):
         by_time = self._clock_schedule.due(step)
         every = by_time or _at_end(trainer)
         due_intervals = {n for n, schedule in self._by_steps.items() if every or schedule.due_by_steps(step)}
-        due = [tag for tag in self._accumulator.tags
-               if every or self.per_tag.get(tag, self.every_n_steps) in due_intervals]
+        due = [
+            tag for tag in self._accumulator.tags if every or self.per_tag.get(tag, self.every_n_steps) in due_intervals
+        ]
         taken = self._accumulator.take(due)
         for n in due_intervals:
             self._by_steps[n].done(step)
@@ -156,8 +169,11 @@ class LogThrottleCallback(Callback):
         return min([*ends, trainer.max_steps if trainer.max_steps is not None else float("inf")])
 
     def _values(self, taken: Mapping[str, Stats]) -> dict[str, float]:
-        return {tag if stat == "mean" else f"{tag}/{stat}": stats.get(stat)
-                for tag, stats in taken.items() for stat in self.stats}
+        return {
+            tag if stat == "mean" else f"{tag}/{stat}": stats.get(stat)
+            for tag, stats in taken.items()
+            for stat in self.stats
+        }
 
     def _write(self, trainer: "Trainer", step: int, values: dict[str, float]) -> None:
         bad = sorted(tag for tag, value in values.items() if not math.isfinite(value))
@@ -179,16 +195,15 @@ class LogThrottleCallback(Callback):
         try:
             getattr(sink, action)(*args)
         except OSError as err:
-            log.warning("metrics: %s could not %s (%s); training goes on", type(sink).__name__,
-                        action, err)
+            log.warning("metrics: %s could not %s (%s); training goes on", type(sink).__name__, action, err)
             return False
         return True
-
 
 
 def _at_end(trainer: "Trainer") -> bool:
     """The last call before `max_steps` (never, with `max_steps=None`)."""
     return trainer.max_steps is not None and trainer.step >= trainer.max_steps
+
 
 def _history_dir(trainer: "Trainer") -> Path | None:
     """The run dir of the checkpoint resumed from, when it is not this run's."""
@@ -202,19 +217,22 @@ def _history_dir(trainer: "Trainer") -> Path | None:
 def _check_tags_exist(per_tag: dict[str, int], metrics: Metrics) -> None:
     unknown = sorted(set(per_tag) - set(metrics))
     if unknown:
-        raise ValueError(f"per_tag names {unknown}, which the task's train_step does not return; "
-                         f"its metrics are {sorted(metrics)}")
+        raise ValueError(
+            f"per_tag names {unknown}, which the task's train_step does not return; its metrics are {sorted(metrics)}"
+        )
 
 
-def _check(every_n_steps: int | None, every_n_seconds: float | None, per_tag: dict[str, int],
-           stats: Sequence[str]) -> None:
+def _check(
+    every_n_steps: int | None, every_n_seconds: float | None, per_tag: dict[str, int], stats: Sequence[str]
+) -> None:
     check_interval("LogThrottleCallback: every_n_steps", every_n_steps, integer=True)
     check_interval("LogThrottleCallback: every_n_seconds", every_n_seconds, integer=False)
     for tag, interval in per_tag.items():
         check_interval(f"LogThrottleCallback: per_tag[{tag!r}]", interval, integer=True)
     if every_n_steps is None and every_n_seconds is None and not per_tag:
-        raise ValueError("LogThrottleCallback logs nothing before max_steps: give every_n_steps, "
-                         "every_n_seconds or per_tag")
+        raise ValueError(
+            "LogThrottleCallback logs nothing before max_steps: give every_n_steps, every_n_seconds or per_tag"
+        )
     unknown = [s for s in stats if s not in STATS]
     if unknown or not stats:
         raise ValueError(f"stats must be a non-empty subset of {STATS}, got {tuple(stats)!r}")

@@ -19,6 +19,7 @@ state). Every rollback is logged and listed in `rollbacks`, which travels in eve
 checkpoint (a resumed run keeps its count) and is published as `trainer.rollbacks`, which
 `FinalizeCallback` writes into summary.json.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
@@ -68,8 +69,9 @@ class NonFiniteGuardCallback(Callback):
 
     can_stop = True
 
-    def __init__(self, monitor: str | None = "loss", every_n_steps: int = 100, max_rollbacks: int = 3,
-                 check_state: bool = True) -> None:
+    def __init__(
+        self, monitor: str | None = "loss", every_n_steps: int = 100, max_rollbacks: int = 3, check_state: bool = True
+    ) -> None:
         check_interval("NonFiniteGuardCallback: every_n_steps", every_n_steps, integer=True)
         if every_n_steps is None:
             raise ValueError("NonFiniteGuardCallback: every_n_steps must be a positive integer, got None")
@@ -137,14 +139,24 @@ class NonFiniteGuardCallback(Callback):
             self._stop(trainer)
             return
         if last:
-            log.error("non-finite values at step %d after %d rollbacks: restored the checkpoint of step %d and "
-                      "stopping", trainer.step, len(self.rollbacks), good.step)
+            log.error(
+                "non-finite values at step %d after %d rollbacks: restored the checkpoint of step %d and stopping",
+                trainer.step,
+                len(self.rollbacks),
+                good.step,
+            )
             self._stop(trainer)
             return
         self.rollbacks.append({"step": trainer.step, "restored_step": good.step, "fold_in": fold_in})
         trainer.rollbacks = [dict(entry) for entry in self.rollbacks]
-        log.warning("non-finite values at step %d: rolled back to the checkpoint of step %d with a fresh rng "
-                    "(rollback %d of at most %d)", trainer.step, good.step, fold_in, self.max_rollbacks)
+        log.warning(
+            "non-finite values at step %d: rolled back to the checkpoint of step %d with a fresh rng "
+            "(rollback %d of at most %d)",
+            trainer.step,
+            good.step,
+            fold_in,
+            self.max_rollbacks,
+        )
 
     def _stop(self, trainer: "Trainer") -> None:
         self.stopped = True
@@ -158,5 +170,7 @@ def _donated(state: Any) -> bool:
 
 def _require(monitor: str, metrics: Metrics) -> None:
     if monitor not in metrics:
-        raise ValueError(f"NonFiniteGuardCallback: monitor {monitor!r} is not a train metric; pick one of "
-                         f"{sorted(metrics)}, or monitor=None to check only the state")
+        raise ValueError(
+            f"NonFiniteGuardCallback: monitor {monitor!r} is not a train metric; pick one of "
+            f"{sorted(metrics)}, or monitor=None to check only the state"
+        )

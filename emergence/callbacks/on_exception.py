@@ -10,6 +10,7 @@ run time (a failing host callback, out of memory) may have consumed it, and then
 nothing in memory to save: the callback says so in one log line and the newest
 checkpoint on disk is what resumes. A failing save never hides the original exception.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING

@@ -17,6 +17,7 @@ Where it shows: a live bar in a terminal; an in-place display in a Jupyter noteb
 not a terminal (CI, a Kaggle batch log), one plain line every `plain_every_n_seconds`
 so the log stays short. Per call it reads the clock and compares: no device sync, ever.
 """
+
 from __future__ import annotations
 
 import time
@@ -54,9 +55,16 @@ class RichProgressCallback(Callback):
         clock: monotonic seconds (inject a fake one in tests).
     """
 
-    def __init__(self, every_n_seconds: float = 1.0, *, plain_every_n_seconds: float = 60.0,
-                 console: Console | None = None, metrics: Sequence[str] | None = None, max_metrics: int = 4,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        every_n_seconds: float = 1.0,
+        *,
+        plain_every_n_seconds: float = 60.0,
+        console: Console | None = None,
+        metrics: Sequence[str] | None = None,
+        max_metrics: int = 4,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         check_interval("RichProgressCallback: every_n_seconds", every_n_seconds, integer=False)
         check_interval("RichProgressCallback: plain_every_n_seconds", plain_every_n_seconds, integer=False)
         self.every_n_seconds = every_n_seconds
@@ -124,8 +132,10 @@ class RichProgressCallback(Callback):
         """The parts after the bar: rate, ETA, budget, last checkpoint, latest metrics."""
         rate = self.steps_per_second
         end = trainer.max_steps
-        parts = [f"{rate:,.1f} steps/s" if rate is not None else "– steps/s",
-                 f"ETA {_hms((end - trainer.step) / rate)}" if rate and end is not None else "ETA –"]
+        parts = [
+            f"{rate:,.1f} steps/s" if rate is not None else "– steps/s",
+            f"ETA {_hms((end - trainer.step) / rate)}" if rate and end is not None else "ETA –",
+        ]
         if trainer.time_left is not None:
             parts.append(f"budget {_hms(trainer.time_left)} left")
         if self._checkpoint is not None:
@@ -188,4 +198,3 @@ def _hms(seconds: float) -> str:
     """Seconds as H:MM:SS (negative shown as 0:00:00)."""
     whole = max(0, int(seconds))
     return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
-

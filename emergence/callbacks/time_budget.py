@@ -18,6 +18,7 @@ on one process it takes effect at once; under `jax.distributed` process 0's prop
 stops every process at the same step (see `emergence.parallel.stops`). The seconds left
 are published as `trainer.time_left` at every call boundary (a progress display reads it).
 """
+
 from __future__ import annotations
 
 import time
@@ -63,8 +64,15 @@ class TimeBudgetCallback(Callback):
 
     can_stop = True
 
-    def __init__(self, max_duration: float | None = None, *, deadline: float | None = None,
-                 start: float | None = None, margin: float = 60.0, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        max_duration: float | None = None,
+        *,
+        deadline: float | None = None,
+        start: float | None = None,
+        margin: float = 60.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         self.slurm_end = slurm_job_end_time()
         _check(max_duration, deadline, start, margin, self.slurm_end)
         self.max_duration = max_duration
@@ -121,8 +129,14 @@ class TimeBudgetCallback(Callback):
         self._queued = self._rate.pending_seconds(trainer.step)
         remaining = trainer.time_left = self.remaining
         if remaining < self.margin + self.call_seconds + self.save_seconds:
-            log.info("time budget: %.1f s left < margin %.1f + call %.2f + save %.2f: stopping at step %d",
-                     remaining, self.margin, self.call_seconds, self.save_seconds, trainer.step)
+            log.info(
+                "time budget: %.1f s left < margin %.1f + call %.2f + save %.2f: stopping at step %d",
+                remaining,
+                self.margin,
+                self.call_seconds,
+                self.save_seconds,
+                trainer.step,
+            )
             trainer.stops.propose(REASON)
 
     def on_save_checkpoint(self, trainer: "Trainer", ref: "CheckpointRef") -> None:
@@ -132,9 +146,15 @@ class TimeBudgetCallback(Callback):
         if reason != REASON:
             return
         save_last_state(trainer, "final", REASON)
-        log.info("time budget: stopped at step %d with %.1f s to spare before the deadline "
-                 "(margin %.0f s, call %.2f s, save %.2f s)", trainer.step, self.remaining, self.margin,
-                 self.call_seconds, self.save_seconds)
+        log.info(
+            "time budget: stopped at step %d with %.1f s to spare before the deadline "
+            "(margin %.0f s, call %.2f s, save %.2f s)",
+            trainer.step,
+            self.remaining,
+            self.margin,
+            self.call_seconds,
+            self.save_seconds,
+        )
 
     def _backlog_limit(self) -> int:
         """Calls allowed in flight: at least 2 (keeps the device busy), at most a quarter margin of work."""
@@ -160,19 +180,29 @@ class KaggleTimeoutCallback(TimeBudgetCallback):
             export and zipping `/kaggle/working`.
     """
 
-    def __init__(self, limit: float | None = None, *, start: float | None = None, margin: float = 600.0,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        limit: float | None = None,
+        *,
+        start: float | None = None,
+        margin: float = 600.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if limit is None:
             limit = kaggle_session_limit(jax_accelerator()[0])
-        super().__init__(max_duration=limit, start=process_start_time() if start is None else start,
-                         margin=margin, clock=clock)
+        super().__init__(
+            max_duration=limit, start=process_start_time() if start is None else start, margin=margin, clock=clock
+        )
 
 
-def _check(max_duration: float | None, deadline: float | None, start: float | None, margin: float,
-           slurm_end: float | None) -> None:
+def _check(
+    max_duration: float | None, deadline: float | None, start: float | None, margin: float, slurm_end: float | None
+) -> None:
     if max_duration is None and deadline is None and slurm_end is None:
-        raise ValueError("TimeBudgetCallback needs max_duration (seconds) or deadline (epoch seconds); "
-                         "neither was given and SLURM_JOB_END_TIME is not set")
+        raise ValueError(
+            "TimeBudgetCallback needs max_duration (seconds) or deadline (epoch seconds); "
+            "neither was given and SLURM_JOB_END_TIME is not set"
+        )
     if max_duration is not None and not max_duration > 0:
         raise ValueError(f"max_duration must be positive seconds, got {max_duration!r}")
     if start is not None and max_duration is None:

@@ -14,6 +14,7 @@ duplicates. A checkpoint written at a sampling step by a callback that fires bef
 this one still holds that step's sample: `on_before_save_checkpoint` takes a sample that
 is due, so `state_dict()` only reads and the callback order does not matter.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
@@ -118,8 +119,7 @@ class TrackerCallback(Callback):
         self.schedule.done(trainer.step)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"last_sample_step": self.last_sample_step,
-                "trackers": {t.name: t.state_dict() for t in self.trackers}}
+        return {"last_sample_step": self.last_sample_step, "trackers": {t.name: t.state_dict() for t in self.trackers}}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.schedule.done(int(state["last_sample_step"]))
@@ -128,5 +128,8 @@ class TrackerCallback(Callback):
             if tracker.name in saved:
                 tracker.load_state_dict(saved[tracker.name])
             else:
-                log.warning("tracker %r is not in the checkpoint: its history starts at step %d",
-                            tracker.name, self.last_sample_step)
+                log.warning(
+                    "tracker %r is not in the checkpoint: its history starts at step %d",
+                    tracker.name,
+                    self.last_sample_step,
+                )

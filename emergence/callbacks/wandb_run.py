@@ -19,6 +19,7 @@ directory under `<run dir>/wandb/`, and `teardown` prints the one `wandb sync` l
 that uploads them all, in order, as one run (with those of the run dir resumed from,
 when that is another one: a previous Kaggle session's output).
 """
+
 from __future__ import annotations
 
 import os
@@ -60,16 +61,36 @@ class WandbCallback(Callback):
     hook would still finish the run, but the sync line would not be printed).
     """
 
-    def __init__(self, project: str | None = None, *, entity: str | None = None, name: str | None = None,
-                 tags: Sequence[str] | None = None, group: str | None = None, notes: str | None = None,
-                 mode: str | None = None, dir: str | os.PathLike | None = None, run_id: str | None = None,
-                 config: dict[str, Any] | None = None, replay_seconds: float = 60.0,
-                 init_kwargs: dict[str, Any] | None = None, say: Callable[[str], None] = print) -> None:
+    def __init__(
+        self,
+        project: str | None = None,
+        *,
+        entity: str | None = None,
+        name: str | None = None,
+        tags: Sequence[str] | None = None,
+        group: str | None = None,
+        notes: str | None = None,
+        mode: str | None = None,
+        dir: str | os.PathLike | None = None,
+        run_id: str | None = None,
+        config: dict[str, Any] | None = None,
+        replay_seconds: float = 60.0,
+        init_kwargs: dict[str, Any] | None = None,
+        say: Callable[[str], None] = print,
+    ) -> None:
         self.wandb = require_wandb()
         if mode not in (None, "online", "offline", "disabled"):
             raise ValueError(f"mode must be 'online', 'offline', 'disabled' or None (W&B decides), got {mode!r}")
-        self.init_args = {"project": project, "entity": entity, "name": name, "tags": list(tags) if tags else None,
-                          "group": group, "notes": notes, "mode": mode, **(init_kwargs or {})}
+        self.init_args = {
+            "project": project,
+            "entity": entity,
+            "name": name,
+            "tags": list(tags) if tags else None,
+            "group": group,
+            "notes": notes,
+            "mode": mode,
+            **(init_kwargs or {}),
+        }
         self.dir = dir
         self.requested_id = run_id
         self.config = dict(config or {})
@@ -105,19 +126,35 @@ class WandbCallback(Callback):
         self.run.define_metric(STEP_METRIC)
         self.run.define_metric("*", step_metric=STEP_METRIC)
         if trainer.resumed_from is not None:
-            self.run.summary.update({"checkpoint/resumed_from": str(trainer.resumed_from.path),
-                                     "checkpoint/resumed_step": trainer.resumed_from.step})
+            self.run.summary.update(
+                {
+                    "checkpoint/resumed_from": str(trainer.resumed_from.path),
+                    "checkpoint/resumed_step": trainer.resumed_from.step,
+                }
+            )
         self.sink.attach(self.run, self._replay)
-        log.info("wandb: run %s (%s), from step %d%s", self.run_id, self.run.settings.mode, trainer.step,
-                 f", {len(self._replay)} rows replayed" if self._replay else "")
+        log.info(
+            "wandb: run %s (%s), from step %d%s",
+            self.run_id,
+            self.run.settings.mode,
+            trainer.step,
+            f", {len(self._replay)} rows replayed" if self._replay else "",
+        )
         if not _sink_is_used(trainer, self.sink):
-            log.warning("wandb: no LogThrottleCallback writes to WandbCallback.sink, so no metrics reach W&B; "
-                        "pass LogThrottleCallback(sinks=[..., wandb_callback.sink])")
+            log.warning(
+                "wandb: no LogThrottleCallback writes to WandbCallback.sink, so no metrics reach W&B; "
+                "pass LogThrottleCallback(sinks=[..., wandb_callback.sink])"
+            )
 
     def on_save_checkpoint(self, trainer: "Trainer", ref: "CheckpointRef") -> None:
         if self.run is not None:
-            self.run.summary.update({"checkpoint/latest": str(ref.path), "checkpoint/latest_step": ref.step,
-                                     "checkpoint/latest_kind": ref.kind})
+            self.run.summary.update(
+                {
+                    "checkpoint/latest": str(ref.path),
+                    "checkpoint/latest_step": ref.step,
+                    "checkpoint/latest_kind": ref.kind,
+                }
+            )
 
     def on_fit_end(self, trainer: "Trainer", reason: str) -> None:
         if self.run is not None:
@@ -144,9 +181,13 @@ class WandbCallback(Callback):
         return [earlier] if earlier.resolve() != (Path(trainer.run_dir) / "wandb").resolve() else []
 
     def _config(self, trainer: "Trainer") -> dict[str, Any]:
-        settings = {"max_steps": trainer.max_steps, "steps_per_call": trainer.steps_per_call,
-                    "seed": trainer.seed, "run_dir": str(trainer.run_dir),
-                    "checkpoint_dir": str(trainer.checkpoint_dir)}
+        settings = {
+            "max_steps": trainer.max_steps,
+            "steps_per_call": trainer.steps_per_call,
+            "seed": trainer.seed,
+            "run_dir": str(trainer.run_dir),
+            "checkpoint_dir": str(trainer.checkpoint_dir),
+        }
         return {"task": task_config(trainer.task), "trainer": settings, **self.config}
 
 
@@ -187,8 +228,12 @@ def offline_run_dirs(wandb_dir: Path | Sequence[Path], run_id: str) -> list[Path
     """
     roots = [wandb_dir] if isinstance(wandb_dir, Path) else list(dict.fromkeys(wandb_dir))
     pattern = re.compile(rf"offline-run-(\d{{8}}_\d{{6}})-{re.escape(run_id)}(?:-(\d+))?")
-    found = [(match, path) for root in roots for path in root.glob("offline-run-*")
-             if (match := pattern.fullmatch(path.name))]
+    found = [
+        (match, path)
+        for root in roots
+        for path in root.glob("offline-run-*")
+        if (match := pattern.fullmatch(path.name))
+    ]
     return [path for match, path in sorted(found, key=lambda m: (m[0][1], int(m[0][2] or 0)))]
 
 

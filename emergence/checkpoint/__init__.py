@@ -5,6 +5,7 @@ and verifying files needs numpy and safetensors only: the pytree half (`tree.py`
 `restore.py`, which need JAX) loads when one of its names is first used, so
 `emergence ckpt list|inspect|verify` never imports JAX.
 """
+
 from __future__ import annotations
 
 import importlib
@@ -29,14 +30,35 @@ from emergence.checkpoint.store import (
     write_latest,
 )
 
-_NEEDS_JAX = {"flatten_to_host": "tree", "unflatten_into": "tree", "restore_state": "restore",
-              "host_metrics": "restore"}
+_NEEDS_JAX = {
+    "flatten_to_host": "tree",
+    "unflatten_into": "tree",
+    "restore_state": "restore",
+    "host_metrics": "restore",
+}
 
 __all__ = [
-    "KINDS", "CheckpointFile", "CheckpointRef", "checkpoint_dirs", "checkpoint_name", "delete_checkpoint",
-    "flatten_to_host", "host_metrics", "list_checkpoints", "load_newest_valid", "newest_valid",
-    "newest_valid_checkpoint", "parse_name", "read_checkpoint", "read_manifest", "resolve_resume", "restore_state",
-    "rotate", "unflatten_into", "write_checkpoint", "write_latest",
+    "KINDS",
+    "CheckpointFile",
+    "CheckpointRef",
+    "checkpoint_dirs",
+    "checkpoint_name",
+    "delete_checkpoint",
+    "flatten_to_host",
+    "host_metrics",
+    "list_checkpoints",
+    "load_newest_valid",
+    "newest_valid",
+    "newest_valid_checkpoint",
+    "parse_name",
+    "read_checkpoint",
+    "read_manifest",
+    "resolve_resume",
+    "restore_state",
+    "rotate",
+    "unflatten_into",
+    "write_checkpoint",
+    "write_latest",
 ]
 
 

@@ -10,6 +10,7 @@ the caller's thread: nothing here fires hooks or swallows errors.
 
 Knows nothing of the Trainer or of the file format: a job is any callable.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -1,4 +1,5 @@
 """Atomic file replacement: a crash at any instant leaves the old file or the new one."""
+
 from __future__ import annotations
 
 import contextlib

@@ -6,6 +6,7 @@ them newest first, warns about each damaged one it skips, and returns the first 
 verifies. It only reads: nothing in the directories is changed, so they may be
 read-only (a previous Kaggle session's output under `/kaggle/input`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -29,8 +30,9 @@ def checkpoint_dirs(root: Path | str) -> list[Path]:
 
 def newest_valid(directories: Sequence[Path | str]) -> CheckpointFile | None:
     """The newest checkpoint in `directories` that verifies, read; on a tie, the earlier directory wins."""
-    ranked = [(ref.order, -rank, ref) for rank, directory in enumerate(directories)
-              for ref in list_checkpoints(directory)]
+    ranked = [
+        (ref.order, -rank, ref) for rank, directory in enumerate(directories) for ref in list_checkpoints(directory)
+    ]
     for _, _, ref in sorted(ranked, key=lambda item: item[:2], reverse=True):
         try:
             return read_checkpoint(ref.path)
@@ -63,5 +65,6 @@ def resolve_resume(source: Path | str) -> CheckpointFile:
     found = load_newest_valid(source)
     if found is None:
         raise CheckpointNotFoundError(
-            f"no valid checkpoint in {source}; point resume at a directory with checkpoints, or use resume='auto'")
+            f"no valid checkpoint in {source}; point resume at a directory with checkpoints, or use resume='auto'"
+        )
     return found

@@ -5,6 +5,7 @@ gathered for the write (float leaves only: integer steps, key data and counters 
 diverge), so the check costs one pass over memory already on the host (a sum: no copy) and
 no device work.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -21,8 +22,9 @@ class NonFiniteStateError(EmergenceError):
 
 def non_finite_leaves(arrays: Mapping[str, np.ndarray]) -> list[str]:
     """The names of the floating-point arrays (bf16 and fp8 included) holding a NaN or an infinity."""
-    return [name for name, array in arrays.items()
-            if jnp.issubdtype(array.dtype, jnp.inexact) and not _all_finite(array)]
+    return [
+        name for name, array in arrays.items() if jnp.issubdtype(array.dtype, jnp.inexact) and not _all_finite(array)
+    ]
 
 
 def _all_finite(array: np.ndarray) -> bool:
@@ -45,6 +47,8 @@ def _all_finite(array: np.ndarray) -> bool:
 def refusal(kind: str, step: int, bad: list[str]) -> str:
     """The one-line reason a `kind` checkpoint of `step` is not written."""
     more = f" (and {len(bad) - 1} more)" if len(bad) > 1 else ""
-    return (f"refusing to write a {kind} checkpoint of step {step}: leaf {bad[0]!r}{more} holds NaN or infinite "
-            f"values; earlier checkpoints are intact (add NonFiniteGuardCallback to roll back, or lower the "
-            f"learning rate)")
+    return (
+        f"refusing to write a {kind} checkpoint of step {step}: leaf {bad[0]!r}{more} holds NaN or infinite "
+        f"values; earlier checkpoints are intact (add NonFiniteGuardCallback to roll back, or lower the "
+        f"learning rate)"
+    )

@@ -13,6 +13,7 @@ Format versions (the manifest's `format_version`) differ only in the digest:
 checksum no longer bounds write and read speed. New files are version 2; version 1
 files still load and verify with SHA-256.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -55,10 +56,21 @@ def _hash_threads() -> int:
 HASH_THREADS = _hash_threads()
 
 _DTYPES = {
-    "float64": "F64", "float32": "F32", "float16": "F16", "bfloat16": "BF16",
-    "int64": "I64", "int32": "I32", "int16": "I16", "int8": "I8",
-    "uint64": "U64", "uint32": "U32", "uint16": "U16", "uint8": "U8", "bool": "BOOL",
-    "float8_e4m3fn": "F8_E4M3", "float8_e5m2": "F8_E5M2",
+    "float64": "F64",
+    "float32": "F32",
+    "float16": "F16",
+    "bfloat16": "BF16",
+    "int64": "I64",
+    "int32": "I32",
+    "int16": "I16",
+    "int8": "I8",
+    "uint64": "U64",
+    "uint32": "U32",
+    "uint16": "U16",
+    "uint8": "U8",
+    "bool": "BOOL",
+    "float8_e4m3fn": "F8_E4M3",
+    "float8_e5m2": "F8_E5M2",
 }
 _NUMPY_DTYPES = {code: name for name, code in _DTYPES.items()}
 
@@ -156,8 +168,14 @@ def _header_bytes(table: dict, manifest_json: str, checksum: str) -> bytes:
     return struct.pack("<Q", len(raw)) + raw
 
 
-def write_checkpoint(path: Path | str, arrays: dict[str, np.ndarray], manifest: dict[str, Any], *,
-                     format_version: int = FORMAT_VERSION, check: Callable[[], None] | None = None) -> str:
+def write_checkpoint(
+    path: Path | str,
+    arrays: dict[str, np.ndarray],
+    manifest: dict[str, Any],
+    *,
+    format_version: int = FORMAT_VERSION,
+    check: Callable[[], None] | None = None,
+) -> str:
     """Atomically write `arrays` and `manifest` to `path`; return the checksum.
 
     The checksum sits in the header, at the front of the file, but hashing and writing
@@ -239,8 +257,11 @@ def _read_header(path: Path, handle: BinaryIO, size: int) -> tuple[dict, int]:
     # A pickle starts with 0x80; so does a valid header length whose low byte is 0x80 (1 in 32).
     looks_pickled = prefix[:1] == b"\x80" and (length is None or length > size - 8)
     if looks_pickled or path.suffix in {".pkl", ".pickle", ".pt", ".pth", ".ckpt"}:
-        raise _bad(path, "looks like a pickle file, which emergence never loads (it can run code); "
-                         "point at an emergence .safetensors checkpoint")
+        raise _bad(
+            path,
+            "looks like a pickle file, which emergence never loads (it can run code); "
+            "point at an emergence .safetensors checkpoint",
+        )
     if length is None:
         raise _bad(path, "too short to be a checkpoint (truncated or empty); resume from another one")
     if length > min(size - 8, MAX_HEADER_BYTES):
@@ -268,8 +289,11 @@ def _manifest(path: Path, header: dict) -> tuple[dict[str, Any], str, str]:
         raise _bad(path, "manifest is not valid JSON: corrupt; resume from another checkpoint")
     version = manifest.get("format_version")
     if not isinstance(version, int) or isinstance(version, bool) or version not in DIGESTS:
-        raise _bad(path, f"checkpoint format {version!r} is not one this emergence reads "
-                         f"({min(DIGESTS)}..{FORMAT_VERSION}); upgrade emergence to load it")
+        raise _bad(
+            path,
+            f"checkpoint format {version!r} is not one this emergence reads "
+            f"({min(DIGESTS)}..{FORMAT_VERSION}); upgrade emergence to load it",
+        )
     return manifest, manifest_json, checksum
 
 
@@ -358,11 +382,11 @@ def _read_into(handle: BinaryIO, data: bytearray, hasher: _Hasher | None) -> int
     """Fill `data` from `handle` block by block, handing each block to `hasher`; the bytes read."""
     view, done = memoryview(data), 0
     while done < len(data):
-        got = handle.readinto(view[done: done + READ_BLOCK])
+        got = handle.readinto(view[done : done + READ_BLOCK])
         if not got:
             break
         if hasher is not None:
-            hasher.add(view[done: done + got])
+            hasher.add(view[done : done + got])
         done += got
     return done
 
@@ -373,8 +397,9 @@ def _arrays(path: Path, table: dict, data: bytearray | memoryview) -> dict[str, 
         for name, entry in table.items():
             begin, stop = entry["data_offsets"]
             dtype = _numpy_dtype(entry["dtype"])
-            arrays[name] = np.frombuffer(data, dtype=dtype, count=(stop - begin) // dtype.itemsize,
-                                         offset=begin).reshape(tuple(entry["shape"]))
+            arrays[name] = np.frombuffer(
+                data, dtype=dtype, count=(stop - begin) // dtype.itemsize, offset=begin
+            ).reshape(tuple(entry["shape"]))
             end = max(end, stop)
     except (KeyError, ValueError, TypeError):
         raise _bad(path, "tensor table does not match the data (corrupt or truncated)") from None

@@ -1,13 +1,14 @@
 """What a checkpoint says about itself besides its arrays: the manifest, versions, config and its changes."""
+
 from __future__ import annotations
 
 import functools
 import hashlib
 import json
 import platform as _platform
+import time
 from dataclasses import dataclass
 from importlib import metadata
-import time
 from typing import Any
 
 from emergence.errors import ConfigMismatchError
@@ -66,13 +67,18 @@ class ConfigChange:
 
 def config_changes(saved: dict[str, Any], current: dict[str, Any]) -> list[ConfigChange]:
     """Every dotted key whose value differs (added and removed keys included)."""
-    old, new = _flatten(json.loads(json.dumps(saved, default=str))), _flatten(json.loads(json.dumps(current, default=str)))
+    old, new = (
+        _flatten(json.loads(json.dumps(saved, default=str))),
+        _flatten(json.loads(json.dumps(current, default=str))),
+    )
     missing = object()
     changes = []
     for key in sorted(set(old) | set(new)):
         before, after = old.get(key, missing), new.get(key, missing)
         if before != after:
-            changes.append(ConfigChange(key, None if before is missing else before, None if after is missing else after))
+            changes.append(
+                ConfigChange(key, None if before is missing else before, None if after is missing else after)
+            )
     return changes
 
 
@@ -81,9 +87,17 @@ def is_structural(key: str, structural_keys: set[str]) -> bool:
     return any(key == s or key.startswith(s + ".") for s in structural_keys)
 
 
-def build_manifest(*, step: int, kind: str, reason: str | None, config: dict[str, Any],
-                   callbacks: dict[str, Any], metrics: dict[str, float], typed_keys: dict[str, str],
-                   platform: dict[str, Any] | None = None) -> dict[str, Any]:
+def build_manifest(
+    *,
+    step: int,
+    kind: str,
+    reason: str | None,
+    config: dict[str, Any],
+    callbacks: dict[str, Any],
+    metrics: dict[str, float],
+    typed_keys: dict[str, str],
+    platform: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Everything a checkpoint says about itself besides its arrays."""
     return {
         "step": step,
@@ -110,4 +124,5 @@ def check_config(saved: dict[str, Any], current: dict[str, Any], structural_keys
         listed = "; ".join(str(c) for c in refused)
         raise ConfigMismatchError(
             f"cannot resume: structural config changed ({listed}); restore it, start a new run_dir, "
-            f"or pass force_resume=True")
+            f"or pass force_resume=True"
+        )

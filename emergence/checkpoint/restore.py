@@ -4,6 +4,7 @@
 names the leaf path and both shapes; the config is checked first (`check_config`,
 manifest.py). `host_metrics` is the one place a save fetches metrics off the device.
 """
+
 from __future__ import annotations
 
 from typing import Any

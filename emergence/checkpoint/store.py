@@ -12,6 +12,7 @@ both names, each with the full size, and the final's manifest is the periodic's)
 filesystem without hard links no second file is written and `latest.json` points at the
 periodic one.
 """
+
 from __future__ import annotations
 
 import json
@@ -80,8 +81,7 @@ def write_latest(directory: Path, ref: CheckpointRef, reason: str | None = None)
     that is a hard link of the periodic file of its step, the file's own manifest keeps
     the periodic save's reason, so this is where the final's is written down.
     """
-    pointer = {"name": ref.path.name, "kind": ref.kind, "step": ref.step, "checksum": ref.checksum,
-               "reason": reason}
+    pointer = {"name": ref.path.name, "kind": ref.kind, "step": ref.step, "checksum": ref.checksum, "reason": reason}
     atomic_write_text(directory / LATEST, json.dumps(pointer, indent=1) + "\n", durable=False)
 
 

@@ -7,6 +7,7 @@ what it becomes inside `jit` (`jax.typeof`: `0` is a weakly typed int32, a float
 numpy array float32 without x64), and restored as that, so a resumed run compiles the
 same program as the run that never stopped.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -50,11 +51,13 @@ def leaf_type(name: str, leaf: Any) -> Any:
     except TypeError:
         raise UnstorableLeafError(
             f"state leaf '{name}' is a {type(leaf).__name__}, not an array, so no checkpoint can hold it; make it an "
-            "array, or keep it out of the state (flax: struct.field(pytree_node=False), or on the task)") from None
+            "array, or keep it out of the state (flax: struct.field(pytree_node=False), or on the task)"
+        ) from None
     if not is_typed_key(aval) and np.dtype(aval.dtype).name not in STORABLE_DTYPES:
         raise UnstorableLeafError(
             f"state leaf '{name}' has dtype {aval.dtype}, which safetensors cannot store; keep it as "
-            f"{' / '.join(_STORABLE_HINT)} (e.g. a complex array as its real and imaginary parts)")
+            f"{' / '.join(_STORABLE_HINT)} (e.g. a complex array as its real and imaginary parts)"
+        )
     return aval
 
 
@@ -108,18 +111,21 @@ def _check_leaf(name: str, template: Any, stored: np.ndarray, impl: str | None) 
         if impl is None:
             raise IncompatibleCheckpointError(
                 f"leaf '{name}': the task has a typed PRNG key, the checkpoint a plain "
-                f"{_describe(stored.shape, stored.dtype)} array; use jax.random.key, not PRNGKey")
+                f"{_describe(stored.shape, stored.dtype)} array; use jax.random.key, not PRNGKey"
+            )
         if want_impl != impl or tuple(stored.shape[: len(template.shape)]) != tuple(template.shape):
             raise IncompatibleCheckpointError(
                 f"leaf '{name}': task has key<{want_impl}>{list(template.shape)}, "
-                f"checkpoint has key<{impl}> data {list(stored.shape)}")
+                f"checkpoint has key<{impl}> data {list(stored.shape)}"
+            )
         return
     want = leaf_type(name, template)
     want_dtype = np.dtype(want.dtype)
     if tuple(stored.shape) != tuple(want.shape) or stored.dtype != want_dtype:
         raise IncompatibleCheckpointError(
             f"leaf '{name}': task has {_describe(want.shape, want_dtype)}, "
-            f"checkpoint has {_describe(stored.shape, stored.dtype)}")
+            f"checkpoint has {_describe(stored.shape, stored.dtype)}"
+        )
 
 
 def unflatten_into(template: Any, arrays: dict[str, np.ndarray], typed_keys: dict[str, str]) -> Any:
@@ -135,12 +141,14 @@ def unflatten_into(template: Any, arrays: dict[str, np.ndarray], typed_keys: dic
     if missing:
         raise IncompatibleCheckpointError(
             f"leaf '{missing[0]}' of the task's state is not in the checkpoint "
-            f"({len(missing)} missing); the checkpoint was written for a different model")
+            f"({len(missing)} missing); the checkpoint was written for a different model"
+        )
     extra = sorted(set(arrays) - set(names))
     if extra:
         raise IncompatibleCheckpointError(
             f"checkpoint leaf '{extra[0]}' has no place in the task's state "
-            f"({len(extra)} extra); the checkpoint was written for a different model")
+            f"({len(extra)} extra); the checkpoint was written for a different model"
+        )
     leaves = []
     for name, (_, template_leaf) in zip(names, flat):
         stored = arrays[name]
@@ -178,6 +186,7 @@ def fold_in_keys(tree: Any, data: int) -> Any:
     `TrainState`'s dropout `key`, an NNX `Rngs` stream's `key`, a `ManySeeds` stack of
     keys (each key of the stack gets its own fold). Other leaves are returned as they are.
     """
+
     def fold(leaf: Any) -> Any:
         if not is_typed_key(leaf):
             return leaf

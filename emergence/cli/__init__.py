@@ -15,6 +15,7 @@ Exit codes: 0 done (or stopped at its time budget); 1 a check failed (`ckpt veri
 143 / 130 after an emergency checkpoint on SIGTERM / SIGINT (the signal callback
 exits with them).
 """
+
 from __future__ import annotations
 
 import importlib
@@ -25,8 +26,14 @@ from collections.abc import Sequence
 from emergence.errors import EmergenceError
 
 COMMANDS: dict[str, tuple[str, str]] = {
-    "train": ("emergence.lab.cli.train:main", "train the foraging lab (PPO with evolution), resumable and preemption-safe"),
-    "eval": ("emergence.lab.cli.episodes:eval_main", "greedy episodes of a checkpoint's policy, against a random policy"),
+    "train": (
+        "emergence.lab.cli.train:main",
+        "train the foraging lab (PPO with evolution), resumable and preemption-safe",
+    ),
+    "eval": (
+        "emergence.lab.cli.episodes:eval_main",
+        "greedy episodes of a checkpoint's policy, against a random policy",
+    ),
     "render": ("emergence.lab.cli.episodes:render_main", "draw the world through an episode (GIF or PNG)"),
     "sweep": ("emergence.lab.cli.sweep:main", "a grid of config values x seeds trained as one resumable program"),
     "report": ("emergence.lab.cli.report:main", "a sweep's per-config mean ± CI, difference from baseline, curves"),
@@ -40,7 +47,9 @@ USAGE_ERROR = 2
 def _usage() -> str:
     width = max(len(name) for name in COMMANDS)
     lines = [f"  {name.ljust(width)}  {summary}" for name, (_, summary) in COMMANDS.items()]
-    return "usage: emergence COMMAND [ARGS]   (emergence COMMAND --help for its flags)\n\ncommands:\n" + "\n".join(lines)
+    return "usage: emergence COMMAND [ARGS]   (emergence COMMAND --help for its flags)\n\ncommands:\n" + "\n".join(
+        lines
+    )
 
 
 def _command(name: str):

@@ -1,4 +1,5 @@
 """`python -m emergence.cli ...` runs the `emergence` command (where the console script is not on PATH)."""
+
 import sys
 
 from emergence.cli import main

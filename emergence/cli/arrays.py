@@ -1,4 +1,5 @@
 """The arrays of checkpoints: sizes per subtree, bitwise differences, and a params-only export."""
+
 from __future__ import annotations
 
 import json
@@ -78,9 +79,14 @@ def export_arrays(file: CheckpointFile, out: Path, include: tuple[str, ...]) -> 
         tops = sorted({name.split("/")[0] for name in file.arrays})
         raise ValueError(f"no arrays under {', '.join(include)} in {file.path.name}; subtrees there: {', '.join(tops)}")
     manifest = file.manifest
-    metadata = {"format": EXPORT_FORMAT, "step": str(manifest.get("step")), "source": file.path.name,
-                "source_checksum": file.checksum, "include": ",".join(include),
-                "config": json.dumps(manifest.get("config", {}), sort_keys=True)}
+    metadata = {
+        "format": EXPORT_FORMAT,
+        "step": str(manifest.get("step")),
+        "source": file.path.name,
+        "source_checksum": file.checksum,
+        "include": ",".join(include),
+        "config": json.dumps(manifest.get("config", {}), sort_keys=True),
+    }
     out.parent.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(out, safetensors.numpy.save({k: np.ascontiguousarray(v) for k, v in chosen.items()}, metadata))
     return chosen

@@ -5,6 +5,7 @@ is unpickled, nothing on disk is changed except `export`'s output). Exit codes: 
 done; 1 `verify` found a bad file or `diff` found a difference; 2 bad usage or an
 unreadable input (one line on stderr).
 """
+
 from __future__ import annotations
 
 import json
@@ -24,7 +25,6 @@ from emergence.checkpoint import (
     read_checkpoint,
     read_manifest,
 )
-from emergence.checkpoint.store import LATEST
 from emergence.cli.arrays import array_differences, export_arrays, subtree_sizes
 from emergence.cli.paths import checkpoint_dir, existing, load_checkpoint
 from emergence.cli.table import format_number, format_table, human_size, local_time
@@ -53,7 +53,7 @@ def _pick_metric(manifests: list[dict[str, Any]]) -> str | None:
     for manifest in reversed(manifests):
         reason = manifest.get("reason") or ""
         if manifest.get("kind") == "best" and reason.startswith("best "):
-            return reason[len("best "):]
+            return reason[len("best ") :]
     names = sorted({name for m in manifests for name in m.get("metrics", {})})
     evals = [n for n in names if n.startswith(("eval/", "val_"))]
     return (evals or names or [None])[0]
@@ -78,10 +78,18 @@ class List:
         manifests, valid = zip(*(self._read(ref) for ref in refs))
         metric = self.metric or _pick_metric([m for m in manifests if m])
         latest = _latest_name(folder)
-        rows = [[("*" if ref.path.name == latest else "") + ref.path.name, ref.step, ref.kind,
-                 local_time(m.get("wall_time")), human_size(ref.path.stat().st_size),
-                 format_number(m["metrics"][metric]) if metric in m.get("metrics", {}) else "-", ok]
-                for ref, m, ok in zip(refs, manifests, valid)]
+        rows = [
+            [
+                ("*" if ref.path.name == latest else "") + ref.path.name,
+                ref.step,
+                ref.kind,
+                local_time(m.get("wall_time")),
+                human_size(ref.path.stat().st_size),
+                format_number(m["metrics"][metric]) if metric in m.get("metrics", {}) else "-",
+                ok,
+            ]
+            for ref, m, ok in zip(refs, manifests, valid)
+        ]
         print(format_table(["name", "step", "kind", "time", "size", metric or "metric", "valid"], rows))
         if latest:
             print(f"(* = {LATEST})")
@@ -110,13 +118,30 @@ class Inspect:
         subtrees = subtree_sizes(file.arrays)
         if self.json:
             arrays = {name: {"dtype": str(a.dtype), "shape": list(a.shape)} for name, a in sorted(file.arrays.items())}
-            print(json.dumps({"path": str(file.path), "checksum": file.checksum, "size": file.path.stat().st_size,
-                              "manifest": file.manifest, "subtrees": subtrees, "arrays": arrays}, indent=1))
+            print(
+                json.dumps(
+                    {
+                        "path": str(file.path),
+                        "checksum": file.checksum,
+                        "size": file.path.stat().st_size,
+                        "manifest": file.manifest,
+                        "subtrees": subtrees,
+                        "arrays": arrays,
+                    },
+                    indent=1,
+                )
+            )
             return 0
         print(_describe(file.path, file.checksum, file.manifest))
-        print(format_table(["subtree", "arrays", "elements", "bytes"],
-                           [["  " * name.count("/") + name, s["arrays"], s["elements"], human_size(s["bytes"])]
-                            for name, s in subtrees.items()]))
+        print(
+            format_table(
+                ["subtree", "arrays", "elements", "bytes"],
+                [
+                    ["  " * name.count("/") + name, s["arrays"], s["elements"], human_size(s["bytes"])]
+                    for name, s in subtrees.items()
+                ],
+            )
+        )
         return 0
 
 
@@ -124,21 +149,23 @@ def _describe(path: Path, checksum: str, manifest: dict[str, Any]) -> str:
     versions = ", ".join(f"{k} {v}" for k, v in manifest.get("versions", {}).items())
     metrics = ", ".join(f"{k}={format_number(v)}" for k, v in sorted(manifest.get("metrics", {}).items()))
     callbacks = ", ".join(f"{k} ({human_size(len(json.dumps(v)))})" for k, v in manifest.get("callbacks", {}).items())
-    lines = [f"file       {path} ({human_size(path.stat().st_size)})",
-             f"step       {manifest.get('step')} ({_kind_and_reason(path, manifest)})",
-             f"written    {local_time(manifest.get('wall_time'))}",
-             f"checksum   {checksum}",
-             f"format     {manifest.get('format_version')}; config hash {manifest.get('config_hash')}",
-             f"versions   {versions or '-'}",
-             f"platform   {json.dumps(manifest.get('platform') or {})}",
-             f"metrics    {metrics or '-'}",
-             f"callbacks  {callbacks or '-'}",
-             "config     " + json.dumps(manifest.get("config", {}), indent=1, sort_keys=True).replace("\n", "\n           ")]
+    lines = [
+        f"file       {path} ({human_size(path.stat().st_size)})",
+        f"step       {manifest.get('step')} ({_kind_and_reason(path, manifest)})",
+        f"written    {local_time(manifest.get('wall_time'))}",
+        f"checksum   {checksum}",
+        f"format     {manifest.get('format_version')}; config hash {manifest.get('config_hash')}",
+        f"versions   {versions or '-'}",
+        f"platform   {json.dumps(manifest.get('platform') or {})}",
+        f"metrics    {metrics or '-'}",
+        f"callbacks  {callbacks or '-'}",
+        "config     " + json.dumps(manifest.get("config", {}), indent=1, sort_keys=True).replace("\n", "\n           "),
+    ]
     return "\n".join(lines)
 
 
 def _kind_and_reason(path: Path, manifest: dict[str, Any]) -> str:
-    """Kind and reason; a final that is a hard link of its step's periodic file says so, with the reason from latest.json.
+    """Kind and reason; a final that is a hard link of its step's periodic file says so, with latest.json's reason.
 
     Such a final holds exactly what the periodic save of its step wrote (the Trainer links
     only then), so its bytes, manifest included, are that save's.
@@ -149,8 +176,10 @@ def _kind_and_reason(path: Path, manifest: dict[str, Any]) -> str:
     pointer = path.parent / LATEST
     latest = json.loads(pointer.read_text()) if pointer.is_file() else {}
     reason = latest.get("reason") if latest.get("name") == path.name else None
-    return (f"{named.kind}; reason: {reason or 'not recorded'}), the same file as the {saved} save of this step "
-            f"(a hard link: the final held nothing else")
+    return (
+        f"{named.kind}; reason: {reason or 'not recorded'}), the same file as the {saved} save of this step "
+        f"(a hard link: the final held nothing else"
+    )
 
 
 @dataclass
@@ -170,8 +199,10 @@ class Verify:
         for path in paths:
             try:
                 file = read_checkpoint(path)
-                print(f"ok   {path.name} (step {file.manifest['step']}, {file.manifest['kind']}, "
-                      f"format v{file.manifest['format_version']} {file.checksum.split(':')[0]})")
+                print(
+                    f"ok   {path.name} (step {file.manifest['step']}, {file.manifest['kind']}, "
+                    f"format v{file.manifest['format_version']} {file.checksum.split(':')[0]})"
+                )
             except (EmergenceError, OSError) as err:
                 bad += 1
                 print(f"BAD  {path.name}: {str(err).removeprefix(str(path) + ': ')}")
@@ -212,14 +243,20 @@ class Diff:
         if failed:
             print(f"{failed} difference(s)")
             return 1
-        print(f"identical: {len(left.arrays)} arrays bitwise equal" + (" and callback state" if self.with_callbacks else ""))
+        print(
+            f"identical: {len(left.arrays)} arrays bitwise equal"
+            + (" and callback state" if self.with_callbacks else "")
+        )
         return 0
 
 
 def _callback_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
     left, right = a.get("callbacks", {}), b.get("callbacks", {})
-    return sorted(k for k in set(left) | set(right) if json.dumps(left.get(k), sort_keys=True)
-                  != json.dumps(right.get(k), sort_keys=True))
+    return sorted(
+        k
+        for k in set(left) | set(right)
+        if json.dumps(left.get(k), sort_keys=True) != json.dumps(right.get(k), sort_keys=True)
+    )
 
 
 @dataclass
@@ -250,8 +287,10 @@ class Export:
         flag, index = ("--run", self.run_index) if self.run_index is not None else ("--seed", self.seed)
         if index is None:
             written = export_arrays(file, self.out, self.include)
-            print(f"wrote {self.out}: {len(written)} arrays, {human_size(self.out.stat().st_size)} "
-                  f"(step {file.manifest['step']}; load with safetensors.numpy.load_file)")
+            print(
+                f"wrote {self.out}: {len(written)} arrays, {human_size(self.out.stat().st_size)} "
+                f"(step {file.manifest['step']}; load with safetensors.numpy.load_file)"
+            )
             return 0
         if self.include != ("params",):
             raise EmergenceError(f"{flag} writes the whole state of one run; drop --include")
@@ -260,8 +299,10 @@ class Export:
 
         index = find_run(file, index) if flag == "--run" else index
         written = export_seed(file, index, self.out, flag)
-        print(f"wrote {self.out}: {flag[2:]} {index}, {len(written)} arrays, {human_size(self.out.stat().st_size)} "
-              f"(step {file.manifest['step']}; resume it with Trainer(<inner task>, resume=\"{self.out}\"))")
+        print(
+            f"wrote {self.out}: {flag[2:]} {index}, {len(written)} arrays, {human_size(self.out.stat().st_size)} "
+            f'(step {file.manifest["step"]}; resume it with Trainer(<inner task>, resume="{self.out}"))'
+        )
         return 0
 
 
@@ -273,9 +314,13 @@ def _check_out(file: CheckpointFile, out: Path) -> None:
         raise EmergenceError(f"{out} is the checkpoint being exported; write the export to another file")
 
 
-Command = (Annotated[List, tyro.conf.subcommand("list")] | Annotated[Inspect, tyro.conf.subcommand("inspect")]
-           | Annotated[Verify, tyro.conf.subcommand("verify")] | Annotated[Diff, tyro.conf.subcommand("diff")]
-           | Annotated[Export, tyro.conf.subcommand("export")])
+Command = (
+    Annotated[List, tyro.conf.subcommand("list")]
+    | Annotated[Inspect, tyro.conf.subcommand("inspect")]
+    | Annotated[Verify, tyro.conf.subcommand("verify")]
+    | Annotated[Diff, tyro.conf.subcommand("diff")]
+    | Annotated[Export, tyro.conf.subcommand("export")]
+)
 
 
 def main(argv: list[str]) -> int:

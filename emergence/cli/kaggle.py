@@ -5,6 +5,7 @@ CANCEL_ACKNOWLEDGED), the `kaggle` command failed, or downloaded output does not
 2 setup to fix first (no `kaggle` command, no credentials, bad kernel-metadata.json);
 3 `status` without `--watch` while the kernel is still queued or running.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,11 +30,18 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     run = commands.add_parser("run", help="push, then wait until the run finishes")
     for sub in (push, run):
         _dir_option(sub)
-        sub.add_argument("--new", action="store_true",
-                         help="first version of a new kernel: leave its own output out of kernel_sources")
-        sub.add_argument("--timeout", type=_whole_seconds, metavar="SECONDS",
-                         help="stop the session after this many seconds (kaggle kernels push --timeout; "
-                              "Kaggle's own limit still holds)")
+        sub.add_argument(
+            "--new",
+            action="store_true",
+            help="first version of a new kernel: leave its own output out of kernel_sources",
+        )
+        sub.add_argument(
+            "--timeout",
+            type=_whole_seconds,
+            metavar="SECONDS",
+            help="stop the session after this many seconds (kaggle kernels push --timeout; "
+            "Kaggle's own limit still holds)",
+        )
     status = commands.add_parser("status", help="the latest version's status (exit 0 COMPLETE, 1 failed)")
     _kernel_options(status)
     status.add_argument("--watch", action="store_true", help="poll until the run finishes")
@@ -52,15 +60,28 @@ def _init_parser(sub: argparse.ArgumentParser) -> None:
     sub.add_argument("--username", required=True, help="your Kaggle username (the kernel's owner)")
     sub.add_argument("--slug", default=kaggle.DEFAULT_SLUG, help="the kernel's URL slug, 5+ characters")
     sub.add_argument("--title", help="the kernel's title (default: from the slug)")
-    sub.add_argument("--accelerator", choices=tuple(kaggle.MACHINE_SHAPES), default="t4x2",
-                     help="t4x2 (GPU T4 x2: machine_shape NvidiaTeslaT4, the default), tpu (TPU v5e-8), none; "
-                          "p100 and tpuv3 are retired: Kaggle runs them on a replacement, a warning says so")
-    sub.add_argument("--internet", action=argparse.BooleanOptionalAction, default=True,
-                     help="internet on (install from the repository) or off (install from --dataset)")
+    sub.add_argument(
+        "--accelerator",
+        choices=tuple(kaggle.MACHINE_SHAPES),
+        default="t4x2",
+        help="t4x2 (GPU T4 x2: machine_shape NvidiaTeslaT4, the default), tpu (TPU v5e-8), none; "
+        "p100 and tpuv3 are retired: Kaggle runs them on a replacement, a warning says so",
+    )
+    sub.add_argument(
+        "--internet",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="internet on (install from the repository) or off (install from --dataset)",
+    )
     sub.add_argument("--private", dest="private", action="store_true", default=True)
     sub.add_argument("--public", dest="private", action="store_false")
-    sub.add_argument("--dataset", action="append", default=[], metavar="OWNER/SLUG",
-                     help="attach a dataset (e.g. the project's wheel when internet is off); repeatable")
+    sub.add_argument(
+        "--dataset",
+        action="append",
+        default=[],
+        metavar="OWNER/SLUG",
+        help="attach a dataset (e.g. the project's wheel when internet is off); repeatable",
+    )
     _dir_option(sub)
 
 
@@ -106,8 +127,15 @@ def run_command(args: argparse.Namespace) -> int:
 
 
 def _init(args: argparse.Namespace) -> int:
-    meta = kaggle.build_metadata(args.username, args.slug, title=args.title, accelerator=args.accelerator,
-                                 internet=args.internet, private=args.private, dataset_sources=args.dataset)
+    meta = kaggle.build_metadata(
+        args.username,
+        args.slug,
+        title=args.title,
+        accelerator=args.accelerator,
+        internet=args.internet,
+        private=args.private,
+        dataset_sources=args.dataset,
+    )
     path = kaggle.write_metadata(args.dir, meta)
     print(f"wrote {path} for {meta['id']} ({args.accelerator}, internet {'on' if args.internet else 'off'})")
     _warn_if_retired(meta)

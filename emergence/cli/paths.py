@@ -1,4 +1,5 @@
 """What a path on the command line names: a checkpoint file, a checkpoint directory or a run directory."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -1,4 +1,5 @@
 """Plain-text output for the `emergence` command: sizes, times, aligned tables."""
+
 from __future__ import annotations
 
 import time

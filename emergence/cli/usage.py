@@ -7,6 +7,7 @@ The `emergence` command promises one line per error, so `parse` captures that pa
 and raises `UsageError` with its message condensed: the panel's title or first
 section, plus the list of valid choices when tyro gives one. `--help` is untouched.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -17,7 +18,7 @@ from typing import Any
 
 import tyro
 
-from emergence.errors import EmergenceError, UsageError
+from emergence.errors import UsageError
 
 _BORDERS = "│╭╮╰╯─ "
 _HELP = "For full helptext"

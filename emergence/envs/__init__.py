@@ -1,4 +1,5 @@
 """JAX environments: the foraging world where the emergence lab's agents live."""
+
 from emergence.envs.foraging import (
     ACTION_DELTAS,
     NUM_ACTIONS,
@@ -11,5 +12,4 @@ from emergence.envs.foraging import (
 )
 from emergence.envs.render import render
 
-__all__ = ["ACTION_DELTAS", "NUM_ACTIONS", "EnvParams", "EnvState", "observe", "render", "reset",
-           "reset_state", "step"]
+__all__ = ["ACTION_DELTAS", "NUM_ACTIONS", "EnvParams", "EnvState", "observe", "render", "reset", "reset_state", "step"]

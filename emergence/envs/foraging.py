@@ -31,6 +31,7 @@ death removes none.
 `done` is true when every agent is dead or `max_steps` steps have run. `step` never
 resets: auto-reset is the learner's business (see `emergence.lab.agents.ppo`).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -80,11 +81,15 @@ class EnvParams:
         if not 1 <= self.initial_agents <= self.max_agents:
             problems.append(f"initial_agents={self.initial_agents} must be in 1..max_agents={self.max_agents}")
         if self.initial_agents + self.num_food > self.grid_size**2:
-            problems.append(f"initial_agents + num_food = {self.initial_agents + self.num_food} "
-                            f"does not fit in {self.grid_size}x{self.grid_size} cells")
+            problems.append(
+                f"initial_agents + num_food = {self.initial_agents + self.num_food} "
+                f"does not fit in {self.grid_size}x{self.grid_size} cells"
+            )
         if self.reproduce_threshold <= self.reproduce_cost:
-            problems.append(f"reproduce_threshold={self.reproduce_threshold} must exceed "
-                            f"reproduce_cost={self.reproduce_cost} (a parent must survive giving birth)")
+            problems.append(
+                f"reproduce_threshold={self.reproduce_threshold} must exceed "
+                f"reproduce_cost={self.reproduce_cost} (a parent must survive giving birth)"
+            )
         if min(self.starting_energy, self.reproduce_cost, self.max_steps) < 1:
             problems.append("starting_energy, reproduce_cost and max_steps must be positive")
         if min(self.food_energy, self.move_cost, self.living_cost, self.view_radius, self.num_food) < 0:
@@ -147,11 +152,19 @@ def reset_state(key: jax.Array, params: EnvParams) -> EnvState:
     uid = jnp.where(alive, slots, -1).astype(jnp.int32)
     minus_one = jnp.full(n, -1, jnp.int32)
     return EnvState(
-        pos=pos, energy=jnp.where(alive, params.starting_energy, 0).astype(jnp.int32),
-        age=jnp.zeros(n, jnp.int32), alive=alive, uid=uid, parent_uid=minus_one,
-        parent_slot=minus_one, founder=uid, generation=jnp.zeros(n, jnp.int32),
+        pos=pos,
+        energy=jnp.where(alive, params.starting_energy, 0).astype(jnp.int32),
+        age=jnp.zeros(n, jnp.int32),
+        alive=alive,
+        uid=uid,
+        parent_uid=minus_one,
+        parent_slot=minus_one,
+        founder=uid,
+        generation=jnp.zeros(n, jnp.int32),
         food=jnp.zeros(size * size, bool).at[cells[k:]].set(True).reshape(size, size),
-        next_uid=jnp.asarray(k, jnp.int32), t=jnp.zeros((), jnp.int32))
+        next_uid=jnp.asarray(k, jnp.int32),
+        t=jnp.zeros((), jnp.int32),
+    )
 
 
 def observe(state: EnvState, params: EnvParams) -> jax.Array:
@@ -201,8 +214,9 @@ def _eat(key: jax.Array, state: EnvState, params: EnvParams) -> tuple[EnvState, 
     return state.replace(food=food.reshape(size, size), energy=energy), eaten
 
 
-def _pay_age_die(state: EnvState, actions: jax.Array, params: EnvParams
-                 ) -> tuple[EnvState, jax.Array, jax.Array, jax.Array]:
+def _pay_age_die(
+    state: EnvState, actions: jax.Array, params: EnvParams
+) -> tuple[EnvState, jax.Array, jax.Array, jax.Array]:
     """Rules 3 and 4: pay the step's cost, age, and die at zero energy.
 
     Returns the state, energy paid, who died, and the summed lifespans of the dead
@@ -243,15 +257,21 @@ def _reproduce(key: jax.Array, state: EnvState, params: EnvParams) -> tuple[EnvS
     state = state.replace(
         pos=put(state.pos, jnp.stack(jnp.divmod(cell, size), -1)),
         energy=put(state.energy - ready * params.reproduce_cost, params.reproduce_cost),
-        age=put(state.age, 0), alive=put(state.alive, True), uid=put(state.uid, uid),
-        parent_uid=put(state.parent_uid, state.uid), parent_slot=put(state.parent_slot, slots),
-        founder=put(state.founder, state.founder), generation=put(state.generation, state.generation + 1),
-        next_uid=state.next_uid + ready.sum())
+        age=put(state.age, 0),
+        alive=put(state.alive, True),
+        uid=put(state.uid, uid),
+        parent_uid=put(state.parent_uid, state.uid),
+        parent_slot=put(state.parent_slot, slots),
+        founder=put(state.founder, state.founder),
+        generation=put(state.generation, state.generation + 1),
+        next_uid=state.next_uid + ready.sum(),
+    )
     return state, put(jnp.zeros(n, bool), True)
 
 
-def step(key: jax.Array, state: EnvState, actions: jax.Array, params: EnvParams
-         ) -> tuple[jax.Array, EnvState, jax.Array, jax.Array, dict[str, jax.Array]]:
+def step(
+    key: jax.Array, state: EnvState, actions: jax.Array, params: EnvParams
+) -> tuple[jax.Array, EnvState, jax.Array, jax.Array, dict[str, jax.Array]]:
     """Advance one world by one step; see the module docstring for the rules.
 
     Returns `(obs, state, reward, done, info)`: `reward` (max_agents,) float32 is the
@@ -267,10 +287,16 @@ def step(key: jax.Array, state: EnvState, actions: jax.Array, params: EnvParams
     state, born = _reproduce(key_birth, state, params)
     state = state.replace(t=state.t + 1)
     done = ~state.alive.any() | (state.t >= params.max_steps)
-    info = {"births": born.sum(dtype=jnp.int32), "deaths": died.sum(dtype=jnp.int32),
-            "food_eaten": eaten.sum(dtype=jnp.int32), "population": state.alive.sum(dtype=jnp.int32),
-            "energy_spent": paid.sum(dtype=jnp.int32),
-            "lifespan_sum": lifespans, "born": born, "died": died}
+    info = {
+        "births": born.sum(dtype=jnp.int32),
+        "deaths": died.sum(dtype=jnp.int32),
+        "food_eaten": eaten.sum(dtype=jnp.int32),
+        "population": state.alive.sum(dtype=jnp.int32),
+        "energy_spent": paid.sum(dtype=jnp.int32),
+        "lifespan_sum": lifespans,
+        "born": born,
+        "died": died,
+    }
     return observe(state, params), state, eaten.astype(jnp.float32), done, info
 
 

@@ -1,4 +1,5 @@
 """Pictures of the foraging world: one RGB frame per state, for PNGs and GIFs."""
+
 from __future__ import annotations
 
 import jax
@@ -9,9 +10,19 @@ from emergence.envs.foraging import EnvParams, EnvState
 BACKGROUND = (22, 24, 32)
 FOOD = (70, 190, 80)
 # One colour per founding lineage (founder uid modulo the palette size).
-LINEAGE_PALETTE = jnp.array([
-    (230, 80, 70), (80, 150, 240), (245, 190, 60), (190, 100, 230),
-    (60, 210, 210), (245, 130, 40), (240, 240, 240), (230, 110, 170)], jnp.float32)
+LINEAGE_PALETTE = jnp.array(
+    [
+        (230, 80, 70),
+        (80, 150, 240),
+        (245, 190, 60),
+        (190, 100, 230),
+        (60, 210, 210),
+        (245, 130, 40),
+        (240, 240, 240),
+        (230, 110, 170),
+    ],
+    jnp.float32,
+)
 
 
 def render(state: EnvState, params: EnvParams, cell_px: int = 8) -> jax.Array:

@@ -8,6 +8,7 @@
 
 Only `RegressionTask` loads with this package; import the others from their modules.
 """
+
 from emergence.examples.regression import RegressionConfig, RegressionTask
 
 __all__ = ["RegressionConfig", "RegressionTask"]

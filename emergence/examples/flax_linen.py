@@ -5,6 +5,7 @@ and a dropout `key`. `TrainState.create` makes `step` the Python int 0; the Trai
 stores and restores it as the weakly typed int32 it becomes after one step, so resume
 is bitwise. Each step draws its minibatch and dropout mask from `fold_in(key, step)`.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -42,8 +43,9 @@ class LinenTask:
 
     name = "linen_regression"
 
-    def __init__(self, hidden: int = 32, batch_size: int = 64, dataset_size: int = 2048,
-                 learning_rate: float = 3e-3) -> None:
+    def __init__(
+        self, hidden: int = 32, batch_size: int = 64, dataset_size: int = 2048, learning_rate: float = 3e-3
+    ) -> None:
         self.model, self.batch_size = BatchNormMLP(hidden), batch_size
         self.optimizer = optax.adam(learning_rate)
         x, y = make_dataset(dataset_size, seed=0)
@@ -55,17 +57,26 @@ class LinenTask:
     def init_state(self, rng: jax.Array) -> TrainState:
         init_key, dropout_key = jax.random.split(rng)
         variables = self.model.init(init_key, self.x[:2], train=False)
-        return TrainState.create(apply_fn=self.model.apply, params=variables["params"], tx=self.optimizer,
-                                 batch_stats=variables["batch_stats"], key=dropout_key)
+        return TrainState.create(
+            apply_fn=self.model.apply,
+            params=variables["params"],
+            tx=self.optimizer,
+            batch_stats=variables["batch_stats"],
+            key=dropout_key,
+        )
 
     def train_step(self, state: TrainState) -> tuple[TrainState, dict[str, jax.Array]]:
         batch_key, dropout_key = jax.random.split(jax.random.fold_in(state.key, state.step))
         index = jax.random.randint(batch_key, (self.batch_size,), 0, self.x.shape[0])
 
         def loss_fn(params: Any) -> tuple[jax.Array, Any]:
-            prediction, updates = state.apply_fn({"params": params, "batch_stats": state.batch_stats},
-                                                 self.x[index], train=True, rngs={"dropout": dropout_key},
-                                                 mutable=["batch_stats"])
+            prediction, updates = state.apply_fn(
+                {"params": params, "batch_stats": state.batch_stats},
+                self.x[index],
+                train=True,
+                rngs={"dropout": dropout_key},
+                mutable=["batch_stats"],
+            )
             return jnp.mean((prediction - self.y[index]) ** 2), updates
 
         (loss, updates), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)

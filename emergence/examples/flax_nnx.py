@@ -4,6 +4,7 @@ Both train the same BatchNorm + Dropout MLP with `nnx.Optimizer`. The state the 
 checkpoints is the NNX `State` of the model, the optimizer and the `nnx.Rngs` that draw
 minibatches and dropout masks: resume is bitwise.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -49,8 +50,9 @@ def regression(hidden: int = 32, batch_size: int = 64, dataset_size: int = 2048)
         m["model"].eval()
         return {"val_loss": loss_fn(m["model"], jnp.arange(x.shape[0]))}
 
-    return NNXTask(create, step, evaluate=evaluate, name="nnx_regression",
-                   config={"hidden": hidden, "batch_size": batch_size})
+    return NNXTask(
+        create, step, evaluate=evaluate, name="nnx_regression", config={"hidden": hidden, "batch_size": batch_size}
+    )
 
 
 class NNXSplitTask:

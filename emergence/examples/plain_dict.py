@@ -3,6 +3,7 @@
 The Trainer counts steps itself, so the dict needs no `step`; the minibatch comes from
 the key the dict carries, split anew each step.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -32,8 +33,12 @@ class DictTask:
 
     def init_state(self, rng: jax.Array) -> dict[str, Any]:
         rng, k1, k2 = jax.random.split(rng, 3)
-        params = {"w1": jax.random.normal(k1, (1, self.hidden)), "b1": jnp.zeros(self.hidden),
-                  "w2": jax.random.normal(k2, (self.hidden, 1)) / self.hidden ** 0.5, "b2": jnp.zeros(1)}
+        params = {
+            "w1": jax.random.normal(k1, (1, self.hidden)),
+            "b1": jnp.zeros(self.hidden),
+            "w2": jax.random.normal(k2, (self.hidden, 1)) / self.hidden**0.5,
+            "b2": jnp.zeros(1),
+        }
         return {"params": params, "opt_state": self.optimizer.init(params), "rng": rng}
 
     def train_step(self, state: dict[str, Any]) -> tuple[dict[str, Any], dict[str, jax.Array]]:

@@ -4,6 +4,7 @@ The smallest real Task: data lives in the task (generated from `data_seed`), eac
 step samples a minibatch with the state's own PRNG key, so a run is a pure function
 of config + seed + state and resumes bitwise.
 """
+
 from __future__ import annotations
 
 import dataclasses

@@ -6,6 +6,7 @@ watch what emerges (`trackers/`, `tracking.py`), the lab's config and presets
 (`run.py`), the end-of-run report (`report.py`) and the lab's commands (`cli/`).
 The framework (`emergence.*` outside this folder) never imports it.
 """
+
 from emergence.lab.config import PRESETS, LabConfig
 
 __all__ = ["PRESETS", "LabConfig", "build_trainer"]

@@ -12,6 +12,7 @@ count them; the Trainer counts *updates* (train steps), each `num_envs * rollout
 env steps, and intervals are rounded up to whole updates. The learner's part becomes a
 `PPOConfig` (`LabConfig.ppo_config()`), which is what checkpoints record.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -20,8 +21,8 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Literal
 
-from emergence.lab.agents import KAGGLE, KAGGLE_ENV_STEPS, QUICK, QUICK_ENV_STEPS, PPOConfig
 from emergence.envs import EnvParams
+from emergence.lab.agents import KAGGLE, KAGGLE_ENV_STEPS, QUICK, QUICK_ENV_STEPS, PPOConfig
 
 PresetName = Literal["quick", "kaggle"]
 PlatformName = Literal["auto", "local", "kaggle", "colab", "slurm"]
@@ -40,7 +41,7 @@ class TrainSettings:
     keep_last: int
     """periodic checkpoints kept (best, emergency and final ones are kept apart)"""
     resume_from: str
-    """'auto' (newest valid checkpoint of the run; on Kaggle also under /kaggle/input), 'none', or a checkpoint file or dir"""
+    """'auto' (newest valid checkpoint; on Kaggle also under /kaggle/input), 'none', or a checkpoint file or dir"""
     num_envs: int
     """worlds simulated in parallel (changes the state's shapes: fixed for a run)"""
     steps_per_call: int
@@ -58,7 +59,7 @@ class TrainSettings:
     force_resume: bool
     """resume even if a structural setting (shapes) changed since the checkpoint"""
     devices: str
-    """'one' (JAX's default device), 'all' (every local device: worlds split across them, e.g. Kaggle's two T4s) or a count N"""
+    """'one' (JAX's default device), 'all' (every local device: worlds split, e.g. Kaggle's two T4s) or a count N"""
 
 
 @dataclass(frozen=True)
@@ -123,9 +124,15 @@ class LabConfig:
     def ppo_config(self) -> PPOConfig:
         """The learner's config (what checkpoints record)."""
         evolution = self.evolution
-        return PPOConfig(env=self.env, num_envs=self.train.num_envs, evolution=evolution.enabled,
-                         mutation_std=evolution.mutation_std, diversity_bonus=evolution.diversity_bonus,
-                         niche_pressure=evolution.niche_pressure, **dataclasses.asdict(self.ppo))
+        return PPOConfig(
+            env=self.env,
+            num_envs=self.train.num_envs,
+            evolution=evolution.enabled,
+            mutation_std=evolution.mutation_std,
+            diversity_bonus=evolution.diversity_bonus,
+            niche_pressure=evolution.niche_pressure,
+            **dataclasses.asdict(self.ppo),
+        )
 
     @property
     def env_steps_per_update(self) -> int:
@@ -140,23 +147,50 @@ class LabConfig:
 def lab_config(preset: PresetName, ppo: PPOConfig, train: TrainSettings) -> LabConfig:
     """A `LabConfig` from a learner config and run settings (the num_envs of `ppo` wins)."""
     return LabConfig(
-        preset=preset, platform="auto", train=dataclasses.replace(train, num_envs=ppo.num_envs), env=ppo.env,
+        preset=preset,
+        platform="auto",
+        train=dataclasses.replace(train, num_envs=ppo.num_envs),
+        env=ppo.env,
         ppo=PPOSettings(**{f.name: getattr(ppo, f.name) for f in fields(PPOSettings)}),
-        evolution=EvolutionSettings(enabled=ppo.evolution, mutation_std=ppo.mutation_std,
-                                    diversity_bonus=ppo.diversity_bonus, niche_pressure=ppo.niche_pressure))
+        evolution=EvolutionSettings(
+            enabled=ppo.evolution,
+            mutation_std=ppo.mutation_std,
+            diversity_bonus=ppo.diversity_bonus,
+            niche_pressure=ppo.niche_pressure,
+        ),
+    )
 
 
 def _train(total: int, save: int, eval_: int, track: int, log: int, keep_last: int, devices: str) -> TrainSettings:
-    return TrainSettings(run_dir=None, total_steps=total, save_interval=save, keep_last=keep_last, resume_from="auto",
-                         num_envs=0, steps_per_call=1, eval_interval=eval_, track_interval=track, log_interval=log,
-                         seed=0, max_duration=None, force_resume=False, devices=devices)
+    return TrainSettings(
+        run_dir=None,
+        total_steps=total,
+        save_interval=save,
+        keep_last=keep_last,
+        resume_from="auto",
+        num_envs=0,
+        steps_per_call=1,
+        eval_interval=eval_,
+        track_interval=track,
+        log_interval=log,
+        seed=0,
+        max_duration=None,
+        force_resume=False,
+        devices=devices,
+    )
 
 
 PRESETS: dict[str, LabConfig] = {
-    "quick": lab_config("quick", QUICK, _train(QUICK_ENV_STEPS, save=12_800, eval_=32_000, track=2_560,
-                                               log=6_400, keep_last=3, devices="one")),
-    "kaggle": lab_config("kaggle", KAGGLE, _train(KAGGLE_ENV_STEPS, save=100_000, eval_=250_000, track=20_480,
-                                                  log=51_200, keep_last=5, devices="all")),
+    "quick": lab_config(
+        "quick",
+        QUICK,
+        _train(QUICK_ENV_STEPS, save=12_800, eval_=32_000, track=2_560, log=6_400, keep_last=3, devices="one"),
+    ),
+    "kaggle": lab_config(
+        "kaggle",
+        KAGGLE,
+        _train(KAGGLE_ENV_STEPS, save=100_000, eval_=250_000, track=20_480, log=51_200, keep_last=5, devices="all"),
+    ),
 }
 """`--preset quick`: QUICK for QUICK_ENV_STEPS on a CPU; `--preset kaggle`: the seed's 10M-step run."""
 
@@ -187,8 +221,10 @@ def resolve_key(config: LabConfig, key: str) -> str:
         return matches[0]
     if matches:
         raise ValueError(f"config key {key!r} is ambiguous: it could be {' or '.join(matches)}; write it in full")
-    raise ValueError(f"unknown config key {key!r}; use a dotted name such as evolution.diversity_bonus "
-                     f"(emergence train --help lists them)")
+    raise ValueError(
+        f"unknown config key {key!r}; use a dotted name such as evolution.diversity_bonus "
+        f"(emergence train --help lists them)"
+    )
 
 
 def with_values(config: LabConfig, values: dict[str, object]) -> LabConfig:

@@ -1,4 +1,5 @@
 """What `emergence train` prints at the end: why it stopped, how far, how fast in env steps, the last evaluation."""
+
 from __future__ import annotations
 
 import time
@@ -45,14 +46,18 @@ def summary(trainer: "Trainer", seconds: float) -> str:
     """The end of a run in a few lines: why it stopped, how far, how fast, the last evaluation, the last checkpoint."""
     meter = next(cb for cb in trainer.callbacks if isinstance(cb, Throughput))
     per_update = meter.env_steps_per_update
-    lines = [f"stopped: {trainer.stop_reason} at update {trainer.step:,} ({trainer.step * per_update:,} env "
-             f"steps); this session {trainer.step - trainer.fit_start_step:,} updates in {seconds:.1f} s"]
+    lines = [
+        f"stopped: {trainer.stop_reason} at update {trainer.step:,} ({trainer.step * per_update:,} env "
+        f"steps); this session {trainer.step - trainer.fit_start_step:,} updates in {seconds:.1f} s"
+    ]
     rate = meter.env_steps_per_second(trainer)
     if rate:
         lines.append(f"throughput: {rate:,.0f} env steps/s (after compiling, saves and evaluations included)")
     evaluated = jax.device_get({k: v for k, v in trainer.last_eval_metrics.items() if k in EVAL_SHOWN})
     if evaluated:
-        lines.append("last eval: " + "  ".join(f"{k.removeprefix('eval/')} {float(v):.4g}" for k, v in evaluated.items()))
+        lines.append(
+            "last eval: " + "  ".join(f"{k.removeprefix('eval/')} {float(v):.4g}" for k, v in evaluated.items())
+        )
     if trainer.last_checkpoint is not None:
         lines.append(f"checkpoint: {trainer.last_checkpoint.path}")
     return "\n".join(lines)

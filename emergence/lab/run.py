@@ -8,6 +8,7 @@ vmapped in one `SweepTask`) under the same callbacks, with the sweep's metric si
 Everything here is lab policy on top of the framework's presets
 (`emergence.platforms.presets.for_platform`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -92,8 +93,13 @@ def callbacks(config: LabConfig, platform: str, task: PPOTask | SweepTask, **ove
     train, updates = config.train, config.updates
     evaluating = train.eval_interval > 0
     lab: dict[str, Any] = {
-        "checkpoint": dict(every_n_steps=updates(train.save_interval), keep_last=train.keep_last,
-                           monitor=MONITOR if evaluating else None, mode="max", save_top_k=1 if evaluating else 0),
+        "checkpoint": dict(
+            every_n_steps=updates(train.save_interval),
+            keep_last=train.keep_last,
+            monitor=MONITOR if evaluating else None,
+            mode="max",
+            save_top_k=1 if evaluating else 0,
+        ),
         "logging": dict(every_n_steps=updates(train.log_interval), sinks=[CSVSink(), TensorBoardSink()]),
         "progress": dict(plain_every_n_seconds=PROGRESS_LINE_SECONDS, metrics=SHOWN),
     }
@@ -106,11 +112,14 @@ def callbacks(config: LabConfig, platform: str, task: PPOTask | SweepTask, **ove
             lab["artifacts"] = {"metrics_csv": "metrics_mean.csv"}  # the framework's curves of the mean over runs
     extra: list[Callback] = [Throughput(config.env_steps_per_update * (task.num_seeds if sweeping else 1))]
     if train.track_interval > 0:
-        trackers, probe = (sweep_trackers(task.num_seeds), sweep_probe(task)) if sweeping else \
-            (lab_trackers(), policy_probe(task))
+        trackers, probe = (
+            (sweep_trackers(task.num_seeds), sweep_probe(task)) if sweeping else (lab_trackers(), policy_probe(task))
+        )
         extra.append(TrackerCallback(updates(train.track_interval), trackers, probe=probe))
-    merged = {key: {**lab[key], **value} if isinstance(value, dict) and key in lab else value
-              for key, value in overrides.items()}
+    merged = {
+        key: {**lab[key], **value} if isinstance(value, dict) and key in lab else value
+        for key, value in overrides.items()
+    }
     return for_platform(platform, extra=extra, **{**lab, **merged})
 
 
@@ -126,8 +135,9 @@ def sweep_task(config: LabConfig, grid: Grid, strategy: Strategy | None = None) 
     return SweepTask(config.ppo_config(), grid, runs, configs, strategy or grid.strategy)
 
 
-def build_trainer(config: LabConfig, platform: str | None = None, sweep: Grid | None = None,
-                  **overrides: Any) -> Trainer:
+def build_trainer(
+    config: LabConfig, platform: str | None = None, sweep: Grid | None = None, **overrides: Any
+) -> Trainer:
     """The Trainer for a lab config on `platform` (default: detected), as `emergence train` and the notebook run it.
 
     PPOTask (or, given `sweep`, the `SweepTask` of that grid) under `callbacks(...)`
@@ -137,8 +147,15 @@ def build_trainer(config: LabConfig, platform: str | None = None, sweep: Grid | 
     platform = platform or resolve_platform(config)
     task = PPOTask(config.ppo_config()) if sweep is None else sweep_task(config, sweep)
     train, updates = config.train, config.updates
-    return Trainer(task, callbacks(config, platform, task, **overrides), max_steps=updates(train.total_steps),
-                   steps_per_call=train.steps_per_call, run_dir=run_dir(config, platform),
-                   resume=resume_source(config, platform), seed=train.seed,
-                   eval_every_n_steps=updates(train.eval_interval) if train.eval_interval > 0 else None,
-                   force_resume=train.force_resume, devices=trainer_devices(train.devices))
+    return Trainer(
+        task,
+        callbacks(config, platform, task, **overrides),
+        max_steps=updates(train.total_steps),
+        steps_per_call=train.steps_per_call,
+        run_dir=run_dir(config, platform),
+        resume=resume_source(config, platform),
+        seed=train.seed,
+        eval_every_n_steps=updates(train.eval_interval) if train.eval_interval > 0 else None,
+        force_resume=train.force_resume,
+        devices=trainer_devices(train.devices),
+    )

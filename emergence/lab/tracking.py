@@ -13,6 +13,7 @@ A sweep keeps the same trackers per run (`sweep_trackers`, named `emergence/run_
 each reading its run's metrics (`env/population/run_3`) and its slice of one probe
 vmapped over the runs (`sweep_probe`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -21,16 +22,22 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from emergence.envs import observe
 from emergence.lab.agents import PPOTask
 from emergence.lab.agents.hyper import weigh_heads
 from emergence.lab.agents.networks import with_heads
-from emergence.envs import observe
-from emergence.state import TrainState
 from emergence.lab.trackers import EmergenceTracker, SpecializationTracker
 from emergence.lab.trackers.specialization import DEFAULT_KEYS
+from emergence.state import TrainState
 
-LAB_SERIES = {"population": "env/population", "births": "env/births", "deaths": "env/deaths",
-              "food": "env/food_per_agent_step", "mean_energy": "env/mean_energy", "lifespan": "env/lifespan"}
+LAB_SERIES = {
+    "population": "env/population",
+    "births": "env/births",
+    "deaths": "env/deaths",
+    "food": "env/food_per_agent_step",
+    "mean_energy": "env/mean_energy",
+    "lifespan": "env/lifespan",
+}
 """EmergenceTracker series -> the PPO train metric each one reads."""
 
 
@@ -70,10 +77,16 @@ def run_tag(key: str, run: int) -> str:
 
 def sweep_trackers(runs: int) -> list[Any]:
     """`lab_trackers()` for each run of a sweep, reading that run's metrics and probe outputs."""
-    return [tracker for i in range(runs) for tracker in (
-        EmergenceTracker({series: run_tag(metric, i) for series, metric in LAB_SERIES.items()},
-                         name=run_tag("emergence", i)),
-        SpecializationTracker({key: run_tag(key, i) for key in DEFAULT_KEYS}, name=run_tag("specialization", i)))]
+    return [
+        tracker
+        for i in range(runs)
+        for tracker in (
+            EmergenceTracker(
+                {series: run_tag(metric, i) for series, metric in LAB_SERIES.items()}, name=run_tag("emergence", i)
+            ),
+            SpecializationTracker({key: run_tag(key, i) for key in DEFAULT_KEYS}, name=run_tag("specialization", i)),
+        )
+    ]
 
 
 def sweep_probe(task: Any) -> Callable[[TrainState], dict[str, jax.Array]]:
@@ -89,7 +102,10 @@ def sweep_probe(task: Any) -> Callable[[TrainState], dict[str, jax.Array]]:
 
     def probe(state: TrainState) -> dict[str, jax.Array]:
         stacked = jax.vmap(probe_run)(state, task.hyper)
-        return {run_tag(key, i): jax.tree.map(lambda x: x[i], value)
-                for key, value in stacked.items() for i in range(task.num_seeds)}
+        return {
+            run_tag(key, i): jax.tree.map(lambda x: x[i], value)
+            for key, value in stacked.items()
+            for i in range(task.num_seeds)
+        }
 
     return probe

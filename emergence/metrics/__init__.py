@@ -2,6 +2,7 @@
 
 `LogThrottleCallback` (in `emergence.callbacks`) ties these together; they are usable alone.
 """
+
 from emergence.metrics.accumulate import MetricAccumulator, Stats
 from emergence.metrics.console_sink import ConsoleSink
 from emergence.metrics.csv_sink import CSVSink, read_metrics_csv
@@ -10,5 +11,15 @@ from emergence.metrics.sink import Sink, SinkStart
 from emergence.metrics.tensorboard_sink import TensorBoardSink
 from emergence.metrics.wandb_sink import WandbSink
 
-__all__ = ["CSVSink", "ConsoleSink", "Every", "MetricAccumulator", "Sink", "SinkStart", "Stats", "TensorBoardSink",
-           "WandbSink", "read_metrics_csv"]
+__all__ = [
+    "CSVSink",
+    "ConsoleSink",
+    "Every",
+    "MetricAccumulator",
+    "Sink",
+    "SinkStart",
+    "Stats",
+    "TensorBoardSink",
+    "WandbSink",
+    "read_metrics_csv",
+]

@@ -11,6 +11,7 @@ The mean is weighted by the steps each call covered (a fused call's metrics are
 already its steps' mean); `last` and `max` are over the calls' values. Metrics that are
 not scalars are averaged to one number first.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -103,8 +104,10 @@ class MetricAccumulator:
         """Every open window as JSON-able numbers (one transfer), to persist; windows stay open."""
         totals = {tag: self._folded(window) for tag, window in self._windows.items() if window.count}
         host = jax.device_get(totals)
-        return {tag: {"sum": float(s), "last": float(last), "max": float(peak), "count": self._windows[tag].count}
-                for tag, (s, last, peak) in host.items()}
+        return {
+            tag: {"sum": float(s), "last": float(last), "max": float(peak), "count": self._windows[tag].count}
+            for tag, (s, last, peak) in host.items()
+        }
 
     def restore(self, snapshot: dict[str, dict[str, float]]) -> None:
         """Reopen windows from `snapshot()` (bitwise: float32 totals survive the round trip through float)."""

@@ -6,6 +6,7 @@ It logs rather than prints, so the application decides where lines go (and how m
 a `RateLimitFilter` on that logger thins them). Under a `RichProgressCallback`, which
 shows the latest metrics itself, leave it out of the sinks.
 """
+
 from __future__ import annotations
 
 import logging

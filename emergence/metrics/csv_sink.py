@@ -10,6 +10,7 @@ On start the file is cut back to the rows at or before the starting step (atomic
 so a resumed run appends exactly where its checkpoint was: no duplicate steps, no
 gaps. A torn last line (the writer was killed mid-row) is dropped the same way.
 """
+
 from __future__ import annotations
 
 import csv
@@ -32,8 +33,10 @@ def read_metrics_csv(path: str | Path) -> tuple[list[str], list[Row]]:
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None) or ["step"]
     if header[0] != "step":
-        raise ValueError(f"{path} is not a metrics CSV (its first column is {header[0]!r}, not 'step'); "
-                         f"move it away or give the CSV sink another path")
+        raise ValueError(
+            f"{path} is not a metrics CSV (its first column is {header[0]!r}, not 'step'); "
+            f"move it away or give the CSV sink another path"
+        )
     rows = [dict(zip(header, cells)) for cells in reader if len(cells) == len(header) and cells[0].isdigit()]
     return header, rows
 

@@ -7,6 +7,7 @@ span more than two decades (a loss) gets a log y axis. Figures are built with
 `matplotlib.figure.Figure` directly, never through pyplot: no window, no global
 backend switch, safe from a callback.
 """
+
 from __future__ import annotations
 
 import math
@@ -81,8 +82,9 @@ def _draw_panel(ax, family: str, series: Series, resumed_at: Sequence[int]) -> N
         ax.legend(fontsize=8, frameon=False)
 
 
-def write_training_curves(csv_path: str | Path, png_path: str | Path, resumed_at: Sequence[int] = (),
-                          title: str = "") -> int:
+def write_training_curves(
+    csv_path: str | Path, png_path: str | Path, resumed_at: Sequence[int] = (), title: str = ""
+) -> int:
     """Draw `csv_path` (a metrics CSV) into `png_path`, atomically; the number of panels."""
     header, rows = read_metrics_csv(csv_path)
     series = series_from_rows(header, rows)

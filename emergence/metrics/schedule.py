@@ -1,4 +1,5 @@
 """Re-export: `Every` and `check_interval` live in `emergence.schedule` (the one periodic rule)."""
+
 from __future__ import annotations
 
 from emergence.schedule import Every, check_interval

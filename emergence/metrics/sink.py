@@ -16,6 +16,7 @@ a new one is a screenful:
 A sink that keeps history across sessions should drop what it holds after
 `run.step` in `start` (a resumed run logs those steps again); see `CSVSink`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping

@@ -16,6 +16,7 @@ On a resume from another run dir (a previous Kaggle session's output), when this
 dir has no event files yet, the earlier run's files are copied in first, so the history
 continues in the new output.
 """
+
 from __future__ import annotations
 
 import os
@@ -59,8 +60,9 @@ class TensorBoardSink:
         # A distinct, time-ordered name per session, even for two sessions started within one second.
         suffix = f".{time.time_ns()}.{os.getpid()}"
         self._writer = EventsWriter(str(self.logdir / "events"), suffix)
-        self._writer.write_event(Event(step=run.step + 1, wall_time=time.time(),
-                                       session_log=SessionLog(status=SessionLog.START)))
+        self._writer.write_event(
+            Event(step=run.step + 1, wall_time=time.time(), session_log=SessionLog(status=SessionLog.START))
+        )
 
     def write(self, step: int, values: Mapping[str, float]) -> None:
         summary = Summary(value=[Summary.Value(tag=tag, simple_value=float(v)) for tag, v in values.items()])

@@ -16,6 +16,7 @@ puts those up to the checkpoint's step into every checkpoint; a resumed run logs
 again before anything new. A row may so appear twice, with the same values (resume is
 exact), but none is lost.
 """
+
 from __future__ import annotations
 
 import time
@@ -53,8 +54,9 @@ class WandbSink:
         clock: monotonic seconds (inject a fake one in tests).
     """
 
-    def __init__(self, replay_seconds: float = 60.0, max_replay_rows: int = 2000,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, replay_seconds: float = 60.0, max_replay_rows: int = 2000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if not replay_seconds >= 0:
             raise ValueError(f"replay_seconds must be >= 0 seconds, got {replay_seconds!r}")
         if not isinstance(max_replay_rows, int) or max_replay_rows < 0:
@@ -100,9 +102,12 @@ class WandbSink:
             self._recent.popleft()
         if len(self._recent) == self._recent.maxlen and not self._warned_full:
             self._warned_full = True
-            log.warning("wandb: more than %d rows logged within %g s: after a SIGKILL the oldest of them may be "
-                        "missing from W&B; raise max_replay_rows or the logging interval", self._recent.maxlen,
-                        self.replay_seconds)
+            log.warning(
+                "wandb: more than %d rows logged within %g s: after a SIGKILL the oldest of them may be "
+                "missing from W&B; raise max_replay_rows or the logging interval",
+                self._recent.maxlen,
+                self.replay_seconds,
+            )
         self._recent.append((now, step, row))
         self.rows_written += 1
 

@@ -7,17 +7,27 @@ checkpoint with `export_seed` (`emergence ckpt export --seed i`). Under
 every process stops at the same step. docs/scaling.md says what runs where. Names load
 when first used (each module imports JAX).
 """
+
 from __future__ import annotations
 
 import importlib
 from typing import Any
 
 _WHERE = {
-    "AGREE_EVERY_N_CALLS": "stops", "Stops": "stops",
-    "export_seed": "export", "seed_checkpoint": "export",
-    "AXIS": "mesh", "DataParallel": "mesh", "DeviceError": "mesh", "replicated": "mesh", "resolve_devices": "mesh",
-    "shard_extra": "mesh", "split_leading_axis": "mesh",
-    "ManySeeds": "seeds", "per_seed": "seeds", "seed_tag": "seeds",
+    "AGREE_EVERY_N_CALLS": "stops",
+    "Stops": "stops",
+    "export_seed": "export",
+    "seed_checkpoint": "export",
+    "AXIS": "mesh",
+    "DataParallel": "mesh",
+    "DeviceError": "mesh",
+    "replicated": "mesh",
+    "resolve_devices": "mesh",
+    "shard_extra": "mesh",
+    "split_leading_axis": "mesh",
+    "ManySeeds": "seeds",
+    "per_seed": "seeds",
+    "seed_tag": "seeds",
 }
 
 __all__ = sorted(_WHERE)

@@ -12,6 +12,7 @@ i with run i's own config, without the subtrees its `drop` list names (state the
 keeps for every run but run i does not have alone); its metrics are the `/run_i` ones
 and `exported` adds the run's description.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -28,8 +29,10 @@ from emergence.parallel.seeds import seed_tag
 def _num_seeds(file: CheckpointFile) -> int:
     config = file.manifest.get("config", {})
     if not isinstance(config.get("num_seeds"), int) or "task" not in config:
-        raise EmergenceError(f"{file.path.name} holds one run, not a ManySeeds stack (its config has no num_seeds); "
-                             f"export it without --seed/--run")
+        raise EmergenceError(
+            f"{file.path.name} holds one run, not a ManySeeds stack (its config has no num_seeds); "
+            f"export it without --seed/--run"
+        )
     return config["num_seeds"]
 
 
@@ -44,8 +47,9 @@ def find_run(file: CheckpointFile, spec: str) -> int:
     found = [i for i, run in enumerate(runs) if _matches(run, wanted)]
     if len(found) != 1:
         names = "; ".join(run.get("name", str(i)) for i, run in enumerate(runs))
-        raise EmergenceError(f"--run {spec} matches {len(found)} runs of {file.path.name}, not one; its runs are: "
-                             f"{names}")
+        raise EmergenceError(
+            f"--run {spec} matches {len(found)} runs of {file.path.name}, not one; its runs are: {names}"
+        )
     return found[0]
 
 
@@ -56,8 +60,9 @@ def _pairs(spec: str) -> dict[str, float]:
         try:
             pairs[key.strip()] = float(value)
         except ValueError:
-            raise EmergenceError(f"--run takes an index or key=value pairs such as diversity_bonus=0.05,seed=2, "
-                                 f"got {spec!r}") from None
+            raise EmergenceError(
+                f"--run takes an index or key=value pairs such as diversity_bonus=0.05,seed=2, got {spec!r}"
+            ) from None
     return pairs
 
 
@@ -77,8 +82,9 @@ def seed_metrics(metrics: dict[str, float], seed: int, tag: str = "seed") -> dic
     return {name[: -len(suffix)]: value for name, value in metrics.items() if name.endswith(suffix)}
 
 
-def seed_checkpoint(file: CheckpointFile, seed: int, flag: str = "--seed"
-                    ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def seed_checkpoint(
+    file: CheckpointFile, seed: int, flag: str = "--seed"
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Seed (run) `seed`'s arrays and manifest from a stacked checkpoint; a one-line error for any other file."""
     num_seeds = _num_seeds(file)
     noun = "runs" if flag == "--run" else "seeds"
@@ -87,14 +93,22 @@ def seed_checkpoint(file: CheckpointFile, seed: int, flag: str = "--seed"
     runs = file.manifest["config"].get("runs")
     run = runs[seed] if isinstance(runs, list) else None
     dropped = tuple(prefix + "/" for prefix in (run or {}).get("drop", ()))
-    arrays = {name: np.array(stacked[seed]) for name, stacked in file.arrays.items()  # a 0-d slice stays 0-d
-              if not name.startswith(dropped)}
+    arrays = {
+        name: np.array(stacked[seed])
+        for name, stacked in file.arrays.items()  # a 0-d slice stays 0-d
+        if not name.startswith(dropped)
+    }
     inner = run["config"] if run is not None else file.manifest["config"]["task"]
     described = {k: v for k, v in (run or {}).items() if k not in ("config", "drop")}
     origin = {"seed": seed} if run is None else {"run": seed, **described}
-    manifest = {**file.manifest, "config": inner, "config_hash": config_hash(inner), "callbacks": {},
-                "metrics": seed_metrics(file.manifest.get("metrics", {}), seed, "seed" if run is None else "run"),
-                "exported": {"source": file.path.name, "source_checksum": file.checksum, **origin}}
+    manifest = {
+        **file.manifest,
+        "config": inner,
+        "config_hash": config_hash(inner),
+        "callbacks": {},
+        "metrics": seed_metrics(file.manifest.get("metrics", {}), seed, "seed" if run is None else "run"),
+        "exported": {"source": file.path.name, "source_checksum": file.checksum, **origin},
+    }
     manifest.pop("format_version", None)
     return arrays, manifest
 

@@ -12,6 +12,7 @@ Under `jax.distributed` (`devices="all"` spans every process's devices) a save i
 collective: every process gathers the state (`gathered`), process 0 alone writes
 (`writes`). docs/scaling.md says what of many hosts is not handled yet.
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
@@ -42,14 +43,17 @@ def resolve_devices(devices: Devices) -> list[jax.Device]:
         return list(jax.devices())
     if isinstance(devices, int) and not isinstance(devices, bool):
         if not 1 <= devices <= len(available):
-            raise DeviceError(f"devices={devices} but this process has {len(available)} "
-                              f"{available[0].platform} device(s); pass 1..{len(available)} or 'all'")
+            raise DeviceError(
+                f"devices={devices} but this process has {len(available)} "
+                f"{available[0].platform} device(s); pass 1..{len(available)} or 'all'"
+            )
         return list(available[:devices])
     if isinstance(devices, (list, tuple)) and devices and all(isinstance(d, jax.Device) for d in devices):
         foreign = [d for d in devices if d not in available]
         if foreign:
-            raise DeviceError(f"device {foreign[0]} is not a local device of this process; "
-                              "pick from jax.local_devices()")
+            raise DeviceError(
+                f"device {foreign[0]} is not a local device of this process; pick from jax.local_devices()"
+            )
         if len(set(devices)) != len(devices):
             raise DeviceError("devices lists a device twice; pass each device once")
         return list(devices)
@@ -78,6 +82,7 @@ def shard_extra(mesh: Mesh, state: Any, field: str = "extra") -> Any:
     replicated, so the compiler averages gradients over the devices' shares of the batch.
     Nothing here assumes `emergence.TrainState`'s fields.
     """
+
     def rule(path: tuple, leaf: Any) -> NamedSharding:
         under = bool(path) and leaf_path(path[:1]) == field
         return split_leading_axis(mesh, leaf) if under else replicated(mesh)
@@ -146,5 +151,9 @@ class DataParallel:
         """
         if self.state_shardings is None:
             raise RuntimeError("DataParallel.jit_step before place(): place the state first")
-        return jax.jit(fn, donate_argnums=0, in_shardings=(self.state_shardings,),
-                       out_shardings=(self.state_shardings, replicated(self.mesh)))
+        return jax.jit(
+            fn,
+            donate_argnums=0,
+            in_shardings=(self.state_shardings,),
+            out_shardings=(self.state_shardings, replicated(self.mesh)),
+        )

@@ -3,6 +3,7 @@
 Under `jax.distributed` every process trains, gathers and agrees, but checkpoints,
 `latest.json`, metrics, artifacts and the summary are written once, by process 0.
 """
+
 from __future__ import annotations
 
 

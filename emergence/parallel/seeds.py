@@ -14,6 +14,7 @@ device inside the jitted step: no host sync.
 A stack whose runs differ in more than their seed (the lab's sweeps) lists each run's
 own config under `config()["runs"][i]["config"]`; export then gives run i that config.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -85,6 +86,10 @@ class ManySeeds:
     def state_sharding(self, mesh: Any, state: TrainState) -> Any:
         """The seed axis split across the mesh (replicated when S does not divide by the device count)."""
         if self.num_seeds % mesh.size:
-            log.warning("num_seeds=%d does not divide over %d devices: every device runs every seed; "
-                        "use a multiple of the device count", self.num_seeds, mesh.size)
+            log.warning(
+                "num_seeds=%d does not divide over %d devices: every device runs every seed; "
+                "use a multiple of the device count",
+                self.num_seeds,
+                mesh.size,
+            )
         return jax.tree.map(lambda leaf: split_leading_axis(mesh, leaf), state)

@@ -6,14 +6,27 @@ time, whether a notebook runs it, what JAX sees); `detect.py` picks the platform
 `presets.py` the callbacks for it; `kaggle_workflow.py` drives the official `kaggle`
 CLI. Importing this package does not import JAX.
 """
+
 from emergence.platforms.detect import NAMES, Platform, detect, output_dir_for, platform_name
 from emergence.platforms.kaggle import kaggle_resume_checkpoint, kaggle_root, kaggle_session_limit
 from emergence.platforms.process import in_ipython_kernel, jax_accelerator, process_start_time
 from emergence.platforms.slurm import slurm_job_end_time
 
-__all__ = ["NAMES", "Platform", "detect", "for_platform", "in_ipython_kernel", "jax_accelerator",
-           "kaggle_resume_checkpoint", "kaggle_root", "kaggle_session_limit", "output_dir_for", "platform_name",
-           "process_start_time", "slurm_job_end_time"]
+__all__ = [
+    "NAMES",
+    "Platform",
+    "detect",
+    "for_platform",
+    "in_ipython_kernel",
+    "jax_accelerator",
+    "kaggle_resume_checkpoint",
+    "kaggle_root",
+    "kaggle_session_limit",
+    "output_dir_for",
+    "platform_name",
+    "process_start_time",
+    "slurm_job_end_time",
+]
 
 
 def __getattr__(name: str):

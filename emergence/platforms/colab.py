@@ -1,4 +1,5 @@
 """Colab's facts: it sets `COLAB_RELEASE_TAG` (and `COLAB_GPU`); outputs that outlive the VM go under `/content`."""
+
 from __future__ import annotations
 
 import os

@@ -4,6 +4,7 @@
 Kaggle's environment variables and `/kaggle/working`, Colab's `COLAB_RELEASE_TAG`,
 SLURM's `SLURM_JOB_ID`. `EMERGENCE_PLATFORM` forces a name.
 """
+
 from __future__ import annotations
 
 import os
@@ -64,8 +65,15 @@ def detect() -> Platform:
         start = slurm_job_start_time() or start
         end = slurm_job_end_time()
         limit = end - start if end is not None else None
-    return Platform(name=name, interactive=_interactive(name), accelerator=accelerator, device_count=count,
-                    session_limit_seconds=limit, session_start=start, output_dir=output_dir_for(name))
+    return Platform(
+        name=name,
+        interactive=_interactive(name),
+        accelerator=accelerator,
+        device_count=count,
+        session_limit_seconds=limit,
+        session_start=start,
+        output_dir=output_dir_for(name),
+    )
 
 
 def platform_name() -> Name:

@@ -12,6 +12,7 @@ searched for, not assumed). An interrupted session restarted in place still has 
 `/kaggle/working/checkpoints`. The newest valid file among all of them wins; the
 Trainer then writes to `/kaggle/working` and never touches the inputs.
 """
+
 from __future__ import annotations
 
 import os

@@ -7,6 +7,7 @@ references). Machine shapes follow its `kaggle kernels push --help` ("NvidiaTesl
 GPU T4 x2") and its table of retired accelerators, which it warns about and the server
 replaces. Loads no JAX.
 """
+
 from __future__ import annotations
 
 import json
@@ -33,15 +34,25 @@ LANGUAGES = ("python", "r", "rmarkdown")
 KERNEL_TYPES = ("script", "notebook")
 BOOL_FIELDS = ("is_private", "enable_gpu", "enable_tpu", "enable_internet")
 
+
 class KernelMetadataError(EmergenceError):
     """`kernel-metadata.json` would be refused by `kaggle kernels push`."""
 
 
-def build_metadata(username: str, slug: str = DEFAULT_SLUG, *, title: str | None = None,
-                   accelerator: str = "t4x2", internet: bool = True, private: bool = True,
-                   code_file: str = CODE_FILE, dataset_sources: Sequence[str] = (),
-                   kernel_sources: Sequence[str] = (), competition_sources: Sequence[str] = (),
-                   model_sources: Sequence[str] = ()) -> dict[str, Any]:
+def build_metadata(
+    username: str,
+    slug: str = DEFAULT_SLUG,
+    *,
+    title: str | None = None,
+    accelerator: str = "t4x2",
+    internet: bool = True,
+    private: bool = True,
+    code_file: str = CODE_FILE,
+    dataset_sources: Sequence[str] = (),
+    kernel_sources: Sequence[str] = (),
+    competition_sources: Sequence[str] = (),
+    model_sources: Sequence[str] = (),
+) -> dict[str, Any]:
     """The `kernel-metadata.json` fields for this project's notebook.
 
     `kernel_sources` always starts with the kernel itself, so each new version finds the
@@ -54,13 +65,20 @@ def build_metadata(username: str, slug: str = DEFAULT_SLUG, *, title: str | None
         raise KernelMetadataError(f"unknown accelerator {accelerator!r}; use one of {', '.join(MACHINE_SHAPES)}")
     kernel = f"{username}/{slug}"
     return {
-        "id": kernel, "title": title or slug.replace("-", " ").title(), "code_file": code_file,
-        "language": "python", "kernel_type": "notebook", "is_private": private,
-        "enable_gpu": accelerator in GPU_ACCELERATORS, "enable_tpu": accelerator in TPU_ACCELERATORS,
-        "enable_internet": internet, "machine_shape": MACHINE_SHAPES[accelerator],
+        "id": kernel,
+        "title": title or slug.replace("-", " ").title(),
+        "code_file": code_file,
+        "language": "python",
+        "kernel_type": "notebook",
+        "is_private": private,
+        "enable_gpu": accelerator in GPU_ACCELERATORS,
+        "enable_tpu": accelerator in TPU_ACCELERATORS,
+        "enable_internet": internet,
+        "machine_shape": MACHINE_SHAPES[accelerator],
         "dataset_sources": list(dataset_sources),
         "kernel_sources": [kernel, *(k for k in kernel_sources if k != kernel)],
-        "competition_sources": list(competition_sources), "model_sources": list(model_sources),
+        "competition_sources": list(competition_sources),
+        "model_sources": list(model_sources),
     }
 
 
@@ -124,8 +142,9 @@ def read_metadata(folder: Path) -> dict[str, Any]:
     except FileNotFoundError:
         raise KernelMetadataError(f"{path} not found; create it with `emergence kaggle init --username U`") from None
     except json.JSONDecodeError as err:
-        raise KernelMetadataError(f"{path} is not valid JSON ({err}); fix it or rerun `emergence kaggle init`") \
-            from None
+        raise KernelMetadataError(
+            f"{path} is not valid JSON ({err}); fix it or rerun `emergence kaggle init`"
+        ) from None
     if not isinstance(meta, dict):
         raise KernelMetadataError(f"{path} must hold a JSON object; rerun `emergence kaggle init`")
     return meta

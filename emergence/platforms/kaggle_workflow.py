@@ -20,6 +20,7 @@ the `kaggle` 2.2.5 package (`kaggle/cli.py`, `kaggle/api/kaggle_api_extended.py`
 - `kaggle kernels output OWNER/SLUG -p DIR -o` downloads the latest version's
   `/kaggle/working` files (subdirectories kept) and its log, overwriting old copies.
 """
+
 from __future__ import annotations
 
 import json
@@ -58,12 +59,18 @@ PENDING = ("QUEUED", "RUNNING", "NEW_SCRIPT", "CANCEL_REQUESTED")
 FAILED = ("ERROR", "CANCEL_ACKNOWLEDGED")
 STALE_POLLS = 3
 INSTALL_HINT = "the official `kaggle` command is not on PATH: run `pip install kaggle`, then retry"
-CREDENTIALS_HINT = ("Kaggle has no credentials for you: run `kaggle auth login`, or save an API token from "
-                    "https://www.kaggle.com/settings/api to ~/.kaggle/access_token (or export KAGGLE_API_TOKEN), "
-                    "or put a legacy kaggle.json in ~/.kaggle/ (or $KAGGLE_CONFIG_DIR), "
-                    "or export KAGGLE_USERNAME and KAGGLE_KEY")
-_AUTH_FAILURES = ("could not find kaggle.json", "you must log in to kaggle", "authentication required",
-                  "401 client error")
+CREDENTIALS_HINT = (
+    "Kaggle has no credentials for you: run `kaggle auth login`, or save an API token from "
+    "https://www.kaggle.com/settings/api to ~/.kaggle/access_token (or export KAGGLE_API_TOKEN), "
+    "or put a legacy kaggle.json in ~/.kaggle/ (or $KAGGLE_CONFIG_DIR), "
+    "or export KAGGLE_USERNAME and KAGGLE_KEY"
+)
+_AUTH_FAILURES = (
+    "could not find kaggle.json",
+    "you must log in to kaggle",
+    "authentication required",
+    "401 client error",
+)
 _STATUS = re.compile(r'^(?P<kernel>\S+) has status "(?:KernelWorkerStatus\.)?(?P<state>[A-Za-z_]+)"\s*$', re.M)
 _FAILURE = re.compile(r'^Failure message: "(?P<message>.*)"\s*\Z', re.M | re.S)
 
@@ -160,8 +167,11 @@ def _staged(folder: Path, meta: dict[str, Any]) -> Iterator[Path]:
     with tempfile.TemporaryDirectory(prefix="emergence-kaggle-") as tmp:
         staged = Path(tmp)
         shutil.copy2(folder / meta["code_file"], staged / Path(meta["code_file"]).name)
-        first = {**meta, "code_file": Path(meta["code_file"]).name,
-                 "kernel_sources": [k for k in meta.get("kernel_sources", []) if k != meta.get("id")]}
+        first = {
+            **meta,
+            "code_file": Path(meta["code_file"]).name,
+            "kernel_sources": [k for k in meta.get("kernel_sources", []) if k != meta.get("id")],
+        }
         (staged / METADATA_FILE).write_text(json.dumps(first, indent=2) + "\n")
         yield staged
 
@@ -174,7 +184,7 @@ def parse_status(output: str) -> KernelStatus:
     state = match.group("state").upper()
     if state not in (*PENDING, "COMPLETE", *FAILED):
         raise KaggleCommandError(f"unknown kernel status {match.group('state')!r}; upgrade emergence or the kaggle CLI")
-    failure = _FAILURE.search(output[match.end():])
+    failure = _FAILURE.search(output[match.end() :])
     return KernelStatus(match.group("kernel"), state, failure.group("message") if failure else None)
 
 
@@ -183,8 +193,15 @@ def status(kernel: str) -> KernelStatus:
     return parse_status(run_kaggle(["kernels", "status", kernel]))
 
 
-def wait(kernel: str, *, interval: float = 60.0, report: Callable[[KernelStatus], None] = lambda s: None,
-         sleep: Callable[[float], None] = time.sleep, retries: int = 3, after_push: bool = False) -> KernelStatus:
+def wait(
+    kernel: str,
+    *,
+    interval: float = 60.0,
+    report: Callable[[KernelStatus], None] = lambda s: None,
+    sleep: Callable[[float], None] = time.sleep,
+    retries: int = 3,
+    after_push: bool = False,
+) -> KernelStatus:
     """Poll `status(kernel)` every `interval` seconds until the run finishes; return its last status.
 
     `report` sees every status that differs from the one before. Up to `retries` failed

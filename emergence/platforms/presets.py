@@ -14,6 +14,7 @@ atexit, finalize, signal. The order matters: the time budget sees each call befo
 periodic save is asked for (its save estimate stays tight), and the signal callback is
 last because its `teardown` ends the process. `extra=[...]` callbacks go before it.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -42,30 +43,46 @@ ORDER = tuple(CLASSES)
 
 def preset(name: str) -> dict[str, Spec]:
     """The preset for platform `name`: key → (class name in `emergence.callbacks`, arguments)."""
-    survive = {"exception": ("OnExceptionCheckpointCallback", {}), "atexit": ("AtexitCheckpointCallback", {}),
-               "signal": ("SignalCheckpointCallback", {})}
+    survive = {
+        "exception": ("OnExceptionCheckpointCallback", {}),
+        "atexit": ("AtexitCheckpointCallback", {}),
+        "signal": ("SignalCheckpointCallback", {}),
+    }
     if name == "kaggle":
-        return {"time_budget": ("KaggleTimeoutCallback", {}),
-                "checkpoint": ("CheckpointCallback", {"every_n_seconds": 900.0, "keep_last": 3}),
-                "logging": ("LogThrottleCallback", {"every_n_steps": 100, "every_n_seconds": 60.0}),
-                "artifacts": ("ArtifactExportCallback", {"every_n_seconds": 600.0,
-                                                         "output_dir": output_dir_for("kaggle")}),
-                "finalize": ("FinalizeCallback", {"zip_outputs": True}), **survive}
+        return {
+            "time_budget": ("KaggleTimeoutCallback", {}),
+            "checkpoint": ("CheckpointCallback", {"every_n_seconds": 900.0, "keep_last": 3}),
+            "logging": ("LogThrottleCallback", {"every_n_steps": 100, "every_n_seconds": 60.0}),
+            "artifacts": ("ArtifactExportCallback", {"every_n_seconds": 600.0, "output_dir": output_dir_for("kaggle")}),
+            "finalize": ("FinalizeCallback", {"zip_outputs": True}),
+            **survive,
+        }
     if name == "colab":
-        return {"checkpoint": ("CheckpointCallback", {"every_n_seconds": 300.0, "keep_last": 3}),
-                "logging": ("LogThrottleCallback", {"every_n_steps": 100, "every_n_seconds": 60.0}),
-                "artifacts": ("ArtifactExportCallback", {"every_n_seconds": 600.0}), **survive}
+        return {
+            "checkpoint": ("CheckpointCallback", {"every_n_seconds": 300.0, "keep_last": 3}),
+            "logging": ("LogThrottleCallback", {"every_n_steps": 100, "every_n_seconds": 60.0}),
+            "artifacts": ("ArtifactExportCallback", {"every_n_seconds": 600.0}),
+            **survive,
+        }
     if name == "slurm":
         budget = {"time_budget": ("TimeBudgetCallback", {"margin": 120.0})} if slurm_job_end_time() else {}
-        return {**budget, "checkpoint": ("CheckpointCallback", {"every_n_seconds": 900.0, "keep_last": 3}),
-                "logging": ("LogThrottleCallback", {"every_n_steps": 100}), **survive}
-    return {"checkpoint": ("CheckpointCallback", {"every_n_seconds": 600.0, "keep_last": 5}),
+        return {
+            **budget,
+            "checkpoint": ("CheckpointCallback", {"every_n_seconds": 900.0, "keep_last": 3}),
             "logging": ("LogThrottleCallback", {"every_n_steps": 100}),
-            "exception": survive["exception"], "signal": survive["signal"]}
+            **survive,
+        }
+    return {
+        "checkpoint": ("CheckpointCallback", {"every_n_seconds": 600.0, "keep_last": 5}),
+        "logging": ("LogThrottleCallback", {"every_n_steps": 100}),
+        "exception": survive["exception"],
+        "signal": survive["signal"],
+    }
 
 
-def for_platform(name: str | None = None, *, extra: Sequence[Callback] = (),
-                 **overrides: dict[str, Any] | Callback | None) -> list[Callback]:
+def for_platform(
+    name: str | None = None, *, extra: Sequence[Callback] = (), **overrides: dict[str, Any] | Callback | None
+) -> list[Callback]:
     """The recommended callbacks for platform `name` (default: detected), with `overrides` applied."""
     name = name or platform_name()
     if name not in NAMES:

@@ -1,4 +1,5 @@
 """Facts about this process, whatever the platform: when it started, whether a notebook runs it, what JAX sees."""
+
 from __future__ import annotations
 
 import os
@@ -22,8 +23,9 @@ def process_start_time() -> float:
     try:
         stat = Path("/proc/self/stat").read_text()
         ticks = int(stat.rsplit(")", 1)[1].split()[19])
-        boot = next(int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines()
-                    if line.startswith("btime "))
+        boot = next(
+            int(line.split()[1]) for line in Path("/proc/stat").read_text().splitlines() if line.startswith("btime ")
+        )
         return boot + ticks / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError, StopIteration):
         return _IMPORTED_AT
@@ -52,5 +54,9 @@ def jax_devices() -> dict[str, object]:
     import jax
 
     devices = jax.devices()
-    return {"backend": jax.default_backend(), "device_kinds": sorted({d.device_kind for d in devices}),
-            "device_count": len(devices), "process_count": jax.process_count()}
+    return {
+        "backend": jax.default_backend(),
+        "device_kinds": sorted({d.device_kind for d in devices}),
+        "device_count": len(devices),
+        "process_count": jax.process_count(),
+    }

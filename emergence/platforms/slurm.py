@@ -3,6 +3,7 @@
 `SLURM_JOB_START_TIME` / `SLURM_JOB_END_TIME` bound the job; ask for `--signal=USR1@90`
 to get a signal before the end (the signal callback catches SIGUSR1).
 """
+
 from __future__ import annotations
 
 import os

@@ -14,6 +14,7 @@
 - A pytest plugin (installed with the package) adds the fixtures `fake_clock`,
   `run_dir`, `tiny_trainer` and `scenario`; see `emergence.testing.plugin` and docs/testing.md.
 """
+
 from __future__ import annotations
 
 from typing import Any

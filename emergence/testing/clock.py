@@ -1,4 +1,5 @@
 """FakeClock: time that moves only when a test says so."""
+
 from __future__ import annotations
 
 

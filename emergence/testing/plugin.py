@@ -10,6 +10,7 @@ from JAX until a test asks for `tiny_trainer` or `scenario`):
 - `scenario`: a `Scenario` in `run_dir` with `fake_clock` as its clock; script events
   and `run()` your callbacks (see `emergence.testing.scenario`).
 """
+
 from __future__ import annotations
 
 from pathlib import Path

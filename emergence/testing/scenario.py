@@ -15,6 +15,7 @@ checkpoints, the signal delivery and the exceptions are the real ones. `run` tak
 callbacks, or a function of the scenario's clock returning them (needed for `resume`,
 which builds them afresh, as a new process would).
 """
+
 from __future__ import annotations
 
 import errno
@@ -103,8 +104,15 @@ class Scenario:
         trainer_args: anything else for the `Trainer` (`steps_per_call`, `eval_every_n_steps`, ...).
     """
 
-    def __init__(self, max_steps: int = 20, run_dir: str | Path | None = None, task: Any = None,
-                 clock: FakeClock | None = None, seconds_per_call: float = 1.0, **trainer_args: Any) -> None:
+    def __init__(
+        self,
+        max_steps: int = 20,
+        run_dir: str | Path | None = None,
+        task: Any = None,
+        clock: FakeClock | None = None,
+        seconds_per_call: float = 1.0,
+        **trainer_args: Any,
+    ) -> None:
         self.max_steps = max_steps
         self.run_dir = Path(run_dir) if run_dir is not None else _temporary_dir()
         self.task = task
@@ -117,8 +125,15 @@ class Scenario:
 
     def but(self, **changes: Any) -> "Scenario":
         """A copy without events or a full disk, sharing the run dir, task and clock; `changes` override settings."""
-        settings = {"max_steps": self.max_steps, "run_dir": self.run_dir, "task": self.task, "clock": self.clock,
-                    "seconds_per_call": self.seconds_per_call, **self.trainer_args, **changes}
+        settings = {
+            "max_steps": self.max_steps,
+            "run_dir": self.run_dir,
+            "task": self.task,
+            "clock": self.clock,
+            "seconds_per_call": self.seconds_per_call,
+            **self.trainer_args,
+            **changes,
+        }
         return Scenario(**settings)
 
     def signal_at(self, step: int, signum: int = signal.SIGTERM) -> "Scenario":
@@ -127,8 +142,10 @@ class Scenario:
 
         def send(trainer: Any) -> None:
             if signal.getsignal(signum) == signal.SIG_DFL:
-                raise RuntimeError(f"signal_at({step}, {name}): nothing in this process handles {name}, so it would "
-                                   f"end the test run; add SignalCheckpointCallback (or your own handler)")
+                raise RuntimeError(
+                    f"signal_at({step}, {name}): nothing in this process handles {name}, so it would "
+                    f"end the test run; add SignalCheckpointCallback (or your own handler)"
+                )
             signal.raise_signal(signum)
 
         return self._add(step, f"signal {name}", send)
@@ -167,8 +184,9 @@ class Scenario:
 
         built = list(callbacks(self.clock) if callable(callbacks) else callbacks)
         director = _Director(self)
-        trainer = Trainer(callbacks=[director, *built], max_steps=self.max_steps, run_dir=self.run_dir,
-                          **self.trainer_args)
+        trainer = Trainer(
+            callbacks=[director, *built], max_steps=self.max_steps, run_dir=self.run_dir, **self.trainer_args
+        )
         exception, exit_code, state = None, None, None
         with _disk_full(self.disk_full_from):
             try:

@@ -6,6 +6,7 @@ holds there, and `train_step` poisons only a state carrying exactly that rng. A
 rollback that folds a fresh key into the rng (what `NonFiniteGuardCallback` does)
 escapes it; one that does not, or `every_time=True`, meets the NaN again.
 """
+
 from __future__ import annotations
 
 from typing import Any

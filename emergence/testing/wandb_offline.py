@@ -7,6 +7,7 @@ full, first, middle, last), each record a `wandb.proto.wandb_internal_pb2.Record
 wandb 0.31 parses it only in its Go service, so the framing is read here and the
 records with wandb's own protobuf classes. A torn tail (a killed writer) ends the read.
 """
+
 from __future__ import annotations
 
 import json
@@ -36,8 +37,8 @@ def read_records(path: str | Path) -> Iterator[Any]:
         if left < CHUNK_HEADER:
             position += left  # a block's zero trailer
             continue
-        checksum, length, kind = struct.unpack("<IHB", data[position:position + CHUNK_HEADER])
-        chunk = data[position + CHUNK_HEADER:position + CHUNK_HEADER + length]
+        checksum, length, kind = struct.unpack("<IHB", data[position : position + CHUNK_HEADER])
+        chunk = data[position + CHUNK_HEADER : position + CHUNK_HEADER + length]
         if len(chunk) < length or zlib.crc32(chunk, zlib.crc32(bytes([kind]))) != checksum:
             return
         position += CHUNK_HEADER + length
@@ -53,8 +54,9 @@ def history_rows(path: str | Path) -> list[dict[str, Any]]:
     rows = []
     for record in read_records(path):
         if record.WhichOneof("record_type") == "history":
-            rows.append({item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                         for item in record.history.item})
+            rows.append(
+                {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.history.item}
+            )
     return rows
 
 
@@ -69,8 +71,9 @@ def config(path: str | Path) -> dict[str, Any]:
     for record in read_records(path):
         kind = record.WhichOneof("record_type")
         if kind == "config":
-            found.update({item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                          for item in record.config.update})
+            found.update(
+                {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.config.update}
+            )
         elif kind == "run":
             found.update({item.key: json.loads(item.value_json) for item in record.run.config.update})
     return found
@@ -81,6 +84,7 @@ def summary(path: str | Path) -> dict[str, Any]:
     found: dict[str, Any] = {}
     for record in read_records(path):
         if record.WhichOneof("record_type") == "summary":
-            found.update({item.key or "/".join(item.nested_key): json.loads(item.value_json)
-                          for item in record.summary.update})
+            found.update(
+                {item.key or "/".join(item.nested_key): json.loads(item.value_json) for item in record.summary.update}
+            )
     return found

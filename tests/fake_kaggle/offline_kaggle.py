@@ -15,6 +15,7 @@ Environment:
                            QUEUED,RUNNING,COMPLETE; FAIL drops the connection instead
   OFFLINE_KAGGLE_FAILURE   the failureMessage answered with ERROR / CANCEL_ACKNOWLEDGED
 """
+
 from __future__ import annotations
 
 import json
@@ -39,13 +40,18 @@ def _save_kernel(body: dict) -> tuple[str, object]:
     if os.environ.get("OFFLINE_KAGGLE_PUSH_ERROR"):
         return "application/json", {"error": os.environ["OFFLINE_KAGGLE_PUSH_ERROR"]}
     slug = body.get("slug", "")
-    return "application/json", {"ref": f"/code/{slug}", "url": f"https://www.kaggle.com/code/{slug}",
-                                 "versionNumber": int(os.environ.get("OFFLINE_KAGGLE_VERSION", "1"))}
+    return "application/json", {
+        "ref": f"/code/{slug}",
+        "url": f"https://www.kaggle.com/code/{slug}",
+        "versionNumber": int(os.environ.get("OFFLINE_KAGGLE_VERSION", "1")),
+    }
 
 
 def _log_events() -> str:
-    events = [{"stream_name": "stdout", "time": 0.1 * i, "data": line + "\n"}
-              for i, line in enumerate(os.environ.get("OFFLINE_KAGGLE_LOG_TEXT", "").splitlines())]
+    events = [
+        {"stream_name": "stdout", "time": 0.1 * i, "data": line + "\n"}
+        for i, line in enumerate(os.environ.get("OFFLINE_KAGGLE_LOG_TEXT", "").splitlines())
+    ]
     return "".join(f"data: {json.dumps(event)}\n\n" for event in events) + "data: END_OF_LOG\n\n"
 
 
@@ -56,8 +62,9 @@ def _status() -> dict:
         asked = sum(json.loads(line)["url"].endswith("/GetKernelSessionStatus") for line in log)
     state = answers[min(asked, len(answers)) - 1]
     if state == "FAIL":
-        raise requests.exceptions.ConnectionError("HTTPSConnectionPool(host='api.kaggle.com', port=443): "
-                                                  "Max retries exceeded (offline stand-in)")
+        raise requests.exceptions.ConnectionError(
+            "HTTPSConnectionPool(host='api.kaggle.com', port=443): Max retries exceeded (offline stand-in)"
+        )
     failure = os.environ.get("OFFLINE_KAGGLE_FAILURE") if state in ("ERROR", "CANCEL_ACKNOWLEDGED") else None
     return {"status": state, **({"failureMessage": failure} if failure else {})}
 

@@ -1,4 +1,5 @@
 """PPOConfig: every setting of the PPO learner as plain, JSON-able data, and its presets."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -41,8 +42,10 @@ class PPOConfig:
 
     def __post_init__(self) -> None:
         if self.num_envs % self.num_minibatches:
-            raise ValueError(f"num_envs={self.num_envs} must be a multiple of num_minibatches="
-                             f"{self.num_minibatches} (minibatches are groups of whole environments)")
+            raise ValueError(
+                f"num_envs={self.num_envs} must be a multiple of num_minibatches="
+                f"{self.num_minibatches} (minibatches are groups of whole environments)"
+            )
         if min(self.num_envs, self.rollout_len, self.num_epochs, self.eval_envs, self.eval_steps) < 1:
             raise ValueError("num_envs, rollout_len, num_epochs, eval_envs and eval_steps must be positive")
         if not self.hidden_sizes:
@@ -67,8 +70,9 @@ class PPOConfig:
         return cls(**fields)
 
 
-STRUCTURAL_KEYS = frozenset({
-    "num_envs", "hidden_sizes", "evolution", "env.grid_size", "env.max_agents", "env.view_radius"})
+STRUCTURAL_KEYS = frozenset(
+    {"num_envs", "hidden_sizes", "evolution", "env.grid_size", "env.max_agents", "env.view_radius"}
+)
 """Dotted config keys that change array shapes in the TrainState: a checkpoint saved
 under other values cannot be resumed."""
 

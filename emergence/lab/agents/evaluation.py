@@ -6,18 +6,19 @@ returns the whole `EpisodeLog`; `episode_metrics` turns a log into the eval metr
 With evolution, eval world e uses the heads of training world `e % num_envs`, and
 newborns inherit (with mutation) exactly as in training.
 """
+
 from __future__ import annotations
 
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import jax
 import jax.numpy as jnp
 from flax import struct
 
+from emergence.envs import NUM_ACTIONS, EnvState, observe, reset_state, step
 from emergence.lab.agents import evolution
 from emergence.lab.agents.config import PPOConfig
 from emergence.lab.agents.networks import ActorCritic, AgentParams, policy
-from emergence.envs import NUM_ACTIONS, EnvState, observe, reset_state, step
 
 Mode = Literal["greedy", "sample", "random"]
 
@@ -45,7 +46,7 @@ class EpisodeLog:
     energy_spent: jax.Array
 
 
-def _heads_for(agent_params: Optional[AgentParams], num_envs: int) -> Optional[AgentParams]:
+def _heads_for(agent_params: AgentParams | None, num_envs: int) -> AgentParams | None:
     """Training heads tiled over `num_envs` eval worlds (eval world e uses row e % trained)."""
     if agent_params is None:
         return None
@@ -53,9 +54,16 @@ def _heads_for(agent_params: Optional[AgentParams], num_envs: int) -> Optional[A
     return jax.tree.map(lambda x: x[jnp.arange(num_envs) % trained], agent_params)
 
 
-def run_episodes(key: jax.Array, config: PPOConfig, params: Any, agent_params: Optional[AgentParams],
-                 mode: Mode = "greedy", num_envs: Optional[int] = None, num_steps: Optional[int] = None,
-                 mutation_std: Any = None) -> EpisodeLog:
+def run_episodes(
+    key: jax.Array,
+    config: PPOConfig,
+    params: Any,
+    agent_params: AgentParams | None,
+    mode: Mode = "greedy",
+    num_envs: int | None = None,
+    num_steps: int | None = None,
+    mutation_std: Any = None,
+) -> EpisodeLog:
     """Play fresh worlds for `num_steps` (default `config.eval_steps`, `config.eval_envs`).
 
     `mode`: "greedy" (argmax), "sample" (from the policy) or "random" (uniform
@@ -84,8 +92,16 @@ def run_episodes(key: jax.Array, config: PPOConfig, params: Any, agent_params: O
         _, after, reward, _, info = jax.vmap(lambda k, s, a: step(k, s, a, env))(keys, states, actions)
         if heads is not None:
             heads = evolution.inherit(key_mutate, heads, info["born"], after.parent_slot, mutation_std)
-        record = EpisodeLog(states, actions.astype(jnp.int32), reward, info["food_eaten"], info["births"],
-                            info["deaths"], info["population"], info["energy_spent"])
+        record = EpisodeLog(
+            states,
+            actions.astype(jnp.int32),
+            reward,
+            info["food_eaten"],
+            info["births"],
+            info["deaths"],
+            info["population"],
+            info["energy_spent"],
+        )
         return (after, heads), record
 
     return jax.lax.scan(one_step, (states, heads), jax.random.split(key_run, num_steps))[1]
@@ -104,14 +120,22 @@ def episode_metrics(log: EpisodeLog) -> dict[str, jax.Array]:
     agent_steps = log.states.alive.sum().astype(jnp.float32)
     food = log.food_eaten.sum().astype(jnp.float32)
     agents = (log.states.alive[0].sum() + log.births.sum()).astype(jnp.float32)
-    return {"eval/mean_return": food / jnp.maximum(agents, 1.0),
-            "eval/food_per_agent_step": food / jnp.maximum(agent_steps, 1.0),
-            "eval/population": agent_steps / log.states.alive.shape[0] / log.states.alive.shape[1],
-            "eval/lifespan": agent_steps / jnp.maximum(agents, 1.0)}
+    return {
+        "eval/mean_return": food / jnp.maximum(agents, 1.0),
+        "eval/food_per_agent_step": food / jnp.maximum(agent_steps, 1.0),
+        "eval/population": agent_steps / log.states.alive.shape[0] / log.states.alive.shape[1],
+        "eval/lifespan": agent_steps / jnp.maximum(agents, 1.0),
+    }
 
 
-def evaluate(key: jax.Array, config: PPOConfig, params: Any, agent_params: Optional[AgentParams],
-             mode: Mode = "greedy", mutation_std: Any = None) -> dict[str, jax.Array]:
+def evaluate(
+    key: jax.Array,
+    config: PPOConfig,
+    params: Any,
+    agent_params: AgentParams | None,
+    mode: Mode = "greedy",
+    mutation_std: Any = None,
+) -> dict[str, jax.Array]:
     """`episode_metrics` of `run_episodes` with the config's eval sizes."""
     return episode_metrics(run_episodes(key, config, params, agent_params, mode, mutation_std=mutation_std))
 

@@ -16,6 +16,7 @@ Per environment, with `A` the agents alive at the end of the rollout (n = |A|) a
 Both are averaged over environments with n >= 2 and enter the minimised loss as
 ``- diversity_bonus * weight_diversity + niche_pressure * behaviour_similarity``.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -37,8 +38,9 @@ def copy_rows(tree: Any, born: jax.Array, parent_slot: jax.Array) -> Any:
     return jax.tree.map(lambda x: _take_rows(x, source), tree)
 
 
-def inherit(key: jax.Array, agent_params: AgentParams, born: jax.Array, parent_slot: jax.Array,
-            mutation_std: float) -> AgentParams:
+def inherit(
+    key: jax.Array, agent_params: AgentParams, born: jax.Array, parent_slot: jax.Array, mutation_std: float
+) -> AgentParams:
     """Each newborn slot (born[e, s]) gets its parent's head plus N(0, mutation_std^2) noise.
 
     Rows of slots without a birth are returned unchanged, bit for bit.

@@ -12,10 +12,11 @@ exception: a sweep may switch evolution off per run. Its state keeps the heads, 
 the population terms and the birth masking, so a run weighted 0 computes what
 `evolution=False` computes alone (`weigh_heads`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -23,13 +24,20 @@ import jax.numpy as jnp
 from emergence.lab.agents.config import PPOConfig
 
 TRACED: dict[str, str] = {
-    "lr": "ppo.lr", "max_grad_norm": "ppo.max_grad_norm", "gamma": "ppo.gamma", "gae_lambda": "ppo.gae_lambda",
-    "clip_eps": "ppo.clip_eps", "ent_coef": "ppo.ent_coef", "vf_coef": "ppo.vf_coef",
-    "mutation_std": "evolution.mutation_std", "diversity_bonus": "evolution.diversity_bonus",
-    "niche_pressure": "evolution.niche_pressure"}
+    "lr": "ppo.lr",
+    "max_grad_norm": "ppo.max_grad_norm",
+    "gamma": "ppo.gamma",
+    "gae_lambda": "ppo.gae_lambda",
+    "clip_eps": "ppo.clip_eps",
+    "ent_coef": "ppo.ent_coef",
+    "vf_coef": "ppo.vf_coef",
+    "mutation_std": "evolution.mutation_std",
+    "diversity_bonus": "evolution.diversity_bonus",
+    "niche_pressure": "evolution.niche_pressure",
+}
 """PPOConfig field -> its `emergence train` dotted key, for every value a sweep may vary per run."""
 
-Hyper = Mapping[str, Union[float, jax.Array]]
+Hyper = Mapping[str, float | jax.Array]
 
 
 def hyperparameters(config: PPOConfig) -> dict[str, float]:
@@ -49,6 +57,6 @@ def weigh_heads(heads: Any, hyper: Hyper) -> Any:
     return heads if heads is None or weight is None else jax.tree.map(lambda x: weight * x, heads)
 
 
-def evolution_weight(hyper: Hyper) -> Union[float, jax.Array]:
+def evolution_weight(hyper: Hyper) -> float | jax.Array:
     """`hyper["evolution"]`, or 1.0 (as a Python float: no operation is added) when it is absent."""
     return hyper.get("evolution", 1.0)

@@ -6,6 +6,7 @@
 left out. Coefficients come from `hyper` (`emergence.lab.agents.hyper`): the config's
 floats for a single run, a sweep run's traced scalars otherwise.
 """
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple
@@ -30,8 +31,9 @@ class Batch(NamedTuple):
     mask: jax.Array
 
 
-def gae(reward: jax.Array, value: jax.Array, done: jax.Array, last_value: jax.Array, gamma: float,
-        lam: float) -> tuple[jax.Array, jax.Array]:
+def gae(
+    reward: jax.Array, value: jax.Array, done: jax.Array, last_value: jax.Array, gamma: float, lam: float
+) -> tuple[jax.Array, jax.Array]:
     """Generalised advantage estimates and value targets over the leading time axis."""
 
     def back(carry, step_data):
@@ -41,8 +43,9 @@ def gae(reward: jax.Array, value: jax.Array, done: jax.Array, last_value: jax.Ar
         advantage = r + gamma * next_value * keep - v + gamma * lam * keep * advantage
         return (advantage, v), advantage
 
-    _, advantage = jax.lax.scan(back, (jnp.zeros_like(last_value), last_value),
-                                (reward, value, done.astype(reward.dtype)), reverse=True)
+    _, advantage = jax.lax.scan(
+        back, (jnp.zeros_like(last_value), last_value), (reward, value, done.astype(reward.dtype)), reverse=True
+    )
     return advantage, advantage + value
 
 
@@ -50,8 +53,9 @@ def _masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
     return (x * mask).sum() / jnp.maximum(mask.sum(), 1.0)
 
 
-def ppo_loss(network: Any, hyper: Hyper, params: Any, agent_params: Any, batch: Batch,
-             probes: tuple[jax.Array, jax.Array]) -> tuple[jax.Array, dict[str, jax.Array]]:
+def ppo_loss(
+    network: Any, hyper: Hyper, params: Any, agent_params: Any, batch: Batch, probes: tuple[jax.Array, jax.Array]
+) -> tuple[jax.Array, dict[str, jax.Array]]:
     """The minimised objective for one minibatch (see module docstring) and its parts.
 
     `agent_params` rows and `probes = (obs, alive)` (envs, slots, ...) line up with the
@@ -74,9 +78,13 @@ def ppo_loss(network: Any, hyper: Hyper, params: Any, agent_params: Any, batch: 
     value_clipped = batch.value + jnp.clip(value - batch.value, -clip_eps, clip_eps)
     value_loss = 0.5 * _masked_mean(jnp.maximum((value - batch.target) ** 2, (value_clipped - batch.target) ** 2), mask)
     entropy = _masked_mean(-(jnp.exp(log_probs) * log_probs).sum(-1), mask)
-    parts = {"loss/policy": policy_loss, "loss/value": value_loss, "loss/entropy": entropy,
-             "loss/approx_kl": _masked_mean(ratio - 1.0 - log_ratio, mask),
-             "loss/clip_frac": _masked_mean((jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.float32), mask)}
+    parts = {
+        "loss/policy": policy_loss,
+        "loss/value": value_loss,
+        "loss/entropy": entropy,
+        "loss/approx_kl": _masked_mean(ratio - 1.0 - log_ratio, mask),
+        "loss/clip_frac": _masked_mean((jnp.abs(ratio - 1.0) > clip_eps).astype(jnp.float32), mask),
+    }
     loss = policy_loss + hyper["vf_coef"] * value_loss - hyper["ent_coef"] * entropy
     if agent_params is not None:
         diversity, similarity = _population_terms(network, params, agent_params, probes)
@@ -88,8 +96,9 @@ def ppo_loss(network: Any, hyper: Hyper, params: Any, agent_params: Any, batch: 
     return loss, parts | {"loss/total": loss}
 
 
-def _population_terms(network: Any, params: Any, agent_params: Any, probes: tuple[jax.Array, jax.Array]
-                      ) -> tuple[jax.Array, jax.Array]:
+def _population_terms(
+    network: Any, params: Any, agent_params: Any, probes: tuple[jax.Array, jax.Array]
+) -> tuple[jax.Array, jax.Array]:
     """Weight diversity and behaviour similarity of the alive agents, per env, averaged."""
     obs, alive = probes
     shared_logits, _, features = network.apply(params, obs)  # (envs, probes, ...)

@@ -5,10 +5,11 @@ a value head. With evolution on, each agent slot also owns `agent_params`: a
 personal linear policy head `(w, b)` on the trunk's last features, added to the
 shared logits, so `logits_i(o) = shared_logits(o) + h(o) @ w_i + b_i`.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Optional
+from typing import Any
 
 import flax.linen as nn
 import jax
@@ -33,16 +34,20 @@ class ActorCritic(nn.Module):
         return logits, value, features
 
 
-def init_agent_params(key: jax.Array, num_envs: int, max_agents: int, hidden: int, num_actions: int,
-                      std: float) -> AgentParams:
+def init_agent_params(
+    key: jax.Array, num_envs: int, max_agents: int, hidden: int, num_actions: int, std: float
+) -> AgentParams:
     """Personal heads for every (env, slot), drawn N(0, std^2) so founders differ."""
     key_w, key_b = jax.random.split(key)
-    return {"w": std * jax.random.normal(key_w, (num_envs, max_agents, hidden, num_actions)),
-            "b": std * jax.random.normal(key_b, (num_envs, max_agents, num_actions))}
+    return {
+        "w": std * jax.random.normal(key_w, (num_envs, max_agents, hidden, num_actions)),
+        "b": std * jax.random.normal(key_b, (num_envs, max_agents, num_actions)),
+    }
 
 
-def policy(network: ActorCritic, params: Any, agent_params: Optional[AgentParams], obs: jax.Array
-           ) -> tuple[jax.Array, jax.Array, jax.Array]:
+def policy(
+    network: ActorCritic, params: Any, agent_params: AgentParams | None, obs: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
     """(logits, value, features) for obs shaped (..., envs, slots, obs_size).
 
     `agent_params` rows line up with the (envs, slots) axes; None means no personal
@@ -52,7 +57,7 @@ def policy(network: ActorCritic, params: Any, agent_params: Optional[AgentParams
     return with_heads(logits, features, agent_params), value, features
 
 
-def with_heads(shared_logits: jax.Array, features: jax.Array, agent_params: Optional[AgentParams]) -> jax.Array:
+def with_heads(shared_logits: jax.Array, features: jax.Array, agent_params: AgentParams | None) -> jax.Array:
     """The one per-agent formula: `logits_i(o) = shared_logits(o) + h(o) @ w_i + b_i`.
 
     `shared_logits` (..., envs, slots, actions) and `features` (..., envs, slots, hidden)

@@ -26,6 +26,7 @@ the update evaluates every slot with its final head.
 
 So one train_step = `num_envs * rollout_len` env steps and `state.step` + 1.
 """
+
 from __future__ import annotations
 
 from typing import Any, NamedTuple
@@ -34,13 +35,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from emergence.envs import NUM_ACTIONS, EnvState, observe, reset_state, step
 from emergence.lab.agents import evolution
 from emergence.lab.agents.config import STRUCTURAL_KEYS, PPOConfig
 from emergence.lab.agents.evaluation import evaluate, make_network
 from emergence.lab.agents.hyper import Hyper, evolution_weight, hyperparameters, weigh_heads
 from emergence.lab.agents.loss import Batch, gae, ppo_loss  # noqa: F401  (Batch, gae: the learner's API)
 from emergence.lab.agents.networks import init_agent_params, policy
-from emergence.envs import NUM_ACTIONS, EnvState, observe, reset_state, step
 from emergence.parallel.mesh import shard_extra
 from emergence.state import TrainState
 
@@ -86,8 +87,10 @@ class PPOTask:
     @staticmethod
     def optimizers(hyper: Hyper) -> tuple[optax.GradientTransformation, optax.GradientTransformation]:
         """(shared, per-head) optimisers for `hyper`'s lr and clip; their state's structure never depends on them."""
-        return (optax.chain(optax.clip_by_global_norm(hyper["max_grad_norm"]), optax.adam(hyper["lr"])),
-                optax.adam(hyper["lr"]))
+        return (
+            optax.chain(optax.clip_by_global_norm(hyper["max_grad_norm"]), optax.adam(hyper["lr"])),
+            optax.adam(hyper["lr"]),
+        )
 
     def config(self) -> dict[str, Any]:
         """The JSON-able config (`PPOConfig.to_dict`)."""
@@ -101,8 +104,9 @@ class PPOTask:
         worlds = jax.vmap(lambda k: reset_state(k, env))(jax.random.split(key_env, cfg.num_envs))
         extra: dict[str, Any] = {"env": worlds}
         if cfg.evolution:
-            agents = init_agent_params(key_agents, cfg.num_envs, env.max_agents, cfg.hidden_sizes[-1], NUM_ACTIONS,
-                                       cfg.mutation_std)
+            agents = init_agent_params(
+                key_agents, cfg.num_envs, env.max_agents, cfg.hidden_sizes[-1], NUM_ACTIONS, cfg.mutation_std
+            )
             extra |= {"agent_params": agents, "agent_opt_state": self.agent_tx.init(agents)}
         return TrainState.create(params=params, opt_state=self.tx.init(params), rng=rng, extra=extra)
 
@@ -126,8 +130,9 @@ class PPOTask:
 
         return jax.lax.cond(self._anywhere(done), reset_done, lambda: after), after, reward, done, info
 
-    def rollout(self, key: jax.Array, params: Any, extra: dict[str, Any], hyper: Hyper | None = None
-                ) -> tuple[dict[str, Any], Transition]:
+    def rollout(
+        self, key: jax.Array, params: Any, extra: dict[str, Any], hyper: Hyper | None = None
+    ) -> tuple[dict[str, Any], Transition]:
         """`rollout_len` steps of all worlds with sampled actions: (new extra, transitions)."""
         hyper = hyper or self.hyper()
         mutation_std = hyper["mutation_std"]
@@ -153,14 +158,16 @@ class PPOTask:
 
         return jax.lax.scan(one_step, extra, jax.random.split(key, self.cfg.rollout_len))
 
-    def _inherit(self, key: jax.Array, extra: dict[str, Any], born: jax.Array, parent_slot: jax.Array,
-                 mutation_std: Any) -> dict[str, Any]:
+    def _inherit(
+        self, key: jax.Array, extra: dict[str, Any], born: jax.Array, parent_slot: jax.Array, mutation_std: Any
+    ) -> dict[str, Any]:
         """Newborns take their parent's head (mutated) and its Adam moments (as they are)."""
 
         def births() -> dict[str, Any]:
             agents = evolution.inherit(key, extra["agent_params"], born, parent_slot, mutation_std)
-            opt = optax.tree_map_params(self.agent_tx, lambda x: evolution.copy_rows(x, born, parent_slot),
-                                        extra["agent_opt_state"])
+            opt = optax.tree_map_params(
+                self.agent_tx, lambda x: evolution.copy_rows(x, born, parent_slot), extra["agent_opt_state"]
+            )
             return {"agent_params": agents, "agent_opt_state": opt}
 
         keep = lambda: {"agent_params": extra["agent_params"], "agent_opt_state": extra["agent_opt_state"]}
@@ -177,14 +184,21 @@ class PPOTask:
         anyone = mask.any()
         return anyone if self.axis_name is None else jax.lax.psum(anyone.astype(jnp.int32), self.axis_name) > 0
 
-    def _batch(self, params: Any, extra: dict[str, Any], traj: Transition, hyper: Hyper
-               ) -> tuple[Batch, tuple[jax.Array, jax.Array]]:
+    def _batch(
+        self, params: Any, extra: dict[str, Any], traj: Transition, hyper: Hyper
+    ) -> tuple[Batch, tuple[jax.Array, jax.Array]]:
         """GAE and masks for the collected rollout, plus the probes for population terms."""
         env_state, agents = extra["env"], extra.get("agent_params")
         last_obs = self._observe(env_state)
         _, last_value, _ = policy(self.network, params, agents, last_obs)
-        advantage, target = gae(traj.reward, traj.value, traj.done, jnp.where(env_state.alive, last_value, 0.0),
-                                hyper["gamma"], hyper["gae_lambda"])
+        advantage, target = gae(
+            traj.reward,
+            traj.value,
+            traj.done,
+            jnp.where(env_state.alive, last_value, 0.0),
+            hyper["gamma"],
+            hyper["gae_lambda"],
+        )
         mask = traj.alive
         if agents is not None:
             born_later = jnp.flip(jnp.cumsum(jnp.flip(traj.born, 0), 0), 0) > 0
@@ -194,14 +208,22 @@ class PPOTask:
         batch = Batch(traj.obs, traj.action, traj.logp, traj.value, advantage, target, mask)
         return batch, (last_obs, env_state.alive)
 
-    def _update(self, key: jax.Array, state: TrainState, extra: dict[str, Any], batch: Batch,
-                probes: tuple[jax.Array, jax.Array], hyper: Hyper):
+    def _update(
+        self,
+        key: jax.Array,
+        state: TrainState,
+        extra: dict[str, Any],
+        batch: Batch,
+        probes: tuple[jax.Array, jax.Array],
+        hyper: Hyper,
+    ):
         """`num_epochs` x `num_minibatches` gradient steps on groups of whole worlds."""
         cfg = self.cfg
         evolving = "agent_params" in extra
         tx, agent_tx = self.optimizers(hyper)
-        grad_fn = jax.value_and_grad(lambda p, a, b, pr: ppo_loss(self.network, hyper, p, a, b, pr), (0, 1),
-                                     has_aux=True)
+        grad_fn = jax.value_and_grad(
+            lambda p, a, b, pr: ppo_loss(self.network, hyper, p, a, b, pr), (0, 1), has_aux=True
+        )
 
         def minibatch(carry, envs):
             params, opt_state, agents, agent_opt = carry
@@ -250,10 +272,13 @@ class PPOTask:
             "env/mean_reward": traj.reward.sum() / env_steps,
             "env/population": agent_steps / env_steps,
             "env/mean_energy": counts["energy"] / jnp.maximum(agent_steps, 1.0),
-            "env/births": counts["births"], "env/deaths": counts["deaths"],
+            "env/births": counts["births"],
+            "env/deaths": counts["deaths"],
             "env/lifespan": counts["lifespan_sum"] / jnp.maximum(counts["deaths"], 1.0),
-            "env/energy_spent": counts["energy_spent"], "env/episodes": counts["episodes"],
-            "env/steps": ((step + 1) * env_steps).astype(jnp.float32)}
+            "env/energy_spent": counts["energy_spent"],
+            "env/episodes": counts["episodes"],
+            "env/steps": ((step + 1) * env_steps).astype(jnp.float32),
+        }
 
     def eval_step(self, state: TrainState) -> dict[str, jax.Array]:
         """Greedy episodes on fresh worlds (see `evaluation.evaluate`); state is untouched."""
@@ -263,5 +288,11 @@ class PPOTask:
         """`eval_step` with `hyper`'s mutation std for births during the episodes."""
         key = jax.random.fold_in(state.rng, EVAL_SALT)
         heads = weigh_heads(state.extra.get("agent_params"), hyper)
-        return evaluate(key, self.cfg, state.params, heads, mode="greedy",
-                        mutation_std=hyper["mutation_std"] * evolution_weight(hyper))
+        return evaluate(
+            key,
+            self.cfg,
+            state.params,
+            heads,
+            mode="greedy",
+            mutation_std=hyper["mutation_std"] * evolution_weight(hyper),
+        )

@@ -10,6 +10,7 @@ the config the checkpoint records, and play fresh worlds with its policy.
 - `render`: one world through an episode; a `.gif` is the animation (one frame per
   step), a `.png` a contact sheet of evenly spaced frames. Written atomically.
 """
+
 from __future__ import annotations
 
 import io
@@ -23,7 +24,6 @@ import jax
 import numpy as np
 from tyro.conf import Positional, arg
 
-from emergence.lab.agents import PPOConfig, PPOTask, episode_metrics, run_episodes
 from emergence.checkpoint import CheckpointFile
 from emergence.checkpoint.atomic import atomic_write_bytes
 from emergence.checkpoint.restore import restore_state
@@ -31,6 +31,7 @@ from emergence.cli.paths import load_checkpoint
 from emergence.cli.usage import UsageError, parse
 from emergence.envs import render
 from emergence.errors import IncompatibleCheckpointError
+from emergence.lab.agents import PPOConfig, PPOTask, episode_metrics, run_episodes
 from emergence.state import TrainState
 
 play = jax.jit(run_episodes, static_argnums=(1, 4, 5, 6))
@@ -48,7 +49,8 @@ def load_lab_checkpoint(path: Path) -> tuple[CheckpointFile, PPOTask, TrainState
         config = PPOConfig.from_dict(file.manifest["config"])
     except (KeyError, TypeError, ValueError) as err:
         raise IncompatibleCheckpointError(
-            f"{file.path} is not an `emergence train` checkpoint (its config is not a PPO config: {err})") from None
+            f"{file.path} is not an `emergence train` checkpoint (its config is not a PPO config: {err})"
+        ) from None
     task = PPOTask(config)
     return file, task, restore_state(task.init_state(jax.random.key(0)), file)
 
@@ -85,19 +87,32 @@ def evaluate_checkpoint(command: Eval) -> dict[str, Any]:
 
     def measure(mode: str) -> dict[str, float]:
         log = play(key, task.cfg, state.params, state.extra.get("agent_params"), mode, envs, steps)
-        return {name.removeprefix("eval/"): float(value) for name, value in jax.device_get(episode_metrics(log)).items()}
+        return {
+            name.removeprefix("eval/"): float(value) for name, value in jax.device_get(episode_metrics(log)).items()
+        }
 
     greedy, random = measure("greedy"), measure("random")
     ratio = greedy["food_per_agent_step"] / random["food_per_agent_step"] if random["food_per_agent_step"] else None
-    return {"checkpoint": str(file.path), "step": int(file.manifest["step"]), "envs": envs, "steps": steps,
-            "seed": command.seed, "greedy": greedy, "random": random, "food_ratio": ratio}
+    return {
+        "checkpoint": str(file.path),
+        "step": int(file.manifest["step"]),
+        "envs": envs,
+        "steps": steps,
+        "seed": command.seed,
+        "greedy": greedy,
+        "random": random,
+        "food_ratio": ratio,
+    }
 
 
 def _eval_table(result: dict[str, Any]) -> str:
     names = list(result["greedy"])
     width = max(len(name) for name in names)
-    lines = [f"{result['checkpoint']} (update {result['step']:,}): {result['envs']} worlds x {result['steps']} steps, "
-             f"seed {result['seed']}", f"{'':{width}}  {'greedy':>10}  {'random':>10}"]
+    lines = [
+        f"{result['checkpoint']} (update {result['step']:,}): {result['envs']} worlds x {result['steps']} steps, "
+        f"seed {result['seed']}",
+        f"{'':{width}}  {'greedy':>10}  {'random':>10}",
+    ]
     lines += [f"{name:{width}}  {result['greedy'][name]:10.4g}  {result['random'][name]:10.4g}" for name in names]
     if result["food_ratio"] is not None:
         lines.append(f"food per agent per step: {result['food_ratio']:.2f}x the random policy's")
@@ -136,8 +151,15 @@ def episode_frames(command: Render) -> np.ndarray:
     """(steps, H, W, 3) uint8 frames of one world, the first being the fresh world."""
     _, task, state = load_lab_checkpoint(command.checkpoint)
     env = task.cfg.env
-    log = play(jax.random.key(command.seed), task.cfg, state.params, state.extra.get("agent_params"),
-                       command.policy, 1, command.steps)
+    log = play(
+        jax.random.key(command.seed),
+        task.cfg,
+        state.params,
+        state.extra.get("agent_params"),
+        command.policy,
+        1,
+        command.steps,
+    )
     world = jax.tree.map(lambda x: x[:, 0], log.states)
     return np.asarray(jax.vmap(lambda s: render(s, env, command.cell_px))(world))
 
@@ -151,7 +173,7 @@ def contact_sheet(frames: np.ndarray, count: int = SHEET_FRAMES, columns: int = 
     sheet = np.full((rows * (height + GAP_PX) - GAP_PX, columns * (width + GAP_PX) - GAP_PX, 3), 255, np.uint8)
     for i, frame in enumerate(picked):
         top, left = (i // columns) * (height + GAP_PX), (i % columns) * (width + GAP_PX)
-        sheet[top:top + height, left:left + width] = frame
+        sheet[top : top + height, left : left + width] = frame
     return sheet
 
 
@@ -162,8 +184,9 @@ def encode(frames: np.ndarray, suffix: str, fps: int) -> bytes:
     buffer = io.BytesIO()
     if suffix == ".gif":
         images = [Image.fromarray(frame) for frame in frames]
-        images[0].save(buffer, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps),
-                       loop=0)
+        images[0].save(
+            buffer, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0
+        )
     else:
         Image.fromarray(contact_sheet(frames)).save(buffer, format="PNG")
     return buffer.getvalue()

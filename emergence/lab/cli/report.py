@@ -3,6 +3,7 @@
 Reads only DIR/metrics.csv (no JAX, no checkpoint) and writes the three files into DIR;
 prints the Markdown. See `emergence.lab.sweep.report` for what the numbers are.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -10,6 +10,7 @@ grid point N seeds (`--train.seed`, +1, ...). Lengths and intervals are per run.
 sweep runs under the platform's survival callbacks, resumes with `--train.resume-from
 auto` (the same grid only), and ends by writing the report (`emergence report DIR`).
 """
+
 from __future__ import annotations
 
 import time
@@ -74,14 +75,21 @@ def main(argv: list[str]) -> int:
     check_resume(config, platform, {"sweep": grid.to_dict(), "seeds": [run.seed for run in runs]})
     trainer = build_trainer(config, platform, sweep=grid)
     check_fits(trainer.task)  # XLA's memory analysis against the device's limit (GPUs, TPUs); nothing written yet
-    print(f"emergence sweep: {len(runs)} runs ({len(runs) // grid.seeds} grid points x {grid.seeds} seeds) in one "
-          f"program ({trainer.task.strategy}), preset {config.preset} on {platform}, run dir {trainer.run_dir}; "
-          f"{config.train.total_steps:,} env steps per run = {trainer.max_steps:,} updates", flush=True)
+    print(
+        f"emergence sweep: {len(runs)} runs ({len(runs) // grid.seeds} grid points x {grid.seeds} seeds) in one "
+        f"program ({trainer.task.strategy}), preset {config.preset} on {platform}, run dir {trainer.run_dir}; "
+        f"{config.train.total_steps:,} env steps per run = {trainer.max_steps:,} updates",
+        flush=True,
+    )
     began = time.perf_counter()
     trainer.fit()
     jax.block_until_ready(trainer.state)
-    print(summary(trainer, time.perf_counter() - began).replace("env steps)", "env steps over all runs)")
-          .replace("env steps/s", "env steps/s over all runs"), flush=True)
+    print(
+        summary(trainer, time.perf_counter() - began)
+        .replace("env steps)", "env steps over all runs)")
+        .replace("env steps/s", "env steps/s over all runs"),
+        flush=True,
+    )
     written = write_report(Path(trainer.run_dir))
     print(f"report: {', '.join(str(path) for path in written)}", flush=True)
     return 0

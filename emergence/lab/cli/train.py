@@ -6,6 +6,7 @@ it writes, a progress line now and then, and a summary; it exits 0 when it reach
 `--train.total-steps` or its time budget, and 143 / 130 after an emergency checkpoint
 on SIGTERM / SIGINT.
 """
+
 from __future__ import annotations
 
 import time
@@ -36,8 +37,7 @@ def parse_config(argv: Sequence[str]) -> LabConfig:
     name = preset_in(argv)
     if name not in PRESETS:
         raise UsageError(f"unknown preset {name!r}; use one of {', '.join(PRESETS)}")
-    config = parse(LabConfig, argv, prog="emergence train", default=PRESETS[name],
-                   description=__doc__.split("\n\n")[0])
+    config = parse(LabConfig, argv, prog="emergence train", default=PRESETS[name], description=__doc__.split("\n\n")[0])
     check(config)
     return config
 
@@ -50,13 +50,16 @@ def check(config: LabConfig) -> None:
             raise UsageError(f"--train.{name.replace('_', '-')} must be at least 1, got {getattr(train, name)}")
     for name in ("eval_interval", "track_interval"):
         if getattr(train, name) < 0:
-            raise UsageError(f"--train.{name.replace('_', '-')} must be 0 (off) or positive, got {getattr(train, name)}")
+            raise UsageError(
+                f"--train.{name.replace('_', '-')} must be 0 (off) or positive, got {getattr(train, name)}"
+            )
     trainer_devices(train.devices)
     if train.max_duration is not None and train.max_duration <= 0:
         raise UsageError(f"--train.max-duration must be positive seconds, got {train.max_duration}")
     if train.resume_from not in ("auto", "none") and not Path(train.resume_from).exists():
-        raise CheckpointNotFoundError(f"--train.resume-from {train.resume_from}: nothing there; pass a checkpoint "
-                                      f"file or dir, 'auto' or 'none'")
+        raise CheckpointNotFoundError(
+            f"--train.resume-from {train.resume_from}: nothing there; pass a checkpoint file or dir, 'auto' or 'none'"
+        )
     try:
         config.ppo_config()
     except ValueError as err:  # e.g. num_envs not a multiple of num_minibatches
@@ -69,9 +72,12 @@ def main(argv: list[str]) -> int:
     platform = resolve_platform(config)
     trainer = build_trainer(config, platform)
     per_update = config.env_steps_per_update
-    print(f"emergence train: preset {config.preset} on {platform}, run dir {trainer.run_dir}; "
-          f"{config.train.total_steps:,} env steps = {trainer.max_steps:,} updates of {per_update:,} "
-          f"({config.train.num_envs} worlds x {config.ppo.rollout_len} steps)", flush=True)
+    print(
+        f"emergence train: preset {config.preset} on {platform}, run dir {trainer.run_dir}; "
+        f"{config.train.total_steps:,} env steps = {trainer.max_steps:,} updates of {per_update:,} "
+        f"({config.train.num_envs} worlds x {config.ppo.rollout_len} steps)",
+        flush=True,
+    )
     began = time.perf_counter()
     try:
         trainer.fit()

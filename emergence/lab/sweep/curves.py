@@ -1,4 +1,5 @@
 """sweep_curves.png: one panel per reported metric, one line per config (mean over seeds) in a band (min to max)."""
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -11,10 +12,11 @@ from emergence.checkpoint.atomic import atomic_write
 from emergence.lab.sweep.sinks import read_long_csv
 
 
-def config_series(header: list[str], rows: list[dict[str, str]], metric: str
-                  ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def config_series(
+    header: list[str], rows: list[dict[str, str]], metric: str
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """config label -> (steps, values[seeds, steps]) of `metric`, over the steps every seed of the config logged."""
-    keys = header[1:header.index("seed")]
+    keys = header[1 : header.index("seed")]
     by_config: dict[str, dict[int, dict[int, float]]] = {}
     for row in rows:
         if row.get(metric, "") == "":
@@ -36,7 +38,7 @@ def write_sweep_curves(metrics_csv: Path, png_path: Path, metrics: Sequence[str]
     for i, metric in enumerate(metrics):
         ax = figure.add_subplot(-(-len(metrics) // 3), min(len(metrics), 3), i + 1)
         for label, (steps, values) in config_series(header, rows, metric).items():
-            line, = ax.plot(steps, values.mean(0), label=label)
+            (line,) = ax.plot(steps, values.mean(0), label=label)
             ax.fill_between(steps, values.min(0), values.max(0), color=line.get_color(), alpha=0.2)
         ax.set_title(metric)
         ax.set_xlabel("update")

@@ -10,6 +10,7 @@ Runs are the product of the grid (first key slowest) with the
 seeds innermost: run i has config `i // seeds` and seed `first_seed + i % seeds`.
 Every bad grid is a one-line `UsageError` raised before anything is compiled or written.
 """
+
 from __future__ import annotations
 
 import itertools
@@ -24,14 +25,19 @@ from emergence.lab.config import LabConfig, resolve_key, with_values
 EVOLUTION = "evolution.enabled"
 SWEEPABLE = (*TRACED.values(), EVOLUTION)
 """The dotted keys a grid may vary: `ppo.lr`, `evolution.diversity_bonus`, ..., `evolution.enabled`."""
-_SHAPES = {f"train.{k}" if k == "num_envs" else f"ppo.{k}" if k == "hidden_sizes" else k
-           for k in STRUCTURAL_KEYS if k != "evolution"}
+_SHAPES = {
+    f"train.{k}" if k == "num_envs" else f"ppo.{k}" if k == "hidden_sizes" else k
+    for k in STRUCTURAL_KEYS
+    if k != "evolution"
+}
 _SWITCH = {"0": 0.0, "1": 1.0, "false": 0.0, "true": 1.0, "off": 0.0, "on": 1.0}
 
 
 def short_name(dotted: str) -> str:
     """A grid key as run names and metrics.csv columns show it: `diversity_bonus`, `lr`, `evolution`."""
     return "evolution" if dotted == EVOLUTION else dotted.rsplit(".", 1)[-1]
+
+
 _SHAPES |= {"ppo.rollout_len", "ppo.num_epochs", "ppo.num_minibatches", "ppo.eval_envs", "ppo.eval_steps"}
 
 
@@ -46,8 +52,7 @@ class Run:
     @property
     def name(self) -> str:
         """`diversity_bonus=0.05,seed=2`: the short key names, as TensorBoard shows the run."""
-        return ",".join([f"{short_name(key)}={value:g}" for key, value in self.values.items()]
-                        + [f"seed={self.seed}"])
+        return ",".join([f"{short_name(key)}={value:g}" for key, value in self.values.items()] + [f"seed={self.seed}"])
 
 
 @dataclass(frozen=True)
@@ -62,8 +67,11 @@ class Grid:
     def runs(self, first_seed: int) -> list[Run]:
         """Every run, grid points in product order, seeds `first_seed ..` innermost."""
         points = list(itertools.product(*self.values.values())) or [()]
-        return [Run(i * self.seeds + j, dict(zip(self.values, point)), first_seed + j)
-                for i, point in enumerate(points) for j in range(self.seeds)]
+        return [
+            Run(i * self.seeds + j, dict(zip(self.values, point)), first_seed + j)
+            for i, point in enumerate(points)
+            for j in range(self.seeds)
+        ]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON form, as the sweep's checkpoints record it (the strategy is not part of what the runs are)."""
@@ -87,8 +95,9 @@ def parse_grid(config: LabConfig, entries: list[str], seeds: int, strategy: str 
         key, values_text = _split(entry)
         dotted = _sweepable_key(config, key)
         if dotted in values:
-            raise UsageError(f"--sweep.grid {key}: {dotted} is already in the grid; list all its values once "
-                             f"({key}=A,B,C)")
+            raise UsageError(
+                f"--sweep.grid {key}: {dotted} is already in the grid; list all its values once ({key}=A,B,C)"
+            )
         parse = _switch if dotted == EVOLUTION else _number
         values[dotted] = [parse(key, text) for text in values_text.split(",")]
     return Grid(values, seeds, None if strategy == "auto" else strategy)
@@ -109,27 +118,34 @@ def _sweepable_key(config: LabConfig, key: str) -> str:
     except ValueError as err:
         raise UsageError(f"--sweep.grid {key}: {err}") from None
     if dotted == EVOLUTION and not config.evolution.enabled:
-        raise UsageError(f"--sweep.grid {key}: switching evolution per run needs the heads in every run's state; "
-                         f"leave --evolution.enabled on (the runs weighted 0 train without them)")
+        raise UsageError(
+            f"--sweep.grid {key}: switching evolution per run needs the heads in every run's state; "
+            f"leave --evolution.enabled on (the runs weighted 0 train without them)"
+        )
     if dotted in SWEEPABLE:
         return dotted
     flag = "--" + dotted.replace("_", "-")
     why = "changes the state's shapes" if dotted in _SHAPES else "is fixed for the whole compiled program"
-    raise UsageError(f"--sweep.grid {key}: {dotted} {why}, so it cannot vary within one sweep; set it with {flag} "
-                     f"and run one sweep per value (a grid may vary {', '.join(SWEEPABLE)})")
+    raise UsageError(
+        f"--sweep.grid {key}: {dotted} {why}, so it cannot vary within one sweep; set it with {flag} "
+        f"and run one sweep per value (a grid may vary {', '.join(SWEEPABLE)})"
+    )
 
 
 def _switch(key: str, text: str) -> float:
     try:
         return _SWITCH[text.strip().lower()]
     except KeyError:
-        raise UsageError(f"--sweep.grid {key}: {text.strip()!r} is not on or off; values are 0,1 "
-                         f"(or false,true)") from None
+        raise UsageError(
+            f"--sweep.grid {key}: {text.strip()!r} is not on or off; values are 0,1 (or false,true)"
+        ) from None
 
 
 def _number(key: str, text: str) -> float:
     try:
         return float(text)
     except ValueError:
-        raise UsageError(f"--sweep.grid {key}: {text.strip()!r} is not a number; values are comma-separated "
-                         f"floats such as {key}=0,0.05") from None
+        raise UsageError(
+            f"--sweep.grid {key}: {text.strip()!r} is not a number; values are comma-separated "
+            f"floats such as {key}=0,0.05"
+        ) from None

@@ -7,6 +7,7 @@ reports none and is not checked) that gives the answer and, assuming the bytes g
 proportion to the number of runs, the largest run count that fits. A sweep that does
 not fit is a one-line `UsageError` naming both numbers.
 """
+
 from __future__ import annotations
 
 from typing import Any
@@ -23,8 +24,9 @@ def step_bytes(task: Any) -> int:
     """Bytes the task's compiled train step needs: arguments + outputs - donated aliases + temporaries."""
     shapes = jax.eval_shape(task.init_state, jax.random.key(0))
     stats = jax.jit(task.train_step, donate_argnums=0).lower(shapes).compile().memory_analysis()
-    return (stats.argument_size_in_bytes + stats.output_size_in_bytes - stats.alias_size_in_bytes
-            + stats.temp_size_in_bytes)
+    return (
+        stats.argument_size_in_bytes + stats.output_size_in_bytes - stats.alias_size_in_bytes + stats.temp_size_in_bytes
+    )
 
 
 def device_limit(device: Any = None) -> int | None:
@@ -43,6 +45,8 @@ def check_fits(task: Any, limit: int | None = None, needed: int | None = None) -
         return
     runs = task.num_seeds
     largest = int(HEADROOM * limit // max(needed / runs, 1))
-    raise UsageError(f"this sweep of {runs} runs needs about {needed / 2**30:.2f} GiB on the device, which has "
-                     f"{limit / 2**30:.2f} GiB: at most {largest} runs fit; use fewer --sweep.grid values or "
-                     f"--sweep.seeds (or --sweep.strategy map, which keeps one run's temporaries at a time)")
+    raise UsageError(
+        f"this sweep of {runs} runs needs about {needed / 2**30:.2f} GiB on the device, which has "
+        f"{limit / 2**30:.2f} GiB: at most {largest} runs fit; use fewer --sweep.grid values or "
+        f"--sweep.seeds (or --sweep.strategy map, which keeps one run's temporaries at a time)"
+    )

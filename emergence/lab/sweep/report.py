@@ -9,6 +9,7 @@ reproducible) and whether that interval excludes zero. With one seed per config 
 is no interval (`nan`). Written as report.md and report.csv, with sweep_curves.png
 (`emergence.lab.sweep.curves`), by `emergence report DIR` and at the end of a sweep.
 """
+
 from __future__ import annotations
 
 import csv
@@ -23,12 +24,48 @@ import numpy as np
 from emergence.checkpoint.atomic import atomic_write_bytes
 from emergence.lab.sweep.sinks import read_long_csv
 
-REPORTED = ("eval/food_per_agent_step", "eval/mean_return", "env/food_per_agent_step", "env/population",
-            "env/mean_reward", "loss/total")
+REPORTED = (
+    "eval/food_per_agent_step",
+    "eval/mean_return",
+    "env/food_per_agent_step",
+    "env/population",
+    "env/mean_reward",
+    "loss/total",
+)
 """The metrics the report covers, those of them that metrics.csv has."""
 BOOTSTRAP = 2000
-T_975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160, 2.145, 2.131,
-         2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052, 2.048, 2.045, 2.042)
+T_975 = (
+    12.706,
+    4.303,
+    3.182,
+    2.776,
+    2.571,
+    2.447,
+    2.365,
+    2.306,
+    2.262,
+    2.228,
+    2.201,
+    2.179,
+    2.160,
+    2.145,
+    2.131,
+    2.120,
+    2.110,
+    2.101,
+    2.093,
+    2.086,
+    2.080,
+    2.074,
+    2.069,
+    2.064,
+    2.060,
+    2.056,
+    2.052,
+    2.048,
+    2.045,
+    2.042,
+)
 """Student-t 97.5% quantiles for 1..30 degrees of freedom (1.96 beyond)."""
 
 
@@ -49,12 +86,12 @@ class Line:
 
 def final_values(header: list[str], rows: list[dict[str, str]]) -> dict[str, dict[str, dict[int, float]]]:
     """config label -> metric -> seed -> the run's last logged value, in the order configs first appear."""
-    keys = header[1:header.index("seed")]
+    keys = header[1 : header.index("seed")]
     out: dict[str, dict[str, dict[int, float]]] = {}
     for row in sorted(rows, key=lambda r: (int(r["run"]), int(r["step"]))):
         label = ",".join(f"{key}={float(row[key]):g}" for key in keys) or "(all)"
         metrics = out.setdefault(label, {})
-        for metric in header[header.index("step") + 1:]:
+        for metric in header[header.index("step") + 1 :]:
             if row.get(metric, "") != "":
                 metrics.setdefault(metric, {})[int(row["seed"])] = float(row[metric])
     return out
@@ -69,13 +106,12 @@ def mean_ci(values: Sequence[float]) -> tuple[float, float]:
     return float(x.mean()), float(t * x.std(ddof=1) / math.sqrt(len(x)))
 
 
-def bootstrap_diff(values: Sequence[float], baseline: Sequence[float], rng: np.random.Generator
-                   ) -> tuple[float, float]:
+def bootstrap_diff(values: Sequence[float], baseline: Sequence[float], rng: np.random.Generator) -> tuple[float, float]:
     """95% percentile bootstrap interval of mean(values) - mean(baseline), each resampled with replacement."""
     a, b = np.asarray(values, float), np.asarray(baseline, float)
     if len(a) < 2 or len(b) < 2:
         return math.nan, math.nan
-    draws = (rng.choice(a, (BOOTSTRAP, len(a))).mean(1) - rng.choice(b, (BOOTSTRAP, len(b))).mean(1))
+    draws = rng.choice(a, (BOOTSTRAP, len(a))).mean(1) - rng.choice(b, (BOOTSTRAP, len(b))).mean(1)
     lo, hi = np.percentile(draws, [2.5, 97.5])
     return float(lo), float(hi)
 
@@ -94,8 +130,11 @@ def report_lines(metrics_csv: Path, metrics: Sequence[str] = REPORTED) -> list[L
             values, base = list(per_metric[metric].values()), list(baseline[metric].values())
             mean, half = mean_ci(values)
             lo, hi = bootstrap_diff(values, base, rng)
-            lines.append(Line(label, metric, len(values), mean, half, mean - float(np.mean(base)), lo, hi,
-                              bool(lo > 0 or hi < 0)))
+            lines.append(
+                Line(
+                    label, metric, len(values), mean, half, mean - float(np.mean(base)), lo, hi, bool(lo > 0 or hi < 0)
+                )
+            )
     return lines
 
 
@@ -105,15 +144,23 @@ def markdown(lines: list[Line]) -> str:
     configs = list(dict.fromkeys(line.config for line in lines))
     cell = {(line.config, line.metric): line for line in lines}
     head = "| config | seeds | " + " | ".join(metrics) + " |\n|---|---|" + "---|" * len(metrics) + "\n"
-    means = "".join(f"| {c} | {cell[c, metrics[0]].seeds} | "
-                    + " | ".join(f"{cell[c, m].mean:.4g} ± {cell[c, m].ci95:.2g}" if (c, m) in cell else ""
-                                 for m in metrics) + " |\n" for c in configs)
-    diffs = "".join(f"| {c} | {cell[c, metrics[0]].seeds} | "
-                    + " | ".join(_diff_cell(cell[c, m]) if (c, m) in cell else "" for m in metrics) + " |\n"
-                    for c in configs[1:])
-    return (f"# Sweep report\n\nFinal values, mean ± 95% CI over seeds (Student t).\n\n{head}{means}\n"
-            f"Difference from the baseline ({configs[0]}), mean [95% bootstrap CI]; ** = the interval excludes "
-            f"zero.\n\n{head}{diffs}")
+    means = "".join(
+        f"| {c} | {cell[c, metrics[0]].seeds} | "
+        + " | ".join(f"{cell[c, m].mean:.4g} ± {cell[c, m].ci95:.2g}" if (c, m) in cell else "" for m in metrics)
+        + " |\n"
+        for c in configs
+    )
+    diffs = "".join(
+        f"| {c} | {cell[c, metrics[0]].seeds} | "
+        + " | ".join(_diff_cell(cell[c, m]) if (c, m) in cell else "" for m in metrics)
+        + " |\n"
+        for c in configs[1:]
+    )
+    return (
+        f"# Sweep report\n\nFinal values, mean ± 95% CI over seeds (Student t).\n\n{head}{means}\n"
+        f"Difference from the baseline ({configs[0]}), mean [95% bootstrap CI]; ** = the interval excludes "
+        f"zero.\n\n{head}{diffs}"
+    )
 
 
 def _diff_cell(line: Line) -> str:

@@ -2,6 +2,7 @@
 
 Checked before anything is written or compiled, by `emergence sweep` and the notebook.
 """
+
 from __future__ import annotations
 
 from emergence.checkpoint import newest_valid_checkpoint, read_manifest, resolve_resume
@@ -24,13 +25,17 @@ def check_resume(config: LabConfig, platform: str, wanted: dict) -> None:
         file = resolve_resume(source)
         path, saved = file.path, file.manifest["config"]
     if "sweep" not in saved:
-        raise UsageError(f"{path} is a single run's checkpoint, not a sweep's; use another --train.run-dir "
-                         f"or --train.resume-from none")
+        raise UsageError(
+            f"{path} is a single run's checkpoint, not a sweep's; use another --train.run-dir "
+            f"or --train.resume-from none"
+        )
     had = {"sweep": saved["sweep"], "seeds": [run["seed"] for run in saved.get("runs", [])]}
     if had != wanted:
-        raise UsageError(f"{path} belongs to another sweep ({_describe(had)}; this command asks for "
-                         f"{_describe(wanted)}): repeat its --sweep.grid/--sweep.seeds/--train.seed or use a new "
-                         f"--train.run-dir")
+        raise UsageError(
+            f"{path} belongs to another sweep ({_describe(had)}; this command asks for "
+            f"{_describe(wanted)}): repeat its --sweep.grid/--sweep.seeds/--train.seed or use a new "
+            f"--train.run-dir"
+        )
 
 
 def _describe(sweep: dict) -> str:

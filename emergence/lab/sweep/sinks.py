@@ -11,6 +11,7 @@ Continuity across resumes as for `CSVSink`: on start the long file is cut back
 (atomically) to the rows at or before the starting step, a torn last line is dropped,
 and a resume from another run dir starts from that run's file.
 """
+
 from __future__ import annotations
 
 import csv
@@ -50,8 +51,10 @@ def read_long_csv(path: str | Path) -> tuple[list[str], list[Row]]:
     reader = csv.reader(io.StringIO(text))
     header = next(reader, None) or []
     if header[:1] != ["run"]:
-        raise ValueError(f"{path} is not a sweep's long-form metrics CSV (its first column is not 'run'); "
-                         f"move it away or use another --train.run-dir")
+        raise ValueError(
+            f"{path} is not a sweep's long-form metrics CSV (its first column is not 'run'); "
+            f"move it away or use another --train.run-dir"
+        )
     return header, [dict(zip(header, cells)) for cells in reader if len(cells) == len(header)]
 
 

@@ -18,6 +18,7 @@ time of separate runs against vmap's 0.73x (bench/sweep_throughput.py, docs/swee
 and `vmap` elsewhere. Either way one checkpoint holds every run, and run i computes
 what its config computes alone.
 """
+
 from __future__ import annotations
 
 from typing import Any, Literal
@@ -51,8 +52,9 @@ class SweepTask(ManySeeds):
     `strategy`: `vmap` or `map` (default: `default_strategy()`).
     """
 
-    def __init__(self, base: PPOConfig, grid: Grid, runs: list[Run], configs: list[PPOConfig],
-                 strategy: Strategy | None = None) -> None:
+    def __init__(
+        self, base: PPOConfig, grid: Grid, runs: list[Run], configs: list[PPOConfig], strategy: Strategy | None = None
+    ) -> None:
         self.strategy = strategy or default_strategy()
         if self.strategy not in ("vmap", "map"):
             raise ValueError(f"strategy must be 'vmap' or 'map', got {self.strategy!r}")
@@ -64,9 +66,16 @@ class SweepTask(ManySeeds):
 
     def config(self) -> dict[str, Any]:
         """The stack's config plus the grid and every run's values, seed, name and config."""
-        runs = [{"name": run.name, "values": run.values, "seed": run.seed, "config": config.to_dict(),
-                 **({"drop": list(HEADS)} if self.task.cfg.evolution and not config.evolution else {})}
-                for run, config in zip(self.runs, self.configs)]
+        runs = [
+            {
+                "name": run.name,
+                "values": run.values,
+                "seed": run.seed,
+                "config": config.to_dict(),
+                **({"drop": list(HEADS)} if self.task.cfg.evolution and not config.evolution else {}),
+            }
+            for run, config in zip(self.runs, self.configs)
+        ]
         return super().config() | {"sweep": self.grid.to_dict(), "runs": runs}
 
     def seed_keys(self, rng: jax.Array) -> jax.Array:

@@ -6,6 +6,7 @@ a history saved in a checkpoint and loaded again is bitwise the one that was sav
 Non-finite values are not stored (strict JSON has no NaN): a series simply has no
 point at that step.
 """
+
 from __future__ import annotations
 
 import math
@@ -60,6 +61,8 @@ class SeriesHistory:
         for name, series in state.items():
             steps, values = [int(s) for s in series["steps"]], [float(v) for v in series["values"]]
             if len(steps) != len(values) or any(b <= a for a, b in zip(steps, steps[1:])):
-                raise ValueError(f"saved tracker series {name!r} is inconsistent (steps not increasing or "
-                                 f"lengths differ); the checkpoint's tracker state is damaged")
+                raise ValueError(
+                    f"saved tracker series {name!r} is inconsistent (steps not increasing or "
+                    f"lengths differ); the checkpoint's tracker state is damaged"
+                )
             self._steps[name], self._values[name] = steps, values

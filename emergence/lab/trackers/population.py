@@ -6,6 +6,7 @@ is a sustained shift of a series beyond `k` standard deviations of its recent wi
 (see `emergence.lab.trackers.shift` for the exact rule), recorded with its series, its
 onset step and the step it was detected at.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
@@ -14,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-from emergence.log import get_logger
 from emergence.lab.trackers.history import SeriesHistory
 from emergence.lab.trackers.shift import ShiftDetector
+from emergence.log import get_logger
 
 log = get_logger("emergence.lab.trackers")
 
@@ -58,8 +59,16 @@ class EmergenceTracker:
     environments arrives as a scalar or an array); non-finite values are skipped.
     """
 
-    def __init__(self, series: Sequence[str] | Mapping[str, str] = DEFAULT_SERIES, *, window: int = 20,
-                 k: float = 3.0, sustain: int = 3, min_std: float = 1e-6, name: str = "emergence") -> None:
+    def __init__(
+        self,
+        series: Sequence[str] | Mapping[str, str] = DEFAULT_SERIES,
+        *,
+        window: int = 20,
+        k: float = 3.0,
+        sustain: int = 3,
+        min_std: float = 1e-6,
+        name: str = "emergence",
+    ) -> None:
         _check(window, k, sustain, min_std)
         self.keys = dict(series) if isinstance(series, Mapping) else {s: s for s in series}
         if not self.keys:
@@ -76,8 +85,10 @@ class EmergenceTracker:
         """Record one point of every tracked series present in `values`; return the events it completed."""
         present = {s: key for s, key in self.keys.items() if key in values}
         if not present:
-            raise KeyError(f"{self.name}: none of the keys {sorted(self.keys.values())} is in the values "
-                           f"({sorted(values)}); pass series={{name: key}} naming keys the task reports")
+            raise KeyError(
+                f"{self.name}: none of the keys {sorted(self.keys.values())} is in the values "
+                f"({sorted(values)}); pass series={{name: key}} naming keys the task reports"
+            )
         found = []
         for series, key in present.items():
             if not self.history.append(series, step, np.mean(values[key])):
@@ -85,28 +96,48 @@ class EmergenceTracker:
             shift = self._detectors[series].observe(self.history.value_list(series))
             if shift is not None:
                 onset = int(self.history.steps(series)[shift.onset])
-                found.append(EmergenceEvent(series=series, step=onset, detected_step=int(step),
-                                            direction=shift.direction, before=shift.before,
-                                            after=shift.after, z=shift.z))
+                found.append(
+                    EmergenceEvent(
+                        series=series,
+                        step=onset,
+                        detected_step=int(step),
+                        direction=shift.direction,
+                        before=shift.before,
+                        after=shift.after,
+                        z=shift.z,
+                    )
+                )
         self.events.extend(found)
         return found
 
     def config(self) -> dict[str, Any]:
         """The settings that decide what counts as an event."""
-        return {"series": dict(self.keys), "window": self.window, "k": self.k, "sustain": self.sustain,
-                "min_std": self.min_std}
+        return {
+            "series": dict(self.keys),
+            "window": self.window,
+            "k": self.k,
+            "sustain": self.sustain,
+            "min_std": self.min_std,
+        }
 
     def state_dict(self) -> dict[str, Any]:
         """History, events and detector state as JSON-able data (exact through `json`)."""
-        return {"config": self.config(), "history": self.history.state_dict(),
-                "events": [asdict(e) for e in self.events],
-                "detectors": {s: d.state_dict() for s, d in self._detectors.items()}}
+        return {
+            "config": self.config(),
+            "history": self.history.state_dict(),
+            "events": [asdict(e) for e in self.events],
+            "detectors": {s: d.state_dict() for s, d in self._detectors.items()},
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Continue from a saved state; a changed config is logged (detection goes on with the new one)."""
         if state.get("config") != self.config():
-            log.warning("%s: tracker settings changed since the checkpoint (%s -> %s)",
-                        self.name, state.get("config"), self.config())
+            log.warning(
+                "%s: tracker settings changed since the checkpoint (%s -> %s)",
+                self.name,
+                state.get("config"),
+                self.config(),
+            )
         self.history.load_state_dict(state["history"])
         self.events = [EmergenceEvent(**e) for e in state["events"]]
         self._detectors = {s: self._detector() for s in self.keys}

@@ -19,6 +19,7 @@ The definition, exactly (all counts are recorded points of the series, not train
 The detector keeps three integers; the values live in the caller's history, so its
 state is exact through JSON and a resumed run detects exactly what a straight run does.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -64,14 +65,19 @@ class ShiftDetector:
     def _close_run(self, values: list[float], newest: int) -> Shift:
         onset = self.run_start
         mean, scale = self._reference(values, onset)
-        after = float(np.mean(values[onset:newest + 1]))
-        shift = Shift(onset=onset, direction="up" if self.run_sign > 0 else "down",
-                      before=mean, after=after, z=(after - mean) / scale)
+        after = float(np.mean(values[onset : newest + 1]))
+        shift = Shift(
+            onset=onset,
+            direction="up" if self.run_sign > 0 else "down",
+            before=mean,
+            after=after,
+            z=(after - mean) / scale,
+        )
         self.regime_start, self.run_start, self.run_sign = onset, None, 0
         return shift
 
     def _reference(self, values: list[float], index: int) -> tuple[float, float]:
-        reference = np.asarray(values[index - self.window:index], dtype=np.float64)
+        reference = np.asarray(values[index - self.window : index], dtype=np.float64)
         return float(reference.mean()), max(float(reference.std()), self.min_std)
 
     def _side(self, values: list[float], index: int, value: float) -> int:

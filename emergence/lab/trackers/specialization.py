@@ -24,6 +24,7 @@ From them, per update:
 
 Entropies are in nats. Each scalar is one series of the history.
 """
+
 from __future__ import annotations
 
 from collections.abc import Mapping
@@ -33,8 +34,12 @@ import numpy as np
 
 from emergence.lab.trackers.history import SeriesHistory
 
-DEFAULT_KEYS = {"action_counts": "action_counts", "movement": "movement", "agent_params": "agent_params",
-                "alive": "alive"}
+DEFAULT_KEYS = {
+    "action_counts": "action_counts",
+    "movement": "movement",
+    "agent_params": "agent_params",
+    "alive": "alive",
+}
 
 
 def entropy(distribution: np.ndarray) -> np.ndarray:
@@ -100,8 +105,10 @@ class SpecializationTracker:
     def update(self, step: int, values: Mapping[str, Any]) -> dict[str, float]:
         """Record one sample; return the scalars it added to the history."""
         if self.keys["action_counts"] not in values:
-            raise KeyError(f"{self.name}: no {self.keys['action_counts']!r} in the values ({sorted(values)}); "
-                           f"the task must report per-agent action counts, or pass keys={{'action_counts': ...}}")
+            raise KeyError(
+                f"{self.name}: no {self.keys['action_counts']!r} in the values ({sorted(values)}); "
+                f"the task must report per-agent action counts, or pass keys={{'action_counts': ...}}"
+            )
         counts = np.asarray(values[self.keys["action_counts"]], dtype=np.float64)
         counts = counts.reshape(-1, counts.shape[-1])
         scalars = {**(specialization_index(counts) or {}), "active_agents": float((counts.sum(axis=1) > 0).sum())}
@@ -113,8 +120,11 @@ class SpecializationTracker:
         if divergence is not None:
             scalars["weight_divergence"] = divergence
         stored = {name: value for name, value in scalars.items() if self.history.append(name, step, value)}
-        self.profile = {"step": int(step), "action_distribution": _distribution(counts).tolist(),
-                        "movement_rate": None if movement is None else movement.tolist()}
+        self.profile = {
+            "step": int(step),
+            "action_distribution": _distribution(counts).tolist(),
+            "movement_rate": None if movement is None else movement.tolist(),
+        }
         return stored
 
     def _movement_rate(self, values: Mapping[str, Any], counts: np.ndarray) -> np.ndarray | None:

@@ -14,6 +14,7 @@ to durable>`, `returned <i> <reason>`, and in the rounds with a plain save `veri
 <kind>` (the emergency file read back and verified). The stop after a signal is the
 Trainer's own, so the jitted call compiles once: every round reuses the Trainer.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -75,8 +76,13 @@ def main() -> None:
     args = parser.parse_args()
     task = ScriptTask((8,), work_repeats=calibrate_repeats(args.work_seconds), state_mb=args.state_mb)
     probe = Probe(args.plain_every)
-    trainer = Trainer(task, [probe, SignalCheckpointCallback(exit_process=False)], max_steps=None,
-                      run_dir=Path(args.dir) / "round0", resume=None)
+    trainer = Trainer(
+        task,
+        [probe, SignalCheckpointCallback(exit_process=False)],
+        max_steps=None,
+        run_dir=Path(args.dir) / "round0",
+        resume=None,
+    )
     for i in range(args.signals):
         probe.round = i
         trainer.run_dir = Path(args.dir) / f"round{i}"

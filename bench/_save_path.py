@@ -55,6 +55,7 @@ PARTS = {
 
 
 def fsync_write(path: Path, chunks: list) -> None:
+    """The raw baseline: `chunks` written to `path` in one buffered pass, then fsync'd."""
     with open(path, "wb") as handle:
         for chunk in chunks:
             handle.write(chunk)

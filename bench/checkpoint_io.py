@@ -44,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from _common import Ratio, exit_with, interleaved, machine, print_table, verdict
-from _save_path import PARTS, measure_save_path
+from _save_path import PARTS, fsync_write, measure_save_path
 
 from emergence import Callback, Trainer
 from emergence.checkpoint import direct, flatten_to_host, read_checkpoint, unflatten_into, write_checkpoint
@@ -93,14 +93,6 @@ def evict(path: Path) -> None:
             os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
         finally:
             os.close(fd)
-
-
-def fsync_write(path: Path, chunks: list) -> None:
-    with open(path, "wb") as handle:
-        for chunk in chunks:
-            handle.write(chunk)
-        handle.flush()
-        os.fsync(handle.fileno())
 
 
 def read_all(path: Path) -> bytearray:

@@ -23,6 +23,7 @@ gives latency / (call + 1.1 × plain) as median, p90 and max over the signals, a
 row misses when the max exceeds 1 by more than `MIN_TOLERANCE`. The emergency file is
 read back and verified in the rounds with a plain save (not timed).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -62,11 +63,21 @@ class Shot:
         return self.call + 1.1 * self.plain
 
 
-def run_case(scratch: Path, state_mb: float, work: float, signals: int, plain_every: int,
-             rng: random.Random) -> list[Shot]:
+def run_case(
+    scratch: Path, state_mb: float, work: float, signals: int, plain_every: int, rng: random.Random
+) -> list[Shot]:
     """One child, `signals` rounds; one `Shot` per signal."""
-    child = Child(scratch, signals, "--state-mb", str(state_mb), "--work-seconds", str(work),
-                  "--plain-every", str(plain_every), script=CHILD)
+    child = Child(
+        scratch,
+        signals,
+        "--state-mb",
+        str(state_mb),
+        "--work-seconds",
+        str(work),
+        "--plain-every",
+        str(plain_every),
+        script=CHILD,
+    )
     shots, guess, plain, scan = [], work, float("nan"), float("nan")
     for i in range(signals):
         if i % plain_every == 0:
@@ -121,23 +132,47 @@ def main() -> None:
                 ok = max(ratios) <= 1.0 + MIN_TOLERANCE
                 missed += not ok
                 label = ("small (KiB)" if not mb else f"~{mb:.0f} MB") + f", {work:g} s calls (nominal)"
-                rows.append([label, f"{statistics.median(s.call for s in shots):.3f}",
-                             f"{statistics.median(s.plain for s in shots):.3f}",
-                             spread([s.latency for s in shots]), spread([s.wait / s.call for s in shots]),
-                             spread([s.save / s.plain for s in shots]),
-                             f"{statistics.median(s.scan / s.plain for s in shots):.2f}", spread(ratios), "≤ 1",
-                             "ok" if ok else "MISS", f"{time.monotonic() - began:.0f} s"])
+                rows.append(
+                    [
+                        label,
+                        f"{statistics.median(s.call for s in shots):.3f}",
+                        f"{statistics.median(s.plain for s in shots):.3f}",
+                        spread([s.latency for s in shots]),
+                        spread([s.wait / s.call for s in shots]),
+                        spread([s.save / s.plain for s in shots]),
+                        f"{statistics.median(s.scan / s.plain for s in shots):.2f}",
+                        spread(ratios),
+                        "≤ 1",
+                        "ok" if ok else "MISS",
+                        f"{time.monotonic() - began:.0f} s",
+                    ]
+                )
                 print(f"  {label}: latency {spread([s.latency for s in shots], 3)} s", flush=True)
-    print_table(f"SIGTERM → durable emergency checkpoint, {args.signals} signals per case at random instants",
-                ["state", "call s", "plain save s", "latency s (med / p90 / max)", "wait / call",
-                 "save / plain", "NaN scan / plain", "latency / (call + 1.1 × plain)", "target", "verdict",
-                 "case took"], rows,
-                notes=["call: the call in flight at the signal (from its dispatch to the save starting); wait: "
-                       "from the kill to the save starting; save: the emergency save, snapshot to durable "
-                       "file + latest.json; plain: flatten_to_host + write_checkpoint of the same state, device "
-                       "idle, in the same process (every round for the small state, every 2nd for the big); NaN scan: "
-                       "the non-finite check every synchronous save runs before writing, timed on the same arrays "
-                       "(part of the emergency save, not of the plain one)."])
+    print_table(
+        f"SIGTERM → durable emergency checkpoint, {args.signals} signals per case at random instants",
+        [
+            "state",
+            "call s",
+            "plain save s",
+            "latency s (med / p90 / max)",
+            "wait / call",
+            "save / plain",
+            "NaN scan / plain",
+            "latency / (call + 1.1 × plain)",
+            "target",
+            "verdict",
+            "case took",
+        ],
+        rows,
+        notes=[
+            "call: the call in flight at the signal (from its dispatch to the save starting); wait: "
+            "from the kill to the save starting; save: the emergency save, snapshot to durable "
+            "file + latest.json; plain: flatten_to_host + write_checkpoint of the same state, device "
+            "idle, in the same process (every round for the small state, every 2nd for the big); NaN scan: "
+            "the non-finite check every synchronous save runs before writing, timed on the same arrays "
+            "(part of the emergency save, not of the plain one)."
+        ],
+    )
     if missed:
         print(f"\n{missed} case(s) missed latency ≤ 1 call + 1.1 × plain save", file=sys.stderr)
     sys.exit(1 if missed else 0)

@@ -26,23 +26,15 @@ from collections.abc import Callable
 import jax
 import numpy as np
 from _common import Lap, Ratio, Stopwatch, exit_with, interleaved, machine, print_table, verdict
+from many_seeds import TINY
 
-from emergence.envs import EnvParams
-from emergence.lab.agents import KAGGLE, QUICK, PPOConfig, PPOTask
+from emergence.lab.agents import KAGGLE, QUICK, PPOTask
 from emergence.lab.config import PRESETS, LabConfig, lab_config
 from emergence.lab.run import sweep_task
 from emergence.lab.sweep.grid import Grid
 from emergence.lab.sweep.task import default_strategy
 
 TARGET = 1.0
-TINY = PPOConfig(
-    env=EnvParams(grid_size=6, max_agents=4, initial_agents=2, num_food=4, view_radius=1, max_steps=20),
-    num_envs=4,
-    rollout_len=8,
-    num_epochs=1,
-    num_minibatches=2,
-    hidden_sizes=(16,),
-)
 LEARNERS = {"tiny": TINY, "quick": QUICK, "kaggle": KAGGLE}
 
 

@@ -40,3 +40,11 @@ def assert_same_arrays(path_a: Path, path_b: Path) -> None:
     assert sorted(a) == sorted(b)
     differing = [name for name in a if a[name].dtype != b[name].dtype or not np.array_equal(a[name], b[name])]
     assert not differing, f"leaves differ: {differing}"
+
+
+TINY_LAB = (
+    "--platform local --env.grid-size 6 --env.max-agents 6 --env.initial-agents 3 --env.num-food 5 "
+    "--env.view-radius 1 --ppo.rollout-len 4 --ppo.num-epochs 1 --ppo.num-minibatches 1 --ppo.hidden-sizes 8 "
+    "--ppo.eval-envs 2 --ppo.eval-steps 8 --train.num-envs 2"
+).split()
+"""Flags of a lab run (`emergence train` or `sweep`) that compiles in seconds: 8 env steps per update."""

@@ -21,39 +21,9 @@ from emergence.lab.agents import PPOTask
 from emergence.lab.cli.train import parse_config
 from emergence.lab.run import callbacks
 from emergence.metrics import read_metrics_csv
+from tests.helpers import TINY_LAB
 
-TINY = [
-    "--platform",
-    "local",
-    "--env.grid-size",
-    "6",
-    "--env.max-agents",
-    "6",
-    "--env.initial-agents",
-    "3",
-    "--env.num-food",
-    "5",
-    "--env.view-radius",
-    "1",
-    "--ppo.rollout-len",
-    "4",
-    "--ppo.num-epochs",
-    "1",
-    "--ppo.num-minibatches",
-    "1",
-    "--ppo.hidden-sizes",
-    "8",
-    "--ppo.eval-envs",
-    "2",
-    "--ppo.eval-steps",
-    "8",
-    "--train.num-envs",
-    "2",
-    "--train.log-interval",
-    "16",
-    "--train.track-interval",
-    "16",
-]
+TINY = [*TINY_LAB, "--train.log-interval", "16", "--train.track-interval", "16"]
 """Flags of a run that compiles in seconds: 8 env steps per update."""
 CACHE = Path(tempfile.gettempdir()) / f"emergence-test-jax-cache-{os.getuid()}"
 

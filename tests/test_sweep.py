@@ -25,35 +25,9 @@ from emergence.lab.sweep.report import BOOTSTRAP, T_975, report_lines, write_rep
 from emergence.lab.sweep.sinks import LongCSVSink, read_long_csv
 from emergence.metrics import SinkStart
 from emergence.parallel.export import seed_checkpoint
+from tests.helpers import TINY_LAB
 
-TINY = [
-    "--platform",
-    "local",
-    "--env.grid-size",
-    "6",
-    "--env.max-agents",
-    "6",
-    "--env.initial-agents",
-    "3",
-    "--env.num-food",
-    "5",
-    "--env.view-radius",
-    "1",
-    "--ppo.rollout-len",
-    "4",
-    "--ppo.num-epochs",
-    "1",
-    "--ppo.num-minibatches",
-    "1",
-    "--ppo.hidden-sizes",
-    "8",
-    "--ppo.eval-envs",
-    "2",
-    "--ppo.eval-steps",
-    "8",
-    "--train.num-envs",
-    "2",
-]
+TINY = TINY_LAB
 GRID = ["--sweep.grid", "diversity_bonus=0,0.05", "--sweep.grid", "niche_pressure=0,0.05", "--sweep.seeds", "2"]
 
 

@@ -50,7 +50,7 @@ class Probe(Callback):
         write_checkpoint(path, arrays, {"step": trainer.step, "kind": "periodic"})
         plain = time.perf_counter() - began
         began = time.perf_counter()
-        non_finite_leaves(arrays)  # what every synchronous save adds before it writes (not part of the baseline)
+        non_finite_leaves(arrays)  # what every synchronous save adds beside its write (not part of the baseline)
         say(f"plain {self.round} {plain:.4f} {time.perf_counter() - began:.4f}")
         del arrays
         path.unlink()

@@ -169,8 +169,8 @@ def main() -> None:
             "from the kill to the save starting; save: the emergency save, snapshot to durable "
             "file + latest.json; plain: flatten_to_host + write_checkpoint of the same state, device "
             "idle, in the same process (every round for the small state, every 2nd for the big); NaN scan: "
-            "the non-finite check every synchronous save runs before writing, timed on the same arrays "
-            "(part of the emergency save, not of the plain one)."
+            "the non-finite check every synchronous save runs (beside the write, joined before the rename), "
+            "timed alone on the same arrays (part of the emergency save, not of the plain one)."
         ],
     )
     if missed:

@@ -13,6 +13,7 @@ callback asked to `watch()` (the signal and time-budget callbacks do), so a run 
 them pays nothing. `StepRate` turns the completions the tracker saw into device seconds
 per step on a consumer's own clock (a fake one in tests): a few comparisons per call.
 """
+
 from __future__ import annotations
 
 from collections import deque

@@ -4,6 +4,7 @@ The loop stays plain: one jitted call (of `steps_per_call` fused steps) per iter
 then the hooks some callback overrides. Everything that keeps a run alive lives in
 callbacks; the one way anything writes a checkpoint is `Trainer.save_checkpoint`.
 """
+
 from __future__ import annotations
 
 import difflib
@@ -124,10 +125,21 @@ class Trainer:
     this session's and earlier ones). None/empty until someone writes them.
     """
 
-    def __init__(self, task: Task | None = None, callbacks: Sequence[Callback] = (), *, max_steps: int | None = None,
-                 steps_per_call: int = 1, run_dir: str | os.PathLike | None = None, resume: Resume = "auto",
-                 seed: int = 0, eval_every_n_steps: int | None = None, force_resume: bool = False,
-                 async_checkpoint: bool | AsyncCheckpointWriter = True, devices: Devices | None = None) -> None:
+    def __init__(
+        self,
+        task: Task | None = None,
+        callbacks: Sequence[Callback] = (),
+        *,
+        max_steps: int | None = None,
+        steps_per_call: int = 1,
+        run_dir: str | os.PathLike | None = None,
+        resume: Resume = "auto",
+        seed: int = 0,
+        eval_every_n_steps: int | None = None,
+        force_resume: bool = False,
+        async_checkpoint: bool | AsyncCheckpointWriter = True,
+        devices: Devices | None = None,
+    ) -> None:
         if isinstance(task, (list, tuple)):
             raise TypeError("Trainer's first argument is the task; pass the callback list as callbacks=[...]")
         if max_steps is not None:
@@ -194,6 +206,7 @@ class Trainer:
         if chosen is None:
             raise ValueError("no task to train: pass one to fit(task) (or to Trainer(task, ...))")
         return chosen
+
     @property
     def state(self) -> TrainState | None:
         """The state after the last completed call (device arrays)."""
@@ -260,8 +273,10 @@ class Trainer:
     def _warn_if_unstoppable(self) -> None:
         """With `max_steps=None`, say so when no callback can end the run (none has `can_stop`)."""
         if self.max_steps is None and not any(cb.can_stop for cb in self.callbacks):
-            log.warning("max_steps=None and no callback can stop the run (none has can_stop, as TimeBudgetCallback "
-                        "and SignalCheckpointCallback do): it trains until killed; set max_steps or add one")
+            log.warning(
+                "max_steps=None and no callback can stop the run (none has can_stop, as TimeBudgetCallback "
+                "and SignalCheckpointCallback do): it trains until killed; set max_steps or add one"
+            )
 
     def _train_loop(self) -> None:
         end = self.max_steps
@@ -296,8 +311,14 @@ class Trainer:
         self._fire("on_validation_end", self.last_eval_metrics)
         return self.last_eval_metrics
 
-    def save_checkpoint(self, kind: str, *, reason: str | None = None, metrics: dict[str, float] | None = None,
-                        then: Callable[[CheckpointRef], None] | None = None) -> CheckpointRef:
+    def save_checkpoint(
+        self,
+        kind: str,
+        *,
+        reason: str | None = None,
+        metrics: dict[str, float] | None = None,
+        then: Callable[[CheckpointRef], None] | None = None,
+    ) -> CheckpointRef:
         """Write a checkpoint of the current state; the one way anything saves.
 
         First fires `on_before_save_checkpoint` (callbacks take in what is due at this
@@ -322,17 +343,25 @@ class Trainer:
             raise failed
         started = time.perf_counter()
         path = self.checkpoint_dir / checkpoint_name(kind, self._step)
-        content = {"callbacks": {cb.state_key: cb.state_dict() for cb in self.callbacks},
-                   "metrics": {**host_metrics(self.last_metrics), **host_metrics(self.last_eval_metrics),
-                               **(metrics or {})}}
+        content = {
+            "callbacks": {cb.state_key: cb.state_dict() for cb in self.callbacks},
+            "metrics": {**host_metrics(self.last_metrics), **host_metrics(self.last_eval_metrics), **(metrics or {})},
+        }
         same_as = self._same_step_file(kind, content)
         state = self._state if self.parallel is None else self.parallel.gathered(self._state)
         arrays, typed_keys = ({}, {}) if same_as is not None else flatten_to_host(state)
         scan_here = self.parallel is not None  # every process refuses alike; one process: beside the write
         if scan_here and (bad := non_finite_leaves(arrays)):
             raise NonFiniteStateError(refusal(kind, self._step, bad))
-        manifest = build_manifest(step=self._step, kind=kind, reason=reason, config=task_config(self.task),
-                                  typed_keys=typed_keys, platform=self._where(), **content)
+        manifest = build_manifest(
+            step=self._step,
+            kind=kind,
+            reason=reason,
+            config=task_config(self.task),
+            typed_keys=typed_keys,
+            platform=self._where(),
+            **content,
+        )
         if kind in ASYNC_KINDS:
             self._last_content = (self._step, _as_json(content))
         ref = CheckpointRef(path, kind, self._step)
@@ -342,8 +371,9 @@ class Trainer:
                 self.parallel.saved_durably(ref)
             return ref
         if background:
-            self._writer.submit(lambda: _write_durably(ref, arrays, manifest, started, then,
-                                                       check_finite=not scan_here))
+            self._writer.submit(
+                lambda: _write_durably(ref, arrays, manifest, started, then, check_finite=not scan_here)
+            )
             return ref
         try:
             written = _write_durably(ref, arrays, manifest, started, then, same_as, check_finite=not scan_here)
@@ -355,8 +385,9 @@ class Trainer:
             raise failed
         return ref
 
-    def restore_checkpoint(self, ref: CheckpointRef | str | os.PathLike | None = None, *,
-                           fold_in: int | None = None) -> CheckpointRef:
+    def restore_checkpoint(
+        self, ref: CheckpointRef | str | os.PathLike | None = None, *, fold_in: int | None = None
+    ) -> CheckpointRef:
         """Replace the current state with a checkpoint's (read and verified), e.g. to roll back a diverged run.
 
         `ref` None: the newest checkpoint this run has, after waiting for a write in flight
@@ -436,8 +467,12 @@ class Trainer:
         file = self._find_resume_checkpoint()
         if file is None:
             return fresh
-        check_config(file.manifest.get("config", {}), task_config(self.task),
-                     set(getattr(self.task, "structural_keys", ())), self.force_resume)
+        check_config(
+            file.manifest.get("config", {}),
+            task_config(self.task),
+            set(getattr(self.task, "structural_keys", ())),
+            self.force_resume,
+        )
         state = restore_state(fresh, file)
         self._step = int(file.manifest["step"])
         saved = file.manifest.get("callbacks", {})
@@ -468,7 +503,8 @@ class Trainer:
                 pass
         except OSError as err:
             raise RunDirError(
-                f"run dir {self.run_dir} is not writable ({err.strerror or err}); pass a writable run_dir") from None
+                f"run dir {self.run_dir} is not writable ({err.strerror or err}); pass a writable run_dir"
+            ) from None
         remove_stale_temp_files(self.checkpoint_dir)
 
     def _fire(self, hook: str, *args: Any) -> None:
@@ -476,9 +512,15 @@ class Trainer:
             method(self, *args)
 
 
-def _write_durably(ref: CheckpointRef, arrays: dict, manifest: dict, started: float,
-                   then: Callable[[CheckpointRef], None] | None,
-                   same_as: CheckpointRef | None = None, check_finite: bool = False) -> tuple[CheckpointRef, float]:
+def _write_durably(
+    ref: CheckpointRef,
+    arrays: dict,
+    manifest: dict,
+    started: float,
+    then: Callable[[CheckpointRef], None] | None,
+    same_as: CheckpointRef | None = None,
+    check_finite: bool = False,
+) -> tuple[CheckpointRef, float]:
     """Write `ref`'s file, point `latest.json` at it, run `then`; the ref with its checksum and the save's seconds.
 
     Runs on the writer thread for async saves and inline for the others; a failure is the
@@ -491,6 +533,7 @@ def _write_durably(ref: CheckpointRef, arrays: dict, manifest: dict, started: fl
     the file before its rename; a background save's `NonFiniteStateError` reaches the loop
     where the write is collected.
     """
+
     def refuse_non_finite() -> None:
         if bad := non_finite_leaves(arrays):
             raise NonFiniteStateError(refusal(ref.kind, ref.step, bad))
@@ -505,7 +548,8 @@ def _write_durably(ref: CheckpointRef, arrays: dict, manifest: dict, started: fl
     except OSError as err:
         raise CheckpointWriteError(
             f"could not write {ref.path.name} ({err.strerror or err}); earlier checkpoints are intact, "
-            f"free disk space in {ref.path.parent} or lower keep_last") from err
+            f"free disk space in {ref.path.parent} or lower keep_last"
+        ) from err
     seconds = time.perf_counter() - started
     if then is not None:
         try:
@@ -513,7 +557,8 @@ def _write_durably(ref: CheckpointRef, arrays: dict, manifest: dict, started: fl
         except OSError as err:
             raise CheckpointWriteError(
                 f"wrote {ref.path.name} but could not delete older checkpoints ({err.strerror or err}); "
-                f"check the permissions of {ref.path.parent}") from err
+                f"check the permissions of {ref.path.parent}"
+            ) from err
     return written, seconds
 
 
@@ -530,8 +575,10 @@ def _fold_rng(state: Any, data: int) -> Any:
         return state.replace(rng=jax.random.fold_in(state.rng, data))
     if isinstance(state, dict) and "rng" in state:
         return {**state, "rng": jax.random.fold_in(state["rng"], data)}
-    raise ValueError("cannot fold a fresh key into this state: it holds no typed PRNG key (jax.random.key) "
-                     "and no `rng` field or 'rng' key; keep its keys in the state")
+    raise ValueError(
+        "cannot fold a fresh key into this state: it holds no typed PRNG key (jax.random.key) "
+        "and no `rng` field or 'rng' key; keep its keys in the state"
+    )
 
 
 def _as_json(content: dict[str, Any]) -> str:
@@ -569,8 +616,10 @@ def _check_hook_names(callback: Callback) -> None:
             if name.startswith("_") or name in HOOKS or not _is_method(value):
                 continue
             if name.startswith("on_") or difflib.get_close_matches(name, ("setup", "teardown"), n=1, cutoff=0.8):
-                raise ValueError(f"{type(callback).__name__}.{name} is not a hook, so it would never be called; "
-                                 f"rename it to one of {', '.join(HOOKS)} (or prefix it with _)")
+                raise ValueError(
+                    f"{type(callback).__name__}.{name} is not a hook, so it would never be called; "
+                    f"rename it to one of {', '.join(HOOKS)} (or prefix it with _)"
+                )
 
 
 def _is_method(value: Any) -> bool:
@@ -581,4 +630,3 @@ def _check_positive(**values: int) -> None:
     for name, value in values.items():
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
-

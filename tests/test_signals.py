@@ -1,4 +1,5 @@
 """Promise 2: SIGTERM / SIGINT / SIGUSR1 leave a durable emergency checkpoint of the last completed step."""
+
 from __future__ import annotations
 
 import logging
@@ -64,8 +65,18 @@ def test_the_emergency_save_waits_for_the_call_in_flight_only(tmp_path):
 
 def test_signal_during_an_evaluation_saves_the_step_it_evaluated(tmp_path):
     run_dir = tmp_path / "run"
-    child = Child(run_dir, 100_000, "--callbacks", "checkpoint,signal", "--every", "1000",
-                  "--eval-every", "5", "--eval-seconds", "2")
+    child = Child(
+        run_dir,
+        100_000,
+        "--callbacks",
+        "checkpoint,signal",
+        "--every",
+        "1000",
+        "--eval-every",
+        "5",
+        "--eval-seconds",
+        "2",
+    )
     child.wait_for("evaluating")  # printed from inside the first evaluation (at step 5), which takes 2 s
     child.send(signal.SIGTERM)
     done = child.finish()
@@ -77,8 +88,9 @@ def test_signal_during_an_evaluation_saves_the_step_it_evaluated(tmp_path):
 
 def test_signal_during_a_synchronous_periodic_save_ends_in_both_files(tmp_path):
     run_dir = tmp_path / "run"
-    child = Child(run_dir, 100_000, "--callbacks", "checkpoint,signal", "--every", "5", "--sync-checkpoint",
-                  "--slow-save", "1.5")
+    child = Child(
+        run_dir, 100_000, "--callbacks", "checkpoint,signal", "--every", "5", "--sync-checkpoint", "--slow-save", "1.5"
+    )
     child.wait_for("saving")
     child.send(signal.SIGTERM)
     done = child.finish()
@@ -121,8 +133,11 @@ def test_with_exit_disabled_fit_returns_after_the_emergency_save_and_handlers_ar
 
     previous = signal.signal(signal.SIGUSR1, sentinel)
     try:
-        outcome = scenario.but(max_steps=50, resume=None).signal_at(7, signal.SIGUSR1).run(
-            [SignalCheckpointCallback(exit_process=False)])
+        outcome = (
+            scenario.but(max_steps=50, resume=None)
+            .signal_at(7, signal.SIGUSR1)
+            .run([SignalCheckpointCallback(exit_process=False)])
+        )
         assert signal.getsignal(signal.SIGUSR1) is sentinel
     finally:
         signal.signal(signal.SIGUSR1, previous)
@@ -143,12 +158,15 @@ def test_outside_the_main_thread_it_warns_and_training_is_unaffected(tmp_path, c
     assert "outside the main thread" in caplog.text
 
 
-@pytest.mark.parametrize("signals, message", [
-    ((signal.SIGKILL,), "SIGKILL cannot be caught"),
-    ((signal.SIGTERM, signal.SIGSTOP), "SIGSTOP cannot be caught"),
-    ((12345,), "12345 is not a signal number"),
-    ((), "signals is empty"),
-])
+@pytest.mark.parametrize(
+    "signals, message",
+    [
+        ((signal.SIGKILL,), "SIGKILL cannot be caught"),
+        ((signal.SIGTERM, signal.SIGSTOP), "SIGSTOP cannot be caught"),
+        ((12345,), "12345 is not a signal number"),
+        ((), "signals is empty"),
+    ],
+)
 def test_bad_signal_lists_are_one_line_errors(signals, message):
     with pytest.raises(ValueError, match=message):
         SignalCheckpointCallback(signals=signals)

@@ -5,6 +5,7 @@ the state after the last completed train call, unless nothing was trained since 
 run started (or resumed), a final or emergency checkpoint of this step exists already,
 or the state is gone. Each case is said in one log line.
 """
+
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
@@ -45,8 +46,12 @@ def save_last_state(trainer: "Trainer", kind: str, reason: str) -> "CheckpointRe
     if saved_at_current_step(trainer):
         return None
     if state_was_donated(trainer):
-        log.warning("%s: cannot save step %d: the failed jitted call had consumed the (donated) state; "
-                    "resume from the last checkpoint on disk", reason, trainer.step)
+        log.warning(
+            "%s: cannot save step %d: the failed jitted call had consumed the (donated) state; "
+            "resume from the last checkpoint on disk",
+            reason,
+            trainer.step,
+        )
         return None
     log.info("%s: saving a%s %s checkpoint of step %d", reason, "n" if kind[0] in "aeiou" else "", kind, trainer.step)
     return trainer.save_checkpoint(kind, reason=reason)

@@ -41,6 +41,7 @@ every process reads the same agreed `signal:<NAME>` at the same boundary, so all
 save and stop at the same step and every one exits with that signal's code, also the
 processes that received nothing.
 """
+
 from __future__ import annotations
 
 import signal
@@ -89,8 +90,12 @@ class SignalCheckpointCallback(Callback):
 
     can_stop = True
 
-    def __init__(self, signals: Iterable[int] = DEFAULT_SIGNALS, exit_process: bool | None = None,
-                 max_calls_in_flight: int | None = 2) -> None:
+    def __init__(
+        self,
+        signals: Iterable[int] = DEFAULT_SIGNALS,
+        exit_process: bool | None = None,
+        max_calls_in_flight: int | None = 2,
+    ) -> None:
         self.signals = _check_signals(signals)
         if max_calls_in_flight is not None and (not isinstance(max_calls_in_flight, int) or max_calls_in_flight < 1):
             raise ValueError(f"max_calls_in_flight must be a positive integer or None, got {max_calls_in_flight!r}")
@@ -110,8 +115,10 @@ class SignalCheckpointCallback(Callback):
         if self.max_calls_in_flight is not None:
             trainer.calls.watch()
         if threading.current_thread() is not threading.main_thread():
-            log.warning("fit() runs outside the main thread, where Python cannot catch signals: "
-                        "SignalCheckpointCallback is inactive; run fit() in the main thread")
+            log.warning(
+                "fit() runs outside the main thread, where Python cannot catch signals: "
+                "SignalCheckpointCallback is inactive; run fit() in the main thread"
+            )
             return
         stops = trainer.stops
         handler = lambda signum, frame: self._record(stops, signum)  # noqa: E731
@@ -200,7 +207,7 @@ def _agreed_signal(trainer: "Trainer") -> signal.Signals | None:
     agreed = trainer.stops.agreed
     if agreed is None or not agreed.startswith(PREFIX):
         return None
-    return signal.Signals.__members__.get(agreed[len(PREFIX):])
+    return signal.Signals.__members__.get(agreed[len(PREFIX) :])
 
 
 def _check_signals(signals: Iterable[int]) -> tuple[signal.Signals, ...]:

@@ -21,6 +21,7 @@ waits for the device work queued ahead of it: hence every few calls, not each). 
 therefore takes effect up to `AGREE_EVERY_N_CALLS` calls later than on one process.
 The agreed reason is handed to `on_agreed` (the Trainer's `request_stop`).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -44,8 +45,14 @@ class Stops:
         gather: stacks every process's array in process order (default: JAX's `process_allgather`).
     """
 
-    def __init__(self, processes: int = 1, *, on_agreed: Callable[[str], None] | None = None,
-                 every_n_calls: int = AGREE_EVERY_N_CALLS, gather: Gather | None = None) -> None:
+    def __init__(
+        self,
+        processes: int = 1,
+        *,
+        on_agreed: Callable[[str], None] | None = None,
+        every_n_calls: int = AGREE_EVERY_N_CALLS,
+        gather: Gather | None = None,
+    ) -> None:
         self.processes = processes
         self.on_agreed = on_agreed
         self.every_n_calls = every_n_calls
@@ -97,8 +104,10 @@ def _encode(reason: str, *, allow_empty: bool = False) -> np.ndarray:
         raise ValueError(f"a stop reason must be a non-empty string, got {reason!r}")
     raw = reason.encode()
     if len(raw) > REASON_BYTES or b"\0" in raw:
-        raise ValueError(f"stop reason {reason!r} is {len(raw)} bytes of UTF-8 (or holds NUL); "
-                         f"the processes agree on at most {REASON_BYTES}: shorten it")
+        raise ValueError(
+            f"stop reason {reason!r} is {len(raw)} bytes of UTF-8 (or holds NUL); "
+            f"the processes agree on at most {REASON_BYTES}: shorten it"
+        )
     return np.frombuffer(raw.ljust(REASON_BYTES, b"\0"), dtype=np.uint8)
 
 

@@ -5,6 +5,7 @@ Children share a persistent JAX compilation cache (in the temp dir, or wherever
 `JAX_COMPILATION_CACHE_DIR` points), so each one starts in about a second instead of
 recompiling the same toy model: behaviour is unchanged, only the compiler is skipped.
 """
+
 from __future__ import annotations
 
 import os
@@ -49,8 +50,13 @@ class Child:
 
     def __init__(self, run_dir: Path, max_steps: int, *args: str, script: Path = SCRIPT) -> None:
         env = {**COMPILE_CACHE, **os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": str(REPO)}
-        self.process = subprocess.Popen([sys.executable, str(script), str(run_dir), str(max_steps), *args],
-                                        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+        self.process = subprocess.Popen(
+            [sys.executable, str(script), str(run_dir), str(max_steps), *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
         self._stderr: list[str] = []
@@ -71,7 +77,7 @@ class Child:
                 line = self._queue.get(timeout=max(0.0, give_up - time.monotonic()))
             except queue.Empty:
                 self.kill()
-                raise AssertionError(f"no {prefix!r} line within {timeout} s; stderr: {self.stderr[-2000:]}")
+                raise AssertionError(f"no {prefix!r} line within {timeout} s; stderr: {self.stderr[-2000:]}") from None
             if line is None:
                 raise AssertionError(f"child ended before printing {prefix!r}; stderr: {self.stderr[-3000:]}")
             self.lines.append(line)

@@ -3,6 +3,7 @@
 Usage: fit_toy.py RUN_DIR MAX_STEPS [--every N] [--keep N] [--steps-per-call K] [--resume auto|none|PATH]
 Prints `step <N>` after each call so a parent can time a kill.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,14 @@ def main(argv: list[str]) -> None:
     args = parser.parse_args(argv)
     resume = None if args.resume == "none" else args.resume
     callbacks = [CheckpointCallback(every_n_steps=args.every, keep_last=args.keep), PrintStep()]
-    Trainer(toy_task(), callbacks, max_steps=args.max_steps, steps_per_call=args.steps_per_call,
-            run_dir=args.run_dir, resume=resume).fit()
+    Trainer(
+        toy_task(),
+        callbacks,
+        max_steps=args.max_steps,
+        steps_per_call=args.steps_per_call,
+        run_dir=args.run_dir,
+        resume=resume,
+    ).fit()
 
 
 if __name__ == "__main__":

@@ -14,18 +14,25 @@ Prints `step <N>` after each call, `saved <file name>` after each durable checkp
 `hanging <N>` and `fit returned <reason>`. Checkpoints are written synchronously, so
 "saved step_30" comes before "step 31" and a kill at a later step always finds it durable.
 """
+
 from __future__ import annotations
 
 import argparse
 import sys
 import time
 
+from fit_toy import PrintStep  # a sibling script: this file runs as a script
+
 from emergence import Trainer
-from emergence.callbacks import (ArtifactExportCallback, CheckpointCallback, FinalizeCallback, LogThrottleCallback,
-                                 SignalCheckpointCallback)
+from emergence.callbacks import (
+    ArtifactExportCallback,
+    CheckpointCallback,
+    FinalizeCallback,
+    LogThrottleCallback,
+    SignalCheckpointCallback,
+)
 from emergence.metrics import CSVSink, TensorBoardSink
 from emergence.testing import toy_task
-from fit_toy import PrintStep  # a sibling script: this file runs as a script
 
 
 class Reporter(PrintStep):
@@ -54,17 +61,25 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--zip", action="store_true")
     args = parser.parse_args(argv)
     extras = set(filter(None, args.extras.split(",")))
-    callbacks = [CheckpointCallback(every_n_steps=args.every, keep_last=3),
-                 LogThrottleCallback(every_n_steps=args.log_every, sinks=[CSVSink(), TensorBoardSink()]),
-                 Reporter(args.hang_at)]
+    callbacks = [
+        CheckpointCallback(every_n_steps=args.every, keep_last=3),
+        LogThrottleCallback(every_n_steps=args.log_every, sinks=[CSVSink(), TensorBoardSink()]),
+        Reporter(args.hang_at),
+    ]
     if "artifacts" in extras:
         callbacks.append(ArtifactExportCallback(every_n_steps=args.every))
     if "finalize" in extras:
         callbacks.append(FinalizeCallback(zip_outputs=args.zip))
     if "signal" in extras:
         callbacks.append(SignalCheckpointCallback())
-    trainer = Trainer(toy_task(), callbacks, max_steps=args.max_steps, run_dir=args.run_dir,
-                      eval_every_n_steps=args.eval_every, async_checkpoint=False)
+    trainer = Trainer(
+        toy_task(),
+        callbacks,
+        max_steps=args.max_steps,
+        run_dir=args.run_dir,
+        eval_every_n_steps=args.eval_every,
+        async_checkpoint=False,
+    )
     trainer.fit()
     print(f"fit returned {trainer.stop_reason}", flush=True)
 

@@ -3,6 +3,7 @@
 `train_subprocess.py` trains `ScriptTask`; the same task run here, straight or resumed
 from the child's run dir, must reach bitwise-identical states.
 """
+
 from __future__ import annotations
 
 import json
@@ -20,8 +21,9 @@ from tests.scripts.train_subprocess import ScriptTask
 
 def fit_here(run_dir: Path, max_steps: int, hidden: tuple[int, ...] = (8,), resume: str | None = "auto") -> Trainer:
     """Train `ScriptTask` in this process to `max_steps` (ending with a final checkpoint)."""
-    trainer = Trainer(ScriptTask(hidden), [CheckpointCallback(keep_last=1)], max_steps=max_steps,
-                      run_dir=run_dir, resume=resume)
+    trainer = Trainer(
+        ScriptTask(hidden), [CheckpointCallback(keep_last=1)], max_steps=max_steps, run_dir=run_dir, resume=resume
+    )
     trainer.fit()
     return trainer
 
@@ -45,7 +47,9 @@ def assert_holds(expected: dict[str, np.ndarray], path: Path) -> None:
     """The checkpoint at `path` holds exactly `expected`: same leaves, dtypes and bits."""
     arrays = read_checkpoint(path).arrays
     assert sorted(arrays) == sorted(expected)
-    differing = [k for k in arrays if arrays[k].dtype != expected[k].dtype or not np.array_equal(arrays[k], expected[k])]
+    differing = [
+        k for k in arrays if arrays[k].dtype != expected[k].dtype or not np.array_equal(arrays[k], expected[k])
+    ]
     assert not differing, f"{path.name}: leaves differ: {differing}"
 
 

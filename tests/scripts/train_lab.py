@@ -9,6 +9,7 @@ trackers see device values that change as training goes. `TrackerCallback` comes
 after `CheckpointCallback` on purpose: the checkpoint at a sampling step must hold that
 sample anyway. Prints `step <N>` after each call and `saved <name>` after each save.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,8 @@ import jax.numpy as jnp
 
 from emergence import Callback, Trainer
 from emergence.callbacks import CheckpointCallback, TrackerCallback
-from emergence.testing import toy_task
 from emergence.lab.trackers import EmergenceTracker, SpecializationTracker
+from emergence.testing import toy_task
 
 
 class PrintStep(Callback):
@@ -40,8 +41,9 @@ class PrintStep(Callback):
 def hidden_units_probe(state):
     """Per hidden unit of the toy MLP: |in weight|, |bias|, |out weight| as counts, and those weights."""
     params = state.params["params"]
-    weights = jnp.stack([params["Dense_0"]["kernel"][0], params["Dense_0"]["bias"], params["Dense_1"]["kernel"][:, 0]],
-                        axis=1)
+    weights = jnp.stack(
+        [params["Dense_0"]["kernel"][0], params["Dense_0"]["bias"], params["Dense_1"]["kernel"][:, 0]], axis=1
+    )
     return {"action_counts": jnp.abs(weights) + 1e-3, "agent_params": weights}
 
 
@@ -60,10 +62,19 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--steps-per-call", type=int, default=1)
     parser.add_argument("--pause", type=float, default=0.0, help="seconds to sleep after each call")
     args = parser.parse_args(argv)
-    callbacks = [CheckpointCallback(every_n_steps=args.every, keep_last=None), trackers_callback(args.track_every),
-                 PrintStep(args.pause)]
-    Trainer(toy_task(), callbacks, max_steps=args.max_steps, steps_per_call=args.steps_per_call,
-            run_dir=args.run_dir, resume="auto").fit()
+    callbacks = [
+        CheckpointCallback(every_n_steps=args.every, keep_last=None),
+        trackers_callback(args.track_every),
+        PrintStep(args.pause),
+    ]
+    Trainer(
+        toy_task(),
+        callbacks,
+        max_steps=args.max_steps,
+        steps_per_call=args.steps_per_call,
+        run_dir=args.run_dir,
+        resume="auto",
+    ).fit()
 
 
 if __name__ == "__main__":

@@ -30,6 +30,7 @@ Prints one line per event on stdout, for a parent to time its kills:
 `saved <file name> <epoch> <seconds from snapshot to durable>`, `plain <seconds>`,
 `fit returned <reason>`.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -65,9 +66,16 @@ class ScriptTask:
     bitwise comparable; it runs on the device like any compute, asynchronously.
     """
 
-    def __init__(self, hidden: tuple[int, ...], work_repeats: int = 0, work_size: int = 256,
-                 fail_at_step: int | None = None, trace_seconds: float = 0.0, eval_seconds: float = 0.0,
-                 state_mb: float = 0.0) -> None:
+    def __init__(
+        self,
+        hidden: tuple[int, ...],
+        work_repeats: int = 0,
+        work_size: int = 256,
+        fail_at_step: int | None = None,
+        trace_seconds: float = 0.0,
+        eval_seconds: float = 0.0,
+        state_mb: float = 0.0,
+    ) -> None:
         self.base = toy_task(hidden=hidden)
         self.name, self.structural_keys = self.base.name, self.base.structural_keys
         self.work_repeats, self.work_size, self.fail_at_step = work_repeats, work_size, fail_at_step
@@ -190,6 +198,7 @@ class SlowStart(Callback):
 
 def slow_writer(seconds: float) -> AsyncCheckpointWriter:
     """A background writer whose every write starts `seconds` late (prints `writing` as it begins)."""
+
     def before_write() -> None:
         say("writing")
         time.sleep(seconds)
@@ -247,8 +256,14 @@ class DiskFullAfter(Callback):
 
 
 def survival_callbacks(args: argparse.Namespace) -> list[Callback]:
-    from emergence.callbacks import (AtexitCheckpointCallback, CheckpointCallback, OnExceptionCheckpointCallback,
-                                     SignalCheckpointCallback, TimeBudgetCallback)
+    from emergence.callbacks import (
+        AtexitCheckpointCallback,
+        CheckpointCallback,
+        OnExceptionCheckpointCallback,
+        SignalCheckpointCallback,
+        TimeBudgetCallback,
+    )
+
     chosen = set(filter(None, args.callbacks.split(",")))
     unknown = chosen - {"budget", "checkpoint", "exception", "atexit", "signal"}
     if unknown:
@@ -266,9 +281,14 @@ def survival_callbacks(args: argparse.Namespace) -> list[Callback]:
 def build(args: argparse.Namespace) -> Trainer:
     crash_step, crash_how = _pair(args.crash, str) if args.crash else (None, None)
     repeats = calibrate_repeats(args.work_seconds) if args.work_seconds else 0
-    task = ScriptTask(tuple(int(w) for w in args.hidden.split(",")), work_repeats=repeats,
-                      fail_at_step=crash_step if crash_how == "device-error" else None,
-                      trace_seconds=args.trace_seconds, eval_seconds=args.eval_seconds, state_mb=args.state_mb)
+    task = ScriptTask(
+        tuple(int(w) for w in args.hidden.split(",")),
+        work_repeats=repeats,
+        fail_at_step=crash_step if crash_how == "device-error" else None,
+        trace_seconds=args.trace_seconds,
+        eval_seconds=args.eval_seconds,
+        state_mb=args.state_mb,
+    )
     callbacks: list[Callback] = [Reporter()]
     if args.slow_start:
         callbacks.append(SlowStart(args.slow_start))
@@ -285,9 +305,16 @@ def build(args: argparse.Namespace) -> Trainer:
         callbacks.append(SignalSelfInSetup(args.signal_in_setup))
     resume = None if args.resume == "none" else args.resume
     writer = slow_writer(args.slow_write) if args.slow_write else not args.sync_checkpoint
-    return Trainer(task, callbacks, max_steps=args.max_steps, steps_per_call=args.steps_per_call,
-                   run_dir=args.run_dir, resume=resume, eval_every_n_steps=args.eval_every or None,
-                   async_checkpoint=writer)
+    return Trainer(
+        task,
+        callbacks,
+        max_steps=args.max_steps,
+        steps_per_call=args.steps_per_call,
+        run_dir=args.run_dir,
+        resume=resume,
+        eval_every_n_steps=args.eval_every or None,
+        async_checkpoint=writer,
+    )
 
 
 def _pair(text: str, second: type) -> tuple[int, Any]:

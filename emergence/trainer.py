@@ -7,7 +7,6 @@ callbacks; the one way anything writes a checkpoint is `Trainer.save_checkpoint`
 
 from __future__ import annotations
 
-import difflib
 import json
 import os
 import tempfile
@@ -18,7 +17,7 @@ from typing import Any, Literal
 
 import jax
 
-from emergence.callbacks.base import HOOKS, Callback, Metrics, overrides
+from emergence.callbacks.base import Callback, Metrics, hook_table
 from emergence.calls import CallTracker
 from emergence.checkpoint import (
     CheckpointFile,
@@ -28,16 +27,14 @@ from emergence.checkpoint import (
     load_newest_valid,
     read_checkpoint,
     resolve_resume,
-    write_checkpoint,
-    write_latest,
 )
 from emergence.checkpoint.async_writer import AsyncCheckpointWriter
 from emergence.checkpoint.atomic import remove_stale_temp_files
+from emergence.checkpoint.durable import write_durably
 from emergence.checkpoint.finite import NonFiniteStateError, non_finite_leaves, refusal
 from emergence.checkpoint.manifest import build_manifest, check_config
 from emergence.checkpoint.restore import host_metrics, restore_state
-from emergence.checkpoint.store import link_checkpoint
-from emergence.checkpoint.tree import check_storable, fold_in_keys, is_typed_key
+from emergence.checkpoint.tree import check_storable, fold_rng
 from emergence.errors import CheckpointNotFoundError, CheckpointWriteError, RunDirError
 from emergence.log import get_logger
 from emergence.parallel.mesh import DataParallel, Devices
@@ -159,7 +156,7 @@ class Trainer:
         self.force_resume = force_resume
         self._writer = _writer(async_checkpoint)
         self.parallel = None if devices is None else DataParallel(devices)
-        self._hooks = _hook_table(self.callbacks)
+        self._hooks = hook_table(self.callbacks)
         self._calls: dict[int, Callable] = {}
         self._platform: dict[str, Any] | None = None
         self._eval_call: Callable | None = None
@@ -371,12 +368,10 @@ class Trainer:
                 self.parallel.saved_durably(ref)
             return ref
         if background:
-            self._writer.submit(
-                lambda: _write_durably(ref, arrays, manifest, started, then, check_finite=not scan_here)
-            )
+            self._writer.submit(lambda: write_durably(ref, arrays, manifest, started, then, check_finite=not scan_here))
             return ref
         try:
-            written = _write_durably(ref, arrays, manifest, started, then, same_as, check_finite=not scan_here)
+            written = write_durably(ref, arrays, manifest, started, then, same_as, check_finite=not scan_here)
         finally:
             if self.parallel is not None:
                 self.parallel.saved_durably(ref)
@@ -394,7 +389,7 @@ class Trainer:
         (a `CheckpointNotFoundError` when there is none). Only the train state changes: the
         step counter, the callbacks' state and the schedules go on, so every history stays
         monotonic. `fold_in` folds that number into every typed PRNG key of the state (an
-        `rng`, a flax `key` field, NNX `Rngs`; see `_fold_rng`), so the steps after do not
+        `rng`, a flax `key` field, NNX `Rngs`; see `fold_rng`), so the steps after do not
         repeat. Returns the ref restored.
         """
         if ref is None:
@@ -404,7 +399,7 @@ class Trainer:
                 raise CheckpointNotFoundError("no checkpoint to restore yet; save one first (CheckpointCallback)")
         file = read_checkpoint(ref.path if isinstance(ref, CheckpointRef) else ref)
         state = restore_state(self._state, file)
-        self._state = state if fold_in is None else _fold_rng(state, fold_in)
+        self._state = state if fold_in is None else fold_rng(state, fold_in)
         return CheckpointRef(file.path, file.manifest["kind"], int(file.manifest["step"]), file.checksum)
 
     def _same_step_file(self, kind: str, content: dict[str, Any]) -> CheckpointRef | None:
@@ -512,75 +507,6 @@ class Trainer:
             method(self, *args)
 
 
-def _write_durably(
-    ref: CheckpointRef,
-    arrays: dict,
-    manifest: dict,
-    started: float,
-    then: Callable[[CheckpointRef], None] | None,
-    same_as: CheckpointRef | None = None,
-    check_finite: bool = False,
-) -> tuple[CheckpointRef, float]:
-    """Write `ref`'s file, point `latest.json` at it, run `then`; the ref with its checksum and the save's seconds.
-
-    Runs on the writer thread for async saves and inline for the others; a failure is the
-    same one-line `CheckpointWriteError` either way. The seconds run from `started` (the
-    snapshot) to the durable file: what the same save costs written synchronously. With
-    `same_as` (a durable file of the same step and state) no arrays are written: `ref` is
-    made a hard link of it (see `link_checkpoint`). `check_finite` refuses a state with
-    NaN or infinite values: the scan reads every byte (55-90 ms per 256 MiB on this CPU),
-    so it runs beside the write, off the loop for background saves, and a refusal abandons
-    the file before its rename; a background save's `NonFiniteStateError` reaches the loop
-    where the write is collected.
-    """
-
-    def refuse_non_finite() -> None:
-        if bad := non_finite_leaves(arrays):
-            raise NonFiniteStateError(refusal(ref.kind, ref.step, bad))
-
-    try:
-        if same_as is not None:
-            written = link_checkpoint(same_as, ref)
-        else:
-            checksum = write_checkpoint(ref.path, arrays, manifest, check=refuse_non_finite if check_finite else None)
-            written = CheckpointRef(ref.path, ref.kind, ref.step, checksum)
-        write_latest(ref.path.parent, written, reason=manifest.get("reason"))
-    except OSError as err:
-        raise CheckpointWriteError(
-            f"could not write {ref.path.name} ({err.strerror or err}); earlier checkpoints are intact, "
-            f"free disk space in {ref.path.parent} or lower keep_last"
-        ) from err
-    seconds = time.perf_counter() - started
-    if then is not None:
-        try:
-            then(written)
-        except OSError as err:
-            raise CheckpointWriteError(
-                f"wrote {ref.path.name} but could not delete older checkpoints ({err.strerror or err}); "
-                f"check the permissions of {ref.path.parent}"
-            ) from err
-    return written, seconds
-
-
-def _fold_rng(state: Any, data: int) -> Any:
-    """`state` with `data` folded into every typed PRNG key it holds (`fold_in_keys`), else into a raw `rng`.
-
-    Typed keys anywhere: our `rng`, a flax `TrainState`'s `key` field, NNX `Rngs` streams,
-    a `ManySeeds` stack. A state without one may still carry a raw uint32 key as an `rng`
-    field or an "rng" key (the old `jax.random.PRNGKey`), which gets the fold instead.
-    """
-    if any(is_typed_key(leaf) for leaf in jax.tree.leaves(state)):
-        return fold_in_keys(state, data)
-    if hasattr(state, "rng") and hasattr(state, "replace"):
-        return state.replace(rng=jax.random.fold_in(state.rng, data))
-    if isinstance(state, dict) and "rng" in state:
-        return {**state, "rng": jax.random.fold_in(state["rng"], data)}
-    raise ValueError(
-        "cannot fold a fresh key into this state: it holds no typed PRNG key (jax.random.key) "
-        "and no `rng` field or 'rng' key; keep its keys in the state"
-    )
-
-
 def _as_json(content: dict[str, Any]) -> str:
     """A frozen copy of what a save records, to compare with a later save's (callbacks may mutate their state)."""
     return json.dumps(content, sort_keys=True, default=str)
@@ -592,38 +518,6 @@ def _writer(async_checkpoint: bool | AsyncCheckpointWriter) -> AsyncCheckpointWr
     if not isinstance(async_checkpoint, bool):
         raise ValueError(f"async_checkpoint must be True, False or an AsyncCheckpointWriter, got {async_checkpoint!r}")
     return AsyncCheckpointWriter() if async_checkpoint else None
-
-
-def _hook_table(callbacks: list[Callback]) -> dict[str, tuple[Callable, ...]]:
-    """For each hook, the bound methods of the callbacks that override it."""
-    for cb in callbacks:
-        if not isinstance(cb, Callback):
-            raise TypeError(f"{cb!r} is not an emergence Callback; subclass emergence.Callback")
-        _check_hook_names(cb)
-    keys = [cb.state_key for cb in callbacks]
-    duplicates = sorted({k for k in keys if keys.count(k) > 1})
-    if duplicates:
-        raise ValueError(f"two callbacks share state_key {duplicates[0]!r}; give one a distinct state_key")
-    return {hook: tuple(getattr(cb, hook) for cb in callbacks if overrides(cb, hook)) for hook in HOOKS}
-
-
-def _check_hook_names(callback: Callback) -> None:
-    """Refuse a public method named like a hook that is not one (`on_train_batch_end`, `set_up`): it never fires."""
-    for klass in type(callback).__mro__:
-        if klass is Callback or not issubclass(klass, Callback):
-            break
-        for name, value in vars(klass).items():
-            if name.startswith("_") or name in HOOKS or not _is_method(value):
-                continue
-            if name.startswith("on_") or difflib.get_close_matches(name, ("setup", "teardown"), n=1, cutoff=0.8):
-                raise ValueError(
-                    f"{type(callback).__name__}.{name} is not a hook, so it would never be called; "
-                    f"rename it to one of {', '.join(HOOKS)} (or prefix it with _)"
-                )
-
-
-def _is_method(value: Any) -> bool:
-    return callable(value) or isinstance(value, (staticmethod, classmethod))
 
 
 def _check_positive(**values: int) -> None:

@@ -92,7 +92,7 @@ def test_every_callback_the_framework_ships_passes():
             for v in vars(loaded).values()
             if isinstance(v, type) and issubclass(v, Callback) and v.__module__ == loaded.__name__
         ]
-    from emergence.trainer import _check_hook_names
+    from emergence.callbacks.base import check_hook_names as _check_hook_names
 
     for klass in shipped:
         _check_hook_names(klass.__new__(klass))

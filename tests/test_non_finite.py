@@ -112,7 +112,7 @@ def test_bad_settings_are_one_line_errors(kwargs, message):
 def test_restore_checkpoint_loads_a_file_and_folds_a_fresh_key_into_the_rng(tiny_trainer, run_dir):
     import jax
 
-    from emergence.trainer import _fold_rng
+    from emergence.checkpoint.tree import fold_rng as _fold_rng
 
     trainer = tiny_trainer([CheckpointCallback(every_n_steps=5, keep_last=None)])
     trainer.fit()

@@ -14,6 +14,8 @@ refused when the Trainer is built.
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -91,3 +93,35 @@ class Callback:
 def overrides(callback: Callback, hook: str) -> bool:
     """True when the callback's class replaces the base class's no-op `hook`."""
     return getattr(type(callback), hook) is not getattr(Callback, hook)
+
+
+def hook_table(callbacks: list[Callback]) -> dict[str, tuple[Callable, ...]]:
+    """For each hook, the bound methods of the callbacks that override it."""
+    for cb in callbacks:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"{cb!r} is not an emergence Callback; subclass emergence.Callback")
+        check_hook_names(cb)
+    keys = [cb.state_key for cb in callbacks]
+    duplicates = sorted({k for k in keys if keys.count(k) > 1})
+    if duplicates:
+        raise ValueError(f"two callbacks share state_key {duplicates[0]!r}; give one a distinct state_key")
+    return {hook: tuple(getattr(cb, hook) for cb in callbacks if overrides(cb, hook)) for hook in HOOKS}
+
+
+def check_hook_names(callback: Callback) -> None:
+    """Refuse a public method named like a hook that is not one (`on_train_batch_end`, `set_up`): it never fires."""
+    for klass in type(callback).__mro__:
+        if klass is Callback or not issubclass(klass, Callback):
+            break
+        for name, value in vars(klass).items():
+            if name.startswith("_") or name in HOOKS or not _is_method(value):
+                continue
+            if name.startswith("on_") or difflib.get_close_matches(name, ("setup", "teardown"), n=1, cutoff=0.8):
+                raise ValueError(
+                    f"{type(callback).__name__}.{name} is not a hook, so it would never be called; "
+                    f"rename it to one of {', '.join(HOOKS)} (or prefix it with _)"
+                )
+
+
+def _is_method(value: Any) -> bool:
+    return callable(value) or isinstance(value, (staticmethod, classmethod))

@@ -196,3 +196,22 @@ def fold_in_keys(tree: Any, data: int) -> Any:
         return one(leaf)
 
     return jax.tree.map(fold, tree)
+
+
+def fold_rng(state: Any, data: int) -> Any:
+    """`state` with `data` folded into every typed PRNG key it holds (`fold_in_keys`), else into a raw `rng`.
+
+    Typed keys anywhere: our `rng`, a flax `TrainState`'s `key` field, NNX `Rngs` streams,
+    a `ManySeeds` stack. A state without one may still carry a raw uint32 key as an `rng`
+    field or an "rng" key (the old `jax.random.PRNGKey`), which gets the fold instead.
+    """
+    if any(is_typed_key(leaf) for leaf in jax.tree.leaves(state)):
+        return fold_in_keys(state, data)
+    if hasattr(state, "rng") and hasattr(state, "replace"):
+        return state.replace(rng=jax.random.fold_in(state.rng, data))
+    if isinstance(state, dict) and "rng" in state:
+        return {**state, "rng": jax.random.fold_in(state["rng"], data)}
+    raise ValueError(
+        "cannot fold a fresh key into this state: it holds no typed PRNG key (jax.random.key) "
+        "and no `rng` field or 'rng' key; keep its keys in the state"
+    )

@@ -60,6 +60,8 @@ class TrainSettings:
     """resume even if a structural setting (shapes) changed since the checkpoint"""
     devices: str
     """'one' (JAX's default device), 'all' (every local device: worlds split, e.g. Kaggle's two T4s) or a count N"""
+    wandb_project: str | None = None
+    """log to this Weights & Biases project too (pip install 'emergence[wandb]'; WANDB_MODE=offline works)"""
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,12 @@ def callbacks(config: LabConfig, platform: str, task: PPOTask | SweepTask, **ove
         if "artifacts" in preset(platform):
             lab["artifacts"] = {"metrics_csv": "metrics_mean.csv"}  # the framework's curves of the mean over runs
     extra: list[Callback] = [Throughput(config.env_steps_per_update * (task.num_seeds if sweeping else 1))]
+    if train.wandb_project:
+        from emergence.callbacks import WandbCallback  # wandb is an optional extra: imported only when asked for
+
+        wandb = WandbCallback(project=train.wandb_project)
+        lab["logging"]["sinks"] = [*lab["logging"]["sinks"], wandb.sink]
+        extra.append(wandb)
     if train.track_interval > 0:
         trackers, probe = (
             (sweep_trackers(task.num_seeds), sweep_probe(task)) if sweeping else (lab_trackers(), policy_probe(task))

@@ -1,0 +1,43 @@
+"""`emergence train --train.wandb-project P` logs the lab's throttled rows to W&B too (offline here), by update."""
+
+from __future__ import annotations
+
+import pytest
+
+from emergence.cli import main
+from tests.helpers import TINY_LAB
+
+wandb = pytest.importorskip("wandb")
+from emergence.testing.wandb_offline import history_rows  # noqa: E402
+
+
+def test_train_with_a_wandb_project_logs_every_metric_row_to_an_offline_run(monkeypatch, tmp_path):
+    for name, value in {
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_CONFIG_DIR": tmp_path / "wb-config",
+        "WANDB_CACHE_DIR": tmp_path / "wb-cache",
+        "WANDB_DATA_DIR": tmp_path / "wb-data",
+    }.items():
+        monkeypatch.setenv(name, str(value))
+    run = tmp_path / "run"
+    argv = [
+        "train",
+        *TINY_LAB,
+        "--train.total-steps",
+        "64",
+        "--train.log-interval",
+        "16",
+        "--train.track-interval",
+        "0",
+        "--train.eval-interval",
+        "0",
+        "--train.run-dir",
+        str(run),
+        "--train.wandb-project",
+        "lab",
+    ]
+    assert main(argv) == 0
+    wandb.teardown()
+    (log,) = run.glob("wandb/offline-run-*/run-*.wandb")
+    assert [row["trainer/step"] for row in history_rows(log)] == [2, 4, 6, 8]  # 16 env steps = 2 updates a row

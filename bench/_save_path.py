@@ -35,6 +35,7 @@ from typing import Any
 import jax
 import numpy as np
 
+import emergence.checkpoint.durable as durable_module
 import emergence.checkpoint.format as checkpoint_format
 import emergence.trainer as trainer_module
 from emergence import Callback, Trainer
@@ -83,7 +84,12 @@ class Breakdown:
     @contextlib.contextmanager
     def watching(self) -> Iterator[None]:
         """Wrap the save's parts (and every fsync, and the wait for the hash) for one save."""
-        targets = [(trainer_module, name, label) for name, label in PARTS.items() if hasattr(trainer_module, name)]
+        targets = [
+            (module, name, label)
+            for name, label in PARTS.items()
+            for module in (trainer_module, durable_module)
+            if hasattr(module, name)
+        ]
         targets += [
             (os, "fsync", "fsyncs (file, dir, latest.json)"),
             (checkpoint_format._Hasher, "checksum", "waiting for the hash after the last write"),

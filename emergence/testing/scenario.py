@@ -250,20 +250,20 @@ def _disk_full(from_step: int | None) -> Iterator[None]:
     if from_step is None:
         yield
         return
-    import emergence.trainer as trainer_module
+    import emergence.checkpoint.durable as durable  # where every durable save writes its file
 
-    real = trainer_module.write_checkpoint
+    real = durable.write_checkpoint
 
     def full(path: Any, arrays: Any, manifest: dict, *args: Any, **kwargs: Any) -> Any:
         if int(manifest.get("step", 0)) >= from_step:
             raise OSError(errno.ENOSPC, "No space left on device (scripted)", str(path))
         return real(path, arrays, manifest, *args, **kwargs)
 
-    trainer_module.write_checkpoint = full
+    durable.write_checkpoint = full
     try:
         yield
     finally:
-        trainer_module.write_checkpoint = real
+        durable.write_checkpoint = real
 
 
 def _temporary_dir() -> Path:

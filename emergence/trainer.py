@@ -26,6 +26,7 @@ from emergence.checkpoint import (
     flatten_to_host,
     load_newest_valid,
     read_checkpoint,
+    read_manifest,
     resolve_resume,
 )
 from emergence.checkpoint.async_writer import AsyncCheckpointWriter
@@ -35,7 +36,7 @@ from emergence.checkpoint.finite import NonFiniteStateError, non_finite_leaves, 
 from emergence.checkpoint.manifest import build_manifest, check_config
 from emergence.checkpoint.restore import host_metrics, restore_state
 from emergence.checkpoint.tree import check_storable, fold_rng
-from emergence.errors import CheckpointNotFoundError, CheckpointWriteError, RunDirError
+from emergence.errors import CheckpointNotFoundError, CheckpointWriteError, EmergenceError, RunDirError
 from emergence.log import get_logger
 from emergence.parallel.mesh import DataParallel, Devices
 from emergence.parallel.process_zero import writes_outputs
@@ -168,7 +169,6 @@ class Trainer:
 
     def _reset_run_state(self) -> None:
         self._state: TrainState | None = None
-        self._last_content: tuple[int, str] | None = None  # what the last periodic/best save held, as JSON
         self._step = 0
         self.fit_start_step = 0
         self._stop_reason: str | None = None
@@ -359,8 +359,6 @@ class Trainer:
             platform=self._where(),
             **content,
         )
-        if kind in ASYNC_KINDS:
-            self._last_content = (self._step, _as_json(content))
         ref = CheckpointRef(path, kind, self._step)
         if self.parallel is not None and not writes_outputs():
             self.last_checkpoint = ref  # under jax.distributed every process gathered the state; process 0 writes
@@ -405,16 +403,21 @@ class Trainer:
     def _same_step_file(self, kind: str, content: dict[str, Any]) -> CheckpointRef | None:
         """The durable periodic/best file of this step a `final` save can reuse (hard link), on one process only.
 
-        Only when it holds what the final would: the same callback state and metrics
-        (then resuming from either is the same run). Its manifest keeps its own kind and
-        reason; `latest.json` names the final and its reason.
+        Only when it holds what the final would: the same callback state and metrics, as its
+        manifest on disk records them (then resuming from either is the same run). Its
+        manifest keeps its own kind and reason; `latest.json` names the final and its reason.
         """
         last = self.last_checkpoint
         if kind != "final" or self.parallel is not None or last is None or last.checksum is None:
             return None
-        if self._last_content != (self._step, _as_json(content)):
+        if last.step != self._step or last.kind not in ("periodic", "best"):
             return None
-        return last if last.step == self._step and last.kind in ("periodic", "best") else None
+        try:
+            saved = read_manifest(last.path)
+        except (EmergenceError, OSError):
+            return None
+        as_written = json.loads(json.dumps(content))  # tuples become lists, as in the file
+        return last if all(saved.get(key) == value for key, value in as_written.items()) else None
 
     def _where(self) -> dict[str, Any]:
         """What the manifest records of where the run is: platform name, JAX backend, device kinds and count."""
@@ -505,11 +508,6 @@ class Trainer:
     def _fire(self, hook: str, *args: Any) -> None:
         for method in self._hooks[hook]:
             method(self, *args)
-
-
-def _as_json(content: dict[str, Any]) -> str:
-    """A frozen copy of what a save records, to compare with a later save's (callbacks may mutate their state)."""
-    return json.dumps(content, sort_keys=True, default=str)
 
 
 def _writer(async_checkpoint: bool | AsyncCheckpointWriter) -> AsyncCheckpointWriter | None:

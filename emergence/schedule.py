@@ -68,11 +68,12 @@ class Every:
         return (last // self.steps + 1) * self.steps
 
 
-def check_interval(name: str, value: int | float | None, *, integer: bool) -> None:
-    """A one-line error for an interval that is not None or positive (an integer for steps)."""
-    if value is None:
+def check_interval(name: str, value: int | float | None, *, integer: bool, required: bool = False) -> None:
+    """A one-line error for an interval that is not positive (an integer for steps), or None where `required`."""
+    if value is None and not required:
         return
+    optional = "" if required else " or None"
     if integer and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ValueError(f"{name} must be a positive integer or None, got {value!r}")
+        raise ValueError(f"{name} must be a positive integer{optional}, got {value!r}")
     if not integer and (isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0):
-        raise ValueError(f"{name} must be positive seconds or None, got {value!r}")
+        raise ValueError(f"{name} must be positive seconds{optional}, got {value!r}")

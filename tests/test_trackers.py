@@ -260,3 +260,9 @@ def test_sigkill_and_resume_gives_tracker_history_bitwise_equal_to_a_straight_ru
     steps = next(iter(history.values()))["trackers"]["emergence"]["history"]["loss"]["steps"]
     assert steps == list(range(3, 61, 3))
     assert_same_arrays(straight_path, resumed_path)
+
+
+@pytest.mark.parametrize("every", [0, -3, 2.5, True, None])
+def test_a_tracker_interval_that_is_not_a_positive_integer_is_one_line(every):
+    with pytest.raises(ValueError, match="TrackerCallback: every_n_steps must be a positive integer, got"):
+        TrackerCallback(every_n_steps=every, trackers=tracker_pair())

@@ -72,9 +72,7 @@ class NonFiniteGuardCallback(Callback):
     def __init__(
         self, monitor: str | None = "loss", every_n_steps: int = 100, max_rollbacks: int = 3, check_state: bool = True
     ) -> None:
-        check_interval("NonFiniteGuardCallback: every_n_steps", every_n_steps, integer=True)
-        if every_n_steps is None:
-            raise ValueError("NonFiniteGuardCallback: every_n_steps must be a positive integer, got None")
+        check_interval("NonFiniteGuardCallback: every_n_steps", every_n_steps, integer=True, required=True)
         if isinstance(max_rollbacks, bool) or not isinstance(max_rollbacks, int) or max_rollbacks < 0:
             raise ValueError(f"NonFiniteGuardCallback: max_rollbacks must be an integer >= 0, got {max_rollbacks!r}")
         if monitor is None and not check_state:

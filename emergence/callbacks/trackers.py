@@ -24,7 +24,7 @@ import jax
 
 from emergence.callbacks.base import Callback, Metrics
 from emergence.log import get_logger
-from emergence.schedule import Every
+from emergence.schedule import Every, check_interval
 
 if TYPE_CHECKING:
     from emergence.trainer import Trainer
@@ -66,8 +66,7 @@ class TrackerCallback(Callback):
     """
 
     def __init__(self, every_n_steps: int, trackers: Sequence["Tracker"], probe: Probe | None = None) -> None:
-        if not isinstance(every_n_steps, int) or isinstance(every_n_steps, bool) or every_n_steps < 1:
-            raise ValueError(f"every_n_steps must be a positive integer, got {every_n_steps!r}")
+        check_interval("TrackerCallback: every_n_steps", every_n_steps, integer=True, required=True)
         names = [t.name for t in trackers]
         if not names or len(set(names)) != len(names):
             raise ValueError(f"trackers must be a non-empty list with distinct names, got {names}")

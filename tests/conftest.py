@@ -48,3 +48,16 @@ def read_only_dir(tmp_path: Path):
     yield make
     for path in reversed(made):
         _undo_read_only(path)
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """W&B offline, its config and caches in the test's temp dir."""
+    for name, value in {
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_CONFIG_DIR": tmp_path / "wb-config",
+        "WANDB_CACHE_DIR": tmp_path / "wb-cache",
+        "WANDB_DATA_DIR": tmp_path / "wb-data",
+    }.items():
+        monkeypatch.setenv(name, str(value))

@@ -48,3 +48,10 @@ TINY_LAB = (
     "--ppo.eval-envs 2 --ppo.eval-steps 8 --train.num-envs 2"
 ).split()
 """Flags of a lab run (`emergence train` or `sweep`) that compiles in seconds: 8 env steps per update."""
+
+
+def ckpt_diff(a: Path, b: Path) -> subprocess.CompletedProcess:
+    """`emergence ckpt diff A B` as a user runs it, in its own process (exit 0: the arrays are bitwise equal)."""
+    return subprocess.run(
+        [sys.executable, "-m", "emergence.cli", "ckpt", "diff", str(a), str(b)], capture_output=True, text=True
+    )

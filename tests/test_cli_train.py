@@ -21,7 +21,7 @@ from emergence.lab.agents import PPOTask
 from emergence.lab.cli.train import parse_config
 from emergence.lab.run import callbacks
 from emergence.metrics import read_metrics_csv
-from tests.helpers import TINY_LAB
+from tests.helpers import TINY_LAB, ckpt_diff
 
 TINY = [*TINY_LAB, "--train.log-interval", "16", "--train.track-interval", "16"]
 """Flags of a run that compiles in seconds: 8 env steps per update."""
@@ -297,17 +297,8 @@ def test_quick_run_killed_with_sigkill_and_resumed_ends_bitwise_equal(tmp_path):
     assert killed.wait() == -signal.SIGKILL
     code, out, err = finish(emergence("train", *flags, "--train.run-dir", str(killed_dir), optimize=True), timeout=600)
     assert code == 0 and "stopped: max_steps at update 100" in out, err[-2000:]
-    diff = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "emergence.cli",
-            "ckpt",
-            "diff",
-            str(tmp_path / "straight" / "checkpoints" / "final_step_100.safetensors"),
-            str(killed_dir / "checkpoints" / "final_step_100.safetensors"),
-        ],
-        capture_output=True,
-        text=True,
+    diff = ckpt_diff(
+        tmp_path / "straight" / "checkpoints" / "final_step_100.safetensors",
+        killed_dir / "checkpoints" / "final_step_100.safetensors",
     )
     assert diff.returncode == 0, diff.stdout + diff.stderr

@@ -11,15 +11,7 @@ wandb = pytest.importorskip("wandb")
 from emergence.testing.wandb_offline import history_rows  # noqa: E402
 
 
-def test_train_with_a_wandb_project_logs_every_metric_row_to_an_offline_run(monkeypatch, tmp_path):
-    for name, value in {
-        "WANDB_MODE": "offline",
-        "WANDB_SILENT": "true",
-        "WANDB_CONFIG_DIR": tmp_path / "wb-config",
-        "WANDB_CACHE_DIR": tmp_path / "wb-cache",
-        "WANDB_DATA_DIR": tmp_path / "wb-data",
-    }.items():
-        monkeypatch.setenv(name, str(value))
+def test_train_with_a_wandb_project_logs_every_metric_row_to_an_offline_run(offline, tmp_path):
     run = tmp_path / "run"
     argv = [
         "train",

@@ -8,8 +8,6 @@ from __future__ import annotations
 import csv
 import random
 import signal
-import subprocess
-import sys
 import time
 
 import numpy as np
@@ -17,6 +15,7 @@ import pytest
 
 from emergence.checkpoint import read_checkpoint
 from emergence.lab.sweep.report import T_975
+from tests.helpers import ckpt_diff
 from tests.test_cli_train import emergence, finish, newest_periodic_step
 from tests.test_sweep import GRID, TINY
 
@@ -124,19 +123,7 @@ def test_a_killed_sweep_resumed_ends_bitwise_equal_to_the_straight_one(straight,
         assert code == -signal.SIGKILL
     code, out, err = finish(emergence("sweep", *flags, "--train.resume-from", "auto"))
     assert code == 0, err[-3000:]
-    diff = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "emergence.cli",
-            "ckpt",
-            "diff",
-            str(run_dir / "checkpoints" / FINAL),
-            str(tmp_path / "checkpoints" / FINAL),
-        ],
-        capture_output=True,
-        text=True,
-    )
+    diff = ckpt_diff(run_dir / "checkpoints" / FINAL, tmp_path / "checkpoints" / FINAL)
     assert diff.returncode == 0, diff.stdout + diff.stderr
     straight_rows = [r for r in csv.DictReader(open(run_dir / "metrics.csv"))]
     resumed_rows = [r for r in csv.DictReader(open(tmp_path / "metrics.csv"))]

@@ -15,19 +15,6 @@ from emergence.testing import FakeClock, toy_task
 from emergence.testing.wandb_offline import config, history_rows, read_records, run_ids, summary
 
 
-@pytest.fixture
-def offline(monkeypatch, tmp_path):
-    """W&B offline, its config and caches in the test's temp dir."""
-    for name, value in {
-        "WANDB_MODE": "offline",
-        "WANDB_SILENT": "true",
-        "WANDB_CONFIG_DIR": tmp_path / "wb-config",
-        "WANDB_CACHE_DIR": tmp_path / "wb-cache",
-        "WANDB_DATA_DIR": tmp_path / "wb-data",
-    }.items():
-        monkeypatch.setenv(name, str(value))
-
-
 def _fit(run_dir, max_steps, said, **trainer_args):
     run = WandbCallback(project="emergence-test", config={"note": "hello"}, say=said.append)
     callbacks = [CheckpointCallback(every_n_steps=4), LogThrottleCallback(every_n_steps=2, sinks=[run.sink]), run]

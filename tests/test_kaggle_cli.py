@@ -545,6 +545,19 @@ def test_download_with_a_damaged_file_exits_1_in_one_line(fake, trained, tmp_pat
     )
 
 
+def test_download_with_recomputed_sums_still_checks_each_checkpoints_own_checksum(fake, trained, tmp_path, capsys):
+    """SHA256SUMS is recomputable by anyone: a damaged checkpoint listed with its new digest is still refused."""
+    session = tmp_path / "session"
+    shutil.copytree(trained, session)
+    data = bytearray((session / "checkpoints" / "step_2.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (session / "checkpoints" / "step_2.safetensors").write_bytes(bytes(data))
+    shutil.rmtree(source := tmp_path / "relisted", ignore_errors=True)
+    fake.set(output=str(_kaggle_output(session, source)))
+    assert main(["download", KERNEL, "--output-dir", "out"]) == 1
+    assert "step_2.safetensors" in _one_line(capsys.readouterr().err)
+
+
 def test_download_without_sums_checks_each_checkpoints_own_checksum(fake, trained, tmp_path, capsys):
     source = _kaggle_output(trained, tmp_path / "session", sums=False)
     fake.set(output=str(source))

@@ -268,7 +268,7 @@ def _read_header(path: Path, handle: BinaryIO, size: int) -> tuple[dict, int]:
         raise _bad(path, "not a safetensors checkpoint, or truncated (header length beyond the file)")
     try:
         header = json.loads(handle.read(length))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise _bad(path, "header is not valid JSON: corrupt, or not a checkpoint; resume from another one") from None
     if not isinstance(header, dict):
         raise _bad(path, "header is not a safetensors table; not a checkpoint")
@@ -283,7 +283,7 @@ def _manifest(path: Path, header: dict) -> tuple[dict[str, Any], str, str]:
     manifest_json, checksum = metadata[MANIFEST_KEY], metadata[CHECKSUM_KEY]
     try:
         manifest = json.loads(manifest_json) if isinstance(manifest_json, str) else None
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         manifest = None
     if not isinstance(manifest, dict) or not isinstance(checksum, str):
         raise _bad(path, "manifest is not valid JSON: corrupt; resume from another checkpoint")
@@ -294,6 +294,9 @@ def _manifest(path: Path, header: dict) -> tuple[dict[str, Any], str, str]:
             f"checkpoint format {version!r} is not one this emergence reads "
             f"({min(DIGESTS)}..{FORMAT_VERSION}); upgrade emergence to load it",
         )
+    step, kind = manifest.get("step", 0), manifest.get("kind", "")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0 or not isinstance(kind, str):
+        raise _bad(path, f"manifest step {step!r} / kind {kind!r} are not a step and a kind: corrupt; skip it")
     return manifest, manifest_json, checksum
 
 
@@ -346,6 +349,8 @@ def _read_verified(path: Path, handle: BinaryIO, table: dict, span: tuple[int, i
     direct I/O, through the page cache.
     """
     start, size = span
+    if (extent := _extent(path, table)) != size - start:  # before allocating: a sparse tail must not cost memory
+        raise _bad(path, f"data is {size - start} bytes, the table says {extent} (truncated or corrupt)")
     in_file_order = _in_file_order(table, size - start)
     data = None
     if in_file_order and size - start >= direct.MIN_BYTES and direct.available():
@@ -391,8 +396,19 @@ def _read_into(handle: BinaryIO, data: bytearray, hasher: _Hasher | None) -> int
     return done
 
 
+def _extent(path: Path, table: dict) -> int:
+    """Where the table says the data ends (the largest tensor end offset); a malformed table is corrupt."""
+    try:
+        ends = [entry["data_offsets"][1] for entry in table.values()]
+        if not all(isinstance(end, int) and not isinstance(end, bool) and end >= 0 for end in ends):
+            raise TypeError
+    except (KeyError, TypeError, IndexError):
+        raise _bad(path, "tensor table is malformed (corrupt); resume from another checkpoint") from None
+    return max(ends, default=0)
+
+
 def _arrays(path: Path, table: dict, data: bytearray | memoryview) -> dict[str, np.ndarray]:
-    arrays, end = {}, 0
+    arrays = {}
     try:
         for name, entry in table.items():
             begin, stop = entry["data_offsets"]
@@ -400,9 +416,6 @@ def _arrays(path: Path, table: dict, data: bytearray | memoryview) -> dict[str, 
             arrays[name] = np.frombuffer(
                 data, dtype=dtype, count=(stop - begin) // dtype.itemsize, offset=begin
             ).reshape(tuple(entry["shape"]))
-            end = max(end, stop)
     except (KeyError, ValueError, TypeError):
         raise _bad(path, "tensor table does not match the data (corrupt or truncated)") from None
-    if end != len(data):
-        raise _bad(path, f"data is {len(data)} bytes, the table says {end} (truncated or corrupt)")
     return arrays

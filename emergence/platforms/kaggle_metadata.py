@@ -102,7 +102,8 @@ def validate_metadata(meta: dict[str, Any], folder: Path) -> None:
     code = meta.get("code_file")
     if code and (not isinstance(code, str) or Path(code).name != code or code in (".", "..")):
         raise KernelMetadataError(
-            f"code_file {code!r} must be a plain file name inside {folder} (no folder, no '..'); move the notebook there"
+            f"code_file {code!r} must be a plain file name inside {folder} (no folder, no '..'); "
+            "move the notebook there"
         )
     if not code or not (folder / code).is_file() or (folder / code).is_symlink():
         raise KernelMetadataError(f"code_file {code!r} not found in {folder}; put the notebook there or fix code_file")

@@ -61,7 +61,10 @@ def test_a_deeply_nested_manifest_is_corrupt_not_a_recursion_error(tmp_path):
         read_manifest(path)
 
 
-@pytest.mark.parametrize("step, kind", [("7", "periodic"), (True, "periodic"), (-1, "periodic"), (3, 5), (None, "periodic")])
+WRONG = [("7", "periodic"), (True, "periodic"), (-1, "periodic"), (3, 5), (None, "periodic")]
+
+
+@pytest.mark.parametrize("step, kind", WRONG)
 def test_a_manifest_whose_step_or_kind_has_the_wrong_type_is_corrupt(tmp_path, step, kind):
     manifest = json.dumps({"format_version": 2, "step": step, "kind": kind})
     path = _with_header(tmp_path / "step_5.safetensors", {"__metadata__": {MANIFEST_KEY: manifest, CHECKSUM_KEY: "x"}})

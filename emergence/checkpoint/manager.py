@@ -112,7 +112,7 @@ class CheckpointManager:
     # --- the run dir -------------------------------------------------------------------
 
     def open(self) -> CheckpointManager:
-        """Make the checkpoint dir, fail fast (a one-line `RunDirError`) if it cannot be written, clean stale temp files."""
+        """Make the checkpoint dir, fail fast (`RunDirError`) if it is not writable, clean stale temp files."""
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=self.directory):

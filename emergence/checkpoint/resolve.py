@@ -35,7 +35,7 @@ Source = Literal["auto"] | str | os.PathLike | None
 
 
 def checkpoint_dir_of(path: Path | str) -> Path:
-    """The directory holding the checkpoints a directory path means: `path/checkpoints` for a run or sweep dir, else `path`."""
+    """The checkpoint directory a directory path means: `path/checkpoints` for a run or sweep dir, else `path`."""
     nested = Path(path) / CHECKPOINTS
     return nested if nested.is_dir() else Path(path)
 
@@ -49,7 +49,7 @@ def checkpoint_dirs_under(root: Path | str) -> list[Path]:
 
 
 def search_dirs(run_dir: Path | str, roots: Sequence[Path | str] = ()) -> list[Path]:
-    """Where `"auto"` looks, in tie-break order: the run dir's `checkpoints/`, then each checkpoint dir under `roots`."""
+    """Where `"auto"` looks, in tie-break order: the run dir's `checkpoints/`, then the checkpoint dirs under roots."""
     own = Path(run_dir) / CHECKPOINTS
     found = [own]
     for root in roots:
@@ -83,7 +83,8 @@ def resolve_checkpoint(
     found = newest_valid([folder])
     if found is None:
         raise CheckpointNotFoundError(
-            f"no valid checkpoint in {folder}; point resume at a run dir or directory with checkpoints, or use resume='auto'"
+            f"no valid checkpoint in {folder}; point resume at a run dir or a directory with checkpoints, "
+            f"or use resume='auto'"
         )
     return found
 

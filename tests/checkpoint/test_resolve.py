@@ -1,4 +1,4 @@
-"""One resolver for what a path means: a file, a checkpoints dir, a run or sweep dir, "auto" over the run dir and read-only roots."""
+"""One resolver for what a path means: a file, a checkpoints dir, a run or sweep dir, "auto" with read-only roots."""
 
 from __future__ import annotations
 

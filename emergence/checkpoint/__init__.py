@@ -18,6 +18,7 @@ from typing import Any
 from emergence.checkpoint.discovery import newest_valid
 from emergence.checkpoint.format import CheckpointFile, read_checkpoint, read_manifest, write_checkpoint
 from emergence.checkpoint.keep_policy import KeepBestN, KeepLastN, KeepPolicy
+from emergence.checkpoint.pending import Durable
 from emergence.checkpoint.resolve import (
     checkpoint_dir_of,
     checkpoint_dirs_under,
@@ -26,7 +27,16 @@ from emergence.checkpoint.resolve import (
     resolve_checkpoint,
     resolve_resume,
 )
-from emergence.checkpoint.save_policy import AnyOf, Continuous, EveryNSeconds, EveryNSteps, SaveContext, SavePolicy
+from emergence.checkpoint.save_policy import (
+    AnyOf,
+    Continuous,
+    EveryNSeconds,
+    EveryNSteps,
+    Never,
+    SaveContext,
+    SavePolicy,
+    every,
+)
 from emergence.checkpoint.store import (
     KINDS,
     CheckpointRef,
@@ -40,7 +50,6 @@ from emergence.checkpoint.store import (
 
 _NEEDS_JAX = {
     "CheckpointManager": "manager",
-    "Durable": "manager",
     "flatten_to_host": "tree",
     "unflatten_into": "tree",
     "restore_state": "restore",
@@ -60,12 +69,14 @@ __all__ = [
     "KeepBestN",
     "KeepLastN",
     "KeepPolicy",
+    "Never",
     "SaveContext",
     "SavePolicy",
     "checkpoint_dir_of",
     "checkpoint_dirs_under",
     "checkpoint_name",
     "delete_checkpoint",
+    "every",
     "file_ref",
     "flatten_to_host",
     "host_metrics",

@@ -106,3 +106,13 @@ class KeepBestN:
 def _finite(value: object) -> bool:
     """A number that can rank: not NaN (infinities rank like any value)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and not math.isnan(value)
+
+
+def check_keep_policies(keep: Sequence[KeepPolicy], kinds: Sequence[str] = ROTATED_KINDS) -> tuple[KeepPolicy, ...]:
+    """`keep` as a tuple, or a one-line error: a policy for a kind that is never rotated, or two for one kind."""
+    governed = [policy.kind for policy in keep]
+    if any(kind not in kinds for kind in governed):
+        raise ValueError(f"keep policies rotate only {' and '.join(kinds)} files; got kinds {governed}")
+    if len(set(governed)) != len(governed):
+        raise ValueError(f"one keep policy per kind: got {list(keep)}")
+    return tuple(keep)

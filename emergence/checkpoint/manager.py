@@ -20,36 +20,28 @@ import json
 import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from emergence.checkpoint.async_writer import AsyncCheckpointWriter
+from emergence.checkpoint.async_writer import AsyncCheckpointWriter, writer_from
 from emergence.checkpoint.atomic import remove_stale_temp_files
 from emergence.checkpoint.durable import write_durably
 from emergence.checkpoint.finite import NonFiniteStateError, non_finite_leaves, refusal
 from emergence.checkpoint.format import CheckpointFile, read_checkpoint
-from emergence.checkpoint.keep_policy import Candidate, KeepBestN, KeepPolicy
+from emergence.checkpoint.keep_policy import Candidate, KeepBestN, KeepPolicy, check_keep_policies
 from emergence.checkpoint.manifest import build_manifest
+from emergence.checkpoint.pending import Durable, PendingSaves, Written
 from emergence.checkpoint.resolve import CHECKPOINTS, Source, file_ref, resolve_checkpoint
 from emergence.checkpoint.rotation import Inventory
 from emergence.checkpoint.save_policy import Never, SaveContext, SavePolicy
 from emergence.checkpoint.store import KINDS, CheckpointRef, checkpoint_name
-from emergence.errors import CheckpointNotFoundError, CheckpointWriteError, RunDirError
+from emergence.errors import CheckpointNotFoundError, RunDirError
 from emergence.log import get_logger
 
 log = get_logger("emergence.checkpoint")
 
 BACKGROUND_KINDS = ("periodic", "best")
 """Kinds written on the writer thread by default; `emergency` and `final` are durable before `save` returns."""
-
-
-@dataclass(frozen=True)
-class Durable:
-    """A save that is durable on disk: its ref (with checksum) and the seconds from snapshot to durable file."""
-
-    ref: CheckpointRef
-    seconds: float
 
 
 def _content_key(manifest: Mapping[str, Any]) -> str:
@@ -95,19 +87,16 @@ class CheckpointManager:
         self.run_dir = Path(run_dir)
         self.directory = self.run_dir / CHECKPOINTS
         self.save_policy = save_policy if save_policy is not None else Never()
-        self.keep = _check_keep(keep)
+        self.keep = check_keep_policies(keep, BACKGROUND_KINDS)
         self.roots = tuple(Path(root) for root in roots)
         self.writes = writes
         self.link_final = link_final
         self.non_finite = non_finite
         self.clock = clock
         self.resumed_from: CheckpointRef | None = None
-        self._writer = _writer(writer)
+        self._pending = PendingSaves(writer_from(writer))
         self._inventory = Inventory(self.directory)
-        self._completed: list[Durable] = []
-        self._latest: CheckpointRef | None = None
-        self._last_written: tuple[CheckpointRef, str] | None = None
-        self._in_flight: Candidate | None = None
+        self._not_written: CheckpointRef | None = None
 
     # --- the run dir -------------------------------------------------------------------
 
@@ -128,9 +117,7 @@ class CheckpointManager:
 
     def close(self) -> None:
         """Wait for the write in flight (its failure is logged, not raised) and stop the writer thread."""
-        self.settle()
-        if self._writer is not None:
-            self._writer.close()
+        self._pending.close()
 
     def __enter__(self) -> CheckpointManager:
         return self.open()
@@ -143,7 +130,7 @@ class CheckpointManager:
     @property
     def saving(self) -> bool:
         """A background write is in flight (submitted and not finished)."""
-        return self._writer is not None and self._writer.busy and not self._writer.ready
+        return self._pending.saving
 
     @property
     def next_step(self) -> float:
@@ -168,8 +155,9 @@ class CheckpointManager:
         if not rules:
             raise ValueError("should_save_best needs a KeepBestN(monitor, mode, n) among the manager's keep policies")
         candidates = self._inventory.candidates("best", verify=False)
-        if self._in_flight is not None and self._in_flight.ref.kind == "best":
-            candidates.append(self._in_flight)
+        in_flight = self._pending.in_flight
+        if in_flight is not None and in_flight.ref.kind == "best":
+            candidates.append(in_flight)
         for rule in rules:
             if rule.monitor not in metrics:
                 raise KeyError(f"monitor {rule.monitor!r} is not among the metrics; pick one of {sorted(metrics)}")
@@ -204,8 +192,11 @@ class CheckpointManager:
         """
         if kind not in KINDS:
             raise ValueError(f"unknown checkpoint kind {kind!r}; use one of {', '.join(KINDS)}")
-        background = self._writer is not None and (kind in BACKGROUND_KINDS if background is None else background)
-        failed = self._collect()
+        pending = self._pending
+        background = pending.can_write_in_background and (
+            kind in BACKGROUND_KINDS if background is None else background
+        )
+        failed = pending.collect()
         if failed is not None and background:
             raise failed
         started = time.perf_counter()
@@ -225,12 +216,13 @@ class CheckpointManager:
             **content,
         )
         if not self.writes:
-            self._latest = ref
+            self._not_written = ref
         elif background:
-            self._in_flight = Candidate(ref, content["metrics"])
-            self._writer.submit(lambda: self._write(ref, arrays, manifest, started, None))
+            pending.submit(
+                lambda: self._write(ref, arrays, manifest, started, None), Candidate(ref, content["metrics"])
+            )
         else:
-            ref = self._finish(self._write(ref, arrays, manifest, started, same_as))
+            ref = pending.run(lambda: self._write(ref, arrays, manifest, started, same_as))
         if kind == "periodic":
             self.save_policy.saved(self.context(step))
         if failed is not None:
@@ -239,37 +231,31 @@ class CheckpointManager:
 
     def poll(self) -> list[Durable]:
         """The saves made durable since the last call, oldest first (never blocks; raises a failed background write)."""
-        if self._writer is not None and self._writer.ready:
-            failed = self._collect()
-            if failed is not None:
-                raise failed
-        done, self._completed = self._completed, []
-        return done
+        return self._pending.take()
 
     def wait_until_finished(self) -> None:
-        """Block until the write in flight, if any, is durable; raise its `CheckpointWriteError` if it failed."""
-        failed = self._collect()
+        """Block until the write in flight, if any, is durable; raise its `CheckpointWriteError` if it failed.
+
+        Its completion stays queued for the next `poll()`.
+        """
+        failed = self._pending.collect()
         if failed is not None:
             raise failed
 
     def settle(self) -> BaseException | None:
         """Wait for the write in flight while another exception unwinds: log its failure and return it, never raise."""
-        try:
-            failed = self._collect()
-        except Exception as err:  # a bug in the write: the exception already unwinding wins
-            failed = err
-        if failed is not None:
-            log.error("a background checkpoint write failed too: %s", failed)
-        return failed
+        return self._pending.settle()
 
     @property
     def latest(self) -> CheckpointRef | None:
         """The newest checkpoint this manager saved (durable, or handed to process 0) or resumed from."""
-        return self._latest
+        if self._pending.last_written is not None:
+            return self._pending.last_written[0].ref
+        return self._not_written or self.resumed_from
 
     def _write(
         self, ref: CheckpointRef, arrays: dict, manifest: dict, started: float, same_as: CheckpointRef | None
-    ) -> tuple[Durable, str]:
+    ) -> Written:
         """The file (or its hard link), `latest.json`, then rotation; runs on the writer thread or inline."""
 
         def rotate(written: CheckpointRef) -> None:
@@ -281,25 +267,6 @@ class CheckpointManager:
         )
         return Durable(written, seconds), _content_key(manifest)
 
-    def _finish(self, result: tuple[Durable, str]) -> CheckpointRef:
-        durable, key = result
-        self._last_written = (durable.ref, key)
-        self._latest = durable.ref
-        self._completed.append(durable)
-        return durable.ref
-
-    def _collect(self) -> CheckpointWriteError | None:
-        """Wait for the background write in flight, if any, and record it; return its failure."""
-        if self._writer is None or not self._writer.busy:
-            return None
-        self._in_flight = None
-        try:
-            result = self._writer.collect()
-        except CheckpointWriteError as err:
-            return err
-        self._finish(result)
-        return None
-
     def _same_step_file(self, kind: str, step: int, content: Mapping[str, Any]) -> CheckpointRef | None:
         """The durable periodic/best file of `step` a `final` save can be a hard link of.
 
@@ -307,9 +274,10 @@ class CheckpointManager:
         the manager wrote them (then resuming from either is the same run). Its manifest
         keeps its own kind and reason; `latest.json` names the final and its reason.
         """
-        if kind != "final" or not self.link_final or self._last_written is None:
+        if kind != "final" or not self.link_final or self._pending.last_written is None:
             return None
-        last, key = self._last_written
+        durable, key = self._pending.last_written
+        last = durable.ref
         if last.step != step or last.kind not in BACKGROUND_KINDS or last.checksum is None:
             return None
         return last if _content_key(content) == key else None
@@ -326,7 +294,7 @@ class CheckpointManager:
             if resume is not None:
                 log.info("no checkpoint in %s: starting fresh", self.directory)
             return None
-        self.resumed_from = self._latest = file_ref(file)
+        self.resumed_from = file_ref(file)
         if file.path.parent.resolve() == self.directory.resolve():
             self._inventory.record(self.resumed_from, file.manifest)
         log.info("resumed from %s (step %d)", file.path, self.resumed_from.step)
@@ -350,7 +318,7 @@ class CheckpointManager:
 
         if source is None:
             self.wait_until_finished()
-            source = self._latest
+            source = self.latest
             if source is None:
                 raise CheckpointNotFoundError("no checkpoint to restore yet; save one first (CheckpointCallback)")
         if not isinstance(source, CheckpointFile):
@@ -364,20 +332,3 @@ def _to_host(state: Any) -> tuple[dict, dict]:
     from emergence.checkpoint.tree import flatten_to_host
 
     return flatten_to_host(state)
-
-
-def _check_keep(keep: Sequence[KeepPolicy]) -> tuple[KeepPolicy, ...]:
-    kinds = [policy.kind for policy in keep]
-    if any(kind not in BACKGROUND_KINDS for kind in kinds):
-        raise ValueError(f"keep policies rotate only {' and '.join(BACKGROUND_KINDS)} files; got kinds {kinds}")
-    if len(set(kinds)) != len(kinds):
-        raise ValueError(f"one keep policy per kind: got {list(keep)}")
-    return tuple(keep)
-
-
-def _writer(writer: bool | AsyncCheckpointWriter) -> AsyncCheckpointWriter | None:
-    if isinstance(writer, AsyncCheckpointWriter):
-        return writer
-    if not isinstance(writer, bool):
-        raise ValueError(f"writer must be True, False or an AsyncCheckpointWriter, got {writer!r}")
-    return AsyncCheckpointWriter() if writer else None

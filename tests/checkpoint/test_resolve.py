@@ -117,3 +117,15 @@ def test_the_trainer_resumes_from_a_run_dir_named_as_a_new_user_would(tmp_path):
     fit(tmp_path / "runs" / "a", 10, None)
     trainer = fit(tmp_path / "runs" / "b", 15, str(tmp_path / "runs" / "a"))
     assert (trainer.resumed_from.step, trainer.step) == (10, 15)
+
+
+def test_a_file_larger_than_its_header_says_is_damaged_not_a_memory_error(tmp_path, place):
+    """A sparse 64 GiB tail behind a valid header: refused before anything is allocated for it, and skipped."""
+    folder = tmp_path / "checkpoints"
+    place(folder, "step_10.safetensors")
+    padded = place(folder, "step_20.safetensors")
+    with open(padded, "r+b") as handle:
+        handle.truncate(padded.stat().st_size + 64 * 2**30)
+    with pytest.raises(CorruptCheckpointError, match="the table says .* \\(truncated or corrupt\\)"):
+        resolve_checkpoint(padded)
+    assert resolve_checkpoint(folder).path.name == "step_10.safetensors"

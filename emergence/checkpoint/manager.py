@@ -256,11 +256,15 @@ class CheckpointManager:
     def _write(
         self, ref: CheckpointRef, arrays: dict, manifest: dict, started: float, same_as: CheckpointRef | None
     ) -> Written:
-        """The file (or its hard link), `latest.json`, then rotation; runs on the writer thread or inline."""
+        """The file (or its hard link), `latest.json`, then rotation; runs on the writer thread or inline.
+
+        Only the saved kind's files rotate: an emergency or final save (made while a signal's
+        grace period or a time budget runs out) never waits for rotation.
+        """
 
         def rotate(written: CheckpointRef) -> None:
             self._inventory.record(written, manifest)
-            self._inventory.rotate(self.keep)
+            self._inventory.rotate([policy for policy in self.keep if policy.kind == ref.kind])
 
         written, seconds = write_durably(
             ref, arrays, manifest, started, rotate, same_as, check_finite=self.non_finite == "beside"

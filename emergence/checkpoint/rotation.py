@@ -8,7 +8,10 @@ inode, size and modification time) the first time rotation needs them, on the wr
 thread. A file that fails to verify is moved aside as `<name>.corrupt` (never deleted:
 someone may want to look at it) and takes no slot.
 
-Knows nothing of the Trainer; `manager.py` calls it after each durable save.
+Only this run's files should count (issue 19: its lineage, by run id or config hash chain):
+that check belongs in `Inventory._check`, beside verification, so a foreign file is never a
+candidate and so never deleted. Knows nothing of the Trainer; `manager.py` calls it after
+each durable save.
 """
 
 from __future__ import annotations

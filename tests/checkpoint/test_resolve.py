@@ -99,3 +99,33 @@ def test_resolution_never_changes_what_it_reads(tmp_path, place, damage, read_on
     assert resolve_checkpoint("auto", run_dir=tmp_path / "run", roots=[inputs]).path.name == "final_step_15.safetensors"
     assert resolve_checkpoint(inputs / "a").path.name == "step_10.safetensors"
     assert tree_snapshot(inputs) == before
+
+
+def test_the_trainer_resumes_from_a_run_dir_named_as_a_new_user_would(tmp_path):
+    """End to end, as issue 18 tried it: `Trainer(resume="runs/a")` continues run a from its newest checkpoint."""
+    from emergence import Trainer
+    from emergence.callbacks import CheckpointCallback
+    from emergence.testing import toy_task
+
+    def fit(run_dir, max_steps, resume):
+        trainer = Trainer(
+            toy_task(), [CheckpointCallback(every_n_steps=5)], max_steps=max_steps, run_dir=run_dir, resume=resume
+        )
+        trainer.fit()
+        return trainer
+
+    fit(tmp_path / "runs" / "a", 10, None)
+    trainer = fit(tmp_path / "runs" / "b", 15, str(tmp_path / "runs" / "a"))
+    assert (trainer.resumed_from.step, trainer.step) == (10, 15)
+
+
+def test_a_file_larger_than_its_header_says_is_damaged_not_a_memory_error(tmp_path, place):
+    """A sparse 64 GiB tail behind a valid header: refused before anything is allocated for it, and skipped."""
+    folder = tmp_path / "checkpoints"
+    place(folder, "step_10.safetensors")
+    padded = place(folder, "step_20.safetensors")
+    with open(padded, "r+b") as handle:
+        handle.truncate(padded.stat().st_size + 64 * 2**30)
+    with pytest.raises(CorruptCheckpointError, match="the table says .* \\(truncated or corrupt\\)"):
+        resolve_checkpoint(padded)
+    assert resolve_checkpoint(folder).path.name == "step_10.safetensors"

@@ -65,3 +65,13 @@ def test_each_earlier_file_is_verified_once_and_the_managers_own_never(tmp_path,
         manager.save(step, _state())
     assert reads == ["step_5.safetensors"]
     assert [r.step for r in list_checkpoints(folder)] == [15, 20, 25]
+
+
+def test_an_emergency_save_never_waits_for_rotation(tmp_path, place, monkeypatch):
+    place(tmp_path / "checkpoints", "step_5.safetensors")  # not verified yet: rotation would read it in full
+    reads = []
+    monkeypatch.setattr(rotation, "read_checkpoint", lambda path: reads.append(path.name))
+    manager = CheckpointManager(tmp_path, keep=[KeepLastN(1)], writer=False).open()
+    manager.save(7, _state(), kind="emergency")
+    manager.save(7, _state(), kind="final")
+    assert reads == [] and (tmp_path / "checkpoints" / "step_5.safetensors").exists()

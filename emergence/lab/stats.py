@@ -14,7 +14,7 @@ A sweep has 3 to 10 seeds per config, so the report separates two jobs:
 - **Deciding** whether a config differs from the baseline: Welch's t test on the difference
   of means (`scipy.stats.ttest_ind(equal_var=False)`, its 95% interval shown), Holm's
   correction across every (config, metric) compared (`holm`). Its
-  false-positive rate and power on simulated sweeps are measured by tests/lab/test_stats.py
+  false-positive rate and power on simulated sweeps are measured by tests/lab/test_report_coverage.py
   and reported in docs/sweeps.md.
 
 And for planning: the seeds per config a two-sample t test needs to detect a difference of

@@ -62,12 +62,13 @@ def simulate(
         unadjusted += sum(p[i] < stats.ALPHA for i in null)
         any_marked += bool(decided[null].any())
         hits += bool(effect and decided[pairs.index((1, 0))])
-    comparisons = sweeps * (len(pairs) - (1 if effect else 0))
+    comparisons = sweeps * (len(pairs) - (1 if effect else 0))  # the null ones
+    share = (lambda count: count / comparisons) if comparisons else (lambda count: float("nan"))
     return Rates(
         sweeps,
         comparisons,
-        marked / comparisons,
-        unadjusted / comparisons,
+        share(marked),
+        share(unadjusted),
         any_marked / sweeps,
         hits / sweeps if effect else float("nan"),
     )

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import zipfile
 
-import jax
 import pytest
 
 from emergence.callbacks import FinalizeCallback
@@ -20,14 +19,6 @@ from emergence.platforms.kaggle_workflow import verify_sums
 from tests.helpers import TINY_LAB
 
 LENGTH = ["--train.save-interval", "16", "--train.log-interval", "16", "--train.eval-interval", "0"]
-
-
-@pytest.fixture
-def quick_compiles():
-    before = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
 
 
 def test_a_sweep_on_kaggle_hands_finalize_its_report_writer_and_a_local_sweep_adds_no_finalize():
@@ -43,9 +34,7 @@ def test_a_sweep_on_kaggle_hands_finalize_its_report_writer_and_a_local_sweep_ad
 
 
 @pytest.mark.slow  # two sweep sessions in-process: about 30 s of CPU
-def test_two_kaggle_sessions_of_a_sweep_end_with_the_current_report_summed_and_zipped(
-    tmp_path, monkeypatch, quick_compiles
-):
+def test_two_kaggle_sessions_of_a_sweep_end_with_the_current_report_summed_and_zipped(tmp_path, monkeypatch):
     monkeypatch.setenv("EMERGENCE_KAGGLE_ROOT", str(tmp_path / "kaggle"))
     working = tmp_path / "kaggle" / "working"
     reports = []

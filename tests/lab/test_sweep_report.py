@@ -136,3 +136,9 @@ def test_the_report_command_takes_a_window(sweep, capsys):
     assert "mean of its last 2 logged values" in capsys.readouterr().out
     assert main(["report", str(run_dir), "--window", "none"]) == 2
     assert "--window must be a positive count of logged values per run, got 'none'" in capsys.readouterr().err
+
+
+def test_a_nan_cell_is_no_value_either(tmp_path):
+    rows = ["run,evolution,seed,step,env/age_at_death", "0,1.0,0,1,30.0", "0,1.0,0,2,nan", "0,1.0,0,3,"]
+    (tmp_path / "metrics.csv").write_text("\n".join(rows) + "\n")
+    assert run_summaries(tmp_path / "metrics.csv")["evolution=1"]["env/age_at_death"] == {0: 30.0}

@@ -3,13 +3,14 @@
 One point is noise: a run's last logged row says what happened in one logging interval.
 The report summarises a run's metric by the mean of its last `window` logged values
 (`WINDOW` by default; for `eval/*` metrics these are its last evaluations, for training
-metrics its last logged rows). An empty cell is no value, never 0: a metric absent in a
-window (`env/age_at_death` with no death) is skipped, and the window reaches further back.
+metrics its last logged rows). An empty (or nan) cell is no value, never 0: a metric absent
+in a window (`env/age_at_death` with no death) is skipped, and the window reaches further back.
 A run with fewer logged values than `window` is summarised over those it has.
 """
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
@@ -39,8 +40,9 @@ def run_summaries(metrics_csv: Path, window: int = WINDOW) -> Summaries:
     for row in sorted(rows, key=lambda r: (int(r["run"]), int(r["step"]))):
         per_metric = series.setdefault(config_label(keys, row), {})
         for metric in metrics:
-            if row.get(metric, "") != "":
-                per_metric.setdefault(metric, {}).setdefault(int(row["seed"]), []).append(float(row[metric]))
+            value = float(row.get(metric) or "nan")
+            if math.isfinite(value):
+                per_metric.setdefault(metric, {}).setdefault(int(row["seed"]), []).append(value)
     return {
         label: {
             metric: {seed: float(np.mean(values[-window:])) for seed, values in seeds.items()}

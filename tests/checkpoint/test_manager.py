@@ -294,6 +294,18 @@ def test_bad_arguments_are_one_line_errors(tmp_path, kwargs, message):
         CheckpointManager(tmp_path, **kwargs)
 
 
+def test_policies_set_after_construction_are_checked_and_used(tmp_path):
+    manager = CheckpointManager(tmp_path, writer=False).open()
+    with pytest.raises(ValueError, match="keep policies rotate only periodic and best files"):
+        manager.keep = [KeepBestN("val", kind="best"), type("Odd", (), {"kind": "final"})()]
+    manager.keep, manager.save_policy = [KeepLastN(1)], EveryNSteps(5)
+    manager.start(0)
+    for step in range(1, 13):
+        if manager.should_save(step):
+            manager.save(step, _state())
+    assert _steps(manager, "periodic") == [10]
+
+
 def test_an_unknown_kind_is_a_one_line_error(tmp_path):
     with pytest.raises(ValueError, match="unknown checkpoint kind 'weekly'"):
         CheckpointManager(tmp_path, writer=False).save(1, _state(), kind="weekly")

@@ -1,8 +1,10 @@
-"""The Trainer: runs jitted train steps, fires hooks, honours stop requests, resumes.
+"""The Trainer: runs jitted train steps, fires the hooks that are due, carries out requests, resumes.
 
 The loop stays plain: one jitted call (of `steps_per_call` fused steps) per iteration,
-then the hooks some callback overrides. Everything that keeps a run alive lives in
-callbacks; the one way anything writes a checkpoint is `Trainer.save_checkpoint`.
+then the hooks that are due, then one save point. Callbacks ask (`request_save`,
+`request_stop`), the Trainer decides: requests are carried out at the save point after
+all of a call's hooks, the checkpoint that ends a run is written once, from the stop
+(`StopReason`), and the exit code is the Trainer's (`exit_code`).
 """
 
 from __future__ import annotations
@@ -13,11 +15,11 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import jax
 
-from emergence.callbacks.base import Callback, Metrics, hook_table
+from emergence.callbacks.base import EVERY_CALL, Callback, Metrics, hook_table, overrides
 from emergence.calls import CallTracker
 from emergence.checkpoint import (
     CheckpointFile,
@@ -45,6 +47,7 @@ from emergence.platforms.detect import platform_name
 from emergence.platforms.process import jax_devices
 from emergence.schedule import Every
 from emergence.state import TrainState
+from emergence.stop import StopReason, as_stop_reason
 from emergence.task import Task, task_config, task_name
 
 log = get_logger("emergence.trainer")
@@ -52,6 +55,15 @@ log = get_logger("emergence.trainer")
 Resume = Literal["auto"] | str | os.PathLike | None
 
 ASYNC_KINDS = ("periodic", "best")
+
+
+class SaveRequest(NamedTuple):
+    """A save a callback asked for, carried out at the next save point."""
+
+    kind: str
+    reason: str | None
+    metrics: dict[str, float] | None
+    then: Callable[[CheckpointRef], None] | None
 
 
 def _jit_donating(fn: Callable) -> Callable:
@@ -109,18 +121,14 @@ class Trainer:
     file (what the same save costs written synchronously), set before its
     `on_save_checkpoint` fires: the figure a time budget needs for the final save.
 
-    `stops` is where callbacks propose a stop and read the agreed one (`Stops`): at once on
-    one process; under `jax.distributed` (`jax.process_count() > 1`, checked once as `fit()`
-    starts) agreed every few calls before the call's hooks, so every process stops (and
-    saves) at the same step; emergency and final saves end with a barrier once process 0's
-    file is durable. `calls` tracks the train calls in flight (`CallTracker`) for the
-    callbacks that need call completion or timing; it is fed only when one `watch()`es it.
-
-    Fields callbacks publish for others (the Trainer owns them, resets them at each
-    `fit()` and never reads them): `logged_metrics` and `logged_step` (the values a metrics
-    logger last wrote, and their step), `time_left` (seconds before a time budget's
-    deadline, as of the last call boundary), `rollbacks` (a divergence guard's rollbacks,
-    this session's and earlier ones). None/empty until someone writes them.
+    `request_stop` proposes a stop to `stops` (`Stops`): agreed at once on one process;
+    under `jax.distributed` (`jax.process_count() > 1`, checked once as `fit()` starts)
+    agreed every few calls before the call's hooks, so every process stops (and saves) at
+    the same step; emergency and final saves end with a barrier once process 0's file is
+    durable. `stop_reason` is the agreed `StopReason`, `exit_code` (once `fit()` ended)
+    what the process should exit with. `calls` tracks the train calls in flight
+    (`CallTracker`) for the callbacks that need call completion or timing; it is fed when
+    a hook is due and one `watch()`es it. `summary()` merges what callbacks publish.
     """
 
     def __init__(
@@ -158,6 +166,8 @@ class Trainer:
         self._writer = _writer(async_checkpoint)
         self.parallel = None if devices is None else DataParallel(devices)
         self._hooks = hook_table(self.callbacks)
+        self._call_end = [(cb, cb.on_train_call_end) for cb in self.callbacks if overrides(cb, "on_train_call_end")]
+        self._publishers = [cb for cb in self.callbacks if overrides(cb, "summary")]
         self._calls: dict[int, Callable] = {}
         self._platform: dict[str, Any] | None = None
         self._eval_call: Callable | None = None
@@ -171,7 +181,12 @@ class Trainer:
         self._state: TrainState | None = None
         self._step = 0
         self.fit_start_step = 0
-        self._stop_reason: str | None = None
+        self._stop: StopReason | None = None
+        self.exit_code: int | None = None
+        self._requests: list[SaveRequest] = []
+        self._ending = False
+        self._due_at: list[float] = [EVERY_CALL] * len(self._call_end)
+        self._next_due: float = EVERY_CALL
         self.last_metrics: Metrics = {}
         self.last_eval_metrics: Metrics = {}
         self.last_checkpoint: CheckpointRef | None = None
@@ -179,12 +194,8 @@ class Trainer:
         self.resumed_from: CheckpointRef | None = None
         self.fitting = False
         self._saves_async = False
-        self.stops = Stops(on_agreed=self.request_stop)
+        self.stops = Stops(on_agreed=self._stopped)
         self.calls = CallTracker()
-        self.logged_metrics: dict[str, float] = {}
-        self.logged_step: int | None = None
-        self.time_left: float | None = None
-        self.rollbacks: list[dict[str, int]] = []
 
     def _bind(self, task: Task) -> None:
         """Make `task` the one this trainer trains (checked as the constructor or `fit` receives it)."""
@@ -215,9 +226,9 @@ class Trainer:
         return self._step
 
     @property
-    def stop_reason(self) -> str | None:
-        """Why training stopped (or was asked to stop), once it has."""
-        return self._stop_reason
+    def stop_reason(self) -> StopReason | None:
+        """Why training stopped (or the agreed stop it is stopping for), once there is one."""
+        return self._stop
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -226,17 +237,60 @@ class Trainer:
             raise ValueError("the run dir is not known before the task: pass run_dir= to Trainer, or a task first")
         return self.run_dir / "checkpoints"
 
-    def request_stop(self, reason: str) -> None:
-        """Stop at the next call boundary; the first reason given wins."""
-        if self._stop_reason is None:
-            self._stop_reason = reason
+    def request_stop(self, reason: StopReason | str, *, any_process: bool = False) -> None:
+        """Ask the run to stop at the next call boundary (a string names a `user` stop); the first agreed stop wins.
+
+        Only sets attributes: safe from a signal handler. Under `jax.distributed` the stop
+        is agreed across processes first (`trainer.stops`): `any_process=True` for
+        something one process sees (a signal), else process 0's request counts.
+        """
+        self.stops.propose(as_stop_reason(reason), any_process=any_process)
+
+    def request_save(
+        self,
+        kind: str,
+        reason: str | None = None,
+        *,
+        metrics: dict[str, float] | None = None,
+        then: Callable[[CheckpointRef], None] | None = None,
+    ) -> None:
+        """Ask for a `periodic` or `best` checkpoint of this step, written at the save point after this call's hooks.
+
+        `metrics` join the manifest's; `then(ref)` runs once the file is durable (rotation
+        goes there: on the writer thread for a background save). The checkpoint that ends
+        the run is not requested: the Trainer writes it from the stop (`Callback.saves_on_stop`).
+        """
+        if kind not in ASYNC_KINDS:
+            raise ValueError(
+                f"request_save takes 'periodic' or 'best', got {kind!r}; the final or emergency checkpoint is "
+                f"the Trainer's, written at the stop for callbacks whose saves_on_stop names its kind"
+            )
+        self._requests.append(SaveRequest(kind, reason, metrics, then))
+
+    def summary(self) -> dict[str, Any]:
+        """What the callbacks publish (each one's `summary()`, merged in list order): the one channel between them."""
+        merged: dict[str, Any] = {}
+        for callback in self._publishers:
+            merged.update(callback.summary())
+        return merged
 
     def fit(self, task: Task | None = None) -> TrainState:
-        """Train `task` (or the one given to the constructor) until `max_steps` or a stop; return the final state."""
+        """Train `task` (or the one given to the constructor) until `max_steps` or a stop; return the final state.
+
+        The flow, in the order it is stated here and in `_train_loop` (do not reorder: the
+        outcome must not depend on the order of the callback list):
+        setup → state (fresh or resumed) → on_fit_start → save point → the loop (per call:
+        step, agree on stops, due `on_train_call_end` hooks, evaluation, save point) → the
+        stop → the end checkpoint (final or emergency, from the stop) → on_fit_end →
+        teardown. An exception anywhere becomes an `exception` stop: on_exception, the
+        emergency checkpoint, on_fit_end, teardown, and the exception is re-raised.
+        `exit_code` is set from the stop (0 clean, 128 + signum, 1): a script or the CLI
+        applies it; `fit()` itself never exits the process.
+        """
         self._bind(self._task_for_fit(task))
         self._reset_run_state()
         if jax.process_count() > 1:
-            self.stops = Stops(jax.process_count(), on_agreed=self.request_stop)
+            self.stops = Stops(jax.process_count(), on_agreed=self._stopped)
         self._warn_if_unstoppable()
         self._prepare_run_dir()
         self.fitting = True
@@ -248,23 +302,33 @@ class Trainer:
                 self._evaluation.done(self._step)
             self._saves_async = self._writer is not None
             self._fire("on_fit_start")
+            self._save_point()
             self._train_loop()
             self._saves_async = False
             self._raise_pending_save_failure()
+            self._end_checkpoint()
         except BaseException as exc:
             self._settle_pending_save_quietly()
-            self.request_stop(f"exception:{type(exc).__name__}")
+            failed_at_end = self._ending  # the end checkpoint itself failed: the stop stays what it was
+            if not failed_at_end:
+                self._stop = StopReason.of_exception(exc)
             self._fire("on_exception", exc)
-            self._fire("on_fit_end", self._stop_reason)
+            if not failed_at_end:
+                self._end_checkpoint_quietly()
+            self._fire("on_fit_end", self._stop)
+            self.exit_code = 1
             raise
         else:
-            self._fire("on_fit_end", self._stop_reason)
+            self._fire("on_fit_end", self._stop)
+            self.exit_code = self._stop.exit_code
         finally:
             self.fitting = False
             if self._writer is not None:
                 self._settle_pending_save_quietly()
                 self._writer.close()
             self._fire("teardown")
+            if self._stop is not None and self._stop.kind == "signal":
+                log.info("stopped by %s: fit() returns, exit code %d (trainer.exit_code)", self._stop, self.exit_code)
         return self._state
 
     def _warn_if_unstoppable(self) -> None:
@@ -275,24 +339,87 @@ class Trainer:
                 "and SignalCheckpointCallback do): it trains until killed; set max_steps or add one"
             )
 
+    def _stopped(self, reason: StopReason) -> None:
+        """The agreed stop (from `stops`): the loop dispatches no call after this; the first one wins."""
+        if self._stop is None:
+            self._stop = reason
+
     def _train_loop(self) -> None:
         end = self.max_steps
-        while self._stop_reason is None and (end is None or self._step < end):
+        while self._stop is None and (end is None or self._step < end):
             steps = self.steps_per_call if end is None else min(self.steps_per_call, end - self._step)
             self._state, metrics = self._call(steps)(self._state)
             self._step += steps
             self.last_metrics = metrics
-            if self.calls.watched:
-                self.calls.dispatched(self._step, steps, metrics)
-            if self._saves_async and self._writer.ready:
-                self._raise_pending_save_failure()
-            self.stops.call_ended(last=end is not None and self._step >= end)
-            for hook in self._hooks["on_train_call_end"]:
-                hook(self, metrics)
-            if self._evaluation is not None and self._evaluation.due_by_steps(self._step):
+            # One call's end, in this order; do not reorder (see `fit`): every hook of the call has
+            # run before anything is saved, so what a checkpoint holds does not depend on the list order.
+            self.stops.call_ended(last=end is not None and self._step >= end)  # 1. agree on a stop
+            if self._step >= self._next_due:  # 2. the hooks that are due (one comparison until then)
+                self._call_end_hooks(steps, metrics)
+            if self._evaluation is not None and self._evaluation.due_by_steps(self._step):  # 3. evaluation
                 self.evaluate()
                 self._evaluation.done(self._step)
-        self.request_stop("max_steps")
+                self._refresh_due()
+            if self._requests or (self._saves_async and self._writer.ready):  # 4. the save point
+                self._save_point()
+        self._stopped(StopReason("max_steps"))
+
+    def _call_end_hooks(self, steps: int, metrics: Metrics) -> None:
+        """`on_train_call_end` of each callback whose `next_due()` step is reached; then the nearest next one."""
+        if self.calls.watched:
+            self.calls.dispatched(self._step, steps, metrics)
+        nearest = float("inf")
+        due_at = self._due_at
+        for i, (callback, hook) in enumerate(self._call_end):
+            if self._step >= due_at[i]:
+                hook(self, metrics)
+                due_at[i] = callback.next_due(self)
+            nearest = min(nearest, due_at[i])
+        self._next_due = nearest
+
+    def _refresh_due(self) -> None:
+        """Ask every `on_train_call_end` callback when it is next due (after on_fit_start, a save, an evaluation)."""
+        self._due_at = [callback.next_due(self) for callback, _ in self._call_end]
+        self._next_due = min(self._due_at, default=float("inf"))
+
+    def _save_point(self) -> None:
+        """The one point where requests are carried out: a finished background write is collected (its
+        `on_save_checkpoint` fires), then each save requested since the last save point is written."""
+        if self._saves_async and self._writer.ready:
+            self._raise_pending_save_failure()
+        requests, self._requests = self._requests, []
+        for request in requests:
+            self.save_checkpoint(request.kind, reason=request.reason, metrics=request.metrics, then=request.then)
+        self._refresh_due()
+
+    def _end_checkpoint(self) -> CheckpointRef | None:
+        """The checkpoint that ends the run, once: of the kind the stop decides, when some callback's
+        `saves_on_stop` names the stop's kind and a step was trained this session."""
+        self._ending = True
+        stop = self._stop
+        if stop is None or not any(stop.kind in callback.saves_on_stop for callback in self.callbacks):
+            return None
+        kind = stop.end_kind
+        if self._state is None or self._step == self.fit_start_step:
+            log.info("%s: nothing to save (no train call completed since step %d)", stop, self.fit_start_step)
+            return None
+        if _donated(self._state):
+            log.warning(
+                "%s: cannot save step %d: the failed jitted call had consumed the (donated) state; "
+                "resume from the last checkpoint on disk",
+                stop,
+                self._step,
+            )
+            return None
+        log.info("%s: saving a%s %s checkpoint of step %d", stop, "n" if kind[0] in "aeiou" else "", kind, self._step)
+        return self.save_checkpoint(kind, reason=str(stop))
+
+    def _end_checkpoint_quietly(self) -> None:
+        """The end checkpoint while an exception unwinds `fit()`: a failure is logged, never replaces it."""
+        try:
+            self._end_checkpoint()
+        except Exception as err:
+            log.error("%s: the emergency checkpoint failed too: %s", self._stop, err)
 
     def _call(self, steps: int) -> Callable:
         if steps not in self._calls:
@@ -316,12 +443,12 @@ class Trainer:
         metrics: dict[str, float] | None = None,
         then: Callable[[CheckpointRef], None] | None = None,
     ) -> CheckpointRef:
-        """Write a checkpoint of the current state; the one way anything saves.
+        """Write a checkpoint of the current state now: what the save point and the end of `fit()` call.
 
-        First fires `on_before_save_checkpoint` (callbacks take in what is due at this
-        step, so what `state_dict()` returns does not depend on the callback order), then
-        waits for a write still in flight from an earlier save and fires its
-        `on_save_checkpoint`. Then gathers the state (a device→host copy), every
+        Callbacks request saves instead (`request_save`), so every hook of a call has run
+        before the state and the callbacks' states are captured; a script or a test may
+        call this directly. First waits for a write still in flight from an earlier save and
+        fires its `on_save_checkpoint`. Then gathers the state (a device→host copy), every
         callback's `state_dict()`, the config and the latest metrics. A `periodic` or
         `best` save from inside the training loop, with async checkpointing, hands the
         write to the background thread and returns the ref of the file being written (no
@@ -333,7 +460,6 @@ class Trainer:
         `CheckpointWriteError` is raised: before an async save, and after an emergency or
         final save is durable (those always get their chance).
         """
-        self._fire("on_before_save_checkpoint", kind)
         background = self._saves_async and kind in ASYNC_KINDS
         failed = self._collect_pending_save()
         if failed is not None and background:
@@ -508,6 +634,11 @@ class Trainer:
     def _fire(self, hook: str, *args: Any) -> None:
         for method in self._hooks[hook]:
             method(self, *args)
+
+
+def _donated(state: Any) -> bool:
+    """The state's buffers were consumed by a jitted call that then failed (the state is donated to each call)."""
+    return any(getattr(leaf, "is_deleted", lambda: False)() for leaf in jax.tree.leaves(state))
 
 
 def _writer(async_checkpoint: bool | AsyncCheckpointWriter) -> AsyncCheckpointWriter | None:

@@ -111,7 +111,7 @@ def test_one_tracker_is_fed_once_per_call_however_many_callbacks_read_it(tmp_pat
     monkeypatch.setattr(CallTracker, "dispatched", lambda self, *args: fed.append(args[0]) or real(self, *args))
     trainer = Trainer(
         toy_task(),
-        [TimeBudgetCallback(max_duration=3600), SignalCheckpointCallback(exit_process=False)],
+        [TimeBudgetCallback(max_duration=3600), SignalCheckpointCallback()],
         max_steps=10,
         steps_per_call=2,
         run_dir=tmp_path,

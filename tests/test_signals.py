@@ -136,7 +136,7 @@ def test_with_exit_disabled_fit_returns_after_the_emergency_save_and_handlers_ar
         outcome = (
             scenario.but(max_steps=50, resume=None)
             .signal_at(7, signal.SIGUSR1)
-            .run([SignalCheckpointCallback(exit_process=False)])
+            .run([SignalCheckpointCallback()])
         )
         assert signal.getsignal(signal.SIGUSR1) is sentinel
     finally:

@@ -1,4 +1,9 @@
-"""CheckpointCallback: periodic saves with rotation, top-k best by a metric, a final save."""
+"""CheckpointCallback: when to save and what to keep (periodic with rotation, top-k best, final); the Trainer saves.
+
+A thin policy: it asks for saves (`trainer.request_save`), which the Trainer carries out
+at its one save point after all of a call's hooks, and names the clean stops after which
+it wants the final checkpoint (`saves_on_stop`); the Trainer writes that one itself.
+"""
 
 from __future__ import annotations
 
@@ -7,18 +12,13 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from emergence.callbacks._save_once import saved_at_current_step
-from emergence.callbacks.base import Callback, Metrics
+from emergence.callbacks.base import EVERY_CALL, Callback, Metrics
 from emergence.checkpoint import CheckpointRef, checkpoint_name, delete_checkpoint, rotate
 from emergence.schedule import Every
+from emergence.stop import CLEAN
 
 if TYPE_CHECKING:
     from emergence.trainer import Trainer
-
-
-def is_clean_stop(reason: str | None) -> bool:
-    """Stops that end a run normally (not a signal or an exception): they get a final save."""
-    return reason is not None and not reason.startswith(("signal:", "exception:"))
 
 
 class CheckpointCallback(Callback):
@@ -35,9 +35,11 @@ class CheckpointCallback(Callback):
       seconds after it started (Orbax's continuous policy): a SIGKILL then loses about one
       to two saves' duration of work instead of up to one interval, for a disk and a core
       kept busy writing; rotation as above;
-    - `save_on_start`: a checkpoint of the starting state; `save_final`: one when the run
-      ends normally (max_steps, time budget), unless one of that step exists already.
-    Emergency checkpoints are never touched.
+    - `save_on_start`: a checkpoint of the starting state; `save_final`: the Trainer's
+      final checkpoint when the run ends normally (max_steps, time budget, early stopping:
+      the clean stops), a hard link of a periodic file of the same step and content.
+    Emergency checkpoints are never touched. A periodic or best save is requested from the
+    hooks and written at the Trainer's save point after the call's hooks.
     """
 
     def __init__(
@@ -69,8 +71,9 @@ class CheckpointCallback(Callback):
         self.continuous = continuous
         self.min_interval_s = min_interval_s
         self.best: list[dict[str, Any]] = []
-        self._writing: Path | None = None  # the continuous save in flight, until its on_save_checkpoint
+        self._in_flight = False  # a continuous save asked for and not yet durable (its on_save_checkpoint)
         self._started = float("-inf")
+        self.saves_on_stop = CLEAN if save_final else frozenset()
 
     @property
     def state_key(self) -> str:
@@ -107,26 +110,31 @@ class CheckpointCallback(Callback):
 
     def on_fit_start(self, trainer: "Trainer") -> None:
         self.schedule.done(trainer.step)
-        self._writing, self._started = None, float("-inf")
+        self._in_flight, self._started = False, float("-inf")
         if self.save_on_start and trainer.resumed_from is None:
             self._save_periodic(trainer)
+
+    def next_due(self, trainer: "Trainer") -> float:
+        if self.continuous or self.every_n_seconds is not None:
+            return EVERY_CALL  # a clock or the previous write decides: look at every call
+        return self.schedule.next_step
 
     def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
         if self.continuous:
             if (
-                self._writing is None
+                not self._in_flight
                 and trainer.step > self.schedule.last_step
                 and self.clock() - self._started >= self.min_interval_s
             ):
                 self._started = self.clock()
-                ref = self._save_periodic(trainer)
-                self._writing = ref.path if ref.checksum is None else None  # None: it was written synchronously
+                self._in_flight = True
+                self._save_periodic(trainer)
         elif self.schedule.due(trainer.step):
             self._save_periodic(trainer)
 
     def on_save_checkpoint(self, trainer: "Trainer", ref: CheckpointRef) -> None:
-        if ref.path == self._writing:
-            self._writing = None
+        if ref.kind == "periodic":
+            self._in_flight = False
 
     def on_validation_end(self, trainer: "Trainer", metrics: Metrics) -> None:
         if not self.monitor:
@@ -139,17 +147,12 @@ class CheckpointCallback(Callback):
         entry = {"step": trainer.step, "value": value, "name": checkpoint_name("best", trainer.step)}
         ranked = sorted([*self.best, entry], key=lambda e: e["value"], reverse=self.mode == "max")
         self.best, evicted = ranked[: self.save_top_k], ranked[self.save_top_k :]
-        trainer.save_checkpoint(
+        trainer.request_save(
             "best",
             reason=f"best {self.monitor}",
             metrics={self.monitor: value},
             then=lambda ref: _delete_best(ref.path.parent, evicted),
         )
-
-    def on_fit_end(self, trainer: "Trainer", reason: str) -> None:
-        trained = trainer.step > trainer.fit_start_step
-        if self.save_final and trained and is_clean_stop(reason) and not saved_at_current_step(trainer):
-            trainer.save_checkpoint("final", reason=reason)
 
     def _qualifies(self, value: float) -> bool:
         if value != value:  # NaN never counts as best
@@ -159,15 +162,14 @@ class CheckpointCallback(Callback):
         worst = self.best[-1]["value"]
         return value < worst if self.mode == "min" else value > worst
 
-    def _save_periodic(self, trainer: "Trainer") -> CheckpointRef:
+    def _save_periodic(self, trainer: "Trainer") -> None:
         keep = self.keep_last
-        ref = trainer.save_checkpoint(
+        trainer.request_save(
             "periodic",
             reason="continuous" if self.continuous else "periodic",
             then=None if keep is None else lambda ref: rotate(ref.path.parent, keep),
         )
         self.schedule.done(trainer.step)
-        return ref
 
 
 def _delete_best(directory: Path, evicted: list[dict[str, Any]]) -> None:

@@ -369,6 +369,7 @@ def main(argv: list[str]) -> None:
         run_in_thread(trainer, args.fit_in_thread)
     trainer.fit()
     say(f"fit returned {trainer.stop_reason}")
+    sys.exit(trainer.exit_code)  # what `emergence train` does: the exit code is the Trainer's
 
 
 if __name__ == "__main__":

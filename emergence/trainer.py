@@ -400,6 +400,9 @@ class Trainer:
         if stop is None or not any(stop.kind in callback.saves_on_stop for callback in self.callbacks):
             return None
         kind = stop.end_kind
+        last = self.last_checkpoint
+        if last is not None and last.step == self._step and last.kind in ("final", "emergency"):
+            return None  # written already (a script or a test called save_checkpoint)
         if self._state is None or self._step == self.fit_start_step:
             log.info("%s: nothing to save (no train call completed since step %d)", stop, self.fit_start_step)
             return None

@@ -9,10 +9,7 @@ all of a call's hooks, the checkpoint that ends a run is written once, from the 
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -21,24 +18,11 @@ import jax
 
 from emergence.callbacks.base import EVERY_CALL, Callback, Metrics, hook_table, overrides
 from emergence.calls import CallTracker
-from emergence.checkpoint import (
-    CheckpointFile,
-    CheckpointRef,
-    checkpoint_name,
-    flatten_to_host,
-    load_newest_valid,
-    read_checkpoint,
-    read_manifest,
-    resolve_resume,
-)
+from emergence.checkpoint import AnyOf, CheckpointManager, CheckpointRef, Durable, SavePolicy
 from emergence.checkpoint.async_writer import AsyncCheckpointWriter
-from emergence.checkpoint.atomic import remove_stale_temp_files
-from emergence.checkpoint.durable import write_durably
-from emergence.checkpoint.finite import NonFiniteStateError, non_finite_leaves, refusal
-from emergence.checkpoint.manifest import build_manifest, check_config
-from emergence.checkpoint.restore import host_metrics, restore_state
-from emergence.checkpoint.tree import check_storable, fold_rng
-from emergence.errors import CheckpointNotFoundError, CheckpointWriteError, EmergenceError, RunDirError
+from emergence.checkpoint.manifest import check_config
+from emergence.checkpoint.restore import host_metrics
+from emergence.checkpoint.tree import check_storable
 from emergence.log import get_logger
 from emergence.parallel.mesh import DataParallel, Devices
 from emergence.parallel.process_zero import writes_outputs
@@ -63,7 +47,6 @@ class SaveRequest(NamedTuple):
     kind: str
     reason: str | None
     metrics: dict[str, float] | None
-    then: Callable[[CheckpointRef], None] | None
 
 
 def _jit_donating(fn: Callable) -> Callable:
@@ -164,6 +147,7 @@ class Trainer:
         self.eval_every_n_steps = eval_every_n_steps
         self.force_resume = force_resume
         self._writer = _writer(async_checkpoint)
+        self.checkpoints: CheckpointManager | None = None
         self.parallel = None if devices is None else DataParallel(devices)
         self._hooks = hook_table(self.callbacks)
         self._call_end = [(cb, cb.on_train_call_end) for cb in self.callbacks if overrides(cb, "on_train_call_end")]
@@ -193,7 +177,8 @@ class Trainer:
         self.last_save_seconds: float | None = None
         self.resumed_from: CheckpointRef | None = None
         self.fitting = False
-        self._saves_async = False
+        self._in_loop = False
+        self._save_due: float = float("inf")
         self.stops = Stops(on_agreed=self._stopped)
         self.calls = CallTracker()
 
@@ -252,20 +237,19 @@ class Trainer:
         reason: str | None = None,
         *,
         metrics: dict[str, float] | None = None,
-        then: Callable[[CheckpointRef], None] | None = None,
     ) -> None:
         """Ask for a `periodic` or `best` checkpoint of this step, written at the save point after this call's hooks.
 
-        `metrics` join the manifest's; `then(ref)` runs once the file is durable (rotation
-        goes there: on the writer thread for a background save). The checkpoint that ends
-        the run is not requested: the Trainer writes it from the stop (`Callback.saves_on_stop`).
+        `metrics` join the manifest's (a `best` file is ranked by them). What is kept is the
+        checkpoint manager's business (`Callback.keep_policies`); the checkpoint that ends the
+        run is not requested: the Trainer writes it from the stop (`Callback.saves_on_stop`).
         """
         if kind not in ASYNC_KINDS:
             raise ValueError(
                 f"request_save takes 'periodic' or 'best', got {kind!r}; the final or emergency checkpoint is "
                 f"the Trainer's, written at the stop for callbacks whose saves_on_stop names its kind"
             )
-        self._requests.append(SaveRequest(kind, reason, metrics, then))
+        self._requests.append(SaveRequest(kind, reason, metrics))
 
     def summary(self) -> dict[str, Any]:
         """What the callbacks publish (each one's `summary()`, merged in list order): the one channel between them."""
@@ -292,23 +276,26 @@ class Trainer:
         if jax.process_count() > 1:
             self.stops = Stops(jax.process_count(), on_agreed=self._stopped)
         self._warn_if_unstoppable()
-        self._prepare_run_dir()
+        self.checkpoints = self._checkpoint_manager().open()  # fails fast if the run dir cannot be written
         self.fitting = True
         try:
             self._fire("setup")
             self._state = self._initial_state()
             self.fit_start_step = self._step
+            self.checkpoints.start(self._step)
             if self._evaluation is not None:
                 self._evaluation.done(self._step)
-            self._saves_async = self._writer is not None
+            self._in_loop = True
             self._fire("on_fit_start")
             self._save_point()
             self._train_loop()
-            self._saves_async = False
-            self._raise_pending_save_failure()
+            self._in_loop = False
+            self.checkpoints.wait_until_finished()
+            self._report_durable()
             self._end_checkpoint()
         except BaseException as exc:
-            self._settle_pending_save_quietly()
+            self._in_loop = False
+            self._settle_quietly()
             failed_at_end = self._ending  # the end checkpoint itself failed: the stop stays what it was
             if not failed_at_end:
                 self._stop = StopReason.of_exception(exc)
@@ -323,9 +310,8 @@ class Trainer:
             self.exit_code = self._stop.exit_code
         finally:
             self.fitting = False
-            if self._writer is not None:
-                self._settle_pending_save_quietly()
-                self._writer.close()
+            self._settle_quietly()
+            self.checkpoints.close()
             self._fire("teardown")
             if self._stop is not None and self._stop.kind == "signal":
                 log.info("stopped by %s: fit() returns, exit code %d (trainer.exit_code)", self._stop, self.exit_code)
@@ -360,7 +346,7 @@ class Trainer:
                 self.evaluate()
                 self._evaluation.done(self._step)
                 self._refresh_due()
-            if self._requests or (self._saves_async and self._writer.ready):  # 4. the save point
+            if self._requests or self._step >= self._save_due:  # 4. the save point (one comparison until due)
                 self._save_point()
         self._stopped(StopReason("max_steps"))
 
@@ -383,14 +369,33 @@ class Trainer:
         self._next_due = min(self._due_at, default=float("inf"))
 
     def _save_point(self) -> None:
-        """The one point where requests are carried out: a finished background write is collected (its
-        `on_save_checkpoint` fires), then each save requested since the last save point is written."""
-        if self._saves_async and self._writer.ready:
-            self._raise_pending_save_failure()
-        requests, self._requests = self._requests, []
+        """The one point where saves happen: finished background writes are reported (`on_save_checkpoint`), then a
+        periodic save the manager's save policy calls due and each save requested since the last save point."""
+        self._report_durable()
+        manager, requests, self._requests = self.checkpoints, self._requests, []
+        if self._step >= manager.next_step and manager.should_save(self._step):
+            requests.insert(0, SaveRequest("periodic", "periodic", None))
         for request in requests:
-            self.save_checkpoint(request.kind, reason=request.reason, metrics=request.metrics, then=request.then)
+            self.save_checkpoint(request.kind, reason=request.reason, metrics=request.metrics)
         self._refresh_due()
+
+    def _report_durable(self) -> None:
+        """Fire `on_save_checkpoint` for each save the manager made durable since the last report, oldest first."""
+        for done in self.checkpoints.poll():
+            self._saved(done)
+        self._save_due = 0 if self.checkpoints.saving else self.checkpoints.next_step
+
+    def _saved(self, done: Durable) -> None:
+        self.last_checkpoint, self.last_save_seconds = done.ref, done.seconds
+        self._fire("on_save_checkpoint", done.ref)
+
+    def _settle_quietly(self) -> None:
+        """Wait for a write in flight while `fit()` unwinds: a failure is logged (never raised), a success reported."""
+        if self.checkpoints.settle() is None:
+            try:
+                self._report_durable()
+            except Exception as err:  # a hook failing while another exception unwinds: that one wins
+                log.error("on_save_checkpoint failed while fit() ended: %s", err)
 
     def _end_checkpoint(self) -> CheckpointRef | None:
         """The checkpoint that ends the run, once: of the kind the stop decides, when some callback's
@@ -439,72 +444,41 @@ class Trainer:
         return self.last_eval_metrics
 
     def save_checkpoint(
-        self,
-        kind: str,
-        *,
-        reason: str | None = None,
-        metrics: dict[str, float] | None = None,
-        then: Callable[[CheckpointRef], None] | None = None,
+        self, kind: str, *, reason: str | None = None, metrics: dict[str, float] | None = None
     ) -> CheckpointRef:
-        """Write a checkpoint of the current state now: what the save point and the end of `fit()` call.
+        """Write a `kind` checkpoint of the current state now, through the checkpoint manager; its ref.
 
-        Callbacks request saves instead (`request_save`), so every hook of a call has run
-        before the state and the callbacks' states are captured; a script or a test may
-        call this directly. First waits for a write still in flight from an earlier save and
-        fires its `on_save_checkpoint`. Then gathers the state (a device→host copy), every
-        callback's `state_dict()`, the config and the latest metrics. A `periodic` or
-        `best` save from inside the training loop, with async checkpointing, hands the
-        write to the background thread and returns the ref of the file being written (no
-        checksum yet); every other save writes atomically, updates `latest.json` and fires
-        `on_save_checkpoint` before returning. `then(ref)` runs once the file is durable
-        and `latest.json` points at it, before `on_save_checkpoint`, on the same thread as
-        the write: rotation goes there, so deleting old files (0.2 s for 512 MiB on ext4)
-        never blocks the loop either. If the earlier write failed, its
-        `CheckpointWriteError` is raised: before an async save, and after an emergency or
-        final save is durable (those always get their chance).
+        The save point and the end of `fit()` call this; callbacks request saves instead
+        (`request_save`), so every hook of a call has run before the state and the
+        callbacks' `state_dict()`s are captured. A script or a test may call it directly. A
+        `periodic` or `best` save inside the training loop is written on the manager's
+        writer thread (the ref has no checksum until `on_save_checkpoint` reports it
+        durable); every other save is durable, and reported, before this returns. A failed
+        earlier background write raises its `CheckpointWriteError` (see `CheckpointManager.save`).
         """
-        background = self._saves_async and kind in ASYNC_KINDS
-        failed = self._collect_pending_save()
-        if failed is not None and background:
-            raise failed
-        started = time.perf_counter()
-        path = self.checkpoint_dir / checkpoint_name(kind, self._step)
-        content = {
-            "callbacks": {cb.state_key: cb.state_dict() for cb in self.callbacks},
-            "metrics": {**host_metrics(self.last_metrics), **host_metrics(self.last_eval_metrics), **(metrics or {})},
-        }
-        same_as = self._same_step_file(kind, content)
+        manager = self.checkpoints
+        if manager is None:
+            raise ValueError("save_checkpoint needs a fit() in progress (the checkpoint manager opens there)")
         state = self._state if self.parallel is None else self.parallel.gathered(self._state)
-        arrays, typed_keys = ({}, {}) if same_as is not None else flatten_to_host(state)
-        scan_here = self.parallel is not None  # every process refuses alike; one process: beside the write
-        if scan_here and (bad := non_finite_leaves(arrays)):
-            raise NonFiniteStateError(refusal(kind, self._step, bad))
-        manifest = build_manifest(
-            step=self._step,
-            kind=kind,
-            reason=reason,
-            config=task_config(self.task),
-            typed_keys=typed_keys,
-            platform=self._where(),
-            **content,
-        )
-        ref = CheckpointRef(path, kind, self._step)
-        if self.parallel is not None and not writes_outputs():
-            self.last_checkpoint = ref  # under jax.distributed every process gathered the state; process 0 writes
-            if not background:
-                self.parallel.saved_durably(ref)
-            return ref
-        if background:
-            self._writer.submit(lambda: write_durably(ref, arrays, manifest, started, then, check_finite=not scan_here))
-            return ref
+        background = self._in_loop and kind in ASYNC_KINDS and self.parallel is None
         try:
-            written = write_durably(ref, arrays, manifest, started, then, same_as, check_finite=not scan_here)
+            ref = manager.save(
+                self._step,
+                state,
+                kind=kind,
+                reason=reason,
+                config=task_config(self.task),
+                callbacks={cb.state_key: cb.state_dict() for cb in self.callbacks},
+                metrics={**host_metrics(self.last_metrics), **host_metrics(self.last_eval_metrics), **(metrics or {})},
+                platform=self._where(),
+                background=None if background else False,
+            )
         finally:
-            if self.parallel is not None:
-                self.parallel.saved_durably(ref)
-        ref = self._saved(written)
-        if failed is not None:
-            raise failed
+            if self.parallel is not None and not background:
+                self.parallel.saved_durably(manager.latest)
+        if not manager.writes:
+            self.last_checkpoint = ref
+        self._report_durable()
         return ref
 
     def restore_checkpoint(
@@ -519,34 +493,9 @@ class Trainer:
         `rng`, a flax `key` field, NNX `Rngs`; see `fold_rng`), so the steps after do not
         repeat. Returns the ref restored.
         """
-        if ref is None:
-            self._raise_pending_save_failure()
-            ref = self.last_checkpoint or self.resumed_from
-            if ref is None:
-                raise CheckpointNotFoundError("no checkpoint to restore yet; save one first (CheckpointCallback)")
-        file = read_checkpoint(ref.path if isinstance(ref, CheckpointRef) else ref)
-        state = restore_state(self._state, file)
-        self._state = state if fold_in is None else fold_rng(state, fold_in)
-        return CheckpointRef(file.path, file.manifest["kind"], int(file.manifest["step"]), file.checksum)
-
-    def _same_step_file(self, kind: str, content: dict[str, Any]) -> CheckpointRef | None:
-        """The durable periodic/best file of this step a `final` save can reuse (hard link), on one process only.
-
-        Only when it holds what the final would: the same callback state and metrics, as its
-        manifest on disk records them (then resuming from either is the same run). Its
-        manifest keeps its own kind and reason; `latest.json` names the final and its reason.
-        """
-        last = self.last_checkpoint
-        if kind != "final" or self.parallel is not None or last is None or last.checksum is None:
-            return None
-        if last.step != self._step or last.kind not in ("periodic", "best"):
-            return None
-        try:
-            saved = read_manifest(last.path)
-        except (EmergenceError, OSError):
-            return None
-        as_written = json.loads(json.dumps(content))  # tuples become lists, as in the file
-        return last if all(saved.get(key) == value for key, value in as_written.items()) else None
+        self._state, restored = self.checkpoints.restore(self._state, ref, fold_in=fold_in)
+        self._report_durable()
+        return restored
 
     def _where(self) -> dict[str, Any]:
         """What the manifest records of where the run is: platform name, JAX backend, device kinds and count."""
@@ -554,44 +503,12 @@ class Trainer:
             self._platform = {"name": platform_name(), **jax_devices()}
         return self._platform
 
-    def _saved(self, written: tuple[CheckpointRef, float]) -> CheckpointRef:
-        """A checkpoint is durable: record it and fire `on_save_checkpoint`."""
-        self.last_checkpoint, self.last_save_seconds = written
-        self._fire("on_save_checkpoint", self.last_checkpoint)
-        return self.last_checkpoint
-
-    def _collect_pending_save(self) -> CheckpointWriteError | None:
-        """Wait for the background write in flight, if any, and fire its hook; return its failure."""
-        if self._writer is None or not self._writer.busy:
-            return None
-        try:
-            written = self._writer.collect()
-        except CheckpointWriteError as err:
-            return err
-        self._saved(written)
-        return None
-
-    def _raise_pending_save_failure(self) -> None:
-        failed = self._collect_pending_save()
-        if failed is not None:
-            raise failed
-
-    def _settle_pending_save_quietly(self) -> None:
-        """Wait for a pending write while another exception unwinds `fit()`: log its failure, never replace it."""
-        self._saves_async = False
-        try:
-            failed = self._collect_pending_save()
-        except Exception as err:  # a hook, or a bug in the write: the exception unwinding fit() wins
-            failed = err
-        if failed is not None:
-            log.error("a background checkpoint write failed too: %s", failed)
-
     def _initial_state(self) -> TrainState:
         fresh = self.task.init_state(jax.random.key(self.seed))
         check_storable(fresh)  # an unstorable leaf fails here, at fit() start, not at the first save
         if self.parallel is not None:
             fresh = self.parallel.place(self.task, fresh)  # restore_state places leaves like these
-        file = self._find_resume_checkpoint()
+        file = self.checkpoints.find_resume(self.resume)
         if file is None:
             return fresh
         check_config(
@@ -600,39 +517,29 @@ class Trainer:
             set(getattr(self.task, "structural_keys", ())),
             self.force_resume,
         )
-        state = restore_state(fresh, file)
-        self._step = int(file.manifest["step"])
+        state, self.resumed_from = self.checkpoints.restore(fresh, file)
+        self._step = self.resumed_from.step
         saved = file.manifest.get("callbacks", {})
         for callback in self.callbacks:
             if callback.state_key in saved:
                 callback.load_state_dict(saved[callback.state_key])
-        self.resumed_from = CheckpointRef(file.path, file.manifest["kind"], self._step, file.checksum)
-        log.info("resumed from %s (step %d)", file.path, self._step)
         self._state = state
         self._fire("on_load_checkpoint", self.resumed_from)
         return state
 
-    def _find_resume_checkpoint(self) -> CheckpointFile | None:
-        if self.resume is None:
-            return None
-        if self.resume != "auto":
-            return resolve_resume(self.resume)
-        found = load_newest_valid(self.checkpoint_dir)
-        if found is None:
-            log.info("no checkpoint in %s: starting fresh", self.checkpoint_dir)
-        return found
-
-    def _prepare_run_dir(self) -> None:
-        """Fail fast, before any training, if the run dir cannot be written."""
-        try:
-            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=self.checkpoint_dir):
-                pass
-        except OSError as err:
-            raise RunDirError(
-                f"run dir {self.run_dir} is not writable ({err.strerror or err}); pass a writable run_dir"
-            ) from None
-        remove_stale_temp_files(self.checkpoint_dir)
+    def _checkpoint_manager(self) -> CheckpointManager:
+        """The manager of this run dir's checkpoints, with the callbacks' save and keep policies."""
+        policies: list[SavePolicy] = [cb.save_policy for cb in self.callbacks if cb.save_policy is not None]
+        one_process = self.parallel is None
+        return CheckpointManager(
+            self.run_dir,
+            save_policy=policies[0] if len(policies) == 1 else (AnyOf(*policies) if policies else None),
+            keep=[policy for cb in self.callbacks for policy in cb.keep_policies],
+            writer=self._writer if self._writer is not None else False,
+            writes=one_process or writes_outputs(),
+            link_final=one_process,
+            non_finite="beside" if one_process else "before",  # every process refuses alike
+        )
 
     def _fire(self, hook: str, *args: Any) -> None:
         for method in self._hooks[hook]:

@@ -25,7 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from emergence.checkpoint import CheckpointRef
+    from emergence.checkpoint import CheckpointRef, KeepPolicy, SavePolicy
     from emergence.stop import StopReason
 
 Metrics = dict[str, Any]
@@ -54,11 +54,16 @@ class Callback:
     `saves_on_stop` names the stop kinds (`emergence.stop.KINDS`) after which this
     callback wants the run's end checkpoint written; the Trainer writes it once, of the
     kind the stop decides (`final` after a clean stop, `emergency` after a signal, an
-    exception or an exit), whichever callbacks asked.
+    exception or an exit), whichever callbacks asked. `save_policy` (when a periodic
+    checkpoint is due) and `keep_policies` (which files of a kind to keep) are handed to the
+    run's `CheckpointManager` as `fit()` starts: the Trainer asks the policy at its save
+    point, so a callback that only schedules saves needs no hook at all.
     """
 
     can_stop: bool = False
     saves_on_stop: frozenset[str] = frozenset()
+    save_policy: "SavePolicy | None" = None
+    keep_policies: "tuple[KeepPolicy, ...]" = ()
 
     @property
     def state_key(self) -> str:

@@ -67,7 +67,7 @@ def check(config: LabConfig) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """`emergence train [FLAGS]`: train, print a summary, return the Trainer's exit code (128 + signum after a signal)."""
+    """`emergence train [FLAGS]`: train, print a summary, return the Trainer's exit code (128 + signum: a signal)."""
     config = parse_config(argv)
     platform = resolve_platform(config)
     trainer = build_trainer(config, platform)

@@ -133,11 +133,7 @@ def test_fit_returns_after_the_emergency_save_with_the_exit_code_and_handlers_ar
 
     previous = signal.signal(signal.SIGUSR1, sentinel)
     try:
-        outcome = (
-            scenario.but(max_steps=50, resume=None)
-            .signal_at(7, signal.SIGUSR1)
-            .run([SignalCheckpointCallback()])
-        )
+        outcome = scenario.but(max_steps=50, resume=None).signal_at(7, signal.SIGUSR1).run([SignalCheckpointCallback()])
         assert signal.getsignal(signal.SIGUSR1) is sentinel
     finally:
         signal.signal(signal.SIGUSR1, previous)

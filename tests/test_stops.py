@@ -10,7 +10,6 @@ import pytest
 from emergence.parallel.stops import REASON_BYTES, Stops
 from emergence.stop import StopReason
 
-
 TIME_BUDGET = StopReason("time_budget")
 
 

@@ -31,7 +31,7 @@ class SaveEveryHour(Callback):
 
     def on_train_call_end(self, trainer, metrics) -> None:
         if self.clock() - self.last >= 3600:
-            trainer.save_checkpoint("periodic", reason="hourly")
+            trainer.request_save("periodic", reason="hourly")
             self.last = self.clock()
 
 

@@ -108,6 +108,10 @@ class EvolutionSettings:
     """weight of the heads' weight diversity, subtracted from the loss"""
     niche_pressure: float
     """weight of behaviour similarity between agents, added to the loss"""
+    inherit_heads: float = 1.0
+    """1: a newborn takes its parent's head, mutated; 0: a fresh random head (a control arm)"""
+    train_heads: float = 1.0
+    """1: heads learn by gradient; 0: they change only by mutation and selection (a control arm)"""
 
 
 @dataclass(frozen=True)
@@ -159,6 +163,8 @@ def lab_config(preset: PresetName, ppo: PPOConfig, train: TrainSettings) -> LabC
             mutation_std=ppo.mutation_std,
             diversity_bonus=ppo.diversity_bonus,
             niche_pressure=ppo.niche_pressure,
+            inherit_heads=ppo.inherit_heads,
+            train_heads=ppo.train_heads,
         ),
     )
 

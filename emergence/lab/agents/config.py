@@ -17,7 +17,7 @@ class PPOConfig:
     every alive agent of one world), then runs `num_epochs` passes over them in
     `num_minibatches` minibatches of whole environments (`num_envs` must divide).
     Evolution fields (`evolution`, `mutation_std`, `diversity_bonus`,
-    `niche_pressure`) are described in `emergence.lab.agents.evolution` and docs/lab.md.
+    `niche_pressure`, `inherit_heads`, `train_heads`) are described in `emergence.lab.agents.evolution` and docs/lab.md.
     """
 
     env: EnvParams = dataclasses.field(default_factory=EnvParams)
@@ -37,6 +37,8 @@ class PPOConfig:
     mutation_std: float = 0.02
     diversity_bonus: float = 0.1
     niche_pressure: float = 0.05
+    inherit_heads: float = 1.0
+    train_heads: float = 1.0
     eval_envs: int = 8
     eval_steps: int = 200
 

@@ -39,18 +39,26 @@ def copy_rows(tree: Any, born: jax.Array, parent_slot: jax.Array) -> Any:
 
 
 def inherit(
-    key: jax.Array, agent_params: AgentParams, born: jax.Array, parent_slot: jax.Array, mutation_std: float
+    key: jax.Array,
+    agent_params: AgentParams,
+    born: jax.Array,
+    parent_slot: jax.Array,
+    mutation_std: Any,
+    inherit_heads: Any = 1.0,
 ) -> AgentParams:
-    """Each newborn slot (born[e, s]) gets its parent's head plus N(0, mutation_std^2) noise.
+    """Each newborn slot (born[e, s]) gets `inherit_heads` x its parent's head plus N(0, mutation_std^2) noise.
 
-    Rows of slots without a birth are returned unchanged, bit for bit.
+    `inherit_heads` 1 is inheritance with mutation; 0 gives a fresh random head, drawn
+    as the founders' are (the control arm without inheritance). Rows of slots without a
+    birth are returned unchanged, bit for bit.
     """
     copied = copy_rows(agent_params, born, parent_slot)
     keys = dict(zip(sorted(copied), jax.random.split(key, len(copied))))
 
     def mutate(name: str, x: jax.Array) -> jax.Array:
         mask = born.reshape(born.shape + (1,) * (x.ndim - 2))
-        return jnp.where(mask, x + mutation_std * jax.random.normal(keys[name], x.shape, x.dtype), x)
+        kept = x if isinstance(inherit_heads, float) and inherit_heads == 1.0 else inherit_heads * x
+        return jnp.where(mask, kept + mutation_std * jax.random.normal(keys[name], x.shape, x.dtype), x)
 
     return {name: mutate(name, x) for name, x in copied.items()}
 

@@ -223,7 +223,9 @@ def test_population_terms_measure_what_docs_say():
     assert float(weight_diversity(spread, alive)) == pytest.approx(2 / 3, rel=0.05)
     one_hot = jnp.broadcast_to(jax.nn.one_hot(2, 5), (1, 4, 4, 5))
     assert float(behaviour_similarity(one_hot, alive)) == pytest.approx(1.0)
-    assert float(behaviour_similarity(jnp.full((1, 4, 4, 5), 0.2), alive)) == pytest.approx(0.2)
+    assert float(behaviour_similarity(jnp.full((1, 4, 4, 5), 0.2), alive)) == pytest.approx(1.0)  # alike at random
+    apart = jnp.broadcast_to(jax.nn.one_hot(jnp.arange(4), 5)[None, :, None], (1, 4, 4, 5))
+    assert float(behaviour_similarity(apart, alive)) == pytest.approx(0.0, abs=1e-6)  # each its own action
 
 
 def test_training_without_evolution_keeps_no_agent_heads():

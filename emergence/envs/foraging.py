@@ -204,9 +204,7 @@ def _pay_age_die(
     return state.replace(energy=energy, age=age, alive=state.alive & ~died), paid, died, lifespans
 
 
-def _reproduce(
-    key: jax.Array, state: EnvState, params: EnvParams, values: WorldValues
-) -> tuple[EnvState, jax.Array]:
+def _reproduce(key: jax.Array, state: EnvState, params: EnvParams, values: WorldValues) -> tuple[EnvState, jax.Array]:
     """Rule 5: ready parents place one child each on a free neighbour cell and slot, in a random order."""
     size, n = params.grid_size, params.max_agents
     key_turn, key_order = jax.random.split(key)

@@ -22,9 +22,19 @@ from pathlib import Path
 from typing import Literal
 
 from emergence.envs import EnvParams
-from emergence.lab.agents import KAGGLE, KAGGLE_ENV_STEPS, QUICK, QUICK_ENV_STEPS, PPOConfig
+from emergence.lab.agents import (
+    KAGGLE,
+    KAGGLE_ENV_STEPS,
+    QUICK,
+    QUICK_ENV_STEPS,
+    SELECTION,
+    SELECTION_ENV_STEPS,
+    SELECTION_KAGGLE,
+    SELECTION_KAGGLE_ENV_STEPS,
+    PPOConfig,
+)
 
-PresetName = Literal["quick", "kaggle"]
+PresetName = Literal["quick", "kaggle", "selection", "selection-kaggle"]
 PlatformName = Literal["auto", "local", "kaggle", "colab", "slurm"]
 
 
@@ -119,7 +129,8 @@ class LabConfig:
     """Everything `emergence train` needs; `--preset` picks the defaults of every other flag."""
 
     preset: PresetName
-    """defaults for every flag: quick (a ~2 minute CPU run that learns) or kaggle (10M env steps on a GPU)"""
+    """defaults for every flag: quick (a ~2 minute CPU run that learns), kaggle (10M env steps on a GPU), or
+    selection / selection-kaggle (the same in a scarce, continuing world with births and deaths)"""
     platform: PlatformName
     """where this runs, which picks the survival callbacks (auto: detect)"""
     train: TrainSettings
@@ -199,8 +210,27 @@ PRESETS: dict[str, LabConfig] = {
         KAGGLE,
         _train(KAGGLE_ENV_STEPS, save=100_000, eval_=250_000, track=20_480, log=51_200, keep_last=5, devices="all"),
     ),
+    "selection": lab_config(
+        "selection",
+        SELECTION,
+        _train(SELECTION_ENV_STEPS, save=12_800, eval_=32_000, track=2_560, log=6_400, keep_last=3, devices="one"),
+    ),
+    "selection-kaggle": lab_config(
+        "selection-kaggle",
+        SELECTION_KAGGLE,
+        _train(
+            SELECTION_KAGGLE_ENV_STEPS,
+            save=100_000,
+            eval_=250_000,
+            track=20_480,
+            log=51_200,
+            keep_last=5,
+            devices="all",
+        ),
+    ),
 }
-"""`--preset quick`: QUICK for QUICK_ENV_STEPS on a CPU; `--preset kaggle`: the seed's 10M-step run."""
+"""`--preset quick`: QUICK for QUICK_ENV_STEPS on a CPU; `--preset kaggle`: the seed's 10M-step run;
+`selection` and `selection-kaggle`: the same learners in the scarce, continuing world (docs/lab.md)."""
 
 
 def dotted_keys(config: LabConfig) -> list[str]:

@@ -87,3 +87,24 @@ KAGGLE = PPOConfig()
 """The seed's full run: 32 envs, 16x16 worlds of up to 32 agents."""
 KAGGLE_ENV_STEPS = 10_000_000
 """Env steps of a `--preset kaggle` run (4883 train_steps of KAGGLE)."""
+
+SELECTION_ENV = EnvParams(
+    starting_energy=50,
+    food_energy=40,
+    reproduce_threshold=100,
+    reproduce_cost=40,
+    max_energy=200,
+    food_regrowth=0.03,
+    max_steps=1_000_000,
+)
+"""The seed's 16x16 world made scarce: food regrows (a missing item comes back with chance 0.03 a step),
+energy has a ceiling, founders start below the breeding threshold, and the world goes on (reset only on
+extinction), so the population lives below its cap and lineages outlive any episode."""
+
+SELECTION = dataclasses.replace(QUICK, env=SELECTION_ENV)
+"""`--preset selection`: QUICK's learner in the selection world (a CPU run of a few minutes)."""
+SELECTION_ENV_STEPS = 128_000
+
+SELECTION_KAGGLE = dataclasses.replace(KAGGLE, env=SELECTION_ENV)
+"""`--preset selection-kaggle`: the Kaggle learner in the selection world (a 12 h T4 session)."""
+SELECTION_KAGGLE_ENV_STEPS = 10_000_000

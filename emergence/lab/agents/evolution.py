@@ -9,9 +9,12 @@ Per environment, with `A` the agents alive at the end of the rollout (n = |A|) a
   [0, 1), 0 when all heads are equal. Scale-free, so rewarding it spreads heads apart
   without inflating them.
 - `behaviour_similarity` = mean over ordered pairs i != j in A and probe
-  observations o of sum_a pi_i(a|o) pi_j(a|o): the probability that two agents in
-  the same situation take the same action (1 = identical deterministic policies,
-  1/5 = uniform ones). The probes are the observations of the agents in A.
+  observations o of the cosine of pi_i(.|o) and pi_j(.|o) (as vectors over actions):
+  1 when two agents act alike, whether deterministically or at random, and lower only
+  when they prefer different actions. So niche pressure cannot be met by acting more
+  randomly (the probability of taking the same action, the term before, fell from 1 to
+  1/5 as two identical policies became uniform). The probes are the observations of
+  the agents in A.
 
 Both are averaged over environments with n >= 2 and enter the minimised loss as
 ``- diversity_bonus * weight_diversity + niche_pressure * behaviour_similarity``.
@@ -82,13 +85,14 @@ def weight_diversity(agent_params: AgentParams, alive: jax.Array) -> jax.Array:
 
 
 def behaviour_similarity(probs: jax.Array, alive: jax.Array) -> jax.Array:
-    """Mean probability that two alive agents pick the same action on the same probe.
+    """Mean cosine between two alive agents' action distributions on the same probe.
 
     `probs[e, i, o, a]` is agent i's policy on probe observation o of env e; probes
     and agents are both masked by `alive[e, .]`.
     """
     mask = alive.astype(probs.dtype)
-    weighted = probs * mask[:, :, None, None]
+    unit = probs / jnp.sqrt((probs**2).sum(-1, keepdims=True) + 1e-12)
+    weighted = unit * mask[:, :, None, None]
     together = weighted.sum(1)  # (envs, probes, actions)
     pairs = (together**2).sum(-1) - (weighted**2).sum((1, 3))  # sum over i != j, per probe
     count = mask.sum(1)

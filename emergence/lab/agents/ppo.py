@@ -164,7 +164,9 @@ class PPOTask:
             counts = {k: info[k].sum() for k in ("births", "deaths", "food_eaten", "energy_spent", "lifespan_sum")}
             counts |= {"episodes": done.sum(), "energy": jnp.where(env_state.alive, env_state.energy, 0).sum()}
             ended = env_state.alive & (done[:, None] | ~same_agent)
-            transition = Transition(obs, action, logp, value, reward, env_state.alive, ended, born, after.parent_slot, counts)
+            transition = Transition(
+                obs, action, logp, value, reward, env_state.alive, ended, born, after.parent_slot, counts
+            )
             return extra, transition
 
         return jax.lax.scan(one_step, extra, jax.random.split(key, self.cfg.rollout_len))
@@ -281,8 +283,10 @@ class PPOTask:
         (params, opt_state, agents, agent_opt), losses = self._update(key_update, state, extra, batch, probes, hyper)
         if agents is not None:
             extra = extra | {"agent_params": agents, "agent_opt_state": agent_opt}
-        metrics |= losses | self._rollout_metrics(traj, state.step) | selection_metrics(
-            traj, extra["env"], self.cfg.env.initial_agents
+        metrics |= (
+            losses
+            | self._rollout_metrics(traj, state.step)
+            | selection_metrics(traj, extra["env"], self.cfg.env.initial_agents)
         )
         new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, rng=rng, extra=extra)
         return new_state, metrics

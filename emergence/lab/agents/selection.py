@@ -34,7 +34,7 @@ NAN = jnp.float32(jnp.nan)
 def _ratio(num: jax.Array, den: jax.Array) -> jax.Array:
     """num / den as float32, NaN where den is 0 (no value)."""
     den = den.astype(jnp.float32)
-    return jnp.where(den > 0, num.astype(jnp.float32) / jnp.maximum(den, 1.0), NAN)
+    return jnp.where(den > 0, num.astype(jnp.float32) / jnp.where(den > 0, den, 1.0), NAN)
 
 
 def offspring_dispersion(ended: jax.Array, born: jax.Array, parent: jax.Array, alive_end: jax.Array) -> jax.Array:

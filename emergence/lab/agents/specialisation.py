@@ -5,9 +5,11 @@ Per world, each agent slot's expected action counts over the samples it acted in
 of the rollout, on the observations it met) give `SI = I(agent; action) / H(action)`
 (as `emergence.lab.trackers.specialization.specialization_index`, here on the device).
 Agents that stand in different places act differently even with one shared policy, so
-SI alone mixes situation with disposition. The null shuffles the heads among the slots
-of each world (a fresh random permutation each update) and measures SI again on the
-very same observations: whatever SI the situations alone produce, the null has too.
+SI alone mixes situation with disposition. The null breaks the tie between agent and
+head: every sample is evaluated with the head of a random agent of its world (one that
+acted in the rollout, drawn afresh per sample and update), on the very same
+observations. Whatever SI the situations alone produce, the null has too; what an
+agent's own, consistent head adds, it has not.
 
 - `spec/index`: SI, averaged over worlds with samples.
 - `spec/excess`: SI minus the shuffled-heads SI: how much of the specialisation the
@@ -39,11 +41,20 @@ def specialisation_index(counts: jax.Array) -> jax.Array:
     return jnp.where(total > 0, index, jnp.nan)
 
 
-def _shuffled(key: jax.Array, heads: Any) -> Any:
-    """Each world's heads permuted among its slots."""
-    envs, slots = heads["b"].shape[:2]
-    perms = jax.vmap(lambda k: jax.random.permutation(k, slots))(jax.random.split(key, envs))
-    return jax.tree.map(lambda x: jax.vmap(lambda rows, p: rows[p])(x, perms), heads)
+def _random_heads(key: jax.Array, heads: Any, active: jax.Array, steps: int) -> Any:
+    """For every (step, env, slot) sample, the head of a random slot that acted in that world.
+
+    Only slots that acted are drawn: a dead slot's head is a stale one (of an agent that
+    died, perhaps of a lineage long gone), not a head of this population.
+    """
+    envs, slots = active.shape
+    index = jnp.arange(slots)
+    actives_first = jax.vmap(lambda a: jnp.argsort(jnp.where(a, index, slots + index)))(active)  # (envs, slots)
+    count = jnp.maximum(active.sum(-1), 1)  # (envs,)
+    pick = jnp.floor(jax.random.uniform(key, (steps, envs, slots)) * count[:, None]).astype(jnp.int32)
+    drawn = jnp.take_along_axis(jnp.broadcast_to(actives_first, (steps, envs, slots)), pick, -1)  # slot ids
+    rows = jnp.arange(envs)[None, :, None]
+    return jax.tree.map(lambda x: x[rows, drawn], heads)  # (steps, envs, slots, ...)
 
 
 def specialisation_metrics(
@@ -53,10 +64,13 @@ def specialisation_metrics(
     shared_logits, _, features = network.apply(params, obs)
     weights = mask.astype(jnp.float32)[..., None]
 
-    def index(heads: Any) -> jax.Array:
-        probs = jax.nn.softmax(with_heads(shared_logits, features, heads))
-        return specialisation_index((probs * weights).sum(0))  # (envs,)
+    def index(logits: jax.Array) -> jax.Array:
+        return specialisation_index((jax.nn.softmax(logits) * weights).sum(0))  # (envs,)
 
-    actual = index(heads)
-    null = actual if heads is None else index(_shuffled(key, heads))
+    actual = index(with_heads(shared_logits, features, heads))
+    if heads is None:
+        return {"spec/index": jnp.nanmean(actual), "spec/excess": jnp.nanmean(actual - actual)}
+    drawn = _random_heads(key, heads, mask.any(0), obs.shape[0])
+    personal = jnp.einsum("tesh,tesha->tesa", features, drawn["w"]) + drawn["b"]
+    null = index(shared_logits + personal)
     return {"spec/index": jnp.nanmean(actual), "spec/excess": jnp.nanmean(actual - null)}

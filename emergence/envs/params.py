@@ -3,10 +3,11 @@
 `EnvParams` holds every setting as plain data (what configs and checkpoints record).
 Each field is marked, in its metadata, as one of:
 
-- *structural* (no mark): it fixes array shapes, scan lengths or control flow
-  (`grid_size`, `max_agents`, `initial_agents`, `num_food`, `view_radius`,
-  `max_steps`), so it is a static jit argument and the same for every run of one
-  compiled program;
+- *structural* (`structural(...)`): it fixes the state's array shapes (`grid_size`,
+  `max_agents`, `view_radius`): a checkpoint under another value cannot be resumed;
+- *static* (no mark): it fixes scan lengths or control flow (`initial_agents`,
+  `num_food`, `max_steps`): a static jit argument, the same for every run of one
+  compiled program (structural ones are static too);
 - *traced* (`metadata={"traced": True}`): a number that only enters the arithmetic
   (energies, costs, the ceiling, the regrowth rate). `EnvParams.values()` gathers them
   as a `WorldValues` pytree that the rules take beside the static params, so one
@@ -30,9 +31,19 @@ def traced(default: Any, doc: str = "") -> Any:
     return dataclasses.field(default=default, metadata={"traced": True, "doc": doc})
 
 
+def structural(default: Any, doc: str = "") -> Any:
+    """A dataclass field that fixes the state's array shapes (a checkpoint under another value cannot resume)."""
+    return dataclasses.field(default=default, metadata={"structural": True, "doc": doc})
+
+
 def is_traced(field: dataclasses.Field) -> bool:
     """Whether a dataclass field is marked traced."""
     return bool(field.metadata.get("traced"))
+
+
+def field_kind(field: dataclasses.Field) -> str:
+    """`traced`, `structural` (changes the state's shapes) or `static` (fixed per compiled program)."""
+    return "traced" if is_traced(field) else "structural" if field.metadata.get("structural") else "static"
 
 
 @struct.dataclass
@@ -67,9 +78,9 @@ class EnvParams:
     """Settings of the world. Hashable: pass it as a static jit argument (its traced values go
     to `values()`, which the rules read instead, so a sweep can override them per run)."""
 
-    grid_size: int = 16
+    grid_size: int = structural(16)
     """side of the square world, in cells"""
-    max_agents: int = 32
+    max_agents: int = structural(32)
     """agent slots per world (the population cap; changes the state's shapes)"""
     initial_agents: int = 8
     """agents alive at reset"""
@@ -87,7 +98,7 @@ class EnvParams:
     """energy paid per move (not for staying)"""
     living_cost: int = traced(1)
     """energy paid every step by every alive agent that stays"""
-    view_radius: int = 3
+    view_radius: int = structural(3)
     """the egocentric view is (2r+1) x (2r+1) cells (changes the observation size)"""
     max_steps: int = 500
     """episode length: `done` after this many steps (the learner then resets the world); make it much

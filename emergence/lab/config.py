@@ -10,7 +10,9 @@ A preset is a complete `LabConfig`; flags override single fields of it. Lengths 
 intervals are counted in *environment steps* (one step of one world), as RL papers
 count them; the Trainer counts *updates* (train steps), each `num_envs * rollout_len`
 env steps, and intervals are rounded up to whole updates. The learner's part becomes a
-`PPOConfig` (`LabConfig.ppo_config()`), which is what checkpoints record.
+`PPOConfig` (`LabConfig.ppo_config()`), which is what checkpoints record; each PPOConfig
+field names, in its metadata, its group and name here and whether it is traced or
+structural (`emergence.lab.agents.config.setting`), so the two views never drift apart.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ import dataclasses
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from emergence.envs import EnvParams
 from emergence.lab.agents import (
@@ -33,6 +35,7 @@ from emergence.lab.agents import (
     SELECTION_KAGGLE_ENV_STEPS,
     PPOConfig,
 )
+from emergence.lab.agents.config import PPO_FIELDS, lab_key
 
 PresetName = Literal["quick", "kaggle", "selection", "selection-kaggle"]
 PlatformName = Literal["auto", "local", "kaggle", "colab", "slurm"]
@@ -139,17 +142,15 @@ class LabConfig:
     evolution: EvolutionSettings
 
     def ppo_config(self) -> PPOConfig:
-        """The learner's config (what checkpoints record)."""
-        evolution = self.evolution
-        return PPOConfig(
-            env=self.env,
-            num_envs=self.train.num_envs,
-            evolution=evolution.enabled,
-            mutation_std=evolution.mutation_std,
-            diversity_bonus=evolution.diversity_bonus,
-            niche_pressure=evolution.niche_pressure,
-            **dataclasses.asdict(self.ppo),
-        )
+        """The learner's config (what checkpoints record): each PPOConfig field read from where its mark says."""
+        return PPOConfig(**{name: self.get(lab_key(name)) for name in PPO_FIELDS})
+
+    def get(self, dotted: str) -> Any:
+        """The value at a dotted key (`ppo.lr`, `env`, `evolution.enabled`)."""
+        value: Any = self
+        for part in dotted.split("."):
+            value = getattr(value, part)
+        return value
 
     @property
     def env_steps_per_update(self) -> int:
@@ -163,20 +164,18 @@ class LabConfig:
 
 def lab_config(preset: PresetName, ppo: PPOConfig, train: TrainSettings) -> LabConfig:
     """A `LabConfig` from a learner config and run settings (the num_envs of `ppo` wins)."""
+    groups: dict[str, dict[str, Any]] = {"train": {}, "ppo": {}, "evolution": {}}
+    for name in PPO_FIELDS:
+        group, _, lab_name = lab_key(name).rpartition(".")
+        if group:
+            groups[group][lab_name] = getattr(ppo, name)
     return LabConfig(
         preset=preset,
         platform="auto",
-        train=dataclasses.replace(train, num_envs=ppo.num_envs),
+        train=dataclasses.replace(train, **groups["train"]),
         env=ppo.env,
-        ppo=PPOSettings(**{f.name: getattr(ppo, f.name) for f in fields(PPOSettings)}),
-        evolution=EvolutionSettings(
-            enabled=ppo.evolution,
-            mutation_std=ppo.mutation_std,
-            diversity_bonus=ppo.diversity_bonus,
-            niche_pressure=ppo.niche_pressure,
-            inherit_heads=ppo.inherit_heads,
-            train_heads=ppo.train_heads,
-        ),
+        ppo=PPOSettings(**groups["ppo"]),
+        evolution=EvolutionSettings(**groups["evolution"]),
     )
 
 

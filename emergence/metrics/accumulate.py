@@ -32,7 +32,7 @@ STATS = ("mean", "last", "max")
 
 @dataclass(frozen=True)
 class Stats:
-    """One tag's window on the host: weighted mean, last and max of the calls' values (NaNs left out), and steps covered."""
+    """One tag's window on the host: weighted mean, last and max of the calls' values (NaNs left out), steps covered."""
 
     mean: float
     last: float

@@ -25,25 +25,12 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from emergence.envs import WorldValues, traced_names
-from emergence.lab.agents.config import PPOConfig
+from emergence.envs import WorldValues
+from emergence.lab.agents.config import PPOConfig, keys_of_kind
 
-TRACED: dict[str, str] = {
-    "lr": "ppo.lr",
-    "max_grad_norm": "ppo.max_grad_norm",
-    "gamma": "ppo.gamma",
-    "gae_lambda": "ppo.gae_lambda",
-    "clip_eps": "ppo.clip_eps",
-    "ent_coef": "ppo.ent_coef",
-    "vf_coef": "ppo.vf_coef",
-    "mutation_std": "evolution.mutation_std",
-    "diversity_bonus": "evolution.diversity_bonus",
-    "niche_pressure": "evolution.niche_pressure",
-    "inherit_heads": "evolution.inherit_heads",
-    "train_heads": "evolution.train_heads",
-} | {name: f"env.{name}" for name in traced_names()}
+TRACED: dict[str, str] = keys_of_kind("traced")
 """Traced name (a PPOConfig field, or an EnvParams field marked traced) -> its `emergence train` dotted key,
-for every value a sweep may vary per run."""
+for every value a sweep may vary per run; derived from the fields' marks (`agents.config.setting`)."""
 
 Hyper = Mapping[str, float | jax.Array]
 

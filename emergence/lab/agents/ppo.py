@@ -180,7 +180,7 @@ class PPOTask:
         mutation_std: Any,
         hyper: Hyper,
     ) -> dict[str, Any]:
-        """Newborns take their parent's head (mutated; fresh with `inherit_heads` 0) and its Adam moments (as they are)."""
+        """Newborns take their parent's head (mutated; fresh with `inherit_heads` 0) and its Adam moments."""
 
         def births() -> dict[str, Any]:
             agents = evolution.inherit(

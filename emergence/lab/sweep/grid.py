@@ -3,8 +3,8 @@
 Keys are the config's dotted names or an unambiguous suffix (`diversity_bonus` means
 `evolution.diversity_bonus`); only values marked traced, which enter the computation and
 nothing else (`emergence.lab.agents.hyper.TRACED`: the learner's coefficients and the
-world's energies, costs, ceiling and regrowth, e.g. `env.food_energy=100,30`), may vary, because every run of a sweep shares
-one compiled program, and `evolution.enabled` (`evolution` for short; values 0/1 or
+world's energies, costs, ceiling and regrowth, e.g. `env.food_energy=100,30`), may vary,
+because every run of a sweep shares one compiled program, and `evolution.enabled` (`evolution` for short; values 0/1 or
 false/true), which a sweep turns into a per-run 0/1 weight on heads every run keeps.
 
 Runs are the product of the grid (first key slowest) with the

@@ -21,6 +21,7 @@ from emergence.lab.config import LabConfig
 from emergence.lab.event_count import EventCount
 from emergence.lab.report import Throughput
 from emergence.lab.sweep.grid import Grid, run_config
+from emergence.lab.sweep.report import write_report
 from emergence.lab.sweep.sinks import LongCSVSink, MeanCSVSink, RunTensorBoardSinks
 from emergence.lab.sweep.task import Strategy, SweepTask
 from emergence.lab.tracking import lab_trackers, policy_probe, sweep_probe, sweep_trackers
@@ -111,6 +112,8 @@ def callbacks(config: LabConfig, platform: str, task: PPOTask | SweepTask, **ove
         lab["logging"]["sinks"] = sweep_sinks(task)
         if "artifacts" in preset(platform):
             lab["artifacts"] = {"metrics_csv": "metrics_mean.csv"}  # the framework's curves of the mean over runs
+        if "finalize" in preset(platform):
+            lab["finalize"] = {"artifacts": (write_report,)}  # the report, before SHA256SUMS and outputs.zip
     extra: list[Callback] = [Throughput(config.env_steps_per_update * (task.num_seeds if sweeping else 1))]
     if train.wandb_project:
         from emergence.callbacks import WandbCallback  # wandb is an optional extra: imported only when asked for

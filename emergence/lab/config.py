@@ -24,17 +24,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from emergence.envs import EnvParams
-from emergence.lab.agents import (
-    KAGGLE,
-    KAGGLE_ENV_STEPS,
-    QUICK,
-    QUICK_ENV_STEPS,
-    SELECTION,
-    SELECTION_ENV_STEPS,
-    SELECTION_KAGGLE,
-    SELECTION_KAGGLE_ENV_STEPS,
-    PPOConfig,
-)
+from emergence.lab.agents import PPOConfig
+from emergence.lab.agents import config as learner
 from emergence.lab.agents.config import PPO_FIELDS, lab_key
 
 PresetName = Literal["quick", "kaggle", "selection", "selection-kaggle"]
@@ -198,34 +189,22 @@ def _train(total: int, save: int, eval_: int, track: int, log: int, keep_last: i
     )
 
 
+def _cpu(total: int) -> TrainSettings:
+    """A CPU run's schedule (quick, selection)."""
+    return _train(total, save=12_800, eval_=32_000, track=2_560, log=6_400, keep_last=3, devices="one")
+
+
+def _gpu(total: int) -> TrainSettings:
+    """A Kaggle GPU session's schedule (kaggle, selection-kaggle)."""
+    return _train(total, save=100_000, eval_=250_000, track=20_480, log=51_200, keep_last=5, devices="all")
+
+
 PRESETS: dict[str, LabConfig] = {
-    "quick": lab_config(
-        "quick",
-        QUICK,
-        _train(QUICK_ENV_STEPS, save=12_800, eval_=32_000, track=2_560, log=6_400, keep_last=3, devices="one"),
-    ),
-    "kaggle": lab_config(
-        "kaggle",
-        KAGGLE,
-        _train(KAGGLE_ENV_STEPS, save=100_000, eval_=250_000, track=20_480, log=51_200, keep_last=5, devices="all"),
-    ),
-    "selection": lab_config(
-        "selection",
-        SELECTION,
-        _train(SELECTION_ENV_STEPS, save=12_800, eval_=32_000, track=2_560, log=6_400, keep_last=3, devices="one"),
-    ),
+    "quick": lab_config("quick", learner.QUICK, _cpu(learner.QUICK_ENV_STEPS)),
+    "kaggle": lab_config("kaggle", learner.KAGGLE, _gpu(learner.KAGGLE_ENV_STEPS)),
+    "selection": lab_config("selection", learner.SELECTION, _cpu(learner.SELECTION_ENV_STEPS)),
     "selection-kaggle": lab_config(
-        "selection-kaggle",
-        SELECTION_KAGGLE,
-        _train(
-            SELECTION_KAGGLE_ENV_STEPS,
-            save=100_000,
-            eval_=250_000,
-            track=20_480,
-            log=51_200,
-            keep_last=5,
-            devices="all",
-        ),
+        "selection-kaggle", learner.SELECTION_KAGGLE, _gpu(learner.SELECTION_KAGGLE_ENV_STEPS)
     ),
 }
 """`--preset quick`: QUICK for QUICK_ENV_STEPS on a CPU; `--preset kaggle`: the seed's 10M-step run;

@@ -8,20 +8,6 @@ import pytest
 from emergence.lab.agents.selection import gini, lineages, offspring_dispersion
 from emergence.lab.agents.specialisation import specialisation_index, specialisation_metrics
 
-SELECTION_NAMES = {
-    "env/births",
-    "env/deaths",
-    "env/population",
-    "env/generation_max",
-    "env/generation_mean",
-    "env/lineages",
-    "env/age_at_death",
-    "env/selection_opportunity",
-    "env/food_gini",
-    "spec/index",
-    "spec/excess",
-}
-
 
 def test_offspring_dispersion_is_crows_index_of_the_window_agents():
     # one world, three slots, four steps: slot 0 has two children (into slots 1, 2) and dies; 1 and 2 live on

@@ -22,15 +22,6 @@ SMALL = PPOConfig(
 )
 
 
-@pytest.fixture(scope="module", autouse=True)
-def quick_compiles():
-    """XLA without most optimisations while this module runs: what is tested is what the programs compute."""
-    before = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
-
-
 def test_without_inheritance_a_newborn_gets_a_fresh_random_head_not_its_parents():
     heads = {"w": jnp.full((1, 4, 3, 5), 10.0), "b": jnp.full((1, 4, 5), 10.0)}
     born = jnp.array([[False, True, False, False]])

@@ -18,6 +18,7 @@ from emergence.callbacks import TrackerCallback
 from emergence.callbacks.base import Callback
 from emergence.lab.agents import PPOTask
 from emergence.lab.config import LabConfig
+from emergence.lab.event_count import EventCount
 from emergence.lab.report import Throughput
 from emergence.lab.sweep.grid import Grid, run_config
 from emergence.lab.sweep.report import write_report
@@ -120,16 +121,18 @@ def callbacks(config: LabConfig, platform: str, task: PPOTask | SweepTask, **ove
         wandb = WandbCallback(project=train.wandb_project)
         lab["logging"]["sinks"] = [*lab["logging"]["sinks"], wandb.sink]
         extra.append(wandb)
+    first: list[Callback] = []
     if train.track_interval > 0:
         trackers, probe = (
             (sweep_trackers(task.num_seeds), sweep_probe(task)) if sweeping else (lab_trackers(), policy_probe(task))
         )
         extra.append(TrackerCallback(updates(train.track_interval), trackers, probe=probe))
+        first.append(EventCount(trackers))  # before the logger: tracker/events in each call's metrics
     merged = {
         key: {**lab[key], **value} if isinstance(value, dict) and key in lab else value
         for key, value in overrides.items()
     }
-    return for_platform(platform, extra=extra, **{**lab, **merged})
+    return [*first, *for_platform(platform, extra=extra, **{**lab, **merged})]
 
 
 def sweep_sinks(task: SweepTask) -> list[Any]:

@@ -10,6 +10,11 @@ so a handful of shapes is ever compiled whatever the logging schedule.
 The mean is weighted by the steps each call covered (a fused call's metrics are
 already its steps' mean); `last` and `max` are over the calls' values. Metrics that are
 not scalars are averaged to one number first.
+
+A NaN value means "no value at this call" (the age at death of a step in which nobody
+died): it is left out of the mean, last and max, and a tag with no value in its whole
+window is absent from what `take` returns, never averaged as 0. (A diverged loss is
+the `NonFiniteGuardCallback`'s business; infinities still propagate.)
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ STATS = ("mean", "last", "max")
 
 @dataclass(frozen=True)
 class Stats:
-    """One tag's window on the host: weighted mean, last and max of the calls' values, and steps covered."""
+    """One tag's window on the host: weighted mean, last and max of the calls' values (NaNs left out), steps covered."""
 
     mean: float
     last: float
@@ -41,10 +46,14 @@ class Stats:
 
 @jax.jit
 def _fold(total: tuple[jax.Array, ...], values: tuple[jax.Array, ...], weights: jax.Array) -> tuple[jax.Array, ...]:
-    """Add calls' values (weighted by their steps) to a running (sum, last, max)."""
+    """Add calls' values (weighted by their steps) to a running (sum, last, max, steps with a value); NaNs skipped."""
     means = jnp.stack([jnp.mean(jnp.asarray(v, jnp.float32)) for v in values])
-    running_sum, _, running_max = total
-    return running_sum + jnp.sum(means * weights), means[-1], jnp.maximum(running_max, jnp.max(means))
+    running_sum, running_last, running_max, running_valid = total
+    valid = ~jnp.isnan(means)
+    weights = jnp.where(valid, weights, 0.0)
+    last = jnp.where(valid.any(), means[means.shape[0] - 1 - jnp.argmax(valid[::-1])], running_last)
+    peak = jnp.maximum(running_max, jnp.max(jnp.where(valid, means, -jnp.inf)))
+    return running_sum + jnp.sum(jnp.where(valid, means, 0.0) * weights), last, peak, running_valid + weights.sum()
 
 
 @dataclass
@@ -95,8 +104,9 @@ class MetricAccumulator:
         host = jax.device_get(totals)
         stats = {}
         for tag, window in windows.items():
-            total, last, peak = (float(x) for x in host[tag])
-            stats[tag] = Stats(mean=total / window.count, last=last, max=peak, count=window.count)
+            total, last, peak, valid = (float(x) for x in host[tag])
+            if valid > 0:
+                stats[tag] = Stats(mean=total / valid, last=last, max=peak, count=window.count)
             self._windows[tag] = _Window()
         return stats
 
@@ -105,15 +115,22 @@ class MetricAccumulator:
         totals = {tag: self._folded(window) for tag, window in self._windows.items() if window.count}
         host = jax.device_get(totals)
         return {
-            tag: {"sum": float(s), "last": float(last), "max": float(peak), "count": self._windows[tag].count}
-            for tag, (s, last, peak) in host.items()
+            tag: {
+                "sum": float(s),
+                "last": float(last),
+                "max": float(peak),
+                "valid": float(valid),
+                "count": self._windows[tag].count,
+            }
+            for tag, (s, last, peak, valid) in host.items()
         }
 
     def restore(self, snapshot: dict[str, dict[str, float]]) -> None:
         """Reopen windows from `snapshot()` (bitwise: float32 totals survive the round trip through float)."""
         self._windows = {}
         for tag, saved in snapshot.items():
-            total = tuple(jnp.asarray(np.float32(saved[k])) for k in ("sum", "last", "max"))
+            saved = {"valid": saved["count"], **saved}  # snapshots before NaN skipping: every step had a value
+            total = tuple(jnp.asarray(np.float32(saved[k])) for k in ("sum", "last", "max", "valid"))
             self._windows[tag] = _Window(total=total, count=int(saved["count"]))
 
     def _folded(self, window: _Window) -> tuple[jax.Array, ...]:
@@ -124,7 +141,7 @@ class MetricAccumulator:
 
     def _fold(self, window: _Window, size: int = CHUNK) -> None:
         if self._empty is None:
-            self._empty = (jnp.float32(0.0), jnp.float32(jnp.nan), jnp.float32(-jnp.inf))
+            self._empty = (jnp.float32(0.0), jnp.float32(jnp.nan), jnp.float32(-jnp.inf), jnp.float32(0.0))
         values, window.values = window.values[:size], window.values[size:]
         weights, window.weights = window.weights[:size], window.weights[size:]
         total = window.total if window.total is not None else self._empty

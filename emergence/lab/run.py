@@ -33,6 +33,8 @@ from emergence.trainer import Trainer
 
 MONITOR = "eval/food_per_agent_step"
 PROGRESS_LINE_SECONDS = 15.0
+SPARSE = ("env/age_at_death",)
+"""Metrics that are NaN where a call has no value (no death): the logger leaves those out, never averages 0."""
 SHOWN = ("env/food_per_agent_step", "env/population", "loss/total", MONITOR)
 """What the progress line shows of the logged metrics (all of them go to metrics.csv and TensorBoard)."""
 
@@ -102,7 +104,7 @@ def callbacks(config: LabConfig, platform: str, task: PPOTask | SweepTask, **ove
             mode="max",
             save_top_k=1 if evaluating else 0,
         ),
-        "logging": dict(every_n_steps=updates(train.log_interval), sinks=[CSVSink(), TensorBoardSink()]),
+        "logging": dict(every_n_steps=updates(train.log_interval), sinks=[CSVSink(), TensorBoardSink()], sparse=SPARSE),
         "progress": dict(plain_every_n_seconds=PROGRESS_LINE_SECONDS, metrics=SHOWN),
     }
     if train.max_duration is not None:

@@ -67,20 +67,25 @@ def check_metrics(metrics: Any, where: str) -> None:
     """Refuse metrics that are not a flat dict of scalars (what logs, monitors and manifests read)."""
     if not isinstance(metrics, Mapping):
         raise TaskContractError(
-            f"{where} returned metrics of type {type(metrics).__name__}; return a dict of scalars, "
+            f"{where} returned metrics as {_kind(metrics)}; return a dict of scalars, "
             'e.g. {"loss": loss}'
         )
     for name, value in metrics.items():
         shape = getattr(value, "shape", None)
         if not isinstance(name, str) or shape is None:
             raise TaskContractError(
-                f"{where}'s metrics[{name!r}] is a {type(value).__name__}; metrics map names (str) to scalar arrays, "
+                f"{where}'s metrics[{name!r}] is {_kind(value)}; metrics map names (str) to scalar arrays, "
                 f'e.g. {{"loss": loss}} (flatten a nested dict as {{"a/b": ...}})'
             )
         if shape != ():
             raise TaskContractError(
                 f"{where}'s metrics[{name!r}] has shape {tuple(shape)}; return a scalar (e.g. {name}.mean())"
             )
+
+
+def _kind(value: Any) -> str:
+    shape = getattr(value, "shape", None)
+    return f"an array of shape {tuple(shape)}" if shape is not None else f"a {type(value).__name__}"
 
 
 def _state_and_metrics(out: Any, state: Any) -> tuple[Any, Any]:

@@ -105,7 +105,7 @@ class Prefetcher:
         """The next group on the device; its position becomes `self.position` (what a checkpoint saves now)."""
         if self._done:
             raise StopIteration
-        if not self._thread.is_alive() and not self._stop.is_set():
+        if self._thread.ident is None and not self._stop.is_set():  # not started yet
             self._thread.start()
         started = time.perf_counter()
         item = self._queue.get()
@@ -129,7 +129,8 @@ class Prefetcher:
 
     def close(self) -> None:
         """Stop the worker and wait for it (a pipeline stuck in a read is left behind after `CLOSE_SECONDS`,
-        with a warning); prepared groups are dropped. Safe to call twice."""
+        with a warning); prepared groups are dropped, and `next()` ends. Safe to call twice."""
+        self._done = True
         self._stop.set()
         give_up = time.monotonic() + CLOSE_SECONDS
         while self._thread.is_alive() and time.monotonic() < give_up:

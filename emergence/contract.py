@@ -67,8 +67,7 @@ def check_metrics(metrics: Any, where: str) -> None:
     """Refuse metrics that are not a flat dict of scalars (what logs, monitors and manifests read)."""
     if not isinstance(metrics, Mapping):
         raise TaskContractError(
-            f"{where} returned metrics as {_kind(metrics)}; return a dict of scalars, "
-            'e.g. {"loss": loss}'
+            f'{where} returned metrics as {_kind(metrics)}; return a dict of scalars, e.g. {{"loss": loss}}'
         )
     for name, value in metrics.items():
         shape = getattr(value, "shape", None)

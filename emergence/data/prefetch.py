@@ -138,7 +138,11 @@ class Prefetcher:
             self._thread.join(POLL_SECONDS)
         self._drain()
         if self._thread.is_alive():
-            log.warning("the prefetch thread is still inside a read of %s after %.0f s; left behind", self.source.name, CLOSE_SECONDS)
+            log.warning(
+                "the prefetch thread is still inside a read of %s after %.0f s; left behind",
+                self.source.name,
+                CLOSE_SECONDS,
+            )
 
     def _drain(self) -> None:
         try:

@@ -75,7 +75,9 @@ class BatchSource:
     ) -> None:
         if isinstance(data, (str, bytes, dict)) or not isinstance(data, Iterable):
             raise DataError(f"{name} must be an iterable of batches (pytrees of arrays), got {type(data).__name__}")
-        if max_epochs is not None and (isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1):
+        if max_epochs is not None and (
+            isinstance(max_epochs, bool) or not isinstance(max_epochs, int) or max_epochs < 1
+        ):
             raise DataError(f"max_epochs must be a positive integer or None, got {max_epochs!r}")
         index, count = process if process is not None else _this_process()
         self.data = own_shard(data, index, count)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import optax
 import pytest
 from flax.training import train_state
-import optax
 
 from emergence import TrainState
 from emergence.contract import TaskContractError, check_eval_step, check_no_legacy_keys, check_train_step
@@ -72,7 +72,9 @@ def test_a_state_that_changes_dtype_or_structure_names_the_leaf():
 
 def test_a_legacy_prng_key_in_the_state_says_to_use_a_typed_key():
     message = one_line_error(good_step, fresh_state(jax.random.PRNGKey(0)), BATCH)
-    assert message.startswith("state leaf 'rng' is a legacy uint32 key from jax.random.PRNGKey; create it with jax.random.key(seed)")
+    assert message.startswith(
+        "state leaf 'rng' is a legacy uint32 key from jax.random.PRNGKey; create it with jax.random.key(seed)"
+    )
     check_no_legacy_keys({"counts": jnp.zeros(2, jnp.uint32)})  # a uint32 pair not named like a key is data
 
 

@@ -19,7 +19,10 @@ def train_step(state, batch):
 
 def test_one_fused_call_over_k_stacked_batches_equals_k_single_steps():
     rng = np.random.default_rng(0)
-    batches = [{"x": rng.normal(size=(8, 3)).astype(np.float32), "y": rng.normal(size=(8,)).astype(np.float32)} for _ in range(4)]
+    batches = [
+        {"x": rng.normal(size=(8, 3)).astype(np.float32), "y": rng.normal(size=(8,)).astype(np.float32)}
+        for _ in range(4)
+    ]
     state = {"w": jnp.zeros(3), "step": jnp.zeros((), jnp.int32)}
     single = jax.jit(steps_over_batches(train_step, 1))
     one_by_one, losses = state, []

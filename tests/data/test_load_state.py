@@ -24,7 +24,13 @@ def trained_checkpoint(run_dir: Path, task, steps: int = 3):
         state, _ = step(state)
     arrays, typed_keys = flatten_to_host(state)
     manifest = build_manifest(
-        step=steps, kind="periodic", reason=None, config=task_config(task), callbacks={}, metrics={}, typed_keys=typed_keys
+        step=steps,
+        kind="periodic",
+        reason=None,
+        config=task_config(task),
+        callbacks={},
+        metrics={},
+        typed_keys=typed_keys,
     )
     path = run_dir / "checkpoints" / checkpoint_name("periodic", steps)
     path.parent.mkdir(parents=True)

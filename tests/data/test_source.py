@@ -68,7 +68,9 @@ def test_a_grain_iter_dataset_and_a_data_loader_resume_from_their_own_state():
     source_ds = grain.MapDataset.range(40).map(lambda i: {"x": np.full((2,), i, np.int32)})
     loader = grain.DataLoader(
         data_source=[{"x": np.full((2,), i, np.int32)} for i in range(40)],
-        sampler=grain.samplers.IndexSampler(40, shard_options=grain.sharding.NoSharding(), shuffle=True, seed=3, num_epochs=1),
+        sampler=grain.samplers.IndexSampler(
+            40, shard_options=grain.sharding.NoSharding(), shuffle=True, seed=3, num_epochs=1
+        ),
         operations=[grain.transforms.Batch(4)],
         worker_count=0,
     )
@@ -101,7 +103,10 @@ def test_a_generator_is_read_once_and_refused_on_resume_mid_stream():
     assert len(list(source)) == 3
     fresh = BatchSource(b for b in batches(3))
     fresh.restore(START)  # nothing read yet: nothing to refuse
-    with pytest.raises(DataResumeError, match=r"one-shot iterator .* cannot be re-read to resume at batch 2 of epoch 0; pass a re-iterable") as err:
+    with pytest.raises(
+        DataResumeError,
+        match=r"one-shot iterator .* cannot be re-read to resume at batch 2 of epoch 0; pass a re-iterable",
+    ) as err:
         BatchSource(b for b in batches(3)).restore({"epoch": 0, "batches": 2, "iterator": None})
     assert "\n" not in str(err.value)
 
@@ -156,7 +161,9 @@ class OpaqueState:
 def test_an_iterator_state_that_is_not_json_is_a_one_line_error_never_a_pickle():
     source = BatchSource(OpaqueState())
     next(source)
-    with pytest.raises(DataError, match=r"get_state\(\) returned a object that is not JSON-able; .*\(pickle is never loaded"):
+    with pytest.raises(
+        DataError, match=r"get_state\(\) returned a object that is not JSON-able; .*\(pickle is never loaded"
+    ):
         source.position()
 
 

@@ -1,0 +1,225 @@
+"""data_pipeline: a loop fed by `emergence.data.Prefetcher` against a hand-written jit loop fed by the same Grain pipeline.
+
+    python bench/data_pipeline.py [--rounds 7] [--batches 48] [--quick]
+
+The data is real files: synthetic 64x64x3 uint8 images written to a `.npy` file and
+read back through a memory map (as a dataset larger than the device would be),
+decoded to float32, shrunk to 16x16 (4x4 mean pooling) and randomly flipped per
+example in a Grain pipeline (`random_map`, seeded), batched by 64, endless. Grain's
+own read threads are off (`ReadOptions(num_threads=0)`), so each loop pays for the
+pipeline where it runs it: the hand-written loop on its own thread, the prefetcher
+on its worker. The step is a jitted MLP classifier (SGD); `--width` sets its device time. On a CPU
+backend XLA is held to one thread (`--xla_cpu_multi_thread_eigen=false`) so the
+"device" and the host do not share every core, as they do not on a GPU.
+
+Cases, each run right next to a run of the baseline, round after round (`paired`):
+  - baseline: `for batch in iter(ds): state, m = step(state, jax.device_put(batch))`,
+    and at K fused steps the same with K batches `np.stack`ed by hand and a hand-written
+    `lax.scan` (what a user writes without emergence);
+  - prefetched: the same jitted step over `Prefetcher(BatchSource(ds), steps_per_call=K)`
+    groups (read, checked, stacked, placed on a worker thread; the loop only dispatches).
+Reported: the median per-round speed ratio prefetched / baseline (target >= 0.95, the
+issue's figure for the Trainer with a Grain pipeline; the Trainer's own loop adds its
+hooks on top, bench/loop_overhead.py), and the share of host time the prefetcher hid
+(`Prefetcher.hidden_share()`: 1 - loop wait / worker host time; target >= 0.80 when
+host time < device time), with the host and device times per call that make the case.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("XLA_FLAGS", "--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1")
+
+import grain  # noqa: E402
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+from _common import Ratio, exit_with, machine, paired, print_table, verdict  # noqa: E402
+
+from emergence.data import BatchSource, Prefetcher, steps_over_batches  # noqa: E402
+from emergence.data.stacking import stack  # noqa: E402
+
+BATCH = 64
+IMAGE = (64, 64, 3)
+POOL = 4
+TARGET_RATIO = 0.95
+TARGET_HIDDEN = 0.80
+
+
+def image_file(directory: Path, count: int) -> np.ndarray:
+    """`count` synthetic images written to a real .npy file and memory-mapped back (read from disk per batch)."""
+    path = directory / "images.npy"
+    rng = np.random.default_rng(0)
+    np.save(path, rng.integers(0, 256, size=(count, *IMAGE), dtype=np.uint8))
+    return np.load(path, mmap_mode="r")
+
+
+def pipeline(images: np.ndarray) -> grain.IterDataset:
+    """Decode, shrink and augment on the host, batch: what a user's Grain pipeline does."""
+
+    def decode(index: int) -> dict[str, np.ndarray]:
+        side = IMAGE[0] // POOL
+        pixels = np.asarray(images[index], np.float32).reshape(side, POOL, side, POOL, 3).mean(axis=(1, 3))
+        return {"image": pixels / 255.0, "label": np.int32(index % 10)}
+
+    def flip(example: dict[str, np.ndarray], rng: np.random.Generator) -> dict[str, np.ndarray]:
+        if rng.random() < 0.5:
+            example = {**example, "image": example["image"][:, ::-1]}
+        return example
+
+    return (
+        grain.MapDataset.source(range(len(images)))
+        .shuffle(seed=0)
+        .map(decode)
+        .random_map(flip, seed=1)
+        .batch(BATCH, drop_remainder=True)
+        .repeat()  # endless: every timed run reads as many batches as it needs
+        .to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
+    )
+
+
+def init_state(width: int) -> dict[str, Any]:
+    keys = jax.random.split(jax.random.key(0), 3)
+    inputs = (IMAGE[0] // POOL) * (IMAGE[1] // POOL) * IMAGE[2]
+    return {
+        "hidden1": jax.random.normal(keys[0], (inputs, width)) / np.sqrt(inputs),
+        "hidden2": jax.random.normal(keys[1], (width, width)) / np.sqrt(width),
+        "out": jax.random.normal(keys[2], (width, 10)) / np.sqrt(width),
+    }
+
+
+def train_step(params: dict[str, Any], batch: dict[str, jax.Array]) -> tuple[dict[str, Any], dict[str, jax.Array]]:
+    """One SGD step of an MLP classifier on the flattened images."""
+
+    def loss_fn(p: dict[str, Any]) -> jax.Array:
+        h = jax.nn.relu(batch["image"].reshape(BATCH, -1) @ p["hidden1"])
+        logits = jax.nn.relu(h @ p["hidden2"]) @ p["out"]
+        return -jnp.mean(jax.nn.log_softmax(logits)[jnp.arange(BATCH), batch["label"]])
+
+    loss, grads = jax.value_and_grad(loss_fn)(params)
+    return jax.tree.map(lambda p, g: p - 0.01 * g, params, grads), {"loss": loss}
+
+
+def hand_loop(ds: grain.IterDataset, step: Any, params: Any, calls: int, k: int) -> float:
+    """What a user writes: read, (stack,) device_put, call; the seconds it takes."""
+    iterator = iter(ds)
+    watch = _Watch()
+    for _ in range(calls):
+        batches = [next(iterator) for _ in range(k)]
+        params, _ = step(params, jax.device_put(batches[0] if k == 1 else stack(batches)))
+    jax.block_until_ready(params)
+    return watch.stop()
+
+
+def prefetched_loop(ds: grain.IterDataset, step: Any, params: Any, calls: int, k: int, hidden: list[float]) -> float:
+    """The same step over `Prefetcher` groups; appends the share of host time it hid to `hidden`."""
+    watch = _Watch()
+    with Prefetcher(BatchSource(ds), steps_per_call=k, max_batches=calls * k) as groups:
+        for group in groups:
+            params, _ = step(params, group.batch)
+        jax.block_until_ready(params)
+        seconds = watch.stop()
+        hidden.append(groups.hidden_share() or 0.0)
+    return seconds
+
+
+class _Watch:
+    def __init__(self) -> None:
+        import time
+
+        self._clock = time.perf_counter
+        self._start = self._clock()
+
+    def stop(self) -> float:
+        return self._clock() - self._start
+
+
+def host_and_device_seconds(ds: grain.IterDataset, step: Any, params: Any, k: int, calls: int = 8) -> tuple[float, float]:
+    """Per call: host seconds to read and stack k batches; device seconds for one call on a ready batch."""
+    iterator = iter(ds)
+    next(iterator)
+    watch = _Watch()
+    for _ in range(calls):
+        batch = stack([next(iterator) for _ in range(k)]) if k > 1 else next(iterator)
+    host = watch.stop() / calls
+    placed = jax.device_put(batch)
+    jax.block_until_ready(step(params, placed))
+    watch = _Watch()
+    for _ in range(calls):
+        params, _ = step(params, placed)
+    jax.block_until_ready(params)
+    return host, watch.stop() / calls
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=7)
+    parser.add_argument("--batches", type=int, default=48, help="batches per timed run")
+    parser.add_argument("--width", type=int, default=3072, help="conv channels: the device time per step")
+    parser.add_argument("--quick", action="store_true", help="3 rounds of 16 batches")
+    args = parser.parse_args()
+    rounds, batches = (3, 16) if args.quick else (args.rounds, args.batches)
+    print(f"machine: {machine()}")
+    rows, verdicts = [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        ds = pipeline(image_file(Path(tmp), count=BATCH * 32))
+        params = init_state(args.width)
+        for k in (1, 8):
+            step = jax.jit(steps_over_batches(train_step, k))
+            calls = max(2, batches // k)
+            host, device = host_and_device_seconds(ds, step, params, k)
+            print(f"K={k}: host {host * 1e3:.1f} ms/call, device {device * 1e3:.1f} ms/call", file=sys.stderr)
+            hidden: list[float] = []
+            pairs = paired(
+                lambda: hand_loop(ds, step, params, calls, k),  # noqa: B023
+                {"prefetched": lambda: prefetched_loop(ds, step, params, calls, k, hidden)},  # noqa: B023
+                rounds,
+            )["prefetched"]
+            ratio = Ratio.of([base for base, _ in pairs], [case for _, case in pairs])
+            share = statistics.median(hidden)
+            verdicts += [verdict(ratio, TARGET_RATIO), "ok" if share >= TARGET_HIDDEN or host > device else "MISS"]
+            rows.append(
+                [
+                    k,
+                    f"{host * 1e3:.1f}",
+                    f"{device * 1e3:.1f}",
+                    f"{statistics.median(b for b, _ in pairs) * 1e3 / calls:.1f}",
+                    f"{statistics.median(c for _, c in pairs) * 1e3 / calls:.1f}",
+                    f"{ratio}",
+                    verdicts[-2],
+                    f"{share:.2f}",
+                    verdicts[-1],
+                ]
+            )
+    print_table(
+        f"Prefetcher vs a hand-written loop on the same Grain pipeline ({rounds} rounds, {batches} batches of {BATCH})",
+        [
+            "K",
+            "host ms/call",
+            "device ms/call",
+            "hand ms/call",
+            "prefetched ms/call",
+            "speed ratio",
+            f">= {TARGET_RATIO}",
+            "host time hidden",
+            f">= {TARGET_HIDDEN}",
+        ],
+        rows,
+        [
+            "speed ratio: hand-written seconds / prefetched seconds, median of per-round pairs ± MAD.",
+            "host time hidden: 1 - (loop's wait on the queue) / (worker's read+stack+transfer time); "
+            "its target applies when host ms/call < device ms/call.",
+        ],
+    )
+    exit_with(verdicts)
+
+
+if __name__ == "__main__":
+    main()

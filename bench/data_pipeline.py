@@ -1,4 +1,4 @@
-"""data_pipeline: a loop fed by `emergence.data.Prefetcher` against a hand-written jit loop fed by the same Grain pipeline.
+"""data_pipeline: a loop fed by `emergence.data.Prefetcher` against a hand-written jit loop on the same Grain pipeline.
 
     python bench/data_pipeline.py [--rounds 7] [--batches 48] [--quick]
 
@@ -141,7 +141,9 @@ class _Watch:
         return self._clock() - self._start
 
 
-def host_and_device_seconds(ds: grain.IterDataset, step: Any, params: Any, k: int, calls: int = 8) -> tuple[float, float]:
+def host_and_device_seconds(
+    ds: grain.IterDataset, step: Any, params: Any, k: int, calls: int = 8
+) -> tuple[float, float]:
     """Per call: host seconds to read and stack k batches; device seconds for one call on a ready batch."""
     iterator = iter(ds)
     next(iterator)

@@ -15,7 +15,7 @@ import jax
 
 
 def steps_over_batches(train_step: Callable, steps: int) -> Callable:
-    """`fn(state, batches) -> (state, metrics)` running `train_step` once per batch of the stack (or once, unstacked)."""
+    """`fn(state, batches) -> (state, metrics)`: `train_step` once per batch of the stack (or once, unstacked)."""
     if steps == 1:
         return train_step
 

@@ -122,7 +122,7 @@ class Prefetcher:
         return item
 
     def hidden_share(self) -> float | None:
-        """The share of the worker's host time the loop did not wait for (1.0: all hidden), once two groups were taken."""
+        """The share of the worker's host time the loop did not wait for (1.0: all hidden), after two groups."""
         if self.groups < 2 or self.host_seconds <= 0:
             return None
         return max(0.0, 1.0 - self.wait_seconds / self.host_seconds)

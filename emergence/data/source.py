@@ -125,9 +125,9 @@ class BatchSource:
             return
         if self.one_shot:
             raise DataResumeError(
-                f"{self.name} is a one-shot iterator ({type(self.data).__name__}), so it cannot be re-read to resume at "
-                f"batch {batches} of epoch {epoch}; pass a re-iterable (a list, a grain.MapDataset, or an object whose "
-                "__iter__ starts over)"
+                f"{self.name} is a one-shot iterator ({type(self.data).__name__}), so it cannot be re-read to resume "
+                f"at batch {batches} of epoch {epoch}; pass a re-iterable (a list, a grain.MapDataset, or an object "
+                "whose __iter__ starts over)"
             )
         self._iterator = self._open(epoch)
         if saved is not None:

@@ -1,4 +1,4 @@
-"""Prefetcher: K batches checked, stacked and put on the device on a worker thread, with the position after each group."""
+"""Prefetcher: K batches checked, stacked and placed on the device on a worker thread, each group with its position."""
 
 from __future__ import annotations
 

@@ -5,12 +5,15 @@
 - `Prefetcher(source, steps_per_call=K)`: groups of K batches checked, stacked and put
   on the device on a worker thread, each with the position after it (prefetch.py);
 - `BatchPlacement(mesh)`: where a batch goes, split along its batch axis on a mesh
-  (placement.py); `steps_over_batches(train_step, K)`: the fused call over a stack (fused.py).
+  (placement.py); `steps_over_batches(train_step, K)`: the fused call over a stack (fused.py);
+- `evaluate_over(eval_call, state, val_data)`: metrics over a whole finite dataset,
+  weighted by batch size (evaluation.py).
 
 docs/your_data.md shows a real dataset through Grain, epochs and resume mid-epoch.
 """
 
 from emergence.data.errors import BatchChangedError, DataError, DataResumeError
+from emergence.data.evaluation import evaluate_over
 from emergence.data.fused import steps_over_batches
 from emergence.data.placement import BatchPlacement
 from emergence.data.prefetch import Prefetcher, Prepared
@@ -26,5 +29,6 @@ __all__ = [
     "Position",
     "Prefetcher",
     "Prepared",
+    "evaluate_over",
     "steps_over_batches",
 ]

@@ -6,6 +6,8 @@
   on the device on a worker thread, each with the position after it (prefetch.py);
 - `BatchPlacement(mesh)`: where a batch goes, split along its batch axis on a mesh
   (placement.py); `steps_over_batches(train_step, K)`: the fused call over a stack (fused.py);
+- `TrainFeed(data, steps_per_call=K, max_epochs=...)`: all of it as a loop sees it: the
+  next call's batches, and a JSON `state_dict()` that resumes exactly (feed.py);
 - `evaluate_over(eval_call, state, val_data)`: metrics over a whole finite dataset,
   weighted by batch size (evaluation.py).
 
@@ -14,6 +16,7 @@ docs/your_data.md shows a real dataset through Grain, epochs and resume mid-epoc
 
 from emergence.data.errors import BatchChangedError, DataError, DataResumeError
 from emergence.data.evaluation import evaluate_over
+from emergence.data.feed import TrainFeed
 from emergence.data.fused import steps_over_batches
 from emergence.data.placement import BatchPlacement
 from emergence.data.prefetch import Prefetcher, Prepared
@@ -29,6 +32,7 @@ __all__ = [
     "Position",
     "Prefetcher",
     "Prepared",
+    "TrainFeed",
     "evaluate_over",
     "steps_over_batches",
 ]

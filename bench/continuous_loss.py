@@ -6,7 +6,7 @@ Each round starts a real training process (this file with `--child`) whose state
 `--mib` MiB and whose calls take about `--call-seconds`, waits for its first durable
 checkpoint, then SIGKILLs it at a random instant 0-4 s later. The work lost is the last
 step the child reported before the kill minus the step of the newest checkpoint that
-verifies afterwards (`newest_valid_checkpoint`), in steps and in seconds of training.
+verifies afterwards (`resolve_checkpoint`), in steps and in seconds of training.
 Modes, interleaved round by round: `continuous` (`CheckpointCallback(continuous=True)`)
 and `periodic` (`every_n_seconds=--interval`, the baseline). Target: continuous loses at
 most 2 saves' duration (a kill lands while the next save is being written, so the newest
@@ -73,7 +73,7 @@ def child(run_dir: str, mode: str, mib: int, interval: float, call_seconds: floa
 
 def one_round(mode: str, args: argparse.Namespace, work: Path, rng: random.Random) -> dict:
     """Start a child, kill it at a random instant after its first durable save; what it lost."""
-    from emergence.checkpoint import newest_valid_checkpoint
+    from emergence.checkpoint import file_ref, resolve_checkpoint
 
     run_dir = work / f"{mode}-{time.monotonic_ns()}"
     child_args = [
@@ -99,7 +99,8 @@ def one_round(mode: str, args: argparse.Namespace, work: Path, rng: random.Rando
             process.send_signal(signal.SIGKILL)
             break
     process.wait()
-    newest = newest_valid_checkpoint([run_dir / "checkpoints"])
+    found = resolve_checkpoint("auto", run_dir=run_dir)
+    newest = file_ref(found) if found is not None else None
     step_seconds = statistics.median(b[1] - a[1] for a, b in zip(steps, steps[1:]))
     lost = steps[-1][0] - (newest.step if newest else 0)
     return {"lost steps": lost, "lost s": lost * step_seconds, "save s": statistics.median(saves)}

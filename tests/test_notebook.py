@@ -22,8 +22,7 @@ import pytest
 
 from emergence import Trainer
 from emergence.callbacks import CheckpointCallback
-from emergence.checkpoint import read_checkpoint
-from emergence.checkpoint.discovery import checkpoint_dirs, newest_valid_checkpoint
+from emergence.checkpoint import checkpoint_dirs_under, newest_valid, read_checkpoint
 from emergence.metrics.csv_sink import read_metrics_csv
 from emergence.platforms.kaggle import kaggle_resume_checkpoint
 from emergence.platforms.kaggle_workflow import verify_output
@@ -97,7 +96,7 @@ def test_resume_search_finds_a_previous_sessions_checkpoints_at_any_depth_and_ch
     _place(saved, nested, "step_5.safetensors", "step_10.safetensors")
     read_only_dir(tmp_path / "kaggle" / "input")
     before = _snapshot(tmp_path / "kaggle" / "input")
-    assert checkpoint_dirs(tmp_path / "kaggle" / "input") == [nested]
+    assert checkpoint_dirs_under(tmp_path / "kaggle" / "input") == [nested]
     found = kaggle_resume_checkpoint(tmp_path / "kaggle")
     assert (found.path, found.kind, found.step) == (nested / "step_10.safetensors", "periodic", 10)
     trainer = _fit(tmp_path / "kaggle" / "working", 15, resume=found.path)
@@ -128,7 +127,7 @@ def test_resume_search_with_nothing_valid_starts_fresh(saved, tmp_path):
     damaged = _place(saved, tmp_path / "damaged", "step_5.safetensors", "step_10.safetensors")
     for path in damaged.iterdir():
         _corrupt(path)
-    assert newest_valid_checkpoint([damaged]) is None
+    assert newest_valid([damaged]) is None
 
 
 # the notebook, executed

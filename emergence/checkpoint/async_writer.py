@@ -87,3 +87,12 @@ def _run_here(job: Callable[[], Any]) -> Future:
     except Exception as err:
         future.set_exception(err)
     return future
+
+
+def writer_from(writer: bool | AsyncCheckpointWriter) -> AsyncCheckpointWriter | None:
+    """The writer a `writer=` argument asks for: a new one for True, none for False, a given one as is."""
+    if isinstance(writer, AsyncCheckpointWriter):
+        return writer
+    if not isinstance(writer, bool):
+        raise ValueError(f"writer must be True, False or an AsyncCheckpointWriter, got {writer!r}")
+    return AsyncCheckpointWriter() if writer else None

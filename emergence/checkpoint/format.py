@@ -328,6 +328,7 @@ def read_checkpoint(path: Path | str) -> CheckpointFile:
         header, data_start = _read_header(path, handle, size)
         manifest, manifest_json, checksum = _manifest(path, header)
         table = {k: v for k, v in header.items() if k != "__metadata__"}
+        _check_size(path, table, size - data_start)
         hasher = _Hasher(table, manifest_json, manifest["format_version"])
         try:
             arrays = _read_verified(path, handle, table, (data_start, size), hasher)
@@ -336,6 +337,20 @@ def read_checkpoint(path: Path | str) -> CheckpointFile:
     if hasher.checksum() != checksum:
         raise _bad(path, "checksum mismatch (corrupt or truncated); delete it or resume from another checkpoint")
     return CheckpointFile(path=path, manifest=manifest, arrays=arrays, checksum=checksum)
+
+
+def _check_size(path: Path, table: dict, data_size: int) -> None:
+    """Refuse a file whose data is not the size its tensor table says, before allocating anything for it.
+
+    A sparse 200 GiB tail behind a valid header would otherwise be a 200 GiB allocation (a
+    `MemoryError`, or the OOM killer) before any check. A malformed table is left to `_arrays`.
+    """
+    try:
+        end = max((int(entry["data_offsets"][1]) for entry in table.values()), default=0)
+    except (KeyError, TypeError, ValueError, IndexError):
+        return
+    if end != data_size:
+        raise _bad(path, f"data is {data_size} bytes, the table says {end} (truncated or corrupt)")
 
 
 def _read_verified(path: Path, handle: BinaryIO, table: dict, span: tuple[int, int], hasher: _Hasher) -> dict:

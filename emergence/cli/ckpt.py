@@ -20,13 +20,15 @@ from tyro.conf import Positional, arg
 from emergence.checkpoint import (
     CheckpointFile,
     CheckpointRef,
+    checkpoint_dir_of,
     list_checkpoints,
     parse_name,
     read_checkpoint,
     read_manifest,
 )
+from emergence.checkpoint.discovery import UNREADABLE
 from emergence.cli.arrays import array_differences, export_arrays, subtree_sizes
-from emergence.cli.paths import checkpoint_dir, existing, load_checkpoint
+from emergence.cli.paths import existing, load_checkpoint
 from emergence.cli.table import format_number, format_table, human_size, local_time
 from emergence.cli.usage import parse
 from emergence.errors import EmergenceError
@@ -36,7 +38,7 @@ INFERENCE = ("params", "batch_stats")  # what a model needs to run: weights, and
 
 
 def _refs(directory: Path) -> tuple[Path, list[CheckpointRef]]:
-    folder = checkpoint_dir(existing(directory))
+    folder = checkpoint_dir_of(existing(directory))
     if not folder.is_dir():
         raise EmergenceError(f"{directory} is a file; pass the directory that holds the checkpoints")
     return folder, list_checkpoints(folder)
@@ -101,7 +103,7 @@ class List:
             if self.verify:
                 return read_checkpoint(ref.path).manifest, "yes"
             return read_manifest(ref.path), "?"
-        except (EmergenceError, OSError) as err:
+        except UNREADABLE as err:
             return {}, f"NO ({str(err).removeprefix(str(ref.path) + ': ')})"
 
 
@@ -194,7 +196,7 @@ class Verify:
         target = existing(self.target)
         paths = [target] if target.is_file() else [r.path for r in _refs(target)[1]]
         if not paths:
-            print(f"no checkpoints in {checkpoint_dir(target)}: nothing verified", file=sys.stderr)
+            print(f"no checkpoints in {checkpoint_dir_of(target)}: nothing verified", file=sys.stderr)
             return 1
         bad = 0
         for path in paths:
@@ -204,11 +206,11 @@ class Verify:
                     f"ok   {path.name} (step {file.manifest['step']}, {file.manifest['kind']}, "
                     f"format v{file.manifest['format_version']} {file.checksum.split(':')[0]})"
                 )
-            except (EmergenceError, OSError) as err:
+            except UNREADABLE as err:
                 bad += 1
                 print(f"BAD  {path.name}: {str(err).removeprefix(str(path) + ': ')}")
         if target.is_dir():
-            self._check_latest(checkpoint_dir(target), paths)
+            self._check_latest(checkpoint_dir_of(target), paths)
         print(f"{len(paths) - bad} ok, {bad} bad")
         return 1 if bad else 0
 

@@ -56,15 +56,16 @@ def kaggle_session_limit(accelerator: str) -> float:
 def kaggle_resume_checkpoint(root: Path | None = None):
     """The checkpoint a Kaggle session should resume from (a `CheckpointRef`), or None to start fresh.
 
-    Looks in `<root>/working/checkpoints` (this session, preferred on a tie) and anywhere
-    under `<root>/input`; `root` defaults to `kaggle_root()`.
+    `resume="auto"` with `<root>/working` as the run dir (its `checkpoints/`, preferred on a
+    tie) and `<root>/input` as a read-only root searched in full; `root` defaults to
+    `kaggle_root()`. The answer is the checkpoint package's one resolver.
     """
-    from emergence.checkpoint.discovery import checkpoint_dirs, newest_valid_checkpoint
+    from emergence.checkpoint.resolve import AUTO, file_ref, resolve_checkpoint
 
     root = Path(root) if root is not None else kaggle_root()
-    working = root / "working" / "checkpoints"
-    directories = [working, *(d for d in checkpoint_dirs(root / "input") if d != working)]
-    found = newest_valid_checkpoint(directories)
-    if found is not None:
-        log.info("resuming from %s (step %d)", found.path, found.step)
-    return found
+    found = resolve_checkpoint(AUTO, run_dir=root / "working", roots=[root / "input"])
+    if found is None:
+        return None
+    ref = file_ref(found)
+    log.info("resuming from %s (step %d)", ref.path, ref.step)
+    return ref

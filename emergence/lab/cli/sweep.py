@@ -92,4 +92,4 @@ def main(argv: list[str]) -> int:
     )
     written = write_report(Path(trainer.run_dir))
     print(f"report: {', '.join(str(path) for path in written)}", flush=True)
-    return 0
+    return trainer.exit_code

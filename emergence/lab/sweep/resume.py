@@ -5,7 +5,7 @@ Checked before anything is written or compiled, by `emergence sweep` and the not
 
 from __future__ import annotations
 
-from emergence.checkpoint import newest_valid_checkpoint, read_manifest, resolve_resume
+from emergence.checkpoint import resolve_checkpoint
 from emergence.errors import UsageError
 from emergence.lab.config import LabConfig
 from emergence.lab.run import resume_source, run_dir
@@ -14,16 +14,10 @@ from emergence.lab.run import resume_source, run_dir
 def check_resume(config: LabConfig, platform: str, wanted: dict) -> None:
     """Refuse, in one line and before anything is written, to resume a checkpoint of another sweep or a single run."""
     source = resume_source(config, platform)
-    if source is None:
+    file = resolve_checkpoint(source, run_dir=run_dir(config, platform))
+    if file is None:
         return
-    if source == "auto":
-        ref = newest_valid_checkpoint([run_dir(config, platform) / "checkpoints"])
-        if ref is None:
-            return
-        path, saved = ref.path, read_manifest(ref.path)["config"]
-    else:
-        file = resolve_resume(source)
-        path, saved = file.path, file.manifest["config"]
+    path, saved = file.path, file.manifest["config"]
     if "sweep" not in saved:
         raise UsageError(
             f"{path} is a single run's checkpoint, not a sweep's; use another --train.run-dir "

@@ -52,7 +52,9 @@ class _Failed:
     error: BaseException
 
 
-_END = object()
+@dataclass(frozen=True)
+class _Ended:
+    position: Position  # the source's, once it had nothing more to give: past the last epoch
 
 
 class Prefetcher:
@@ -111,11 +113,12 @@ class Prefetcher:
         item = self._queue.get()
         if self.groups:  # the first group's wait is the pipeline's start, hidden by nothing
             self.wait_seconds += time.perf_counter() - started
-        if item is _END or isinstance(item, _Failed):
+        if isinstance(item, (_Ended, _Failed)):
             self._done = True
             self.close()
             if isinstance(item, _Failed):
                 raise item.error
+            self.position = item.position
             raise StopIteration
         self.groups += 1
         self.position = item.position
@@ -162,7 +165,7 @@ class Prefetcher:
                     self._left -= group.steps
                 if group.steps < want:  # the data ended inside this group
                     break
-            self._put(_END)
+            self._put(_Ended(self.source.position()))
         except BaseException as err:  # surfaced on the loop thread by __next__
             self._put(_Failed(err))
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import jax
 
-from emergence.checkpoint import CheckpointFile, resolve_resume
 from emergence.checkpoint.manifest import check_config
+from emergence.checkpoint.resolve import resolve_checkpoint
 from emergence.checkpoint.restore import restore_state
 from emergence.task import task_config
 
@@ -31,14 +31,9 @@ def load_state(task: Any, path: str | os.PathLike, *, force_resume: bool = False
     the task's state name the leaf and both shapes (`IncompatibleCheckpointError`); a
     changed structural config key is refused unless `force_resume`.
     """
-    file = _checkpoint_at(Path(path))
+    file = resolve_checkpoint(Path(path))  # the one answer to "which checkpoint does this path mean"
     check_config(
         file.manifest.get("config", {}), task_config(task), set(getattr(task, "structural_keys", ())), force_resume
     )
     fresh = task.init_state(jax.random.key(0))  # the tree, shapes and placement the saved arrays go into
     return restore_state(fresh, file)
-
-
-def _checkpoint_at(path: Path) -> CheckpointFile:
-    inside = path / "checkpoints"
-    return resolve_resume(inside if path.is_dir() and inside.is_dir() else path)

@@ -571,6 +571,11 @@ class Trainer:
         `rng`, a flax `key` field, NNX `Rngs`; see `fold_rng`), so the steps after do not
         repeat. Returns the ref restored.
         """
+        if self._state is None or self.checkpoints is None:
+            raise ValueError(
+                "restore_checkpoint replaces the state of a run in fit(); to load a checkpoint for inference, "
+                "use emergence.load_state(task, path)"
+            )
         self._state, restored = self.checkpoints.restore(self._state, ref, fold_in=fold_in)
         self._report_durable()
         return restored

@@ -55,3 +55,9 @@ def test_load_state_says_what_is_wrong_in_one_line(tmp_path):
     with pytest.raises((IncompatibleCheckpointError, ConfigMismatchError)) as err:
         emergence.load_state(toy_task(hidden=(16,)), path)
     assert "\n" not in str(err.value)
+
+
+def test_restore_checkpoint_before_fit_points_to_load_state(tmp_path):
+    _, path = trained_checkpoint(tmp_path / "run", toy_task())
+    with pytest.raises(ValueError, match=r"to load a checkpoint for inference, use emergence.load_state\(task, path\)"):
+        emergence.Trainer(toy_task(), run_dir=tmp_path / "other").restore_checkpoint(path)

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import chex
 import jax
 import jax.numpy as jnp
@@ -82,3 +87,27 @@ def test_a_train_step_that_breaks_the_contract_fails_before_the_first_call_in_on
 def test_max_epochs_without_train_data_says_what_to_pass(tmp_path):
     with pytest.raises(ValueError, match=r"max_epochs counts passes over train_data; pass fit\(task, train_data=...\)"):
         Trainer(max_epochs=1, run_dir=tmp_path).fit(MeanTask())
+
+
+CHILD = """
+import chex, numpy as np
+from emergence import Trainer
+from tests.test_fit_with_data import MeanTask, batches
+one = Trainer(max_epochs=2, steps_per_call=2, run_dir="one", resume=None).fit(MeanTask(), train_data=batches())
+trainer = Trainer(max_epochs=2, steps_per_call=2, run_dir="all", resume=None, devices="all")
+many = trainer.fit(MeanTask(), train_data=batches())
+assert len(trainer.parallel.devices) == 4 and trainer.step == 10
+chex.assert_trees_all_close(np.asarray(many.params["m"]), np.asarray(one.params["m"]), rtol=1e-6)
+print("devices ok")
+"""
+
+
+def test_with_devices_all_each_batch_is_split_over_the_mesh_and_trains_as_on_one_device(tmp_path):
+    repo = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
+    env["PYTHONPATH"] = str(repo)
+    done = subprocess.run(
+        [sys.executable, "-c", CHILD], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=180
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "devices ok" in done.stdout

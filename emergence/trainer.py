@@ -10,6 +10,7 @@ all of a call's hooks, the checkpoint that ends a run is written once, from the 
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
@@ -17,6 +18,7 @@ from typing import Any, Literal, NamedTuple
 import jax
 
 from emergence.callbacks.base import EVERY_CALL, Callback, Metrics, hook_table, overrides
+from emergence.callbacks.progress import RichProgressCallback
 from emergence.calls import CallTracker
 from emergence.checkpoint import AnyOf, CheckpointManager, CheckpointRef, Durable, SavePolicy
 from emergence.checkpoint.async_writer import AsyncCheckpointWriter
@@ -33,7 +35,7 @@ from emergence.parallel.mesh import DataParallel, Devices
 from emergence.parallel.process_zero import writes_outputs
 from emergence.parallel.stops import Stops
 from emergence.platforms.detect import platform_name
-from emergence.platforms.process import jax_devices
+from emergence.platforms.process import in_ipython_kernel, jax_devices
 from emergence.schedule import Every
 from emergence.state import TrainState
 from emergence.stop import StopReason, as_stop_reason
@@ -105,6 +107,9 @@ class Trainer:
             one-axis mesh as the task's optional `state_sharding(mesh, state)` says (else
             replicated) after init or restore; see `emergence.parallel`. Checkpoints are
             written gathered and resume onto any device count.
+        progress: add a `RichProgressCallback` unless the list has one: `"auto"` (default)
+            where a person watches (stdout a terminal, or a notebook kernel), as Keras'
+            `verbose="auto"` does; True also in a log (a plain line a minute); False never.
 
     `last_save_seconds` is how long the last durable save took from snapshot to durable
     file (what the same save costs written synchronously), set before its
@@ -135,6 +140,7 @@ class Trainer:
         async_checkpoint: bool | AsyncCheckpointWriter = True,
         devices: Devices | None = None,
         max_epochs: int | None = None,
+        progress: bool | Literal["auto"] = "auto",
     ) -> None:
         if isinstance(task, (list, tuple)):
             raise TypeError("Trainer's first argument is the task; pass the callback list as callbacks=[...]")
@@ -147,7 +153,7 @@ class Trainer:
             _check_positive(max_epochs=max_epochs)
         self.max_epochs = max_epochs
         self.task: Task | None = None
-        self.callbacks = list(callbacks)
+        self.callbacks = with_default_progress(list(callbacks), progress)
         self.max_steps = max_steps
         self.steps_per_call = steps_per_call
         self._run_dir_given = run_dir is not None
@@ -654,3 +660,14 @@ def _check_positive(**values: int) -> None:
     for name, value in values.items():
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
+
+def with_default_progress(callbacks: list[Callback], progress: bool | Literal["auto"]) -> list[Callback]:
+    """`callbacks`, with a progress display appended when `progress` asks for one and none is there."""
+    if progress not in (True, False, "auto"):
+        raise ValueError(f"progress must be True, False or 'auto', got {progress!r}")
+    if progress is False or any(isinstance(cb, RichProgressCallback) for cb in callbacks):
+        return callbacks
+    if progress == "auto" and not (sys.stdout.isatty() or in_ipython_kernel()):
+        return callbacks
+    return [*callbacks, RichProgressCallback()]

@@ -31,13 +31,12 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-from emergence.callbacks.base import Callback, Metrics
+from emergence.callbacks.base import Callback, Metrics, Trainer  # Trainer = Any: the Trainer imports this module
 from emergence.metrics.console_sink import format_values
 from emergence.schedule import check_interval
 
 if TYPE_CHECKING:
     from emergence.checkpoint import CheckpointRef
-    from emergence.trainer import Trainer
 
 RATE_SAMPLES = 30
 BAR_WIDTH = 40

@@ -23,7 +23,7 @@ import socket
 import time
 from pathlib import Path
 
-from emergence.errors import RunDirLockedError
+from emergence.errors import RunDirError, RunDirLockedError
 from emergence.log import get_logger
 
 log = get_logger("emergence.checkpoint")
@@ -67,7 +67,13 @@ class RunDirLock:
         if self._fd is not None:
             return self
         flags = os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-        fd = os.open(self.path, flags, 0o644)
+        try:
+            fd = os.open(self.path, flags, 0o644)
+        except OSError as err:
+            raise RunDirError(
+                f"cannot open the run dir's lock file {self.path} ({err.strerror or err}); it must be a plain file "
+                f"(remove it if it is a link), or pass another run dir"
+            ) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -31,7 +31,7 @@ from tests.scripts.driver import COMPILE_CACHE, REPO
 
 NOTEBOOK = REPO / "notebooks" / "kaggle_training.ipynb"
 KERNEL = "alice/emergence-training"
-"""The kernel's id: its previous output is the one input a session resumes from (`input/<slug>` or `input/notebooks/...`)."""
+"""The kernel id: its previous output is the one input a session resumes from (`input/<slug>`)."""
 ENV_STEPS_PER_UPDATE = 8  # num_envs 2 x rollout_len 4
 TINY = {
     "num_envs": 2,

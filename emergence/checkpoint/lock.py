@@ -36,7 +36,11 @@ _warned_without_flock: set[str] = set()
 
 def holder_info() -> dict[str, object]:
     """What the lock file says about its holder: this process's pid, host and start time."""
-    return {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+    return {
+        "pid": os.getpid(),
+        "host": socket.gethostname(),
+        "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
 
 
 def describe_holder(path: Path) -> str:

@@ -106,7 +106,7 @@ class CheckpointManager:
 
     @property
     def run_id(self) -> str | None:
-        """This run's id (`lineage.py`): set by `find_resume` (carried from the file resumed, or new), or the first save."""
+        """This run's id (`lineage.py`): set by `find_resume` (carried from the file resumed, or new) or a save."""
         return self._inventory.run_id
 
     @run_id.setter
@@ -152,7 +152,7 @@ class CheckpointManager:
         return self
 
     def close(self) -> None:
-        """Wait for the write in flight (its failure is logged, not raised), stop the writer thread, release the lock."""
+        """Wait for the write in flight (a failure is logged, not raised), stop the writer thread, release the lock."""
         try:
             self._pending.close()
         finally:

@@ -61,7 +61,7 @@ def kaggle_session_limit(accelerator: str) -> float:
 
 
 def own_inputs(kernel: str, root: Path | None = None) -> list[Path]:
-    """Where Kaggle mounts kernel `owner/slug`'s output as an input: `input/<slug>` or `input/notebooks/<owner>/<slug>`."""
+    """Where Kaggle mounts kernel `owner/slug`'s output: `input/<slug>` or `input/notebooks/<owner>/<slug>`."""
     parts = str(kernel).split("/")
     if len(parts) != 2 or not all(_PLAIN.fullmatch(part) for part in parts):
         raise UsageError(

@@ -1,4 +1,4 @@
-"""Lineage: rotation and `auto` count only this run's files; a foreign run's file is never deleted or silently resumed."""
+"""Lineage: rotation and `auto` count only this run's files; another run's file is never deleted or silently resumed."""
 
 from __future__ import annotations
 

@@ -59,9 +59,7 @@ def test_without_a_working_flock_it_warns_once_goes_on_and_leaves_temp_files(tmp
     assert temp.exists()  # may be another writer's save in flight: not ours to delete
 
 
-def test_a_lock_file_that_is_a_symlink_is_never_followed(tmp_path):
-    victim = tmp_path / "victim.txt"
-    victim.write_text("keep me")
+def test_a_lock_file_that_is_a_symlink_is_never_followed(tmp_path, victim):
     run_dir = tmp_path / "run"
     run_dir.mkdir()
     (run_dir / "run.lock").symlink_to(victim)

@@ -8,9 +8,7 @@ from emergence.checkpoint import CheckpointManager, CheckpointRef, KeepLastN, de
 from emergence.checkpoint.atomic import remove_stale_temp_files
 
 
-def test_a_ref_whose_name_is_not_its_kind_and_step_deletes_nothing(tmp_path):
-    victim = tmp_path / "victim"
-    victim.write_text("keep me")
+def test_a_ref_whose_name_is_not_its_kind_and_step_deletes_nothing(tmp_path, victim):
     folder = tmp_path / "run" / "checkpoints"
     folder.mkdir(parents=True)
     for name in (str(victim), "../../victim"):  # a best list's name, read from a manifest
@@ -37,9 +35,7 @@ def test_symlinks_out_of_the_checkpoint_dir_are_never_listed_read_or_rotated(tmp
     assert [r.step for r in list_checkpoints(folder)] == [3]
 
 
-def test_temp_cleanup_removes_links_never_their_targets_and_skips_folders(tmp_path):
-    victim = tmp_path / "victim"
-    victim.write_text("keep me")
+def test_temp_cleanup_removes_links_never_their_targets_and_skips_folders(tmp_path, victim):
     folder = tmp_path / "checkpoints"
     folder.mkdir()
     (folder / ".tmp-step_1.safetensors.1.00").symlink_to(victim)

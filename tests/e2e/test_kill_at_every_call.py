@@ -85,7 +85,9 @@ def test_the_trace_covers_every_call_of_the_save_rotation_and_final_link_paths(b
     assert "link step_5.safetensors" in calls and "unlink step_1.safetensors" in calls
 
 
-@pytest.mark.parametrize("call", ["replace .tmp-step_3.safetensors", "unlink step_1.safetensors", "link step_5.safetensors"])
+@pytest.mark.parametrize(
+    "call", ["replace .tmp-step_3.safetensors", "unlink step_1.safetensors", "link step_5.safetensors"]
+)
 def test_a_kill_at_a_save_rotation_or_link_call_loses_nothing_valid(base, tmp_path, call):
     base_dir, calls = base
     _kill_and_check(base_dir, tmp_path, calls.index(call) + 1)

@@ -357,6 +357,8 @@ class CheckpointManager:
         self.resumed_from = file_ref(file)
         if file.path.parent.resolve() == self.directory.resolve():
             self._inventory.record(self.resumed_from, file.manifest)
+            # a final at the resumed periodic file's step may be its hard link (a kill during the linked final)
+            self._pending.last_written = (Durable(self.resumed_from, 0.0), _content_key(file.manifest))
         log.info("resumed from %s (step %d)", file.path, self.resumed_from.step)
         return file
 

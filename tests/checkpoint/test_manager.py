@@ -173,6 +173,18 @@ def test_a_final_at_the_step_of_the_last_periodic_file_is_its_hard_link(tmp_path
     assert (latest["name"], latest["reason"]) == ("final_step_10.safetensors", "max_steps")
 
 
+def test_a_final_at_the_step_of_the_periodic_file_resumed_is_its_hard_link(tmp_path):
+    """A kill between step_10 and its linked final: the next session's final is still the link."""
+    same = {"callbacks": {"cb": {"n": 1}}, "metrics": {"loss": 0.5}}
+    with CheckpointManager(tmp_path, writer=False) as first:
+        first.find_resume(None)
+        periodic = first.save(10, _state(), **same)
+    with CheckpointManager(tmp_path, writer=False) as again:
+        assert again.find_resume("auto").path == periodic.path and again.poll() == []
+        final = again.save(10, _state(), kind="final", reason="max_steps", **same)
+    assert final.path.stat().st_ino == periodic.path.stat().st_ino
+
+
 def test_a_final_holding_other_state_is_written_in_full(tmp_path):
     manager = CheckpointManager(tmp_path, writer=False).open()
     periodic = manager.save(10, _state(), callbacks={"cb": {"n": 1}})

@@ -5,7 +5,10 @@ Orbax's `CheckpointManager` is the model (`checkpoint_manager.py`: `should_save`
 (`save_policy.py`), "what to keep" a list of keep policies (`keep_policy.py`), and this
 object owns the rest: the background writer and the one save in flight, the linked-final
 rule, `latest.json`, rotation by validity (`rotation.py`), resume lookup through the one
-resolver (`resolve.py`) and restore.
+resolver (`resolve.py`) and restore. It is also the run dir's one owner: `open()` takes the
+run-dir lock (`lock.py`), `find_resume` fixes the run's lineage (`lineage.py`: which files
+rotation and `"auto"` count) and refuses a fresh start in a used run dir unless told to
+move the old outputs aside (`fresh_start.py`).
 
 It fires no hooks and knows nothing of the Trainer or callbacks. A save made durable
 (synchronously, or on the writer thread) is reported back as a `Durable` by `poll()`,

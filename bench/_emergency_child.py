@@ -3,7 +3,7 @@
     python bench/_emergency_child.py DIR SIGNALS --state-mb MB --work-seconds S [--plain-every K]
 
 Each round is a fresh `fit()` of the toy task (each step also does S seconds of device
-work; `--state-mb` MB of ballast in the state) with `SignalCheckpointCallback(exit_process=False)`,
+work; `--state-mb` MB of ballast in the state) with `SignalCheckpointCallback()`,
 writing under `DIR/round<i>`. As the round starts (`on_fit_start`: device idle) it times
 a plain save of the state every K rounds: `flatten_to_host` + `write_checkpoint` of the
 same file format, the baseline. After the first call is dispatched it prints `armed`;
@@ -78,7 +78,7 @@ def main() -> None:
     probe = Probe(args.plain_every)
     trainer = Trainer(
         task,
-        [probe, SignalCheckpointCallback(exit_process=False)],
+        [probe, SignalCheckpointCallback()],
         max_steps=None,
         run_dir=Path(args.dir) / "round0",
         resume=None,

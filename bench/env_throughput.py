@@ -103,7 +103,7 @@ def trainer_runner(task: PPOTask, calls: int, run_dir: str) -> Callable[[], floa
     callbacks = [
         window,
         CheckpointCallback(every_n_seconds=300.0, save_final=False),
-        SignalCheckpointCallback(exit_process=False),
+        SignalCheckpointCallback(),
         TimeBudgetCallback(max_duration=12 * 3600.0),
         window.opener,
     ]

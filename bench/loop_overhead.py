@@ -69,7 +69,7 @@ EVERYTHING = ["CheckpointCallback", *SURVIVAL]
 
 def _make(name: str, cls: type, log_every: int) -> Callback:
     if name == "SignalCheckpointCallback":
-        return cls(exit_process=False)
+        return cls()
     if name == "TimeBudgetCallback":
         return cls(max_duration=HOURS_12)
     if name == "LogThrottleCallback":

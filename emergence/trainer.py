@@ -1,42 +1,28 @@
-"""The Trainer: runs jitted train steps, fires hooks, honours stop requests, resumes.
+"""The Trainer: runs jitted train steps, fires the hooks that are due, carries out requests, resumes.
 
 The loop stays plain: one jitted call (of `steps_per_call` fused steps) per iteration,
-then the hooks some callback overrides. Everything that keeps a run alive lives in
-callbacks; the one way anything writes a checkpoint is `Trainer.save_checkpoint`.
+then the hooks that are due, then one save point. Callbacks ask (`request_save`,
+`request_stop`), the Trainer decides: requests are carried out at the save point after
+all of a call's hooks, the checkpoint that ends a run is written once, from the stop
+(`StopReason`), and the exit code is the Trainer's (`exit_code`).
 """
 
 from __future__ import annotations
 
-import json
 import os
-import tempfile
-import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import jax
 
-from emergence.callbacks.base import Callback, Metrics, hook_table
+from emergence.callbacks.base import EVERY_CALL, Callback, Metrics, hook_table, overrides
 from emergence.calls import CallTracker
-from emergence.checkpoint import (
-    CheckpointFile,
-    CheckpointRef,
-    checkpoint_name,
-    flatten_to_host,
-    load_newest_valid,
-    read_checkpoint,
-    read_manifest,
-    resolve_resume,
-)
+from emergence.checkpoint import AnyOf, CheckpointManager, CheckpointRef, Durable, SavePolicy
 from emergence.checkpoint.async_writer import AsyncCheckpointWriter
-from emergence.checkpoint.atomic import remove_stale_temp_files
-from emergence.checkpoint.durable import write_durably
-from emergence.checkpoint.finite import NonFiniteStateError, non_finite_leaves, refusal
-from emergence.checkpoint.manifest import build_manifest, check_config
-from emergence.checkpoint.restore import host_metrics, restore_state
-from emergence.checkpoint.tree import check_storable, fold_rng
-from emergence.errors import CheckpointNotFoundError, CheckpointWriteError, EmergenceError, RunDirError
+from emergence.checkpoint.manifest import check_config
+from emergence.checkpoint.restore import host_metrics
+from emergence.checkpoint.tree import check_storable
 from emergence.log import get_logger
 from emergence.parallel.mesh import DataParallel, Devices
 from emergence.parallel.process_zero import writes_outputs
@@ -45,6 +31,7 @@ from emergence.platforms.detect import platform_name
 from emergence.platforms.process import jax_devices
 from emergence.schedule import Every
 from emergence.state import TrainState
+from emergence.stop import StopReason, as_stop_reason
 from emergence.task import Task, task_config, task_name
 
 log = get_logger("emergence.trainer")
@@ -52,6 +39,14 @@ log = get_logger("emergence.trainer")
 Resume = Literal["auto"] | str | os.PathLike | None
 
 ASYNC_KINDS = ("periodic", "best")
+
+
+class SaveRequest(NamedTuple):
+    """A save a callback asked for, carried out at the next save point."""
+
+    kind: str
+    reason: str | None
+    metrics: dict[str, float] | None
 
 
 def _jit_donating(fn: Callable) -> Callable:
@@ -109,18 +104,14 @@ class Trainer:
     file (what the same save costs written synchronously), set before its
     `on_save_checkpoint` fires: the figure a time budget needs for the final save.
 
-    `stops` is where callbacks propose a stop and read the agreed one (`Stops`): at once on
-    one process; under `jax.distributed` (`jax.process_count() > 1`, checked once as `fit()`
-    starts) agreed every few calls before the call's hooks, so every process stops (and
-    saves) at the same step; emergency and final saves end with a barrier once process 0's
-    file is durable. `calls` tracks the train calls in flight (`CallTracker`) for the
-    callbacks that need call completion or timing; it is fed only when one `watch()`es it.
-
-    Fields callbacks publish for others (the Trainer owns them, resets them at each
-    `fit()` and never reads them): `logged_metrics` and `logged_step` (the values a metrics
-    logger last wrote, and their step), `time_left` (seconds before a time budget's
-    deadline, as of the last call boundary), `rollbacks` (a divergence guard's rollbacks,
-    this session's and earlier ones). None/empty until someone writes them.
+    `request_stop` proposes a stop to `stops` (`Stops`): agreed at once on one process;
+    under `jax.distributed` (`jax.process_count() > 1`, checked once as `fit()` starts)
+    agreed every few calls before the call's hooks, so every process stops (and saves) at
+    the same step; emergency and final saves end with a barrier once process 0's file is
+    durable. `stop_reason` is the agreed `StopReason`, `exit_code` (once `fit()` ended)
+    what the process should exit with. `calls` tracks the train calls in flight
+    (`CallTracker`) for the callbacks that need call completion or timing; it is fed when
+    a hook is due and one `watch()`es it. `summary()` merges what callbacks publish.
     """
 
     def __init__(
@@ -156,8 +147,11 @@ class Trainer:
         self.eval_every_n_steps = eval_every_n_steps
         self.force_resume = force_resume
         self._writer = _writer(async_checkpoint)
+        self.checkpoints: CheckpointManager | None = None
         self.parallel = None if devices is None else DataParallel(devices)
         self._hooks = hook_table(self.callbacks)
+        self._call_end = [(cb, cb.on_train_call_end) for cb in self.callbacks if overrides(cb, "on_train_call_end")]
+        self._publishers = [cb for cb in self.callbacks if overrides(cb, "summary")]
         self._calls: dict[int, Callable] = {}
         self._platform: dict[str, Any] | None = None
         self._eval_call: Callable | None = None
@@ -171,20 +165,22 @@ class Trainer:
         self._state: TrainState | None = None
         self._step = 0
         self.fit_start_step = 0
-        self._stop_reason: str | None = None
+        self._stop: StopReason | None = None
+        self.exit_code: int | None = None
+        self._requests: list[SaveRequest] = []
+        self._ending = False
+        self._due_at: list[float] = [EVERY_CALL] * len(self._call_end)
+        self._next_due: float = EVERY_CALL
         self.last_metrics: Metrics = {}
         self.last_eval_metrics: Metrics = {}
         self.last_checkpoint: CheckpointRef | None = None
         self.last_save_seconds: float | None = None
         self.resumed_from: CheckpointRef | None = None
         self.fitting = False
-        self._saves_async = False
-        self.stops = Stops(on_agreed=self.request_stop)
+        self._in_loop = False
+        self._save_due: float = float("inf")
+        self.stops = Stops(on_agreed=self._stopped)
         self.calls = CallTracker()
-        self.logged_metrics: dict[str, float] = {}
-        self.logged_step: int | None = None
-        self.time_left: float | None = None
-        self.rollbacks: list[dict[str, int]] = []
 
     def _bind(self, task: Task) -> None:
         """Make `task` the one this trainer trains (checked as the constructor or `fit` receives it)."""
@@ -215,9 +211,9 @@ class Trainer:
         return self._step
 
     @property
-    def stop_reason(self) -> str | None:
-        """Why training stopped (or was asked to stop), once it has."""
-        return self._stop_reason
+    def stop_reason(self) -> StopReason | None:
+        """Why training stopped (or the agreed stop it is stopping for), once there is one."""
+        return self._stop
 
     @property
     def checkpoint_dir(self) -> Path:
@@ -226,45 +222,99 @@ class Trainer:
             raise ValueError("the run dir is not known before the task: pass run_dir= to Trainer, or a task first")
         return self.run_dir / "checkpoints"
 
-    def request_stop(self, reason: str) -> None:
-        """Stop at the next call boundary; the first reason given wins."""
-        if self._stop_reason is None:
-            self._stop_reason = reason
+    def request_stop(self, reason: StopReason | str, *, any_process: bool = False) -> None:
+        """Ask the run to stop at the next call boundary (a string names a `user` stop); the first agreed stop wins.
+
+        Only sets attributes: safe from a signal handler. Under `jax.distributed` the stop
+        is agreed across processes first (`trainer.stops`): `any_process=True` for
+        something one process sees (a signal), else process 0's request counts.
+        """
+        self.stops.propose(as_stop_reason(reason), any_process=any_process)
+
+    def request_save(
+        self,
+        kind: str,
+        reason: str | None = None,
+        *,
+        metrics: dict[str, float] | None = None,
+    ) -> None:
+        """Ask for a `periodic` or `best` checkpoint of this step, written at the save point after this call's hooks.
+
+        `metrics` join the manifest's (a `best` file is ranked by them). What is kept is the
+        checkpoint manager's business (`Callback.keep_policies`); the checkpoint that ends the
+        run is not requested: the Trainer writes it from the stop (`Callback.saves_on_stop`).
+        """
+        if kind not in ASYNC_KINDS:
+            raise ValueError(
+                f"request_save takes 'periodic' or 'best', got {kind!r}; the final or emergency checkpoint is "
+                f"the Trainer's, written at the stop for callbacks whose saves_on_stop names its kind"
+            )
+        self._requests.append(SaveRequest(kind, reason, metrics))
+
+    def summary(self) -> dict[str, Any]:
+        """What the callbacks publish (each one's `summary()`, merged in list order): the one channel between them."""
+        merged: dict[str, Any] = {}
+        for callback in self._publishers:
+            merged.update(callback.summary())
+        return merged
 
     def fit(self, task: Task | None = None) -> TrainState:
-        """Train `task` (or the one given to the constructor) until `max_steps` or a stop; return the final state."""
+        """Train `task` (or the one given to the constructor) until `max_steps` or a stop; return the final state.
+
+        The flow, in the order it is stated here and in `_train_loop` (do not reorder: the
+        outcome must not depend on the order of the callback list):
+        setup → state (fresh or resumed) → on_fit_start → save point → the loop (per call:
+        step, agree on stops, due `on_train_call_end` hooks, evaluation, save point) → the
+        stop → the end checkpoint (final or emergency, from the stop) → on_fit_end →
+        teardown. An exception anywhere becomes an `exception` stop: on_exception, the
+        emergency checkpoint, on_fit_end, teardown, and the exception is re-raised.
+        `exit_code` is set from the stop (0 clean, 128 + signum, 1): a script or the CLI
+        applies it; `fit()` itself never exits the process.
+        """
         self._bind(self._task_for_fit(task))
         self._reset_run_state()
         if jax.process_count() > 1:
-            self.stops = Stops(jax.process_count(), on_agreed=self.request_stop)
+            self.stops = Stops(jax.process_count(), on_agreed=self._stopped)
         self._warn_if_unstoppable()
-        self._prepare_run_dir()
+        self.checkpoints = self._checkpoint_manager().open()  # fails fast if the run dir cannot be written
         self.fitting = True
         try:
             self._fire("setup")
             self._state = self._initial_state()
             self.fit_start_step = self._step
+            self.checkpoints.start(self._step)
             if self._evaluation is not None:
                 self._evaluation.done(self._step)
-            self._saves_async = self._writer is not None
+            self._in_loop = True
             self._fire("on_fit_start")
+            self._save_point()
             self._train_loop()
-            self._saves_async = False
-            self._raise_pending_save_failure()
+            self._in_loop = False
+            self.checkpoints.wait_until_finished()
+            self._report_durable()
+            self._end_checkpoint()
         except BaseException as exc:
-            self._settle_pending_save_quietly()
-            self.request_stop(f"exception:{type(exc).__name__}")
+            self._in_loop = False
+            self._settle_quietly()
+            failed_at_end = self._ending  # the end checkpoint itself failed: the stop stays what it was
+            if not failed_at_end:
+                self._stop = StopReason.of_exception(exc)
             self._fire("on_exception", exc)
-            self._fire("on_fit_end", self._stop_reason)
+            if not failed_at_end:
+                self._end_checkpoint_quietly()
+            self._fire("on_fit_end", self._stop)
+            self.exit_code = 1
             raise
         else:
-            self._fire("on_fit_end", self._stop_reason)
+            self._fire("on_fit_end", self._stop)
+            self.exit_code = self._stop.exit_code
         finally:
             self.fitting = False
-            if self._writer is not None:
-                self._settle_pending_save_quietly()
-                self._writer.close()
+            self._settle_quietly()
+            self.checkpoints.close()
             self._fire("teardown")
+            if self._stop is not None and self._stop.kind == "signal":
+                log.info("stopped by %s: fit() returns, exit code %d (trainer.exit_code)", self._stop, self.exit_code)
         return self._state
 
     def _warn_if_unstoppable(self) -> None:
@@ -275,24 +325,109 @@ class Trainer:
                 "and SignalCheckpointCallback do): it trains until killed; set max_steps or add one"
             )
 
+    def _stopped(self, reason: StopReason) -> None:
+        """The agreed stop (from `stops`): the loop dispatches no call after this; the first one wins."""
+        if self._stop is None:
+            self._stop = reason
+
     def _train_loop(self) -> None:
         end = self.max_steps
-        while self._stop_reason is None and (end is None or self._step < end):
+        while self._stop is None and (end is None or self._step < end):
             steps = self.steps_per_call if end is None else min(self.steps_per_call, end - self._step)
             self._state, metrics = self._call(steps)(self._state)
             self._step += steps
             self.last_metrics = metrics
-            if self.calls.watched:
-                self.calls.dispatched(self._step, steps, metrics)
-            if self._saves_async and self._writer.ready:
-                self._raise_pending_save_failure()
-            self.stops.call_ended(last=end is not None and self._step >= end)
-            for hook in self._hooks["on_train_call_end"]:
-                hook(self, metrics)
-            if self._evaluation is not None and self._evaluation.due_by_steps(self._step):
+            # One call's end, in this order; do not reorder (see `fit`): every hook of the call has
+            # run before anything is saved, so what a checkpoint holds does not depend on the list order.
+            self.stops.call_ended(last=end is not None and self._step >= end)  # 1. agree on a stop
+            if self._step >= self._next_due:  # 2. the hooks that are due (one comparison until then)
+                self._call_end_hooks(steps, metrics)
+            if self._evaluation is not None and self._evaluation.due_by_steps(self._step):  # 3. evaluation
                 self.evaluate()
                 self._evaluation.done(self._step)
-        self.request_stop("max_steps")
+                self._refresh_due()
+            if self._requests or self._step >= self._save_due:  # 4. the save point (one comparison until due)
+                self._save_point()
+        self._stopped(StopReason("max_steps"))
+
+    def _call_end_hooks(self, steps: int, metrics: Metrics) -> None:
+        """`on_train_call_end` of each callback whose `next_due()` step is reached; then the nearest next one."""
+        if self.calls.watched:
+            self.calls.dispatched(self._step, steps, metrics)
+        nearest = float("inf")
+        due_at = self._due_at
+        for i, (callback, hook) in enumerate(self._call_end):
+            if self._step >= due_at[i]:
+                hook(self, metrics)
+                due_at[i] = callback.next_due(self)
+            nearest = min(nearest, due_at[i])
+        self._next_due = nearest
+
+    def _refresh_due(self) -> None:
+        """Ask every `on_train_call_end` callback when it is next due (after on_fit_start, a save, an evaluation)."""
+        self._due_at = [callback.next_due(self) for callback, _ in self._call_end]
+        self._next_due = min(self._due_at, default=float("inf"))
+
+    def _save_point(self) -> None:
+        """The one point where saves happen: finished background writes are reported (`on_save_checkpoint`), then a
+        periodic save the manager's save policy calls due and each save requested since the last save point."""
+        self._report_durable()
+        manager, requests, self._requests = self.checkpoints, self._requests, []
+        if self._step >= manager.next_step and manager.should_save(self._step):
+            requests.insert(0, SaveRequest("periodic", "periodic", None))
+        for request in requests:
+            self.save_checkpoint(request.kind, reason=request.reason, metrics=request.metrics)
+        self._refresh_due()
+
+    def _report_durable(self) -> None:
+        """Fire `on_save_checkpoint` for each save the manager made durable since the last report, oldest first."""
+        for done in self.checkpoints.poll():
+            self._saved(done)
+        self._save_due = 0 if self.checkpoints.saving else self.checkpoints.next_step
+
+    def _saved(self, done: Durable) -> None:
+        self.last_checkpoint, self.last_save_seconds = done.ref, done.seconds
+        self._fire("on_save_checkpoint", done.ref)
+
+    def _settle_quietly(self) -> None:
+        """Wait for a write in flight while `fit()` unwinds: a failure is logged (never raised), a success reported."""
+        if self.checkpoints.settle() is None:
+            try:
+                self._report_durable()
+            except Exception as err:  # a hook failing while another exception unwinds: that one wins
+                log.error("on_save_checkpoint failed while fit() ended: %s", err)
+
+    def _end_checkpoint(self) -> CheckpointRef | None:
+        """The checkpoint that ends the run, once: of the kind the stop decides, when some callback's
+        `saves_on_stop` names the stop's kind and a step was trained this session."""
+        self._ending = True
+        stop = self._stop
+        if stop is None or not any(stop.kind in callback.saves_on_stop for callback in self.callbacks):
+            return None
+        kind = stop.end_kind
+        last = self.last_checkpoint
+        if last is not None and last.step == self._step and last.kind in ("final", "emergency"):
+            return None  # written already (a script or a test called save_checkpoint)
+        if self._state is None or self._step == self.fit_start_step:
+            log.info("%s: nothing to save (no train call completed since step %d)", stop, self.fit_start_step)
+            return None
+        if _donated(self._state):
+            log.warning(
+                "%s: cannot save step %d: the failed jitted call had consumed the (donated) state; "
+                "resume from the last checkpoint on disk",
+                stop,
+                self._step,
+            )
+            return None
+        log.info("%s: saving a%s %s checkpoint of step %d", stop, "n" if kind[0] in "aeiou" else "", kind, self._step)
+        return self.save_checkpoint(kind, reason=str(stop))
+
+    def _end_checkpoint_quietly(self) -> None:
+        """The end checkpoint while an exception unwinds `fit()`: a failure is logged, never replaces it."""
+        try:
+            self._end_checkpoint()
+        except Exception as err:
+            log.error("%s: the emergency checkpoint failed too: %s", self._stop, err)
 
     def _call(self, steps: int) -> Callable:
         if steps not in self._calls:
@@ -309,73 +444,41 @@ class Trainer:
         return self.last_eval_metrics
 
     def save_checkpoint(
-        self,
-        kind: str,
-        *,
-        reason: str | None = None,
-        metrics: dict[str, float] | None = None,
-        then: Callable[[CheckpointRef], None] | None = None,
+        self, kind: str, *, reason: str | None = None, metrics: dict[str, float] | None = None
     ) -> CheckpointRef:
-        """Write a checkpoint of the current state; the one way anything saves.
+        """Write a `kind` checkpoint of the current state now, through the checkpoint manager; its ref.
 
-        First fires `on_before_save_checkpoint` (callbacks take in what is due at this
-        step, so what `state_dict()` returns does not depend on the callback order), then
-        waits for a write still in flight from an earlier save and fires its
-        `on_save_checkpoint`. Then gathers the state (a device→host copy), every
-        callback's `state_dict()`, the config and the latest metrics. A `periodic` or
-        `best` save from inside the training loop, with async checkpointing, hands the
-        write to the background thread and returns the ref of the file being written (no
-        checksum yet); every other save writes atomically, updates `latest.json` and fires
-        `on_save_checkpoint` before returning. `then(ref)` runs once the file is durable
-        and `latest.json` points at it, before `on_save_checkpoint`, on the same thread as
-        the write: rotation goes there, so deleting old files (0.2 s for 512 MiB on ext4)
-        never blocks the loop either. If the earlier write failed, its
-        `CheckpointWriteError` is raised: before an async save, and after an emergency or
-        final save is durable (those always get their chance).
+        The save point and the end of `fit()` call this; callbacks request saves instead
+        (`request_save`), so every hook of a call has run before the state and the
+        callbacks' `state_dict()`s are captured. A script or a test may call it directly. A
+        `periodic` or `best` save inside the training loop is written on the manager's
+        writer thread (the ref has no checksum until `on_save_checkpoint` reports it
+        durable); every other save is durable, and reported, before this returns. A failed
+        earlier background write raises its `CheckpointWriteError` (see `CheckpointManager.save`).
         """
-        self._fire("on_before_save_checkpoint", kind)
-        background = self._saves_async and kind in ASYNC_KINDS
-        failed = self._collect_pending_save()
-        if failed is not None and background:
-            raise failed
-        started = time.perf_counter()
-        path = self.checkpoint_dir / checkpoint_name(kind, self._step)
-        content = {
-            "callbacks": {cb.state_key: cb.state_dict() for cb in self.callbacks},
-            "metrics": {**host_metrics(self.last_metrics), **host_metrics(self.last_eval_metrics), **(metrics or {})},
-        }
-        same_as = self._same_step_file(kind, content)
+        manager = self.checkpoints
+        if manager is None:
+            raise ValueError("save_checkpoint needs a fit() in progress (the checkpoint manager opens there)")
         state = self._state if self.parallel is None else self.parallel.gathered(self._state)
-        arrays, typed_keys = ({}, {}) if same_as is not None else flatten_to_host(state)
-        scan_here = self.parallel is not None  # every process refuses alike; one process: beside the write
-        if scan_here and (bad := non_finite_leaves(arrays)):
-            raise NonFiniteStateError(refusal(kind, self._step, bad))
-        manifest = build_manifest(
-            step=self._step,
-            kind=kind,
-            reason=reason,
-            config=task_config(self.task),
-            typed_keys=typed_keys,
-            platform=self._where(),
-            **content,
-        )
-        ref = CheckpointRef(path, kind, self._step)
-        if self.parallel is not None and not writes_outputs():
-            self.last_checkpoint = ref  # under jax.distributed every process gathered the state; process 0 writes
-            if not background:
-                self.parallel.saved_durably(ref)
-            return ref
-        if background:
-            self._writer.submit(lambda: write_durably(ref, arrays, manifest, started, then, check_finite=not scan_here))
-            return ref
+        background = self._in_loop and kind in ASYNC_KINDS and self.parallel is None
         try:
-            written = write_durably(ref, arrays, manifest, started, then, same_as, check_finite=not scan_here)
+            ref = manager.save(
+                self._step,
+                state,
+                kind=kind,
+                reason=reason,
+                config=task_config(self.task),
+                callbacks={cb.state_key: cb.state_dict() for cb in self.callbacks},
+                metrics={**host_metrics(self.last_metrics), **host_metrics(self.last_eval_metrics), **(metrics or {})},
+                platform=self._where(),
+                background=None if background else False,
+            )
         finally:
-            if self.parallel is not None:
-                self.parallel.saved_durably(ref)
-        ref = self._saved(written)
-        if failed is not None:
-            raise failed
+            if self.parallel is not None and not background:
+                self.parallel.saved_durably(manager.latest)
+        if not manager.writes:
+            self.last_checkpoint = ref
+        self._report_durable()
         return ref
 
     def restore_checkpoint(
@@ -390,34 +493,9 @@ class Trainer:
         `rng`, a flax `key` field, NNX `Rngs`; see `fold_rng`), so the steps after do not
         repeat. Returns the ref restored.
         """
-        if ref is None:
-            self._raise_pending_save_failure()
-            ref = self.last_checkpoint or self.resumed_from
-            if ref is None:
-                raise CheckpointNotFoundError("no checkpoint to restore yet; save one first (CheckpointCallback)")
-        file = read_checkpoint(ref.path if isinstance(ref, CheckpointRef) else ref)
-        state = restore_state(self._state, file)
-        self._state = state if fold_in is None else fold_rng(state, fold_in)
-        return CheckpointRef(file.path, file.manifest["kind"], int(file.manifest["step"]), file.checksum)
-
-    def _same_step_file(self, kind: str, content: dict[str, Any]) -> CheckpointRef | None:
-        """The durable periodic/best file of this step a `final` save can reuse (hard link), on one process only.
-
-        Only when it holds what the final would: the same callback state and metrics, as its
-        manifest on disk records them (then resuming from either is the same run). Its
-        manifest keeps its own kind and reason; `latest.json` names the final and its reason.
-        """
-        last = self.last_checkpoint
-        if kind != "final" or self.parallel is not None or last is None or last.checksum is None:
-            return None
-        if last.step != self._step or last.kind not in ("periodic", "best"):
-            return None
-        try:
-            saved = read_manifest(last.path)
-        except (EmergenceError, OSError):
-            return None
-        as_written = json.loads(json.dumps(content))  # tuples become lists, as in the file
-        return last if all(saved.get(key) == value for key, value in as_written.items()) else None
+        self._state, restored = self.checkpoints.restore(self._state, ref, fold_in=fold_in)
+        self._report_durable()
+        return restored
 
     def _where(self) -> dict[str, Any]:
         """What the manifest records of where the run is: platform name, JAX backend, device kinds and count."""
@@ -425,44 +503,12 @@ class Trainer:
             self._platform = {"name": platform_name(), **jax_devices()}
         return self._platform
 
-    def _saved(self, written: tuple[CheckpointRef, float]) -> CheckpointRef:
-        """A checkpoint is durable: record it and fire `on_save_checkpoint`."""
-        self.last_checkpoint, self.last_save_seconds = written
-        self._fire("on_save_checkpoint", self.last_checkpoint)
-        return self.last_checkpoint
-
-    def _collect_pending_save(self) -> CheckpointWriteError | None:
-        """Wait for the background write in flight, if any, and fire its hook; return its failure."""
-        if self._writer is None or not self._writer.busy:
-            return None
-        try:
-            written = self._writer.collect()
-        except CheckpointWriteError as err:
-            return err
-        self._saved(written)
-        return None
-
-    def _raise_pending_save_failure(self) -> None:
-        failed = self._collect_pending_save()
-        if failed is not None:
-            raise failed
-
-    def _settle_pending_save_quietly(self) -> None:
-        """Wait for a pending write while another exception unwinds `fit()`: log its failure, never replace it."""
-        self._saves_async = False
-        try:
-            failed = self._collect_pending_save()
-        except Exception as err:  # a hook, or a bug in the write: the exception unwinding fit() wins
-            failed = err
-        if failed is not None:
-            log.error("a background checkpoint write failed too: %s", failed)
-
     def _initial_state(self) -> TrainState:
         fresh = self.task.init_state(jax.random.key(self.seed))
         check_storable(fresh)  # an unstorable leaf fails here, at fit() start, not at the first save
         if self.parallel is not None:
             fresh = self.parallel.place(self.task, fresh)  # restore_state places leaves like these
-        file = self._find_resume_checkpoint()
+        file = self.checkpoints.find_resume(self.resume)
         if file is None:
             return fresh
         check_config(
@@ -471,43 +517,38 @@ class Trainer:
             set(getattr(self.task, "structural_keys", ())),
             self.force_resume,
         )
-        state = restore_state(fresh, file)
-        self._step = int(file.manifest["step"])
+        state, self.resumed_from = self.checkpoints.restore(fresh, file)
+        self._step = self.resumed_from.step
         saved = file.manifest.get("callbacks", {})
         for callback in self.callbacks:
             if callback.state_key in saved:
                 callback.load_state_dict(saved[callback.state_key])
-        self.resumed_from = CheckpointRef(file.path, file.manifest["kind"], self._step, file.checksum)
-        log.info("resumed from %s (step %d)", file.path, self._step)
         self._state = state
         self._fire("on_load_checkpoint", self.resumed_from)
         return state
 
-    def _find_resume_checkpoint(self) -> CheckpointFile | None:
-        if self.resume is None:
-            return None
-        if self.resume != "auto":
-            return resolve_resume(self.resume)
-        found = load_newest_valid(self.checkpoint_dir)
-        if found is None:
-            log.info("no checkpoint in %s: starting fresh", self.checkpoint_dir)
-        return found
-
-    def _prepare_run_dir(self) -> None:
-        """Fail fast, before any training, if the run dir cannot be written."""
-        try:
-            self.checkpoint_dir.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=self.checkpoint_dir):
-                pass
-        except OSError as err:
-            raise RunDirError(
-                f"run dir {self.run_dir} is not writable ({err.strerror or err}); pass a writable run_dir"
-            ) from None
-        remove_stale_temp_files(self.checkpoint_dir)
+    def _checkpoint_manager(self) -> CheckpointManager:
+        """The manager of this run dir's checkpoints, with the callbacks' save and keep policies."""
+        policies: list[SavePolicy] = [cb.save_policy for cb in self.callbacks if cb.save_policy is not None]
+        one_process = self.parallel is None
+        return CheckpointManager(
+            self.run_dir,
+            save_policy=policies[0] if len(policies) == 1 else (AnyOf(*policies) if policies else None),
+            keep=[policy for cb in self.callbacks for policy in cb.keep_policies],
+            writer=self._writer if self._writer is not None else False,
+            writes=one_process or writes_outputs(),
+            link_final=one_process,
+            non_finite="beside" if one_process else "before",  # every process refuses alike
+        )
 
     def _fire(self, hook: str, *args: Any) -> None:
         for method in self._hooks[hook]:
             method(self, *args)
+
+
+def _donated(state: Any) -> bool:
+    """The state's buffers were consumed by a jitted call that then failed (the state is donated to each call)."""
+    return any(getattr(leaf, "is_deleted", lambda: False)() for leaf in jax.tree.leaves(state))
 
 
 def _writer(async_checkpoint: bool | AsyncCheckpointWriter) -> AsyncCheckpointWriter | None:

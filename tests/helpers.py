@@ -67,3 +67,47 @@ def manager_writer(run_dir: Path, *args: str, wait: bool = True) -> subprocess.P
     if wait:
         return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
+DECIDERS = ("time_budget", "checkpoint", "exception", "atexit", "signal")
+"""The Kaggle preset's entries that save or stop (the rest, logging, artifacts and finalize, only observe)."""
+OBSERVERS = ("logging", "artifacts", "finalize")
+
+
+def preset_orders(every: int = 1) -> list[tuple[str, ...]]:
+    """Orders of the Kaggle preset's eight entries: each of the 120 orders of the five that save or stop, with
+    the three observers inserted at positions that move with the order's index (every `every`-th order).
+
+    All 8! = 40,320 orders at ~0.13 s a run would take 85 minutes per case; an order can change an
+    outcome only through which hook runs first, and these 120 put every decider before and after
+    every other and each observer before, between and after them.
+    """
+    import itertools
+
+    orders = []
+    for index, deciders in enumerate(itertools.permutations(DECIDERS)):
+        if index % every:
+            continue
+        order = list(deciders)
+        for offset, observer in enumerate(OBSERVERS):
+            order.insert((index // (offset + 1)) % (len(order) + 1), observer)
+        orders.append(tuple(order))
+    return orders
+
+
+def kaggle_preset(order: tuple[str, ...], run_dir: Path, clock=None, budget: float = 3600.0) -> list:
+    """`for_platform("kaggle")` at test intervals (a checkpoint every 5 steps, rows every 4, artifacts every 6
+    steps, a `budget`-second time budget on `clock`), its callbacks in `order` (keys of the preset)."""
+    from emergence.callbacks import TimeBudgetCallback
+    from emergence.platforms.presets import ORDER, for_platform, preset
+
+    time_budget = TimeBudgetCallback(max_duration=budget, margin=10, **({"clock": clock} if clock else {}))
+    built = for_platform(
+        "kaggle",
+        time_budget=time_budget,
+        checkpoint=dict(every_n_steps=5, every_n_seconds=None),
+        logging=dict(every_n_steps=4, every_n_seconds=None),
+        artifacts=dict(output_dir=run_dir, every_n_steps=6, every_n_seconds=None),
+    )
+    by_key = dict(zip([key for key in ORDER if key in preset("kaggle")], built, strict=True))
+    return [by_key[key] for key in order]

@@ -44,15 +44,16 @@ def _fit(scenario: Scenario, *extra: Callback, output_dir: Path | None = None) -
 
 
 def test_progress_json_exists_mid_run_and_names_the_last_checkpoint(scenario, run_dir):
-    reader = ReadProgress(13)
-    _fit(scenario.but(max_steps=20), reader)
-    assert reader.seen["step"] == 10, "exported at step 10, before the kill a session could suffer at 13"
+    reader = ReadProgress(23)
+    _fit(scenario.but(max_steps=30), reader)
+    assert reader.seen["step"] == 20, "exported at step 20, before the kill a session could suffer at 23"
+    # step 20's checkpoint is written at the save point after every hook of the call: the export names the one before
     assert reader.seen["last_checkpoint"]["path"] == "checkpoints/step_10.safetensors"
-    assert set(reader.seen["metrics"]) == {"loss", "grad_norm"}, "exported before the evaluation at step 10"
+    assert reader.seen["metrics_step"] == 20 and set(reader.seen["metrics"]) == {"loss", "grad_norm", "val_loss"}
     final = json.loads((run_dir / "progress.json").read_text())
-    assert (final["step"], final["stop_reason"], final["max_steps"]) == (20, "max_steps", 20)
-    assert final["last_checkpoint"]["path"] == "checkpoints/final_step_20.safetensors"
-    assert final["metrics_step"] == 20
+    assert (final["step"], final["stop_reason"], final["max_steps"]) == (30, "max_steps", 30)
+    assert final["last_checkpoint"]["path"] == "checkpoints/final_step_30.safetensors"
+    assert final["metrics_step"] == 30
 
 
 def test_training_curves_png_is_a_valid_image_with_one_panel_per_tag_family_and_the_resume_marked(scenario, tmp_path):

@@ -20,12 +20,14 @@ def _names(run_dir):
     return [ref.path.name for ref in list_checkpoints(run_dir / "checkpoints")]
 
 
-def test_sys_exit_from_user_code_in_a_callback_is_saved_at_exit(tmp_path):
+def test_sys_exit_from_user_code_in_a_callback_is_saved_before_the_process_exits(tmp_path):
+    """The exception unwinding fit() is the stop: the atexit callback asks for its emergency checkpoint."""
     run_dir = tmp_path / "run"
     done = run_child(run_dir, 1000, "--callbacks", "checkpoint,atexit", "--every", "0", "--crash", "12:sysexit")
     assert done.returncode == 3, done.stderr
     assert _names(run_dir) == ["emergency_step_12.safetensors"]
-    assert read_checkpoint(run_dir / "checkpoints" / "emergency_step_12.safetensors").manifest["reason"] == "atexit"
+    manifest = read_checkpoint(run_dir / "checkpoints" / "emergency_step_12.safetensors").manifest
+    assert manifest["reason"] == "exception:SystemExit"
     assert_resume_is_exact(run_dir, tmp_path, 20)
 
 

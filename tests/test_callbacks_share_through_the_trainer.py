@@ -1,5 +1,6 @@
-"""Callbacks never find each other: what one publishes goes through the Trainer's fields, state_dict() only reads,
-and the call completions the signal and time-budget callbacks need come from one tracker the Trainer owns."""
+"""Callbacks never find each other: what one publishes goes through its summary() (merged by trainer.summary()),
+state_dict() only reads, and the call completions the signal and time-budget callbacks need come from one tracker
+the Trainer owns."""
 
 from __future__ import annotations
 
@@ -27,15 +28,19 @@ from tests.test_trackers import probe, tracker_pair
 
 
 class Publisher(Callback):
-    """Any callback may publish: no `latest` or `remaining` attributes are looked for."""
+    """Any callback may publish through summary(): no other callback's attributes are looked for."""
+
+    def __init__(self):
+        self.step = None
 
     def on_train_call_end(self, trainer, metrics):
-        trainer.logged_metrics.update({"custom": 1.5})
-        trainer.logged_step = trainer.step
-        trainer.time_left = 3661.0
+        self.step = trainer.step
+
+    def summary(self):
+        return {"metrics": {"custom": 1.5}, "metrics_step": self.step, "time_left": 3661.0}
 
 
-def test_progress_and_artifacts_read_what_is_published_on_the_trainer(tmp_path):
+def test_progress_and_artifacts_read_what_is_published_through_summary(tmp_path):
     out = io.StringIO()
     console = Console(file=out, force_terminal=False, width=200)
     Trainer(
@@ -53,7 +58,7 @@ def test_progress_and_artifacts_read_what_is_published_on_the_trainer(tmp_path):
     assert progress["metrics"] == {"custom": 1.5} and progress["metrics_step"] == 4
 
 
-def test_the_logger_and_the_budget_publish_on_the_trainer(tmp_path):
+def test_the_logger_and_the_budget_publish_through_summary(tmp_path):
     clock = FakeClock()
     trainer = Trainer(
         callbacks=[
@@ -65,8 +70,10 @@ def test_the_logger_and_the_budget_publish_on_the_trainer(tmp_path):
         resume=None,
     )
     trainer.fit(toy_task())
-    assert trainer.logged_step == 7 and set(trainer.logged_metrics) == {"loss", "grad_norm"}
-    assert trainer.time_left == 100.0  # the fake clock never moved
+    published = trainer.summary()
+    assert published["metrics_step"] == 7 and set(published["metrics"]) == {"loss", "grad_norm"}
+    assert published["time_left"] == 100.0  # the fake clock never moved
+    assert not hasattr(trainer, "logged_metrics") and not hasattr(trainer, "time_left")
 
 
 def test_state_dict_only_reads(tmp_path):
@@ -87,7 +94,7 @@ def test_state_dict_only_reads(tmp_path):
     second = [logger.state_dict(), trackers.state_dict()]
     assert json.dumps(first) == json.dumps(second)
     assert trackers.last_sample_step == 0 and trackers.trackers[0].history.names == []
-    assert trainer.logged_step is None
+    assert "metrics_step" not in trainer.summary()
     fire(trainer, "teardown")
 
 
@@ -105,20 +112,22 @@ def test_a_checkpoint_at_a_logging_step_holds_the_same_windows_whatever_the_call
     assert saved_windows("checkpoint first") == saved_windows("logger first")
 
 
-def test_one_tracker_is_fed_once_per_call_however_many_callbacks_read_it(tmp_path, monkeypatch):
+def test_one_tracker_is_fed_at_most_once_per_call_however_many_callbacks_read_it(tmp_path, monkeypatch):
+    """Fed when a watching hook is due: every call until a call was timed, then as their next_due() says."""
     fed = []
     real = CallTracker.dispatched
     monkeypatch.setattr(CallTracker, "dispatched", lambda self, *args: fed.append(args[0]) or real(self, *args))
     trainer = Trainer(
         toy_task(),
-        [TimeBudgetCallback(max_duration=3600), SignalCheckpointCallback(exit_process=False)],
+        [TimeBudgetCallback(max_duration=3600), SignalCheckpointCallback()],
         max_steps=10,
         steps_per_call=2,
         run_dir=tmp_path,
         resume=None,
     )
     trainer.fit()
-    assert fed == [2, 4, 6, 8, 10] and trainer.calls.completed <= 10
+    assert fed[0] == 2 and fed == sorted(set(fed)) and set(fed) <= {2, 4, 6, 8, 10}
+    assert trainer.calls.completed <= 10
 
 
 def test_without_a_callback_that_watches_calls_the_tracker_is_never_fed(tmp_path, monkeypatch):

@@ -86,22 +86,22 @@ def test_without_hard_links_no_second_file_is_written_and_latest_points_at_the_p
 
 
 def test_a_final_whose_callbacks_recorded_more_than_the_periodic_is_written_in_full(tmp_path):
-    """A final is a link only when it holds what the periodic file holds: here the stop changed a callback's state."""
+    """A final is a link only when it holds what the periodic file holds: here a callback's state moved on after it."""
     from emergence import Callback
 
-    class CountsEnds(Callback):
+    class CountsSaves(Callback):
         def __init__(self):
-            self.ends = 0
+            self.saves = 0
 
         def state_dict(self):
-            return {"ends": self.ends}
+            return {"saves": self.saves}
 
-        def on_fit_end(self, trainer, reason):
-            self.ends += 1  # before CheckpointCallback's final save (it comes later in the list)
+        def on_save_checkpoint(self, trainer, ref):
+            self.saves += 1  # the periodic step_10 is durable: the final of step 10 holds one more
 
     trainer = Trainer(
         toy_task(),
-        [CountsEnds(), CheckpointCallback(every_n_steps=5, keep_last=2)],
+        [CountsSaves(), CheckpointCallback(every_n_steps=5, keep_last=2)],
         max_steps=10,
         run_dir=tmp_path,
         resume=None,
@@ -110,5 +110,5 @@ def test_a_final_whose_callbacks_recorded_more_than_the_periodic_is_written_in_f
     final = trainer.checkpoint_dir / "final_step_10.safetensors"
     assert os.stat(final).st_nlink == 1 and read_checkpoint(final).manifest["callbacks"][
         trainer.callbacks[0].state_key
-    ] == {"ends": 1}
+    ] == {"saves": 2}
     assert _latest(trainer)["reason"] == "max_steps"

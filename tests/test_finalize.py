@@ -93,7 +93,7 @@ def test_a_time_budget_stop_is_interrupted_and_the_next_session_completes_with_b
 
 
 def test_a_signal_stop_is_interrupted_and_names_the_emergency_checkpoint(scenario, run_dir):
-    assert _fit(scenario.signal_at(7, signal.SIGTERM), SignalCheckpointCallback(exit_process=False)).exception is None
+    assert _fit(scenario.signal_at(7, signal.SIGTERM), SignalCheckpointCallback()).exception is None
     written = summary(run_dir)
     assert (written["status"], written["reason"], written["final_step"]) == ("interrupted", "signal:SIGTERM", 7)
     assert written["latest_checkpoint"]["path"] == "checkpoints/emergency_step_7.safetensors"

@@ -83,7 +83,7 @@ def test_interrupt_kernel_saves_returns_cleanly_and_the_next_fit_resumes_from_it
     )
     assert status == "ok", output  # fit() returned: no KeyboardInterrupt reached the cell
     step = int(re.search(r"returned signal:SIGINT (\d+)", output).group(1))
-    assert "fit() returns (notebook)" in output
+    assert "stopped by signal:SIGINT: fit() returns, exit code 130" in output
     emergency = run_dir / "checkpoints" / f"emergency_step_{step}.safetensors"
     assert read_checkpoint(emergency).manifest["reason"] == "signal:SIGINT"
 

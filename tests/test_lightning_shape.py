@@ -123,7 +123,7 @@ def test_everything_that_reads_max_steps_copes_with_none(scenario, fake_clock, r
     outcome = scenario.but(max_steps=None, resume=None).stop_at(10, "enough").run(callbacks)
     assert outcome.exception is None and outcome.step == 10 and outcome.stop_reason == "enough"
     assert callbacks[2].trackers[0].history.steps("loss").tolist() == [4, 8]
-    assert outcome.trainer.logged_step == 8
+    assert outcome.trainer.summary()["metrics_step"] == 8
     assert (run_dir / "progress.json").exists() and (run_dir / "summary.json").exists()
 
 

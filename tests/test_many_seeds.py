@@ -75,9 +75,8 @@ def test_an_exported_seed_resumes_alone_and_continues_like_it_does_in_the_stack(
     exported, source = read_checkpoint(out), read_checkpoint(folder / "step_3.safetensors")
     assert all(np.array_equal(exported.arrays[n], source.arrays[n][2]) for n in source.arrays)  # a bitwise slice
     assert exported.manifest["config"] == source.manifest["config"]["task"] and exported.manifest["callbacks"] == {}
-    assert exported.manifest["metrics"] == {
-        "loss": source.manifest["metrics"]["loss/seed_2"],
-        "grad_norm": source.manifest["metrics"]["grad_norm/seed_2"],
+    assert exported.manifest["metrics"] == {  # saved after the step's evaluation: its metrics too
+        name: source.manifest["metrics"][f"{name}/seed_2"] for name in ("loss", "grad_norm", "val_loss")
     }
     alone = Trainer(toy_task(), max_steps=6, run_dir=tmp_path / "seed_2", async_checkpoint=False)
     continued = flatten_to_host(alone.fit())[0]

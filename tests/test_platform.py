@@ -190,7 +190,7 @@ def test_slurm_gets_a_time_budget_when_the_job_has_an_end_time(clean_env):
 
 
 def test_overrides_merge_arguments_replace_callbacks_drop_entries_and_add_new_ones(clean_env):
-    mine = SignalCheckpointCallback(exit_process=False)
+    mine = SignalCheckpointCallback(max_calls_in_flight=None)
     marker = Callback()
     callbacks = for_platform(
         "local",
@@ -204,12 +204,12 @@ def test_overrides_merge_arguments_replace_callbacks_drop_entries_and_add_new_on
         "TimeBudgetCallback",
         "CheckpointCallback",
         "OnExceptionCheckpointCallback",
-        "Callback",
         "SignalCheckpointCallback",
+        "Callback",
     ]
     checkpoint = callbacks[1]
     assert (checkpoint.every_n_steps, checkpoint.every_n_seconds, checkpoint.keep_last) == (50, None, 5)
-    assert callbacks[-1] is mine and callbacks[-2] is marker and callbacks[0].max_duration == 3600
+    assert callbacks[-2] is mine and callbacks[-1] is marker and callbacks[0].max_duration == 3600
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ def test_signal_saves_the_last_completed_step_and_exits_128_plus_signum(tmp_path
     assert done.saved() == [f"emergency_step_{last}.safetensors"]
     saved = read_checkpoint(run_dir / "checkpoints" / f"emergency_step_{last}.safetensors")
     assert saved.manifest["reason"] == f"signal:{sig.name}" and saved.manifest["step"] == last
-    assert f"exiting with code {code}" in done.stderr
+    assert f"stopped by signal:{sig.name}: fit() returns, exit code {code}" in done.stderr
     assert_resume_is_exact(run_dir, tmp_path, last + 5)
 
 
@@ -127,21 +127,17 @@ def test_signal_during_on_fit_start_work_says_there_is_nothing_to_save(tmp_path)
     assert "Traceback" not in done.stderr and not list((run_dir / "checkpoints").glob("*.safetensors"))
 
 
-def test_with_exit_disabled_fit_returns_after_the_emergency_save_and_handlers_are_restored(scenario, run_dir):
+def test_fit_returns_after_the_emergency_save_with_the_exit_code_and_handlers_are_restored(scenario, run_dir):
     def sentinel(signum, frame):
         raise AssertionError("the previous handler must not run during fit()")
 
     previous = signal.signal(signal.SIGUSR1, sentinel)
     try:
-        outcome = (
-            scenario.but(max_steps=50, resume=None)
-            .signal_at(7, signal.SIGUSR1)
-            .run([SignalCheckpointCallback(exit_process=False)])
-        )
+        outcome = scenario.but(max_steps=50, resume=None).signal_at(7, signal.SIGUSR1).run([SignalCheckpointCallback()])
         assert signal.getsignal(signal.SIGUSR1) is sentinel
     finally:
         signal.signal(signal.SIGUSR1, previous)
-    assert outcome.exception is None and outcome.exit_code is None, "fit() returned"
+    assert outcome.exception is None and outcome.exit_code == 138, "fit() returned; the exit code is the caller's"
     assert outcome.stop_reason == "signal:SIGUSR1" and outcome.step == 7 and int(outcome.state.step) == 7
     assert [r.path.name for r in list_checkpoints(run_dir / "checkpoints")] == ["emergency_step_7.safetensors"]
 

@@ -8,13 +8,16 @@ import numpy as np
 import pytest
 
 from emergence.parallel.stops import REASON_BYTES, Stops
+from emergence.stop import StopReason
+
+TIME_BUDGET = StopReason("time_budget")
 
 
 def test_on_one_process_the_first_proposal_is_agreed_at_once_and_handed_on_once():
     handed = []
     stops = Stops(on_agreed=handed.append)
-    stops.propose("time_budget")
-    stops.propose("signal:SIGTERM", any_process=True)
+    stops.propose(TIME_BUDGET)
+    stops.propose(StopReason("signal", "SIGTERM"), any_process=True)
     assert stops.agreed == "time_budget" and handed == ["time_budget"]
     stops.call_ended(last=True)  # one process: no gather, nothing changes
     assert handed == ["time_budget"]
@@ -57,15 +60,15 @@ class World:
 
 def test_a_signal_on_process_1_beats_process_0s_budget_and_every_process_agrees():
     world = World(2)
-    world.stops[0].propose("time_budget")
-    world.stops[1].propose("signal:SIGTERM", any_process=True)
+    world.stops[0].propose(TIME_BUDGET)
+    world.stops[1].propose(StopReason("signal", "SIGTERM"), any_process=True)
     assert [s.agreed for s in world.stops] == [None, None]  # nothing until the processes meet
     assert world.together(lambda s: s.agree()) == ["signal:SIGTERM", "signal:SIGTERM"]
 
 
 def test_only_process_0s_ordinary_proposal_counts():
     world = World(3)
-    world.stops[1].propose("time_budget")
+    world.stops[1].propose(TIME_BUDGET)
     assert world.together(lambda s: s.agree()) == [None, None, None]
     world.stops[0].propose("early_stop")
     assert world.together(lambda s: s.agree()) == ["early_stop"] * 3
@@ -73,8 +76,8 @@ def test_only_process_0s_ordinary_proposal_counts():
 
 def test_of_several_signals_the_first_in_process_order_wins():
     world = World(3)
-    world.stops[2].propose("signal:SIGINT", any_process=True)
-    world.stops[1].propose("signal:SIGUSR1", any_process=True)
+    world.stops[2].propose(StopReason("signal", "SIGINT"), any_process=True)
+    world.stops[1].propose(StopReason("signal", "SIGUSR1"), any_process=True)
     assert world.together(lambda s: s.agree()) == ["signal:SIGUSR1"] * 3
 
 
@@ -91,7 +94,7 @@ def test_the_agreed_reason_is_handed_to_on_agreed_on_every_process():
     world = World(2)
     for stops in world.stops:
         stops.on_agreed = handed.append
-    world.stops[0].propose("time_budget")
+    world.stops[0].propose(TIME_BUDGET)
     world.together(lambda s: s.agree())
     assert handed == ["time_budget", "time_budget"]
 
@@ -100,8 +103,8 @@ def test_the_agreed_reason_is_handed_to_on_agreed_on_every_process():
     "reason, message",
     [
         ("x" * (REASON_BYTES + 1), f"is {REASON_BYTES + 1} bytes of UTF-8 .*at most {REASON_BYTES}: shorten it"),
-        ("", "a stop reason must be a non-empty string"),
-        (3, "a stop reason must be a non-empty string"),
+        ("", "a stop reason is a StopReason or a non-empty string"),
+        (3, "a stop reason is a StopReason or a non-empty string"),
     ],
 )
 def test_a_reason_the_processes_cannot_carry_is_a_one_line_error(reason, message):
@@ -118,7 +121,7 @@ def test_a_new_stop_is_one_callback_that_proposes(tmp_path):
 
         def on_train_call_end(self, trainer, metrics):
             if trainer.step == 3:
-                trainer.stops.propose("enough")
+                trainer.request_stop("enough")  # a string names a `user` stop
 
         def on_fit_end(self, trainer, reason):
             self.reason = reason
@@ -127,3 +130,4 @@ def test_a_new_stop_is_one_callback_that_proposes(tmp_path):
     trainer = Trainer(callbacks=[enough], max_steps=None, run_dir=tmp_path, resume=None)
     trainer.fit(toy_task())
     assert trainer.step == 3 and trainer.stop_reason == enough.reason == trainer.stops.agreed == "enough"
+    assert trainer.stop_reason.kind == "user" and trainer.exit_code == 0

@@ -31,7 +31,7 @@ class SaveEveryHour(Callback):
 
     def on_train_call_end(self, trainer, metrics) -> None:
         if self.clock() - self.last >= 3600:
-            trainer.save_checkpoint("periodic", reason="hourly")
+            trainer.request_save("periodic", reason="hourly")
             self.last = self.clock()
 
 
@@ -59,15 +59,13 @@ def test_hooks_are_reported_in_firing_order_with_their_arguments(scenario):
     assert outcome.hook_names() == [
         "setup",
         "on_fit_start",
-        "on_before_save_checkpoint",
+        "on_save_checkpoint",
         "on_save_checkpoint",
         "on_fit_end",
-        "on_before_save_checkpoint",
-        "on_save_checkpoint",
         "teardown",
     ]
     assert [c.step for c in outcome.hooks if c.hook == "on_train_call_end"] == [1, 2, 3]
-    assert outcome.hooks[-2].arg.path.name == "final_step_3.safetensors"
+    assert outcome.hooks[-3].arg.path.name == "final_step_3.safetensors"  # written before on_fit_end
     assert "metrics.csv" not in outcome.files and "checkpoints/latest.json" in outcome.files
 
 

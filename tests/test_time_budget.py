@@ -127,7 +127,7 @@ def test_the_survival_callbacks_never_copy_device_values_to_the_host_per_call(tm
         TimeBudgetCallback(max_duration=HOUR),
         OnExceptionCheckpointCallback(),
         AtexitCheckpointCallback(),
-        SignalCheckpointCallback(exit_process=False),
+        SignalCheckpointCallback(),
     ]
     trainer = Trainer(toy_task(), callbacks, max_steps=20, steps_per_call=2, run_dir=tmp_path, resume=None)
     with jax.transfer_guard_device_to_host("disallow"):

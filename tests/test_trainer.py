@@ -42,7 +42,9 @@ class EveryHook(Callback):
 
 
 def test_hooks_fire_in_order_with_fused_steps_and_eval(tmp_path):
-    """Synchronous saves, so the order is exact (an async save's hook fires once durable: test_async_checkpoint)."""
+    """The CheckpointCallback comes first in the list, yet its save is written after the call's hooks.
+
+    Synchronous saves, so the order is exact (an async save's hook fires once durable: test_async_checkpoint)."""
     recorder = EveryHook()
     trainer = Trainer(
         toy_task(),
@@ -59,9 +61,9 @@ def test_hooks_fire_in_order_with_fused_steps_and_eval(tmp_path):
         "setup",
         "on_fit_start",
         ("call", 4),
-        ("save", "periodic", 8),
         ("call", 8),
         ("eval", 8, ["val_loss"]),
+        ("save", "periodic", 8),  # at the save point, after every hook of the call and the evaluation
         ("call", 10),
         ("eval", 10, ["val_loss"]),
         ("save", "final", 10),

@@ -7,7 +7,7 @@ it writes into the output dir (the run dir by default), each file atomically:
   CSV sink), one panel per tag family, dotted lines where the run resumed;
 - `progress.json`: step, max_steps, time, stop reason, the steps the run resumed at, the
   last checkpoint (path, kind, step, checksum) and the latest logged metrics (what a
-  metrics logger published as `trainer.logged_metrics` / `trainer.logged_step`);
+  metrics logger published: `metrics` and `metrics_step` in `trainer.summary()`);
 - `metrics.csv` itself, copied, when the output dir is not the run dir.
 
 Drawing the PNG takes a fraction of a second on the training thread, so keep the
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emergence.callbacks._records import latest_checkpoint, output_dir, write_json
-from emergence.callbacks.base import Callback, Metrics
+from emergence.callbacks.base import EVERY_CALL, Callback, Metrics
 from emergence.checkpoint.atomic import atomic_write
 from emergence.log import get_logger
 from emergence.metrics.plots import write_training_curves
@@ -81,6 +81,9 @@ class ArtifactExportCallback(Callback):
             self.resumed_at.append(trainer.step)
         self.schedule.done(trainer.step)
 
+    def next_due(self, trainer: "Trainer") -> float:
+        return EVERY_CALL if self.schedule.seconds is not None else self.schedule.next_step
+
     def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
         if self.schedule.due(trainer.step):
             self.export(trainer)
@@ -100,17 +103,19 @@ class ArtifactExportCallback(Callback):
             log.warning("artifacts: could not write to %s (%s); training goes on", self._out, err)
 
     def _write_progress(self, trainer: "Trainer") -> None:
+        published = trainer.summary()
+        reason = trainer.stop_reason
         write_json(
             self._out / PROGRESS,
             {
                 "step": trainer.step,
                 "max_steps": trainer.max_steps,
                 "time": time.time(),
-                "stop_reason": trainer.stop_reason,
+                "stop_reason": str(reason) if reason is not None else None,
                 "resumed_at": self.resumed_at,
                 "last_checkpoint": latest_checkpoint(trainer, self._out),
-                "metrics_step": trainer.logged_step,
-                "metrics": dict(trainer.logged_metrics),
+                "metrics_step": published.get("metrics_step"),
+                "metrics": dict(published.get("metrics", {})),
             },
         )
 

@@ -1,14 +1,20 @@
-"""The Callback protocol: hooks named for the moment they fire, and persisted state.
+"""The Callback protocol: hooks named for the moment they fire, requests, persisted state, a summary.
 
 A callback overrides only the hooks it needs; the Trainer calls only overridden hooks,
-so an unused hook costs nothing per step. Bookkeeping a callback wants to keep across
-a resume goes through `state_dict()` / `load_state_dict()` and travels inside every
-checkpoint under `state_key`; `state_dict()` only reads (what a callback owes the current
-call before a checkpoint captures it, it settles in `on_before_save_checkpoint`), so the
-order of the callback list never changes what a checkpoint holds. What one callback
-publishes for others goes through a field the Trainer owns (`trainer.logged_metrics`,
-`trainer.time_left`), and a stop every process must agree on through `trainer.stops`.
-A public method named like a hook that is not one (`on_train_batch_end`, `set_up`) is
+so an unused hook costs nothing per step, and `on_train_call_end` only from the step
+`next_due()` names (one integer comparison per call until then). Callbacks ask, the
+Trainer decides: `trainer.request_save(kind, reason)` and `trainer.request_stop(reason)`
+are carried out at one point after all of a call's hooks, and the checkpoint that ends a
+run is written once, by the Trainer, when the stop's kind is among some callback's
+`saves_on_stop`; so the order of the callback list never changes what is saved.
+
+Bookkeeping a callback keeps across a resume goes through `state_dict()` /
+`load_state_dict()` and travels inside every checkpoint under `state_key`;
+`state_dict()` only reads. What a callback publishes for others and for the run's
+summary goes through one channel: its `summary()`, which `trainer.summary()` merges
+(`FinalizeCallback` writes it into summary.json, a progress display shows it);
+callbacks never import or look for each other. A public method named like a hook that
+is not one (`on_train_batch_end`, `set_up`, the retired `on_before_save_checkpoint`) is
 refused when the Trainer is built.
 """
 
@@ -19,17 +25,19 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from emergence.checkpoint import CheckpointRef
+    from emergence.checkpoint import CheckpointRef, KeepPolicy, SavePolicy
+    from emergence.stop import StopReason
 
 Metrics = dict[str, Any]
 Trainer = Any  # an `emergence.Trainer`: not imported here, so the Trainer can import this module without a cycle
+
+EVERY_CALL = 0  # a `next_due()` that is always reached: `on_train_call_end` runs after every call
 
 HOOKS = (
     "setup",
     "on_fit_start",
     "on_train_call_end",
     "on_validation_end",
-    "on_before_save_checkpoint",
     "on_save_checkpoint",
     "on_load_checkpoint",
     "on_exception",
@@ -43,9 +51,19 @@ class Callback:
 
     `can_stop` is True on callbacks that can end a run by themselves (a time budget, a
     signal, early stopping): with `max_steps=None` the Trainer warns when none can.
+    `saves_on_stop` names the stop kinds (`emergence.stop.KINDS`) after which this
+    callback wants the run's end checkpoint written; the Trainer writes it once, of the
+    kind the stop decides (`final` after a clean stop, `emergency` after a signal, an
+    exception or an exit), whichever callbacks asked. `save_policy` (when a periodic
+    checkpoint is due) and `keep_policies` (which files of a kind to keep) are handed to the
+    run's `CheckpointManager` as `fit()` starts: the Trainer asks the policy at its save
+    point, so a callback that only schedules saves needs no hook at all.
     """
 
     can_stop: bool = False
+    saves_on_stop: frozenset[str] = frozenset()
+    save_policy: "SavePolicy | None" = None
+    keep_policies: "tuple[KeepPolicy, ...]" = ()
 
     @property
     def state_key(self) -> str:
@@ -59,6 +77,19 @@ class Callback:
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore what `state_dict` returned, on resume."""
 
+    def next_due(self, trainer: "Trainer") -> float:
+        """The step from which `on_train_call_end` must run again (asked after each time it ran, after `on_fit_start`
+        and after each save or evaluation). `EVERY_CALL` (the default): after every call; a callback with nothing
+        to do until step n returns n, and the loop spends one comparison per call until then."""
+        return EVERY_CALL
+
+    def summary(self) -> dict[str, Any]:
+        """What this callback publishes for other callbacks and the run's summary (JSON-able; reading it changes
+        nothing). `trainer.summary()` merges every callback's; keys in use: `metrics` and `metrics_step`
+        (the values a logger last wrote), `time_left` (seconds before a time budget's deadline), `rollbacks`
+        (a divergence guard's)."""
+        return {}
+
     def setup(self, trainer: "Trainer") -> None:
         """Before anything else in `fit()`: install handlers, open files."""
 
@@ -71,9 +102,6 @@ class Callback:
     def on_validation_end(self, trainer: "Trainer", metrics: Metrics) -> None:
         """After `eval_step` ran; `metrics` are device arrays."""
 
-    def on_before_save_checkpoint(self, trainer: "Trainer", kind: str) -> None:
-        """A `kind` checkpoint of `trainer.step` is about to capture every `state_dict()`: take in what is due now."""
-
     def on_save_checkpoint(self, trainer: "Trainer", ref: "CheckpointRef") -> None:
         """A checkpoint is durable on disk."""
 
@@ -83,8 +111,9 @@ class Callback:
     def on_exception(self, trainer: "Trainer", exception: BaseException) -> None:
         """A step or a callback raised; the exception is re-raised after this hook."""
 
-    def on_fit_end(self, trainer: "Trainer", reason: str) -> None:
-        """Training stopped for `reason` (`max_steps`, `time_budget`, `signal:SIGTERM`, ...)."""
+    def on_fit_end(self, trainer: "Trainer", reason: "StopReason") -> None:
+        """Training stopped for `reason` (a `StopReason`: `reason.kind` is `max_steps`, `signal`, ...); the end
+        checkpoint, if any, is durable."""
 
     def teardown(self, trainer: "Trainer") -> None:
         """Last thing in `fit()`, whatever happened: close files, restore handlers."""

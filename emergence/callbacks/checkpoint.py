@@ -1,42 +1,45 @@
-"""CheckpointCallback: periodic saves with rotation, top-k best by a metric, a final save."""
+"""CheckpointCallback: when to save and what to keep, in Lightning's words, as policies of the checkpoint manager.
+
+A thin policy: its Lightning-shaped arguments become the run's `CheckpointManager`
+policies (`save_policy`: `every(every_n_steps, every_n_seconds)` or `Continuous`;
+`keep_policies`: `KeepLastN(keep_last)`, `KeepBestN(monitor, mode, save_top_k)`), which
+the Trainer asks at its one save point after all of a call's hooks; a best checkpoint
+is requested (`trainer.request_save("best")`) after an evaluation; the final checkpoint
+is the Trainer's, at a clean stop (`saves_on_stop`). It has no per-call hook.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from emergence.callbacks._save_once import saved_at_current_step
 from emergence.callbacks.base import Callback, Metrics
-from emergence.checkpoint import CheckpointRef, checkpoint_name, delete_checkpoint, rotate
-from emergence.schedule import Every
+from emergence.checkpoint import Continuous, KeepBestN, KeepLastN, SaveContext, SavePolicy, checkpoint_name, every
+from emergence.stop import CLEAN
 
 if TYPE_CHECKING:
     from emergence.trainer import Trainer
 
 
-def is_clean_stop(reason: str | None) -> bool:
-    """Stops that end a run normally (not a signal or an exception): they get a final save."""
-    return reason is not None and not reason.startswith(("signal:", "exception:"))
-
-
 class CheckpointCallback(Callback):
     """Saves the run as it goes, the way Lightning's `ModelCheckpoint` does.
 
-    - every `every_n_steps` steps and/or `every_n_seconds` seconds: a `periodic`
-      checkpoint; only the newest `keep_last` are kept (None keeps all), and the oldest
-      is deleted only after the new one is durable (as the save's `then`, on the writer
-      thread for an async save, so deleting never blocks the loop);
+    - every `every_n_steps` steps and/or `every_n_seconds` seconds (by `clock`): a
+      `periodic` checkpoint; only the newest `keep_last` valid ones are kept (None keeps
+      all), the oldest deleted only after the new one is durable, on the writer thread;
     - with `monitor`: after each evaluation, a `best` checkpoint when the metric is among
-      the `save_top_k` best (`mode` "min" or "max"), kept apart from rotation;
+      the `save_top_k` best (`mode` "min" or "max"), kept apart from periodic rotation;
     - `continuous=True` (instead of `every_n_*`): the next `periodic` save starts at the
       first call boundary after the previous one is durable and at least `min_interval_s`
       seconds after it started (Orbax's continuous policy): a SIGKILL then loses about one
       to two saves' duration of work instead of up to one interval, for a disk and a core
       kept busy writing; rotation as above;
-    - `save_on_start`: a checkpoint of the starting state; `save_final`: one when the run
-      ends normally (max_steps, time budget), unless one of that step exists already.
+    - `save_on_start`: a checkpoint of the starting state; `save_final`: the Trainer's
+      final checkpoint when the run ends normally (max_steps, time budget, early stopping:
+      the clean stops), a hard link of a periodic file of the same step and content.
     Emergency checkpoints are never touched.
     """
 
@@ -56,7 +59,6 @@ class CheckpointCallback(Callback):
     ) -> None:
         _check(keep_last, monitor, mode, save_top_k)
         _check_continuous(continuous, min_interval_s, every_n_steps, every_n_seconds)
-        self.schedule = Every(every_n_steps, every_n_seconds, clock, owner="CheckpointCallback")
         self.every_n_steps = every_n_steps
         self.every_n_seconds = every_n_seconds
         self.keep_last = keep_last
@@ -69,8 +71,13 @@ class CheckpointCallback(Callback):
         self.continuous = continuous
         self.min_interval_s = min_interval_s
         self.best: list[dict[str, Any]] = []
-        self._writing: Path | None = None  # the continuous save in flight, until its on_save_checkpoint
-        self._started = float("-inf")
+        policy = Continuous(min_interval_s) if continuous else every(every_n_steps, every_n_seconds)
+        self.save_policy = policy if clock is time.monotonic else OnClock(policy, clock)
+        self.keep_policies = (
+            *([KeepLastN(keep_last)] if keep_last is not None else []),
+            *([KeepBestN(monitor, mode, self.save_top_k)] if monitor else []),
+        )
+        self.saves_on_stop = CLEAN if save_final else frozenset()
 
     @property
     def state_key(self) -> str:
@@ -106,27 +113,8 @@ class CheckpointCallback(Callback):
             )
 
     def on_fit_start(self, trainer: "Trainer") -> None:
-        self.schedule.done(trainer.step)
-        self._writing, self._started = None, float("-inf")
         if self.save_on_start and trainer.resumed_from is None:
-            self._save_periodic(trainer)
-
-    def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
-        if self.continuous:
-            if (
-                self._writing is None
-                and trainer.step > self.schedule.last_step
-                and self.clock() - self._started >= self.min_interval_s
-            ):
-                self._started = self.clock()
-                ref = self._save_periodic(trainer)
-                self._writing = ref.path if ref.checksum is None else None  # None: it was written synchronously
-        elif self.schedule.due(trainer.step):
-            self._save_periodic(trainer)
-
-    def on_save_checkpoint(self, trainer: "Trainer", ref: CheckpointRef) -> None:
-        if ref.path == self._writing:
-            self._writing = None
+            trainer.request_save("periodic", "start")
 
     def on_validation_end(self, trainer: "Trainer", metrics: Metrics) -> None:
         if not self.monitor:
@@ -138,18 +126,8 @@ class CheckpointCallback(Callback):
             return
         entry = {"step": trainer.step, "value": value, "name": checkpoint_name("best", trainer.step)}
         ranked = sorted([*self.best, entry], key=lambda e: e["value"], reverse=self.mode == "max")
-        self.best, evicted = ranked[: self.save_top_k], ranked[self.save_top_k :]
-        trainer.save_checkpoint(
-            "best",
-            reason=f"best {self.monitor}",
-            metrics={self.monitor: value},
-            then=lambda ref: _delete_best(ref.path.parent, evicted),
-        )
-
-    def on_fit_end(self, trainer: "Trainer", reason: str) -> None:
-        trained = trainer.step > trainer.fit_start_step
-        if self.save_final and trained and is_clean_stop(reason) and not saved_at_current_step(trainer):
-            trainer.save_checkpoint("final", reason=reason)
+        self.best = ranked[: self.save_top_k]  # the manager's KeepBestN deletes the files that fell out
+        trainer.request_save("best", f"best {self.monitor}", metrics={self.monitor: value})
 
     def _qualifies(self, value: float) -> bool:
         if value != value:  # NaN never counts as best
@@ -159,21 +137,28 @@ class CheckpointCallback(Callback):
         worst = self.best[-1]["value"]
         return value < worst if self.mode == "min" else value > worst
 
-    def _save_periodic(self, trainer: "Trainer") -> CheckpointRef:
-        keep = self.keep_last
-        ref = trainer.save_checkpoint(
-            "periodic",
-            reason="continuous" if self.continuous else "periodic",
-            then=None if keep is None else lambda ref: rotate(ref.path.parent, keep),
-        )
-        self.schedule.done(trainer.step)
-        return ref
 
+class OnClock:
+    """A save policy that reads `clock` for its time instead of the manager's (a callback's injected clock)."""
 
-def _delete_best(directory: Path, evicted: list[dict[str, Any]]) -> None:
-    """Delete best checkpoints that fell out of the top k (after the new best is durable)."""
-    for old in evicted:
-        delete_checkpoint(CheckpointRef(directory / old["name"], "best", old["step"]))
+    def __init__(self, policy: SavePolicy, clock: Callable[[], float]) -> None:
+        self.policy, self.clock = policy, clock
+
+    def _here(self, context: SaveContext) -> SaveContext:
+        return dataclasses.replace(context, time=self.clock())
+
+    def should_save(self, context: SaveContext) -> bool:
+        return self.policy.should_save(self._here(context))
+
+    def saved(self, context: SaveContext) -> None:
+        self.policy.saved(self._here(context))
+
+    def start(self, context: SaveContext) -> None:
+        self.policy.start(self._here(context))
+
+    @property
+    def next_step(self) -> float:
+        return self.policy.next_step
 
 
 def _check_continuous(continuous: bool, min_interval_s: Any, every_n_steps: Any, every_n_seconds: Any) -> None:

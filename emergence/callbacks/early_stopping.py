@@ -21,16 +21,17 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import jax
 
-from emergence.callbacks.base import Callback, Metrics
+from emergence.callbacks.base import EVERY_CALL, Callback, Metrics
 from emergence.log import get_logger
 from emergence.schedule import Every, check_interval
+from emergence.stop import StopReason
 
 if TYPE_CHECKING:
     from emergence.trainer import Trainer
 
 log = get_logger("emergence.callbacks")
 
-REASON = "early_stopping"
+REASON = StopReason("early_stopping")
 
 
 class EarlyStoppingCallback(Callback):
@@ -109,6 +110,9 @@ class EarlyStoppingCallback(Callback):
         self._schedule.done(trainer.step)
         self._seen_step = trainer.step
 
+    def next_due(self, trainer: "Trainer") -> float:
+        return EVERY_CALL if self.every_n_steps is not None else float("inf")  # sums every call, or eval only
+
     def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
         if self.every_n_steps is None or trainer.step == self._seen_step:
             return
@@ -151,7 +155,7 @@ class EarlyStoppingCallback(Callback):
                 self.best,
                 self.wait,
             )
-            trainer.stops.propose(REASON)
+            trainer.request_stop(REASON)
 
     def _require(self, metrics: Metrics, which: str) -> None:
         if self.monitor not in metrics:

@@ -15,7 +15,7 @@ In the output dir (the run dir by default), each atomically and in this order:
   reason, final step, total time and each session's time and steps (the list travels in
   every checkpoint; a session killed outright is known up to its last checkpoint), the
   latest checkpoint's path, kind, step and checksum, and the rollbacks a divergence guard
-  made (`trainer.rollbacks`: step, restored step, rng fold-in; empty without one);
+  made (`rollbacks` in `trainer.summary()`: step, restored step, rng fold-in; empty without one);
 - `SHA256SUMS`: every file under the output dir (relative paths; the format of
   `sha256sum -c`, which verifies a download), except itself and `outputs.zip`;
 - `outputs.zip` when `zip_outputs` (default: on Kaggle only): everything above, checksums
@@ -113,14 +113,14 @@ class FinalizeCallback(Callback):
         sessions = self._all_sessions()
         reason = trainer.stop_reason
         summary = {
-            "status": "complete" if reason == "max_steps" else "interrupted",
-            "reason": reason,
+            "status": "complete" if reason is not None and reason.kind == "max_steps" else "interrupted",
+            "reason": str(reason) if reason is not None else None,
             "final_step": trainer.step,
             "max_steps": trainer.max_steps,
             "total_seconds": sum(session["seconds"] for session in sessions),
             "sessions": sessions,
             "latest_checkpoint": latest_checkpoint(trainer, root),
-            "rollbacks": list(trainer.rollbacks),
+            "rollbacks": list(trainer.summary().get("rollbacks", [])),
         }
         write_json(root / SUMMARY, summary)
         write_checksums(root)
@@ -151,7 +151,7 @@ class FinalizeCallback(Callback):
                 "seconds": self.clock() - self._began,
                 "start_step": trainer.fit_start_step,
                 "end_step": trainer.step,
-                "reason": trainer.stop_reason,
+                "reason": str(trainer.stop_reason) if trainer.stop_reason is not None else None,
             },
         ]
 

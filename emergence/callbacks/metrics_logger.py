@@ -12,10 +12,9 @@ Continuity across resumes: the open windows (sum, last, max and steps of each ta
 its last fetch) travel in every checkpoint, and on start each sink drops what it holds
 after the starting step, so a run killed and resumed writes exactly the rows, with
 exactly the values, of a run that was never interrupted (same `steps_per_call`, step
-intervals only). A checkpoint written at a logging step by a callback that fires before
-this one still covers that step: `on_before_save_checkpoint` takes in the current call and
-logs what is due, so `state_dict()` only reads and the callback order does not matter.
-What was written last is published as `trainer.logged_metrics` / `trainer.logged_step`.
+intervals only). The Trainer saves only after all of a call's hooks ran, so a checkpoint
+at a logging step always holds that step's row as written, whatever the callback order.
+What was written last is published in `summary()` (`metrics`, `metrics_step`).
 
 A sink that fails with an `OSError` (a full disk) is reported, and training goes on; so
 are metrics that are NaN or infinite (in a line without the step, so that repeats are
@@ -60,9 +59,9 @@ class LogThrottleCallback(Callback):
         stats: what to log of each train metric's window: `mean` (weighted by steps,
             under the tag's own name), `last`, `max` (as `<tag>/last`, `<tag>/max`).
 
-    The last values written (tag → float) and their step are published as
-    `trainer.logged_metrics` and `trainer.logged_step`: a progress display or an export
-    reads them instead of fetching again.
+    The last values written (tag → float) and their step are published in `summary()` as
+    `metrics` and `metrics_step`: a progress display or an export reads them through
+    `trainer.summary()` instead of fetching again.
     """
 
     def __init__(
@@ -90,6 +89,8 @@ class LogThrottleCallback(Callback):
         self._seen_step = 0
         self._next_due: float = 0
         self._active: list[Sink] | None = None
+        self.logged: dict[str, float] = {}
+        self.logged_step: int | None = None
 
     def state_dict(self) -> dict[str, Any]:
         try:
@@ -102,7 +103,11 @@ class LogThrottleCallback(Callback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self._accumulator.restore(state.get("windows", {}))
 
+    def summary(self) -> dict[str, Any]:
+        return {"metrics": dict(self.logged), "metrics_step": self.logged_step} if self.logged_step is not None else {}
+
     def on_fit_start(self, trainer: "Trainer") -> None:
+        self.logged, self.logged_step = {}, None
         self._seen_step = trainer.step
         self._clock_schedule.done(trainer.step)
         for schedule in self._by_steps.values():
@@ -114,7 +119,7 @@ class LogThrottleCallback(Callback):
 
     def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
         if trainer.step == self._seen_step:
-            return  # already taken in before a checkpoint at this step
+            return  # no new step (the state was rolled back, not advanced)
         if self._seen_step == trainer.fit_start_step and self.per_tag:
             _check_tags_exist(self.per_tag, metrics)
         self._accumulator.add(metrics, trainer.step - self._seen_step)
@@ -122,17 +127,6 @@ class LogThrottleCallback(Callback):
         by_time = self.every_n_seconds is not None and self._clock_schedule.due(trainer.step)
         if trainer.step >= self._next_due or by_time:
             self._log_due(trainer)
-
-    def on_before_save_checkpoint(self, trainer: "Trainer", kind: str) -> None:
-        """Before a checkpoint captures the windows: take in (and log, if due) the current call's metrics."""
-        if (
-            self._active is not None
-            and trainer.last_metrics
-            and trainer.step != self._seen_step
-            and not (trainer.stop_reason or "").startswith("exception:")
-        ):  # else: maybe a failed call's
-            self.on_train_call_end(trainer, trainer.last_metrics)
-        self._sinks("flush")
 
     def on_validation_end(self, trainer: "Trainer", metrics: Metrics) -> None:
         fetched = jax.device_get(dict(metrics))
@@ -179,8 +173,8 @@ class LogThrottleCallback(Callback):
         bad = sorted(tag for tag, value in values.items() if not math.isfinite(value))
         if bad:
             log.warning("metrics: %s not finite (NaN or infinite)", ", ".join(bad))
-        trainer.logged_metrics.update(values)
-        trainer.logged_step = step
+        self.logged.update(values)
+        self.logged_step = step
         self._sinks("write", step, values)
         self._sinks("flush")
 

@@ -16,8 +16,12 @@ next divergence restores the last good state once more and stops the run cleanly
 (reason `non_finite`), so its final checkpoint holds that good state. With no
 checkpoint to return to, it stops at once (and the Trainer refuses to save the diverged
 state). Every rollback is logged and listed in `rollbacks`, which travels in every
-checkpoint (a resumed run keeps its count) and is published as `trainer.rollbacks`, which
-`FinalizeCallback` writes into summary.json.
+checkpoint (a resumed run keeps its count) and is published in `summary()` as
+`rollbacks`, which `FinalizeCallback` writes into summary.json. The Trainer saves only
+after every hook of a call, so a save at one of the guard's steps always writes a checked
+state: give `CheckpointCallback` a step interval that is a multiple of `every_n_steps`. A
+save between two checks of a state that went non-finite is refused with a
+`NonFiniteStateError` (the Trainer never writes one).
 """
 
 from __future__ import annotations
@@ -27,17 +31,18 @@ from typing import TYPE_CHECKING, Any
 import jax
 import jax.numpy as jnp
 
-from emergence.callbacks.base import Callback, Metrics
+from emergence.callbacks.base import EVERY_CALL, Callback, Metrics
 from emergence.errors import CheckpointNotFoundError
 from emergence.log import get_logger
 from emergence.schedule import Every, check_interval
+from emergence.stop import StopReason
 
 if TYPE_CHECKING:
     from emergence.trainer import Trainer
 
 log = get_logger("emergence.callbacks")
 
-REASON = "non_finite"
+REASON = StopReason("non_finite")
 
 
 @jax.jit
@@ -97,8 +102,13 @@ class NonFiniteGuardCallback(Callback):
     def setup(self, trainer: "Trainer") -> None:
         self.rollbacks, self.stopped, self._checked_keys, self._rolled_back_at = [], False, False, None
 
+    def summary(self) -> dict[str, Any]:
+        return {"rollbacks": [dict(entry) for entry in self.rollbacks]}
+
+    def next_due(self, trainer: "Trainer") -> float:
+        return EVERY_CALL if self.monitor is not None and not self.stopped else self._schedule.next_step
+
     def on_fit_start(self, trainer: "Trainer") -> None:
-        trainer.rollbacks = [dict(entry) for entry in self.rollbacks]  # published for the summary
         self._schedule.done(trainer.step)
         self._flag = jnp.asarray(False)
 
@@ -112,11 +122,6 @@ class NonFiniteGuardCallback(Callback):
             self._flag = _fold_metric(self._flag, metrics[self.monitor])
         if self._schedule.due(trainer.step):
             self._schedule.done(trainer.step)
-            self._check(trainer)
-
-    def on_before_save_checkpoint(self, trainer: "Trainer", kind: str) -> None:
-        """A save copies the state to the host anyway: check first, so a good state is what it writes."""
-        if not self.stopped and trainer.state is not None and not _donated(trainer.state):
             self._check(trainer)
 
     def _check(self, trainer: "Trainer") -> None:
@@ -146,7 +151,6 @@ class NonFiniteGuardCallback(Callback):
             self._stop(trainer)
             return
         self.rollbacks.append({"step": trainer.step, "restored_step": good.step, "fold_in": fold_in})
-        trainer.rollbacks = [dict(entry) for entry in self.rollbacks]
         log.warning(
             "non-finite values at step %d: rolled back to the checkpoint of step %d with a fresh rng "
             "(rollback %d of at most %d)",
@@ -158,7 +162,7 @@ class NonFiniteGuardCallback(Callback):
 
     def _stop(self, trainer: "Trainer") -> None:
         self.stopped = True
-        trainer.stops.propose(REASON)
+        trainer.request_stop(REASON)
 
 
 def _donated(state: Any) -> bool:

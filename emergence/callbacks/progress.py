@@ -6,11 +6,11 @@
 - steps/s from the host's clock over the last ~30 refreshes (with asynchronous dispatch
   the host runs at most a bounded queue ahead, so this is the device's pace), ETA from it
   (with `max_steps=None`: the step alone, no bar or ETA);
-- the time budget left, from `trainer.time_left` (published by `TimeBudgetCallback` /
-  `KaggleTimeoutCallback` at each call boundary);
+- the time budget left, `time_left` in `trainer.summary()` (published by
+  `TimeBudgetCallback` / `KaggleTimeoutCallback`);
 - the last checkpoint's step and age, from `on_save_checkpoint` (or the one resumed from);
-- the latest values a metrics logger wrote, from `trainer.logged_metrics` (published by
-  `LogThrottleCallback`): nothing is fetched from the device here.
+- the latest values a metrics logger wrote, `metrics` in `trainer.summary()` (published
+  by `LogThrottleCallback`): nothing is fetched from the device here.
 
 Where it shows: a live bar in a terminal; an in-place display in a Jupyter notebook
 (Kaggle, Colab; via IPython's display handles, no ipywidgets needed); and when stdout is
@@ -136,19 +136,19 @@ class RichProgressCallback(Callback):
             f"{rate:,.1f} steps/s" if rate is not None else "– steps/s",
             f"ETA {_hms((end - trainer.step) / rate)}" if rate and end is not None else "ETA –",
         ]
-        if trainer.time_left is not None:
-            parts.append(f"budget {_hms(trainer.time_left)} left")
+        published = trainer.summary()
+        if published.get("time_left") is not None:
+            parts.append(f"budget {_hms(published['time_left'])} left")
         if self._checkpoint is not None:
             step, saved_at = self._checkpoint
             age = "resumed" if saved_at is None else f"{_hms(now - saved_at)} ago"
             parts.append(f"ckpt {step:,} ({age})")
-        values = self._shown_metrics(trainer)
+        values = self._shown_metrics(published.get("metrics", {}))
         if values:
             parts.append(format_values(values))
         return parts
 
-    def _shown_metrics(self, trainer: "Trainer") -> dict[str, float]:
-        latest = trainer.logged_metrics
+    def _shown_metrics(self, latest: dict[str, float]) -> dict[str, float]:
         tags = self.metrics if self.metrics is not None else list(latest)[: self.max_metrics]
         return {tag: latest[tag] for tag in tags if tag in latest}
 

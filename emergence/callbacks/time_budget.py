@@ -11,12 +11,14 @@ actually written (`trainer.last_save_seconds`, from the snapshot to the durable 
 a save syncs, so it includes draining the calls still queued, which is what the final
 save will cost too). Until the first save: 0.5 s + the state's size at 100 MB/s + the
 device work still queued. To keep a stop effective it bounds how far the host runs
-ahead of the device to about a quarter of the margin. The final checkpoint at a
-`time_budget` stop is written by `CheckpointCallback` when one is in the list, else by
-this callback (never twice). The stop is proposed to `trainer.stops` as `time_budget`:
-on one process it takes effect at once; under `jax.distributed` process 0's proposal
-stops every process at the same step (see `emergence.parallel.stops`). The seconds left
-are published as `trainer.time_left` at every call boundary (a progress display reads it).
+ahead of the device to about a quarter of the margin. It looks at a call boundary only
+as often as it must: `next_due()` is half the steps the measured rate says fit before
+the stop is due (every call until a call was timed, and once close), so a fast loop pays
+one comparison per call. The stop is requested as `time_budget` (`trainer.request_stop`):
+on one process it takes effect at once; under `jax.distributed` process 0's request
+stops every process at the same step (see `emergence.parallel.stops`). The Trainer then
+writes the final checkpoint once (`saves_on_stop`). The seconds left are published in
+`summary()` as `time_left` (a progress display reads it).
 """
 
 from __future__ import annotations
@@ -28,13 +30,13 @@ from typing import TYPE_CHECKING
 
 import jax
 
-from emergence.callbacks._save_once import save_last_state
-from emergence.callbacks.base import Callback, Metrics
+from emergence.callbacks.base import EVERY_CALL, Callback, Metrics
 from emergence.calls import StepRate
 from emergence.log import get_logger
 from emergence.platforms.kaggle import kaggle_session_limit
 from emergence.platforms.process import jax_accelerator, process_start_time
 from emergence.platforms.slurm import slurm_job_end_time
+from emergence.stop import StopReason
 
 if TYPE_CHECKING:
     from emergence.checkpoint import CheckpointRef
@@ -42,7 +44,7 @@ if TYPE_CHECKING:
 
 log = get_logger("emergence.callbacks")
 
-REASON = "time_budget"
+REASON = StopReason("time_budget")
 GUESS_SAVE_SECONDS = 0.5
 GUESS_WRITE_BYTES_PER_SECOND = 100e6
 BACKLOG_SHARE_OF_MARGIN = 0.25
@@ -63,6 +65,7 @@ class TimeBudgetCallback(Callback):
     """
 
     can_stop = True
+    saves_on_stop = frozenset({"time_budget"})
 
     def __init__(
         self,
@@ -111,15 +114,26 @@ class TimeBudgetCallback(Callback):
         self.deadline = self._resolve_deadline()
         self._rate = StepRate(self.clock)
         trainer.calls.watch()
-        trainer.time_left = self.remaining
 
     def on_fit_start(self, trainer: "Trainer") -> None:
         self._steps_per_call = trainer.steps_per_call
         self._state_bytes = sum(getattr(leaf, "nbytes", 0) for leaf in jax.tree.leaves(trainer.state))
-        remaining = trainer.time_left = self.remaining
+        remaining = self.remaining
         if remaining < self.margin + self.save_seconds:
             log.warning("time budget: only %.0f s left before the deadline: not training", remaining)
-            trainer.stops.propose(REASON)
+            trainer.request_stop(REASON)
+
+    def summary(self) -> dict[str, float]:
+        return {"time_left": self.remaining} if self.deadline else {}
+
+    def next_due(self, trainer: "Trainer") -> float:
+        per_step = self._rate.seconds_per_step
+        if per_step is None or per_step <= 0:
+            return EVERY_CALL
+        spare = self.remaining - (self.margin + self.call_seconds + self.save_seconds)
+        backlog = BACKLOG_SHARE_OF_MARGIN * self.margin
+        steps = int(min(spare / 2, backlog) / per_step)
+        return trainer.step + steps if steps > 2 * trainer.steps_per_call else EVERY_CALL
 
     def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
         calls = trainer.calls
@@ -127,7 +141,7 @@ class TimeBudgetCallback(Callback):
         if calls.wait(self._backlog_limit()):
             self._rate.observe(calls)
         self._queued = self._rate.pending_seconds(trainer.step)
-        remaining = trainer.time_left = self.remaining
+        remaining = self.remaining
         if remaining < self.margin + self.call_seconds + self.save_seconds:
             log.info(
                 "time budget: %.1f s left < margin %.1f + call %.2f + save %.2f: stopping at step %d",
@@ -137,15 +151,14 @@ class TimeBudgetCallback(Callback):
                 self.save_seconds,
                 trainer.step,
             )
-            trainer.stops.propose(REASON)
+            trainer.request_stop(REASON)
 
     def on_save_checkpoint(self, trainer: "Trainer", ref: "CheckpointRef") -> None:
         self._saves.append(trainer.last_save_seconds)
 
-    def on_fit_end(self, trainer: "Trainer", reason: str) -> None:
-        if reason != REASON:
+    def on_fit_end(self, trainer: "Trainer", reason: StopReason) -> None:
+        if reason.kind != REASON.kind:
             return
-        save_last_state(trainer, "final", REASON)
         log.info(
             "time budget: stopped at step %d with %.1f s to spare before the deadline "
             "(margin %.0f s, call %.2f s, save %.2f s)",

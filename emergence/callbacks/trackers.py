@@ -10,9 +10,9 @@ Samples are taken at the first call boundary at or after each multiple of
 `every_n_steps` (an `Every`), and at `max_steps` when there is one. Their state travels in every checkpoint under this
 callback's `state_key`, so a run killed and resumed records exactly the samples, with
 exactly the values, that a straight run records (same `steps_per_call`): no gaps, no
-duplicates. A checkpoint written at a sampling step by a callback that fires before
-this one still holds that step's sample: `on_before_save_checkpoint` takes a sample that
-is due, so `state_dict()` only reads and the callback order does not matter.
+duplicates. The Trainer saves only after all of a call's hooks ran, so a checkpoint at a
+sampling step always holds that step's sample, whatever the callback order. Between
+samples the loop does not call it at all (`next_due()`).
 """
 
 from __future__ import annotations
@@ -93,14 +93,9 @@ class TrackerCallback(Callback):
         if self._due(trainer):
             self._sample(trainer)
 
-    def on_before_save_checkpoint(self, trainer: "Trainer", kind: str) -> None:
-        """Take a sample that is due at the current step before a checkpoint captures the state."""
-        if not trainer.fitting or trainer.state is None or not trainer.last_metrics:
-            return
-        if (trainer.stop_reason or "").startswith("exception:"):
-            return  # the state may be the donated input of a failed call: sample nothing
-        if self._due(trainer):
-            self._sample(trainer)
+    def next_due(self, trainer: "Trainer") -> float:
+        end = trainer.max_steps if trainer.max_steps is not None and trainer.max_steps > self.last_sample_step else None
+        return min(self.schedule.next_step, end if end is not None else float("inf"))
 
     def _due(self, trainer: "Trainer") -> bool:
         step = trainer.step

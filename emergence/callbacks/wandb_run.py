@@ -38,6 +38,7 @@ from emergence.task import task_config
 
 if TYPE_CHECKING:
     from emergence.checkpoint import CheckpointRef
+    from emergence.stop import StopReason
     from emergence.trainer import Trainer
 
 log = get_logger("emergence.callbacks")
@@ -156,16 +157,16 @@ class WandbCallback(Callback):
                 }
             )
 
-    def on_fit_end(self, trainer: "Trainer", reason: str) -> None:
-        if self.run is not None:
-            self.run.summary.update({"stop_reason": reason, "final_step": trainer.step})
+    def on_fit_end(self, trainer: "Trainer", reason: "StopReason") -> None:
+        if self.run is not None:  # what the callbacks publish (trainer.summary()), then why and where it stopped
+            self.run.summary.update({**trainer.summary(), "stop_reason": str(reason), "final_step": trainer.step})
 
     def teardown(self, trainer: "Trainer") -> None:
         run, self.run, self._trainer = self.run, None, None
         if run is None:
             return
         self.sink.detach()
-        failed = (trainer.stop_reason or "").startswith("exception:")
+        failed = trainer.stop_reason is not None and trainer.stop_reason.kind == "exception"
         offline = run.settings.mode == "offline"
         roots = [Path(run.settings.sync_dir).parent, *self._earlier_wandb_dir(trainer)]
         run.finish(exit_code=1 if failed else 0)

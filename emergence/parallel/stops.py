@@ -1,9 +1,10 @@
 """Stops: the one place a stop is proposed and agreed, on one process or across `jax.distributed`.
 
 The shape of Lightning's `should_stop = trainer.strategy.broadcast(should_stop)`: a
-callback that wants the run to stop calls `trainer.stops.propose(reason)`, and anything
+callback that wants the run to stop calls `trainer.request_stop(reason)` (which proposes it here), and anything
 that acts on a stop reads `trainer.stops.agreed`. This service knows nothing of
-callbacks; it knows reasons (short strings) and who may propose them:
+callbacks; it knows reasons (`StopReason`s, exchanged as their short text) and who may
+propose them:
 
 - `any_process=True`: something one process sees (a signal): the first proposal in
   process order stops every process;
@@ -19,7 +20,7 @@ which gathers each process's proposals, encoded as fixed-size UTF-8 byte arrays 
 registry of reasons), with one small `process_allgather` (a collective, so the host
 waits for the device work queued ahead of it: hence every few calls, not each). A stop
 therefore takes effect up to `AGREE_EVERY_N_CALLS` calls later than on one process.
-The agreed reason is handed to `on_agreed` (the Trainer's `request_stop`).
+The agreed reason is handed to `on_agreed` (the Trainer, which stops at that boundary).
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+
+from emergence.stop import StopReason, as_stop_reason
 
 AGREE_EVERY_N_CALLS = 8
 REASON_BYTES = 64
@@ -40,7 +43,7 @@ class Stops:
 
     Args:
         processes: how many processes must agree (1: every proposal is agreed at once).
-        on_agreed: called once with the agreed reason (the Trainer passes `request_stop`).
+        on_agreed: called once with the agreed reason (the Trainer passes its stop).
         every_n_calls: calls between agreements when `processes > 1`.
         gather: stacks every process's array in process order (default: JAX's `process_allgather`).
     """
@@ -49,24 +52,25 @@ class Stops:
         self,
         processes: int = 1,
         *,
-        on_agreed: Callable[[str], None] | None = None,
+        on_agreed: Callable[[StopReason], None] | None = None,
         every_n_calls: int = AGREE_EVERY_N_CALLS,
         gather: Gather | None = None,
     ) -> None:
         self.processes = processes
         self.on_agreed = on_agreed
         self.every_n_calls = every_n_calls
-        self.agreed: str | None = None
+        self.agreed: StopReason | None = None
         self._gather = gather or _process_allgather
-        self._proposed: list[str | None] = [None, None]
+        self._proposed: list[StopReason | None] = [None, None]
         self._calls = 0
 
-    def propose(self, reason: str, *, any_process: bool = False) -> None:
+    def propose(self, reason: StopReason | str, *, any_process: bool = False) -> None:
         """Ask every process to stop with `reason` (see the module docstring); the first proposal of each kind stays.
 
         Only sets attributes: safe to call from a signal handler.
         """
-        _encode(reason)
+        reason = as_stop_reason(reason)  # a string names a `user` stop
+        _encode(str(reason))
         slot = ANY if any_process else PROCESS_0
         if self._proposed[slot] is None:
             self._proposed[slot] = reason
@@ -81,17 +85,17 @@ class Stops:
         if last or self._calls % self.every_n_calls == 0:
             self.agree()
 
-    def agree(self) -> str | None:
+    def agree(self) -> StopReason | None:
         """The collective: every process's proposals gathered, the agreed reason applied; that reason, or None."""
-        mine = np.stack([_encode(reason or "", allow_empty=True) for reason in self._proposed])
+        mine = np.stack([_encode(str(reason or ""), allow_empty=True) for reason in self._proposed])
         table = np.asarray(self._gather(mine)).reshape(-1, 2, REASON_BYTES)
         anywhere = [_decode(row[ANY]) for row in table]
         chosen = next((reason for reason in anywhere if reason), None) or _decode(table[0, PROCESS_0])
         if chosen:
-            self._agree_on(chosen)
+            self._agree_on(StopReason.parse(chosen))
         return self.agreed
 
-    def _agree_on(self, reason: str) -> None:
+    def _agree_on(self, reason: StopReason) -> None:
         if self.agreed is None:
             self.agreed = reason
             if self.on_agreed is not None:

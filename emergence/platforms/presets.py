@@ -6,13 +6,14 @@ Each entry of a preset has a key; `for_platform(name, **overrides)` takes, per k
 
 - a dict: arguments merged into the preset's (`checkpoint=dict(every_n_steps=1000)`), or,
   for a key the preset lacks, the arguments of a new one (`time_budget=dict(max_duration=3600)`);
-- a `Callback`: used instead of the preset's (`signal=SignalCheckpointCallback(exit_process=False)`);
+- a `Callback`: used instead of the preset's (`signal=SignalCheckpointCallback(max_calls_in_flight=None)`);
 - None: the entry is dropped (`logging=None`).
 
 Keys, in list order: time_budget, checkpoint, logging, progress, artifacts, exception,
-atexit, finalize, signal. The order matters: the time budget sees each call before a
-periodic save is asked for (its save estimate stays tight), and the signal callback is
-last because its `teardown` ends the process. `extra=[...]` callbacks go before it.
+atexit, finalize, signal; `extra=[...]` callbacks go after them. The order does not
+matter: callbacks only request saves and stops, the Trainer carries them out after all
+of a call's hooks and writes the end checkpoint itself (tests/callbacks/test_order.py
+runs every permutation of the Kaggle preset).
 """
 
 from __future__ import annotations
@@ -90,9 +91,7 @@ def for_platform(
     entries: dict[str, Spec | Callback] = dict(preset(name))
     for key, value in overrides.items():
         entries = _override(entries, key, value)
-    built = [_build(entries[key]) for key in ORDER if key in entries]
-    cut = len(built) - 1 if "signal" in entries else len(built)
-    return [*built[:cut], *extra, *built[cut:]]
+    return [*(_build(entries[key]) for key in ORDER if key in entries), *extra]
 
 
 def _override(entries: dict[str, Spec | Callback], key: str, value: Any) -> dict[str, Spec | Callback]:

@@ -8,7 +8,7 @@
 - `Scenario` drives a real `Trainer.fit()` on a tiny task with scripted events (a signal
   at step k, clock jumps, a stop request, a checkpoint write failing with ENOSPC, an
   exception at step k, NaN at step k, a resume) and returns an `Outcome`: hooks fired in
-  order, files on disk, checkpoints, stop reason, the exception or exit code.
+  order, files on disk, checkpoints, stop reason, the exception and the exit code.
 - `toy_task`, `DivergingTask`: tasks that compile and run in well under a second.
 - `FakeClock`: time that moves only when told to; `fire`: call one hook by hand.
 - A pytest plugin (installed with the package) adds the fixtures `fake_clock`,

@@ -49,10 +49,11 @@ class Outcome:
     Attributes:
         hooks: every hook the Trainer fired, in order.
         events: the scripted events that fired, as `(step, description)`.
-        stop_reason: why training stopped (`max_steps`, `signal:SIGTERM`, `exception:RuntimeError`, ...).
+        stop_reason: why training stopped, a `StopReason` (equal to its text: `max_steps`,
+            `signal:SIGTERM`, `exception:RuntimeError`, ...).
         step: the step it stopped at.
         exception: what `fit()` raised (None when it returned).
-        exit_code: the code of a `SystemExit` (a signal callback ending the process), else None.
+        exit_code: the Trainer's `exit_code` (0 clean, 128 + signum after a signal, 1 after an exception).
         files: every file under the run dir, as sorted relative POSIX paths.
         trainer: the Trainer, for anything else.
         state: the state `fit()` returned (None when it raised).
@@ -64,12 +65,12 @@ class Outcome:
     hooks: list[HookCall]
     events: list[tuple[int, str]]
     exception: BaseException | None
-    exit_code: int | str | None
+    exit_code: int | None
     files: list[str] = field(default_factory=list)
     state: Any = None
 
     @property
-    def stop_reason(self) -> str | None:
+    def stop_reason(self) -> Any:
         return self.trainer.stop_reason
 
     @property
@@ -179,7 +180,7 @@ class Scenario:
         return self
 
     def run(self, callbacks: Callbacks = ()) -> Outcome:
-        """One real `fit()` with the events; what it did. Exceptions and SystemExit are caught into the outcome."""
+        """One real `fit()` with the events; what it did. Exceptions (SystemExit too) are caught into the outcome."""
         from emergence.trainer import Trainer
 
         built = list(callbacks(self.clock) if callable(callbacks) else callbacks)
@@ -187,14 +188,13 @@ class Scenario:
         trainer = Trainer(
             callbacks=[director, *built], max_steps=self.max_steps, run_dir=self.run_dir, **self.trainer_args
         )
-        exception, exit_code, state = None, None, None
+        exception, state = None, None
         with _disk_full(self.disk_full_from):
             try:
                 state = trainer.fit(self.task if self.task is not None else toy_task())
-            except SystemExit as done:
-                exit_code = done.code
             except BaseException as err:  # the outcome reports it; KeyboardInterrupt from SIGINT too
                 exception = err
+        exit_code = trainer.exit_code
         files = sorted(p.relative_to(self.run_dir).as_posix() for p in self.run_dir.rglob("*") if p.is_file())
         return Outcome(self, callbacks, trainer, director.calls, director.fired, exception, exit_code, files, state)
 

@@ -22,7 +22,11 @@ that order in the list. Injected trouble and probes:
 - `--trace-seconds SECONDS`: the first compile takes that much longer;
 - `--work-seconds SECONDS`: each step does that much real device work;
 - `--plain-save-at STEP`: time one plain save (the benchmark's baseline);
-- `--fit-in-thread STEP`: fit() in a daemon thread; the main program fails at STEP.
+- `--fit-in-thread STEP`: fit() in a daemon thread; the main program fails at STEP;
+- `--kaggle-order KEYS`: instead of `--callbacks`, the Kaggle preset at test intervals
+  (`tests.helpers.kaggle_preset`) in this order of its keys (comma-separated).
+
+The process exits with `trainer.exit_code`, as `emergence train` does.
 
 Prints one line per event on stdout, for a parent to time its kills:
 `start <epoch of process start>`, `budget from <epoch>`, `starting`, `ready <step>`,
@@ -300,7 +304,12 @@ def build(args: argparse.Namespace) -> Trainer:
         callbacks.append(DiskFullAfter(*_pair(args.fsize_after, int)))
     if args.plain_save_at:
         callbacks.append(PlainSave(args.plain_save_at))
-    callbacks += survival_callbacks(args)
+    if args.kaggle_order:
+        from tests.helpers import kaggle_preset
+
+        callbacks += kaggle_preset(tuple(args.kaggle_order.split(",")), args.run_dir)
+    else:
+        callbacks += survival_callbacks(args)
     if args.signal_in_setup:
         callbacks.append(SignalSelfInSetup(args.signal_in_setup))
     resume = None if args.resume == "none" else args.resume
@@ -356,6 +365,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--fsize-after", default=None, help="STEP:BYTES")
     parser.add_argument("--plain-save-at", type=int, default=None, help="time one plain save at this step")
     parser.add_argument("--fit-in-thread", type=int, default=None, help="main program fails at this step")
+    parser.add_argument("--kaggle-order", default=None, help="the Kaggle preset, its keys in this order")
     return parser.parse_args(argv)
 
 
@@ -369,6 +379,7 @@ def main(argv: list[str]) -> None:
         run_in_thread(trainer, args.fit_in_thread)
     trainer.fit()
     say(f"fit returned {trainer.stop_reason}")
+    sys.exit(trainer.exit_code)  # what `emergence train` does: the exit code is the Trainer's
 
 
 if __name__ == "__main__":

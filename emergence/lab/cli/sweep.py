@@ -95,4 +95,4 @@ def main(argv: list[str]) -> int:
         write_report(Path(trainer.run_dir))  # else finalize wrote it, and summed it: rewriting would break SHA256SUMS
     written = [Path(trainer.run_dir) / name for name in REPORT_FILES if (Path(trainer.run_dir) / name).exists()]
     print(f"report: {', '.join(str(path) for path in written) or 'none (nothing was logged)'}", flush=True)
-    return 0
+    return trainer.exit_code

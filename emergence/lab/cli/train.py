@@ -67,7 +67,7 @@ def check(config: LabConfig) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """`emergence train [FLAGS]`: train, print a summary, return 0 (signals exit from inside fit)."""
+    """`emergence train [FLAGS]`: train, print a summary, return the Trainer's exit code (128 + signum: a signal)."""
     config = parse_config(argv)
     platform = resolve_platform(config)
     trainer = build_trainer(config, platform)
@@ -85,4 +85,4 @@ def main(argv: list[str]) -> int:
         raise ConfigMismatchError(str(err).replace("force_resume=True", "--train.force-resume")) from None
     jax.block_until_ready(trainer.state)
     print(summary(trainer, time.perf_counter() - began), flush=True)
-    return 0
+    return trainer.exit_code

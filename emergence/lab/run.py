@@ -170,5 +170,6 @@ def build_trainer(
         seed=train.seed,
         eval_every_n_steps=updates(train.eval_interval) if train.eval_interval > 0 else None,
         force_resume=train.force_resume,
+        overwrite=train.overwrite,
         devices=trainer_devices(train.devices),
     )

@@ -12,8 +12,8 @@ a save syncs, so it includes draining the calls still queued, which is what the 
 save will cost too). Durations run on `time.monotonic` (the deadline, an epoch time, is placed
 on it once at `setup`), so a step of the wall clock moves nothing; the first call's compile
 time is not a call (it is over before the first dispatch returns). Until the first save:
-0.5 s + the state's size at 100 MB/s + the device work still queued. To keep a stop effective it bounds how far the host runs
-ahead of the device to about a quarter of the margin. It looks at a call boundary only
+0.5 s + the state's size at 100 MB/s + the device work still queued. To keep a stop
+effective it bounds how far the host runs ahead of the device to about a quarter of the margin. It looks at a call boundary only
 as often as it must: `next_due()` is half the steps the measured rate says fit before
 the stop is due (every call until a call was timed, and once close), so a fast loop pays
 one comparison per call. The stop is requested as `time_budget` (`trainer.request_stop`):

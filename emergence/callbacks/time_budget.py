@@ -4,23 +4,23 @@ At every call boundary the callback compares the time left with what stopping ne
 
     remaining < margin + next call + save  →  trainer.stops.propose("time_budget")
 
-Both estimates are measured as the run goes: the call from the device's completions that
-the Trainer's call tracker saw (`trainer.calls`, read through a `StepRate` on this
-callback's clock), never forcing a copy to the host; the save from the checkpoints
-actually written (`trainer.last_save_seconds`, from the snapshot to the durable file:
-a save syncs, so it includes draining the calls still queued, which is what the final
-save will cost too). Durations run on `time.monotonic` (the deadline, an epoch time, is placed
-on it once at `setup`), so a step of the wall clock moves nothing; the first call's compile
-time is not a call (it is over before the first dispatch returns). Until the first save:
-0.5 s + the state's size at 100 MB/s + the device work still queued. To keep a stop
-effective it bounds how far the host runs ahead of the device to about a quarter of the margin. It looks at a call boundary only
-as often as it must: `next_due()` is half the steps the measured rate says fit before
-the stop is due (every call until a call was timed, and once close), so a fast loop pays
-one comparison per call. The stop is requested as `time_budget` (`trainer.request_stop`):
-on one process it takes effect at once; under `jax.distributed` process 0's request
-stops every process at the same step (see `emergence.parallel.stops`). The Trainer then
-writes the final checkpoint once (`saves_on_stop`). The seconds left are published in
-`summary()` as `time_left` (a progress display reads it).
+Both estimates are measured as the run goes: the call from the device's completions that the
+Trainer's call tracker saw (`trainer.calls`, read through a `StepRate` on this callback's
+clock), never forcing a copy to the host; the save from the checkpoints actually written
+(`trainer.last_save_seconds`, from the snapshot to the durable file: a save syncs, so it
+includes draining the calls still queued, which is what the final save will cost too).
+Durations run on `time.monotonic` (the deadline, an epoch time, is placed on it once at
+`setup`), so a step of the wall clock moves nothing; the first call's compile time is not a
+call (it is over before the first dispatch returns). Until the first save: 0.5 s + the
+state's size at 100 MB/s + the device work still queued. To keep a stop effective it bounds
+how far the host runs ahead of the device to about a quarter of the margin. It looks at a
+call boundary only as often as it must: `next_due()` is half the steps the measured rate
+says fit before the stop is due (every call until a call was timed, and once close), so a
+fast loop pays one comparison per call. The stop is requested as `time_budget`
+(`trainer.request_stop`): on one process it takes effect at once; under `jax.distributed`
+process 0's request stops every process at the same step (see `emergence.parallel.stops`).
+The Trainer then writes the final checkpoint once (`saves_on_stop`). The seconds left are
+published in `summary()` as `time_left` (a progress display reads it).
 """
 
 from __future__ import annotations

@@ -77,11 +77,7 @@ def child(process_id: int, port: int, run_dir: str, max_steps: int, resume: str 
         resume=resume,
         devices="all",
     )
-    exit_code = 0
-    try:
-        trainer.fit()
-    except SystemExit as stop:  # the signal callback's exit (143): report first
-        exit_code = stop.code
+    trainer.fit()  # returns after a signal too: the exit code (143) is the Trainer's, applied below
     kernel = trainer.state.params["params"]["Dense_0"]["kernel"]
     return {
         "process": jax.process_index(),
@@ -90,8 +86,8 @@ def child(process_id: int, port: int, run_dir: str, max_steps: int, resume: str 
         "saved": saved,
         "local_seeds": [s.data.shape[0] for s in kernel.addressable_shards],
         "resumed": trainer.resumed_from.path.name if trainer.resumed_from else None,
-        "stop_reason": trainer.stop_reason,
-        "exit": exit_code,
+        "stop_reason": str(trainer.stop_reason),
+        "exit": trainer.exit_code,
         "last_exists_at_return": trainer.last_checkpoint is not None and trainer.last_checkpoint.path.exists(),
     }
 

@@ -58,6 +58,9 @@ class LogThrottleCallback(Callback):
         clock: monotonic seconds (inject a fake one in tests).
         stats: what to log of each train metric's window: `mean` (weighted by steps,
             under the tag's own name), `last`, `max` (as `<tag>/last`, `<tag>/max`).
+        sparse: tags some calls have no value for, sent as NaN (an age at death when nobody
+            died): their NaNs are left out and a window with no value writes no cell. Any
+            other tag's NaN is written as `nan`.
 
     The last values written (tag → float) and their step are published in `summary()` as
     `metrics` and `metrics_step`: a progress display or an export reads them through
@@ -73,6 +76,7 @@ class LogThrottleCallback(Callback):
         clock: Callable[[], float] = time.monotonic,
         *,
         stats: Sequence[str] = ("mean",),
+        sparse: Sequence[str] = (),
     ) -> None:
         per_tag = dict(per_tag or {})
         _check(every_n_steps, every_n_seconds, per_tag, stats)
@@ -82,7 +86,7 @@ class LogThrottleCallback(Callback):
         self.sinks: list[Sink] = list(sinks) if sinks is not None else [CSVSink(), TensorBoardSink(), ConsoleSink()]
         self.clock = clock
         self.stats = tuple(stats)
-        self._accumulator = MetricAccumulator()
+        self._accumulator = MetricAccumulator(sparse)
         self._clock_schedule = Every(None, every_n_seconds, clock, owner="LogThrottleCallback")
         intervals = {every_n_steps, *per_tag.values()} - {None}
         self._by_steps = {n: Every(n, owner="LogThrottleCallback") for n in sorted(intervals)}

@@ -18,6 +18,7 @@ from emergence.callbacks import TrackerCallback
 from emergence.callbacks.base import Callback
 from emergence.lab.agents import PPOTask
 from emergence.lab.config import LabConfig
+from emergence.lab.event_count import EventCount
 from emergence.lab.report import Throughput
 from emergence.lab.sweep.grid import Grid, run_config
 from emergence.lab.sweep.report import write_report
@@ -32,6 +33,8 @@ from emergence.trainer import Trainer
 
 MONITOR = "eval/food_per_agent_step"
 PROGRESS_LINE_SECONDS = 15.0
+SPARSE = ("env/age_at_death",)
+"""Metrics that are NaN where a call has no value (no death): the logger leaves those out, never averages 0."""
 SHOWN = ("env/food_per_agent_step", "env/population", "loss/total", MONITOR)
 """What the progress line shows of the logged metrics (all of them go to metrics.csv and TensorBoard)."""
 
@@ -105,7 +108,7 @@ def callbacks(config: LabConfig, platform: str, task: PPOTask | SweepTask, **ove
             mode="max",
             save_top_k=1 if evaluating else 0,
         ),
-        "logging": dict(every_n_steps=updates(train.log_interval), sinks=[CSVSink(), TensorBoardSink()]),
+        "logging": dict(every_n_steps=updates(train.log_interval), sinks=[CSVSink(), TensorBoardSink()], sparse=SPARSE),
         "progress": dict(plain_every_n_seconds=PROGRESS_LINE_SECONDS, metrics=SHOWN),
     }
     if train.max_duration is not None:
@@ -124,16 +127,18 @@ def callbacks(config: LabConfig, platform: str, task: PPOTask | SweepTask, **ove
         wandb = WandbCallback(project=train.wandb_project)
         lab["logging"]["sinks"] = [*lab["logging"]["sinks"], wandb.sink]
         extra.append(wandb)
+    first: list[Callback] = []
     if train.track_interval > 0:
         trackers, probe = (
             (sweep_trackers(task.num_seeds), sweep_probe(task)) if sweeping else (lab_trackers(), policy_probe(task))
         )
         extra.append(TrackerCallback(updates(train.track_interval), trackers, probe=probe))
+        first.append(EventCount(trackers))  # before the logger: tracker/events in each call's metrics
     merged = {
         key: {**lab[key], **value} if isinstance(value, dict) and key in lab else value
         for key, value in overrides.items()
     }
-    return for_platform(platform, extra=extra, **{**lab, **merged})
+    return [*first, *for_platform(platform, extra=extra, **{**lab, **merged})]
 
 
 def sweep_sinks(task: SweepTask) -> list[Any]:

@@ -143,16 +143,18 @@ def _metric_lines(runs: Summaries, baseline: str, metric: Metric, reps: int) -> 
         constant = len(values) >= 2 and np.ptp(values) == 0
         lines.append(
             Line(
-                *(label, metric.name, len(values)),
-                *astuple(average),
-                *astuple(middle),
-                *astuple(welch),
-                math.nan,
-                False,
-                *astuple(better),
-                sd,
-                needed,
-                metric.constant.format(value=values[0]) if constant else "",
+                config=label,
+                metric=metric.name,
+                seeds=len(values),
+                **dict(zip(("mean", "mean_lo", "mean_hi"), astuple(average))),
+                **dict(zip(("iqm", "iqm_lo", "iqm_hi"), astuple(middle))),
+                **dict(zip(("diff", "diff_lo", "diff_hi", "p"), astuple(welch))),
+                p_holm=math.nan,  # set once every comparison of the report is known
+                excludes_zero=False,
+                **dict(zip(("prob_improvement", "prob_lo", "prob_hi"), astuple(better))),
+                sd=sd,
+                seeds_needed=needed,
+                note=metric.constant.format(value=values[0]) if constant else "",
             )
         )
     return lines

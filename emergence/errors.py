@@ -33,3 +33,11 @@ class CheckpointWriteError(EmergenceError):
 
 class UsageError(EmergenceError):
     """A command line or a user's setting is wrong (unknown flag, bad value, missing argument)."""
+
+
+class RunDirLockedError(RunDirError):
+    """Another process holds the run dir's lock: it is writing there now."""
+
+
+class RunDirInUseError(RunDirError):
+    """A fresh start in a run dir that already holds another run's checkpoints or metrics."""

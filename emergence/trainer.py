@@ -20,7 +20,7 @@ import jax
 from emergence.callbacks.base import EVERY_CALL, Callback, Metrics, hook_table, overrides
 from emergence.callbacks.progress import RichProgressCallback
 from emergence.calls import CallTracker
-from emergence.checkpoint import AnyOf, CheckpointManager, CheckpointRef, Durable, SavePolicy
+from emergence.checkpoint import AnyOf, CheckpointFile, CheckpointManager, CheckpointRef, Durable, SavePolicy
 from emergence.checkpoint.async_writer import AsyncCheckpointWriter
 from emergence.checkpoint.manifest import check_config
 from emergence.checkpoint.restore import host_metrics
@@ -92,6 +92,9 @@ class Trainer:
         seed: seeds `init_state` when not resuming.
         eval_every_n_steps: run `eval_step` and fire `on_validation_end` this often.
         force_resume: resume even if a structural config key changed.
+        overwrite: a fresh start (resume None, or `"auto"` finding nothing of this run) in a run
+            dir that already holds checkpoints or metrics moves them into `previous-<time>/`
+            instead of being refused (`RunDirInUseError`); see `CheckpointManager.open`.
         async_checkpoint: write `periodic` and `best` checkpoints asked for inside the
             training loop (from `on_fit_start` on) on a background thread (default): the
             loop blocks only while the state is copied off the device. `on_save_checkpoint`
@@ -137,6 +140,7 @@ class Trainer:
         seed: int = 0,
         eval_every_n_steps: int | None = None,
         force_resume: bool = False,
+        overwrite: bool = False,
         async_checkpoint: bool | AsyncCheckpointWriter = True,
         devices: Devices | None = None,
         max_epochs: int | None = None,
@@ -162,6 +166,7 @@ class Trainer:
         self.seed = seed
         self.eval_every_n_steps = eval_every_n_steps
         self.force_resume = force_resume
+        self.overwrite = overwrite
         self._writer = _writer(async_checkpoint)
         self.checkpoints: CheckpointManager | None = None
         self.parallel = None if devices is None else DataParallel(devices)
@@ -320,11 +325,11 @@ class Trainer:
         if jax.process_count() > 1:
             self.stops = Stops(jax.process_count(), on_agreed=self._stopped)
         self._warn_if_unstoppable()
-        self.checkpoints = self._checkpoint_manager().open()  # fails fast if the run dir cannot be written
+        self.checkpoints, resume_file = self._open_run_dir()  # before any hook: nothing is written if refused
         self.fitting = True
         try:
             self._fire("setup")
-            self._state = self._initial_state()
+            self._state = self._initial_state(resume_file)
             self.fit_start_step = self._step
             self.checkpoints.start(self._step)
             if self._evaluation is not None:
@@ -592,12 +597,25 @@ class Trainer:
             self._platform = {"name": platform_name(), **jax_devices()}
         return self._platform
 
-    def _initial_state(self) -> TrainState:
+    def _open_run_dir(self) -> tuple[CheckpointManager, CheckpointFile | None]:
+        """The run dir's manager, opened (its lock taken), and the checkpoint to resume, or None for a fresh start.
+
+        Decided before `setup` fires, so a refusal (another writer holds the run dir; a fresh
+        start in a used run dir without `overwrite`) leaves every file as it was: no sink has
+        opened `metrics.csv` yet.
+        """
+        manager = self._checkpoint_manager().open(overwrite=self.overwrite)  # fails fast if not writable
+        try:
+            return manager, manager.find_resume(self.resume)
+        except BaseException:
+            manager.close()
+            raise
+
+    def _initial_state(self, file: CheckpointFile | None) -> TrainState:
         fresh = self.task.init_state(jax.random.key(self.seed))
         check_storable(fresh)  # an unstorable leaf fails here, at fit() start, not at the first save
         if self.parallel is not None:
             fresh = self.parallel.place(self.task, fresh)  # restore_state places leaves like these
-        file = self.checkpoints.find_resume(self.resume)
         if file is None:
             self._open_feed(None)
             return fresh

@@ -57,6 +57,18 @@ def ckpt_diff(a: Path, b: Path) -> subprocess.CompletedProcess:
     )
 
 
+def manager_writer(run_dir: Path, *args: str, wait: bool = True) -> subprocess.Popen | subprocess.CompletedProcess:
+    """Run `tests/scripts/manager_writer.py RUN_DIR ARGS` (saves through a CheckpointManager) in a new process.
+
+    `wait=True`: run it to the end (a `CompletedProcess`, output captured); else the `Popen`, stdout piped.
+    """
+    command = [sys.executable, str(SCRIPTS / "manager_writer.py"), str(run_dir), *args]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    if wait:
+        return subprocess.run(command, capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+
+
 DECIDERS = ("time_budget", "checkpoint", "exception", "atexit", "signal")
 """The Kaggle preset's entries that save or stop (the rest, logging, artifacts and finalize, only observe)."""
 OBSERVERS = ("logging", "artifacts", "finalize")

@@ -204,6 +204,15 @@ def test_a_run_saves_logs_and_prints_a_summary(tiny_run):
     assert "stopped: max_steps at update 6 (48 env steps)" in out and "env steps/s" in out and "last eval:" in out
 
 
+def test_resume_none_in_a_used_run_dir_is_one_line_and_loses_no_row(tiny_run, capsys):
+    """Issue 19, item 3: resume-from none truncated metrics.csv and the next auto resume continued the old run."""
+    run_dir, _ = tiny_run
+    rows = (run_dir / "metrics.csv").read_bytes()
+    err = one_line_error(capsys, ["train", *TINY, "--train.run-dir", str(run_dir), "--train.resume-from", "none"])
+    assert "already holds" in err and "--train.overwrite" in err and "pass a new run dir" in err
+    assert (run_dir / "metrics.csv").read_bytes() == rows
+
+
 def test_structural_change_on_resume_is_refused_and_leaves_the_run_untouched(tiny_run):
     run_dir, _ = tiny_run
     before = sorted((p.name, p.stat().st_mtime_ns) for p in (run_dir / "checkpoints").iterdir())

@@ -95,3 +95,22 @@ def test_with_max_steps_none_early_stopping_ends_the_run_without_a_warning(run_d
         outcome = Scenario(max_steps=None, run_dir=run_dir, eval_every_n_steps=2).run(_stopper())
     assert outcome.stop_reason == "early_stopping" and outcome.step == 8
     assert "no callback can stop the run" not in caplog.text
+
+
+def test_an_early_stopped_run_run_again_stops_at_once(run_dir):
+    """Issue 19, item 6: resumed with "auto" (a Kaggle "run all"), it trained on to max_steps (1.84M steps)."""
+    stopped = Scenario(max_steps=40, run_dir=run_dir, eval_every_n_steps=2).run(_stopper())
+    again = stopped.resume(max_steps=40)
+    assert again.trainer.resumed_from.kind == "final" and again.trainer.resumed_from.step == 8
+    assert again.stop_reason == "early_stopping" and again.step == 8
+
+
+@pytest.mark.parametrize(
+    "state, key",
+    [({"wait": "3"}, "'wait'"), ({"best": float("nan")}, "'best'"), ({"stopped_step": -1}, "'stopped_step'"), ([], "")],
+)
+def test_restored_state_of_the_wrong_type_is_a_one_line_error(state, key):
+    from emergence.errors import CorruptCheckpointError
+
+    with pytest.raises(CorruptCheckpointError, match=f"EarlyStoppingCallback: the checkpoint's {key}.*another"):
+        EarlyStoppingCallback("val_loss").load_state_dict(state)

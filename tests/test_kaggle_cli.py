@@ -526,7 +526,7 @@ def test_download_fetches_output_verifies_sums_and_lists_checkpoints(fake, train
     assert fake.argvs() == [["kernels", "output", KERNEL, "-p", "kaggle_output/emergence-training", "-o"]]
     out = capsys.readouterr().out.splitlines()
     checkpoints = Path("kaggle_output/emergence-training/checkpoints")
-    assert out[0] == f"downloaded {KERNEL} to kaggle_output/emergence-training; 5 file(s) verified"
+    assert out[0] == f"downloaded {KERNEL} to kaggle_output/emergence-training; 7 file(s) verified"
     assert [line.split()[:3] for line in out[1:-1]] == [
         ["periodic", "step", "2"],
         ["periodic", "step", "4"],

@@ -165,3 +165,18 @@ def test_the_finite_scan_finds_one_bad_value_in_a_large_leaf_and_no_overflow_is_
         poisoned[54_321] = bad
         arrays[f"bad_{bad}"] = poisoned
     assert non_finite_leaves(arrays) == ["bad_nan", "bad_inf", "bad_-inf"]
+
+
+def test_a_run_the_guard_stopped_run_again_stops_at_once(run_dir):
+    stopped = Scenario(max_steps=30, run_dir=run_dir).nan_at(13, every_time=True).run(_guarded(max_rollbacks=2))
+    assert stopped.stop_reason == "non_finite"
+    again = stopped.resume(max_steps=30)
+    assert again.stop_reason == "non_finite" and again.step == stopped.step
+    assert again.trainer.callbacks[-1].rollbacks == stopped.trainer.callbacks[-1].rollbacks
+
+
+def test_restored_rollbacks_of_the_wrong_type_are_a_one_line_error():
+    from emergence.errors import CorruptCheckpointError
+
+    with pytest.raises(CorruptCheckpointError, match="NonFiniteGuardCallback: the checkpoint's 'rollbacks'"):
+        NonFiniteGuardCallback().load_state_dict({"rollbacks": [{"step": "/etc/passwd"}]})

@@ -30,6 +30,8 @@ from emergence.testing import toy_task
 from tests.scripts.driver import COMPILE_CACHE, REPO
 
 NOTEBOOK = REPO / "notebooks" / "kaggle_training.ipynb"
+KERNEL = "alice/emergence-training"
+"""The kernel id: its previous output is the one input a session resumes from (`input/<slug>`)."""
 ENV_STEPS_PER_UPDATE = 8  # num_envs 2 x rollout_len 4
 TINY = {
     "num_envs": 2,
@@ -97,7 +99,7 @@ def test_resume_search_finds_a_previous_sessions_checkpoints_at_any_depth_and_ch
     read_only_dir(tmp_path / "kaggle" / "input")
     before = _snapshot(tmp_path / "kaggle" / "input")
     assert checkpoint_dirs_under(tmp_path / "kaggle" / "input") == [nested]
-    found = kaggle_resume_checkpoint(tmp_path / "kaggle")
+    found = kaggle_resume_checkpoint(tmp_path / "kaggle", kernel=KERNEL)
     assert (found.path, found.kind, found.step) == (nested / "step_10.safetensors", "periodic", 10)
     trainer = _fit(tmp_path / "kaggle" / "working", 15, resume=found.path)
     assert (trainer.resumed_from.step, trainer.step) == (10, 15)
@@ -107,23 +109,23 @@ def test_resume_search_finds_a_previous_sessions_checkpoints_at_any_depth_and_ch
 
 def test_resume_search_takes_the_newest_across_working_and_inputs(saved, tmp_path):
     working = _place(saved, tmp_path / "kaggle" / "working" / "checkpoints", "step_5.safetensors")
-    _place(saved, tmp_path / "kaggle" / "input" / "run" / "checkpoints", "step_10.safetensors")
-    assert kaggle_resume_checkpoint(tmp_path / "kaggle").step == 10
+    _place(saved, tmp_path / "kaggle" / "input" / "emergence-training" / "checkpoints", "step_10.safetensors")
+    assert kaggle_resume_checkpoint(tmp_path / "kaggle", kernel=KERNEL).step == 10
     _place(saved, working, "step_15.safetensors", "final_step_15.safetensors")
-    found = kaggle_resume_checkpoint(tmp_path / "kaggle")
+    found = kaggle_resume_checkpoint(tmp_path / "kaggle", kernel=KERNEL)
     assert (found.path, found.kind) == (working / "final_step_15.safetensors", "final")
 
 
 def test_resume_search_prefers_working_on_a_tie_and_skips_damaged_files(saved, tmp_path):
     working = _place(saved, tmp_path / "kaggle" / "working" / "checkpoints", "step_10.safetensors")
-    copy = _place(saved, tmp_path / "kaggle" / "input" / "copy", "step_10.safetensors")
-    assert kaggle_resume_checkpoint(tmp_path / "kaggle").path == working / "step_10.safetensors"
+    copy = _place(saved, tmp_path / "kaggle" / "input" / "emergence-training", "step_10.safetensors")
+    assert kaggle_resume_checkpoint(tmp_path / "kaggle", kernel=KERNEL).path == working / "step_10.safetensors"
     _corrupt(working / "step_10.safetensors")
-    assert kaggle_resume_checkpoint(tmp_path / "kaggle").path == copy / "step_10.safetensors"
+    assert kaggle_resume_checkpoint(tmp_path / "kaggle", kernel=KERNEL).path == copy / "step_10.safetensors"
 
 
 def test_resume_search_with_nothing_valid_starts_fresh(saved, tmp_path):
-    assert kaggle_resume_checkpoint(tmp_path / "kaggle") is None
+    assert kaggle_resume_checkpoint(tmp_path / "kaggle", kernel=KERNEL) is None
     damaged = _place(saved, tmp_path / "damaged", "step_5.safetensors", "step_10.safetensors")
     for path in damaged.iterdir():
         _corrupt(path)
@@ -305,7 +307,7 @@ def test_a_new_session_resumes_from_the_previous_output_attached_read_only(first
     shutil.copytree(first_run.working, attached)
     read_only_dir(root / "input")
     before = _snapshot(root / "input")
-    resumed = execute_notebook(root, total_steps=_updates(10))
+    resumed = execute_notebook(root, total_steps=_updates(10), kernel=KERNEL)
     assert f"resuming from {attached / 'checkpoints' / 'final_step_6.safetensors'}" in resumed.text(RESUME)
     assert resumed.stopped() == ("max_steps", 10)
     assert (root / "working" / "checkpoints" / "final_step_10.safetensors").is_file()

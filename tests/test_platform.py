@@ -173,12 +173,13 @@ def test_each_platform_preset_in_its_order_with_the_signal_callback_last(clean_e
     assert _types(for_platform(name)) == expected
 
 
-def test_the_preset_follows_the_detected_platform_and_kaggle_exports_to_kaggle_working(clean_env, tmp_path):
+def test_the_preset_follows_the_detected_platform_and_kaggle_exports_under_the_run_dir(clean_env, tmp_path):
+    """Issue 19, item 5: curves, progress.json and a metrics.csv copy went to /kaggle/working, not the run dir."""
     clean_env.setenv("KAGGLE_KERNEL_RUN_TYPE", "Batch")
     callbacks = for_platform()
     assert _types(callbacks)[0] == "KaggleTimeoutCallback"
     artifacts = next(cb for cb in callbacks if type(cb).__name__ == "ArtifactExportCallback")
-    assert Path(artifacts.output_dir) == tmp_path / "no-kaggle" / "working"
+    assert artifacts.output_dir is None  # the run dir: the Kaggle output root is where the run dir lives
     assert next(cb for cb in callbacks if type(cb).__name__ == "FinalizeCallback").zip_outputs is True
 
 

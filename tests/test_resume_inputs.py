@@ -79,6 +79,7 @@ def test_structural_config_change_is_refused_unless_forced(tmp_path):
     assert sorted(p.name for p in (tmp_path / "run" / "checkpoints").iterdir()) == [
         "final_step_10.safetensors",
         "latest.json",
+        "run.json",
         "step_10.safetensors",
     ]
 

@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from emergence.callbacks._restored import count, number, restored_refusal, restored_state
 from emergence.callbacks.base import Callback, Metrics
 from emergence.checkpoint import Continuous, KeepBestN, KeepLastN, SaveContext, SavePolicy, checkpoint_name, every
 from emergence.stop import CLEAN
@@ -97,7 +98,20 @@ class CheckpointCallback(Callback):
         return {"best": list(self.best)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best = list(state.get("best", []))
+        """The best list, type-checked; each name rebuilt from its step (a name read from a file is never a path)."""
+        owner = "CheckpointCallback"
+        state = restored_state(owner, state)
+        entries = state.get("best", [])
+        if not isinstance(entries, list):
+            raise restored_refusal(owner, "best", entries, "a list")
+        self.best = []
+        for entry in entries:
+            entry = restored_state(owner, entry)
+            step = count(owner, entry, "step", None)
+            value = number(owner, entry, "value", None)
+            if step is None or value is None:
+                raise restored_refusal(owner, "best", entry, "entries with a step and a finite value")
+            self.best.append({"step": step, "value": value, "name": checkpoint_name("best", step)})
 
     def setup(self, trainer: "Trainer") -> None:
         if self.continuous and trainer.stops.processes > 1:

@@ -11,7 +11,9 @@ What is checked: by default the eval metrics, at each evaluation (the Trainer's
 are summed on the device (no transfer) and their step-weighted mean over the interval is
 fetched once per interval. The best value, the count of checks without improvement and
 any open interval travel in every checkpoint, so a resumed run keeps its patience count
-and checks at the same steps as a run that was never interrupted.
+and checks at the same steps as a run that was never interrupted: it stops where a straight
+run would. A run that stopped early, run again (a notebook's "run all"), stops at once: its
+`stopped_step` travels too. Restored state is type-checked before use.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import jax
 
+from emergence.callbacks._restored import count, number, restored_state
 from emergence.callbacks.base import EVERY_CALL, Callback, Metrics
 from emergence.log import get_logger
 from emergence.schedule import Every, check_interval
@@ -32,6 +35,7 @@ if TYPE_CHECKING:
 log = get_logger("emergence.callbacks")
 
 REASON = StopReason("early_stopping")
+OWNER = "EarlyStoppingCallback"
 
 
 class EarlyStoppingCallback(Callback):
@@ -74,6 +78,7 @@ class EarlyStoppingCallback(Callback):
         self._steps = 0
         self._seen_step = 0
         self._checked_keys = False
+        self._requested = False
 
     @property
     def state_key(self) -> str:
@@ -90,15 +95,16 @@ class EarlyStoppingCallback(Callback):
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best = state.get("best")
-        self.wait = int(state.get("wait", 0))
-        self.stopped_step = state.get("stopped_step")
-        self._sum = float(state.get("window_sum", 0.0))
-        self._steps = int(state.get("window_steps", 0))
+        state = restored_state(OWNER, state)
+        self.best = number(OWNER, state, "best", None)
+        self.wait = count(OWNER, state, "wait")
+        self.stopped_step = count(OWNER, state, "stopped_step", None)
+        self._sum = number(OWNER, state, "window_sum")
+        self._steps = count(OWNER, state, "window_steps")
 
     def setup(self, trainer: "Trainer") -> None:
         self.best, self.wait, self.stopped_step = None, 0, None
-        self._sum, self._steps, self._checked_keys = 0.0, 0, False
+        self._sum, self._steps, self._checked_keys, self._requested = 0.0, 0, False, False
 
     def on_fit_start(self, trainer: "Trainer") -> None:
         if self.every_n_steps is None and not getattr(trainer, "eval_every_n_steps", None):
@@ -109,6 +115,10 @@ class EarlyStoppingCallback(Callback):
             )
         self._schedule.done(trainer.step)
         self._seen_step = trainer.step
+        if self.stopped_step is not None:  # a run that stopped early, run again ("run all"): it is finished
+            log.info("early stopping: this run already stopped early at step %d; stopping at once", self.stopped_step)
+            self._requested = True
+            trainer.request_stop(REASON)
 
     def next_due(self, trainer: "Trainer") -> float:
         return EVERY_CALL if self.every_n_steps is not None else float("inf")  # sums every call, or eval only
@@ -146,7 +156,8 @@ class EarlyStoppingCallback(Callback):
             self.best, self.wait = value, 0
             return
         self.wait += 1
-        if self.wait >= self.patience and self.stopped_step is None:
+        if self.wait >= self.patience and not self._requested:
+            self._requested = True
             self.stopped_step = trainer.step
             log.info(
                 "early stopping at step %d: %s has not improved on %s for %d checks",

@@ -171,8 +171,17 @@ def write_artifact(write: Callable[[Path], object], root: Path) -> None:
 
 
 def output_files(root: Path) -> list[Path]:
-    """Files under `root` to sum and zip, as sorted relative paths (not SHA256SUMS, outputs.zip or temp files)."""
-    found = (path for path in root.rglob("*") if path.is_file() and not path.name.startswith(TEMP_PREFIX))
+    """Files under `root` to sum and zip, as sorted relative paths (not SHA256SUMS, outputs.zip or temp files).
+
+    Symlinks are left out (rglob does not descend into linked folders either): a link in a
+    resumed run dir must not carry a file from elsewhere (`~/.kaggle/kaggle.json`) into a
+    public `outputs.zip`.
+    """
+    found = (
+        path
+        for path in root.rglob("*")
+        if path.is_file() and not path.is_symlink() and not path.name.startswith(TEMP_PREFIX)
+    )
     return sorted(path.relative_to(root) for path in found if path.relative_to(root).as_posix() not in (SUMS, ZIP))
 
 

@@ -16,7 +16,8 @@ next divergence restores the last good state once more and stops the run cleanly
 (reason `non_finite`), so its final checkpoint holds that good state. With no
 checkpoint to return to, it stops at once (and the Trainer refuses to save the diverged
 state). Every rollback is logged and listed in `rollbacks`, which travels in every
-checkpoint (a resumed run keeps its count) and is published in `summary()` as
+checkpoint (a resumed run keeps its count and stops where a straight run would; a run the
+guard stopped, run again, stops at once) and is published in `summary()` as
 `rollbacks`, which `FinalizeCallback` writes into summary.json. The Trainer saves only
 after every hook of a call, so a save at one of the guard's steps always writes a checked
 state: give `CheckpointCallback` a step interval that is a multiple of `every_n_steps`. A
@@ -31,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 import jax
 import jax.numpy as jnp
 
+from emergence.callbacks._restored import flag, records, restored_state
 from emergence.callbacks.base import EVERY_CALL, Callback, Metrics
 from emergence.errors import CheckpointNotFoundError
 from emergence.log import get_logger
@@ -43,6 +45,7 @@ if TYPE_CHECKING:
 log = get_logger("emergence.callbacks")
 
 REASON = StopReason("non_finite")
+OWNER = "NonFiniteGuardCallback"
 
 
 @jax.jit
@@ -94,10 +97,12 @@ class NonFiniteGuardCallback(Callback):
         self._rolled_back_at: int | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rollbacks": [dict(entry) for entry in self.rollbacks]}
+        return {"rollbacks": [dict(entry) for entry in self.rollbacks], "stopped": self.stopped}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.rollbacks = [dict(entry) for entry in state.get("rollbacks", [])]
+        state = restored_state(OWNER, state)
+        self.rollbacks = records(OWNER, state, "rollbacks", ("step", "restored_step", "fold_in"))
+        self.stopped = flag(OWNER, state, "stopped")
 
     def setup(self, trainer: "Trainer") -> None:
         self.rollbacks, self.stopped, self._checked_keys, self._rolled_back_at = [], False, False, None
@@ -111,6 +116,9 @@ class NonFiniteGuardCallback(Callback):
     def on_fit_start(self, trainer: "Trainer") -> None:
         self._schedule.done(trainer.step)
         self._flag = jnp.asarray(False)
+        if self.stopped:  # a run the guard stopped, run again: it is finished
+            log.info("non-finite guard: this run already stopped (non_finite); stopping at once")
+            trainer.request_stop(REASON)
 
     def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
         if self.stopped:

@@ -4,21 +4,23 @@ At every call boundary the callback compares the time left with what stopping ne
 
     remaining < margin + next call + save  →  trainer.stops.propose("time_budget")
 
-Both estimates are measured as the run goes: the call from the device's completions that
-the Trainer's call tracker saw (`trainer.calls`, read through a `StepRate` on this
-callback's clock), never forcing a copy to the host; the save from the checkpoints
-actually written (`trainer.last_save_seconds`, from the snapshot to the durable file:
-a save syncs, so it includes draining the calls still queued, which is what the final
-save will cost too). Until the first save: 0.5 s + the state's size at 100 MB/s + the
-device work still queued. To keep a stop effective it bounds how far the host runs
-ahead of the device to about a quarter of the margin. It looks at a call boundary only
-as often as it must: `next_due()` is half the steps the measured rate says fit before
-the stop is due (every call until a call was timed, and once close), so a fast loop pays
-one comparison per call. The stop is requested as `time_budget` (`trainer.request_stop`):
-on one process it takes effect at once; under `jax.distributed` process 0's request
-stops every process at the same step (see `emergence.parallel.stops`). The Trainer then
-writes the final checkpoint once (`saves_on_stop`). The seconds left are published in
-`summary()` as `time_left` (a progress display reads it).
+Both estimates are measured as the run goes: the call from the device's completions that the
+Trainer's call tracker saw (`trainer.calls`, read through a `StepRate` on this callback's
+clock), never forcing a copy to the host; the save from the checkpoints actually written
+(`trainer.last_save_seconds`, from the snapshot to the durable file: a save syncs, so it
+includes draining the calls still queued, which is what the final save will cost too).
+Durations run on `time.monotonic` (the deadline, an epoch time, is placed on it once at
+`setup`), so a step of the wall clock moves nothing; the first call's compile time is not a
+call (it is over before the first dispatch returns). Until the first save: 0.5 s + the
+state's size at 100 MB/s + the device work still queued. To keep a stop effective it bounds
+how far the host runs ahead of the device to about a quarter of the margin. It looks at a
+call boundary only as often as it must: `next_due()` is half the steps the measured rate
+says fit before the stop is due (every call until a call was timed, and once close), so a
+fast loop pays one comparison per call. The stop is requested as `time_budget`
+(`trainer.request_stop`): on one process it takes effect at once; under `jax.distributed`
+process 0's request stops every process at the same step (see `emergence.parallel.stops`).
+The Trainer then writes the final checkpoint once (`saves_on_stop`). The seconds left are
+published in `summary()` as `time_left` (a progress display reads it).
 """
 
 from __future__ import annotations
@@ -58,7 +60,9 @@ class TimeBudgetCallback(Callback):
         deadline: an absolute end, in epoch seconds.
         start: epoch seconds `max_duration` counts from (default: when `fit()` starts).
         margin: seconds kept free after the final checkpoint (summary, zipping, upload).
-        clock: epoch-seconds clock (inject a fake one in tests).
+        clock: epoch-seconds clock, read at `setup` to place the deadline (inject a fake one in tests).
+        monotonic: the clock durations are measured on (default `time.monotonic`, so a step of the
+            wall clock moves nothing; `clock` itself when a fake `clock` is injected).
 
     The earliest of `start + max_duration`, `deadline` and SLURM's `SLURM_JOB_END_TIME`
     (when set) applies. The budget is per process: nothing of it is saved in checkpoints.
@@ -75,6 +79,7 @@ class TimeBudgetCallback(Callback):
         start: float | None = None,
         margin: float = 60.0,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
         self.slurm_end = slurm_job_end_time()
         _check(max_duration, deadline, start, margin, self.slurm_end)
@@ -83,8 +88,11 @@ class TimeBudgetCallback(Callback):
         self.start = start
         self.margin = float(margin)
         self.clock = clock
+        self.monotonic = monotonic if monotonic is not None else (time.monotonic if clock is time.time else clock)
         self.deadline = 0.0
-        self._rate = StepRate(clock)
+        self._deadline_at = 0.0
+        self._first_call_at: float | None = None
+        self._rate = StepRate(self.monotonic)
         self._saves: deque[float] = deque(maxlen=3)
         self._state_bytes = 0
         self._steps_per_call = 1
@@ -93,14 +101,20 @@ class TimeBudgetCallback(Callback):
 
     @property
     def remaining(self) -> float:
-        """Seconds until the deadline."""
-        return self.deadline - self.clock()
+        """Seconds until the deadline (on the monotonic clock, from where `setup` placed it)."""
+        return self._deadline_at - self.monotonic()
 
     @property
     def call_seconds(self) -> float:
-        """Estimated device seconds of one call (before any call finished: time since fit() began)."""
+        """Estimated device seconds of one call; before any call finished, the time since the first was dispatched.
+
+        The first call's compile time is not a call: it is over before the first dispatch
+        returns, so it counts in neither estimate.
+        """
         per_step = self._rate.seconds_per_step
-        return per_step * self._steps_per_call if per_step is not None else self.clock() - self._fit_began
+        if per_step is not None:
+            return per_step * self._steps_per_call
+        return 0.0 if self._first_call_at is None else self.monotonic() - self._first_call_at
 
     @property
     def save_seconds(self) -> float:
@@ -112,7 +126,9 @@ class TimeBudgetCallback(Callback):
     def setup(self, trainer: "Trainer") -> None:
         self._fit_began = self.clock()
         self.deadline = self._resolve_deadline()
-        self._rate = StepRate(self.clock)
+        self._deadline_at = self.monotonic() + (self.deadline - self._fit_began)
+        self._first_call_at = None
+        self._rate = StepRate(self.monotonic)
         trainer.calls.watch()
 
     def on_fit_start(self, trainer: "Trainer") -> None:
@@ -136,6 +152,8 @@ class TimeBudgetCallback(Callback):
         return trainer.step + steps if steps > 2 * trainer.steps_per_call else EVERY_CALL
 
     def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
+        if self._first_call_at is None:
+            self._first_call_at = self.monotonic()
         calls = trainer.calls
         self._rate.observe(calls)
         if calls.wait(self._backlog_limit()):
@@ -200,12 +218,12 @@ class KaggleTimeoutCallback(TimeBudgetCallback):
         start: float | None = None,
         margin: float = 600.0,
         clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] | None = None,
     ) -> None:
         if limit is None:
             limit = kaggle_session_limit(jax_accelerator()[0])
-        super().__init__(
-            max_duration=limit, start=process_start_time() if start is None else start, margin=margin, clock=clock
-        )
+        start = process_start_time() if start is None else start
+        super().__init__(max_duration=limit, start=start, margin=margin, clock=clock, monotonic=monotonic)
 
 
 def _check(

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from emergence.checkpoint.format import CheckpointFile, read_checkpoint
+from emergence.checkpoint.lineage import belongs, run_id_of
 from emergence.checkpoint.store import list_checkpoints
 from emergence.errors import EmergenceError
 from emergence.log import get_logger
@@ -23,14 +24,27 @@ UNREADABLE = (EmergenceError, OSError, MemoryError, RecursionError, ValueError)
 """What reading a damaged file may raise: any of them means "damaged, skipped", never a stopped resume."""
 
 
-def newest_valid(directories: Sequence[Path | str]) -> CheckpointFile | None:
-    """The newest checkpoint in `directories` that verifies, read; on a tie, the earlier directory wins."""
+def newest_valid(directories: Sequence[Path | str], run_id: str | None = None) -> CheckpointFile | None:
+    """The newest checkpoint in `directories` that verifies (and belongs to run `run_id`, if given), read.
+
+    On a tie the earlier directory wins. A file of another run (`lineage.belongs`) is
+    skipped with a warning naming both runs: it is never resumed without a word.
+    """
     ranked = [
         (ref.order, -rank, ref) for rank, directory in enumerate(directories) for ref in list_checkpoints(directory)
     ]
     for _, _, ref in sorted(ranked, key=lambda item: item[:2], reverse=True):
         try:
-            return read_checkpoint(ref.path)
+            file = read_checkpoint(ref.path)
         except UNREADABLE as err:
             log.warning("skipping damaged checkpoint: %s", err)
+            continue
+        if belongs(file.manifest, run_id):
+            return file
+        log.warning(
+            "skipping %s: it belongs to run %s, not to this run dir's run %s; resume it by path to take it over",
+            ref.path,
+            run_id_of(file.manifest),
+            run_id,
+        )
     return None

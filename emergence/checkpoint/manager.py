@@ -5,7 +5,10 @@ Orbax's `CheckpointManager` is the model (`checkpoint_manager.py`: `should_save`
 (`save_policy.py`), "what to keep" a list of keep policies (`keep_policy.py`), and this
 object owns the rest: the background writer and the one save in flight, the linked-final
 rule, `latest.json`, rotation by validity (`rotation.py`), resume lookup through the one
-resolver (`resolve.py`) and restore.
+resolver (`resolve.py`) and restore. It is also the run dir's one owner: `open()` takes the
+run-dir lock (`lock.py`), `find_resume` fixes the run's lineage (`lineage.py`: which files
+rotation and `"auto"` count) and refuses a fresh start in a used run dir unless told to
+move the old outputs aside (`fresh_start.py`).
 
 It fires no hooks and knows nothing of the Trainer or callbacks. A save made durable
 (synchronously, or on the writer thread) is reported back as a `Durable` by `poll()`,
@@ -28,7 +31,10 @@ from emergence.checkpoint.atomic import remove_stale_temp_files
 from emergence.checkpoint.durable import write_durably
 from emergence.checkpoint.finite import NonFiniteStateError, non_finite_leaves, refusal
 from emergence.checkpoint.format import CheckpointFile, read_checkpoint
+from emergence.checkpoint.fresh_start import refuse_or_move_aside
 from emergence.checkpoint.keep_policy import Candidate, KeepBestN, KeepPolicy, check_keep_policies
+from emergence.checkpoint.lineage import new_run_id, record_run_id, recorded_run_id, run_id_of
+from emergence.checkpoint.lock import RunDirLock
 from emergence.checkpoint.manifest import build_manifest
 from emergence.checkpoint.pending import Durable, PendingSaves, Written
 from emergence.checkpoint.resolve import CHECKPOINTS, Source, file_ref, resolve_checkpoint
@@ -97,6 +103,20 @@ class CheckpointManager:
         self._pending = PendingSaves(writer_from(writer))
         self._inventory = Inventory(self.directory)
         self._not_written: CheckpointRef | None = None
+        self._lock = RunDirLock(self.run_dir)
+        self._opened = False
+        self._overwrite = False
+
+    @property
+    def run_id(self) -> str | None:
+        """This run's id (`lineage.py`): set by `find_resume` (carried from the file resumed, or new) or a save."""
+        return self._inventory.run_id
+
+    @run_id.setter
+    def run_id(self, run_id: str) -> None:
+        self._inventory.run_id = run_id
+        if self._opened and self.writes and recorded_run_id(self.directory) != run_id:
+            record_run_id(self.directory, run_id)
 
     @property
     def keep(self) -> tuple[KeepPolicy, ...]:
@@ -109,8 +129,16 @@ class CheckpointManager:
 
     # --- the run dir -------------------------------------------------------------------
 
-    def open(self) -> CheckpointManager:
-        """Make the checkpoint dir, fail fast (`RunDirError`) if it is not writable, clean stale temp files."""
+    def open(self, *, overwrite: bool = False) -> CheckpointManager:
+        """Make the checkpoint dir, fail fast if it is not writable, take the run-dir lock, clean stale temp files.
+
+        `RunDirError` when the run dir cannot be written; `RunDirLockedError` (one line, naming
+        the holder) when another process writes there now. Temp files are removed only under
+        the lock (where `flock` does not work they are left: they may be another writer's).
+        `overwrite` is the user's answer for a fresh start in a used run dir, acted on by
+        `find_resume`: move the old outputs aside instead of refusing. A process that does not
+        write (`writes=False`) takes no lock and cleans nothing.
+        """
         try:
             self.directory.mkdir(parents=True, exist_ok=True)
             with tempfile.TemporaryFile(dir=self.directory):
@@ -119,14 +147,20 @@ class CheckpointManager:
             raise RunDirError(
                 f"run dir {self.run_dir} is not writable ({err.strerror or err}); pass a writable run_dir"
             ) from None
-        # The run-dir lock (issue 19) is taken here, before anything is cleaned, and released by close().
+        self._overwrite = overwrite
         if self.writes:
-            remove_stale_temp_files(self.directory)
+            if self._lock.acquire().held:
+                remove_stale_temp_files(self.directory)
+            self._opened = True
         return self
 
     def close(self) -> None:
-        """Wait for the write in flight (its failure is logged, not raised) and stop the writer thread."""
-        self._pending.close()
+        """Wait for the write in flight (a failure is logged, not raised), stop the writer thread, release the lock."""
+        try:
+            self._pending.close()
+        finally:
+            self._lock.release()
+            self._opened = False
 
     def __enter__(self) -> CheckpointManager:
         return self.open()
@@ -215,7 +249,10 @@ class CheckpointManager:
         arrays, typed_keys = ({}, {}) if same_as is not None else _to_host(state)
         if self.non_finite == "before" and (bad := non_finite_leaves(arrays)):
             raise NonFiniteStateError(refusal(kind, step, bad))
+        if self.run_id is None:
+            self.run_id = recorded_run_id(self.directory) or new_run_id()
         manifest = build_manifest(
+            run_id=self.run_id,
             step=step,
             kind=kind,
             reason=reason,
@@ -300,16 +337,31 @@ class CheckpointManager:
     def find_resume(self, resume: Source) -> CheckpointFile | None:
         """The verified checkpoint `resume` names (`resolve_checkpoint`, "auto" meaning this run dir and the roots).
 
+        Decides the run's lineage: `"auto"` counts only files of the run this run dir records
+        (`run.json`); a resumed file's run id is carried on; a fresh start (None, or `"auto"`
+        finding nothing valid of this run) draws a new one. On an opened manager a fresh start
+        in a run dir holding checkpoints or metrics is a `RunDirInUseError` (resume, a new run
+        dir, or overwrite), or with `open(overwrite=True)` moves them into `previous-<time>/`.
         Remembered as `resumed_from` (and `latest`); a file of this run dir is known valid to rotation.
         """
-        file = resolve_checkpoint(resume, run_dir=self.run_dir, roots=self.roots)
+        recorded = recorded_run_id(self.directory)
+        file = resolve_checkpoint(resume, run_dir=self.run_dir, roots=self.roots, run_id=recorded)
         if file is None:
             if resume is not None:
-                log.info("no checkpoint in %s: starting fresh", self.directory)
+                log.info("no checkpoint of this run in %s: starting fresh", self.directory)
+            if self._opened and refuse_or_move_aside(self.run_dir, self._overwrite, recorded) is not None:
+                self.directory.mkdir(parents=True, exist_ok=True)
+            self.run_id = new_run_id()
             return None
+        carried = run_id_of(file.manifest)
+        if recorded is not None and carried is not None and carried != recorded:
+            log.warning("run dir %s was run %s; continuing run %s from %s", self.run_dir, recorded, carried, file.path)
+        self.run_id = carried or recorded or new_run_id()
         self.resumed_from = file_ref(file)
         if file.path.parent.resolve() == self.directory.resolve():
             self._inventory.record(self.resumed_from, file.manifest)
+            # a final at the resumed periodic file's step may be its hard link (a kill during the linked final)
+            self._pending.last_written = (Durable(self.resumed_from, 0.0), _content_key(file.manifest))
         log.info("resumed from %s (step %d)", file.path, self.resumed_from.step)
         return file
 

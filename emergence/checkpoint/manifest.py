@@ -97,9 +97,12 @@ def build_manifest(
     metrics: dict[str, float],
     typed_keys: dict[str, str],
     platform: dict[str, Any] | None = None,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Everything a checkpoint says about itself besides its arrays."""
+    """Everything a checkpoint says about itself besides its arrays (`run_id`: its lineage, see `lineage.py`)."""
+    lineage = {} if run_id is None else {"run_id": run_id}
     return {
+        **lineage,
         "step": step,
         "kind": kind,
         "reason": reason,

@@ -58,9 +58,12 @@ def search_dirs(run_dir: Path | str, roots: Sequence[Path | str] = ()) -> list[P
 
 
 def resolve_checkpoint(
-    source: Source, *, run_dir: Path | str | None = None, roots: Sequence[Path | str] = ()
+    source: Source, *, run_dir: Path | str | None = None, roots: Sequence[Path | str] = (), run_id: str | None = None
 ) -> CheckpointFile | None:
     """The verified checkpoint `source` names (see the module docstring), or None for None / nothing under `"auto"`.
+
+    `run_id`: under `"auto"`, only files of that run count (`lineage.py`); others are skipped
+    with a warning. A named file or directory is taken whatever its run: it was named.
 
     Raises `CheckpointNotFoundError` when a named path does not exist or holds no valid
     checkpoint, `CorruptCheckpointError` when a named file does not verify.
@@ -70,7 +73,7 @@ def resolve_checkpoint(
     if isinstance(source, str) and source == AUTO:
         if run_dir is None:
             raise ValueError("resume='auto' needs the run dir to search; pass run_dir=")
-        return newest_valid(search_dirs(run_dir, roots))
+        return newest_valid(search_dirs(run_dir, roots), run_id)
     path = Path(source)
     if path.is_file():
         return read_checkpoint(path)

@@ -8,10 +8,11 @@ inode, size and modification time) the first time rotation needs them, on the wr
 thread. A file that fails to verify is moved aside as `<name>.corrupt` (never deleted:
 someone may want to look at it) and takes no slot.
 
-Only this run's files should count (issue 19: its lineage, by run id or config hash chain):
-that check belongs in `Inventory._check`, beside verification, so a foreign file is never a
-candidate and so never deleted. Knows nothing of the Trainer; `manager.py` calls it after
-each durable save.
+Only this run's files count (`lineage.py`: the run id in each manifest): a valid file of
+another run is never a candidate, so it is never deleted, and is not moved aside either.
+Only names rebuilt from a file's kind and step are deleted (`store.delete_checkpoint`),
+and symlinks leading out of the directory are not listed (`store.list_checkpoints`).
+Knows nothing of the Trainer; `manager.py` calls it after each durable save.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from emergence.checkpoint.atomic import fsync_dir
 from emergence.checkpoint.discovery import UNREADABLE
 from emergence.checkpoint.format import read_checkpoint, read_manifest
 from emergence.checkpoint.keep_policy import Candidate, KeepPolicy
+from emergence.checkpoint.lineage import run_id_of, same_run
 from emergence.checkpoint.store import CheckpointRef, delete_checkpoint, list_checkpoints
 from emergence.log import get_logger
 
@@ -39,6 +41,7 @@ class _Known:
     signature: tuple[int, int, int]
     valid: bool
     metrics: Mapping[str, float]
+    owner: str | None = None
 
 
 @dataclass
@@ -71,8 +74,10 @@ class Inventory:
     `candidates(kind, verify=False)` (which reads manifests only, never whole files).
     """
 
-    def __init__(self, directory: Path | str) -> None:
+    def __init__(self, directory: Path | str, run_id: str | None = None) -> None:
         self.directory = Path(directory)
+        self.run_id = run_id
+        """The run whose files take slots (None: every file, as before lineage)."""
         self._known: dict[str, _Known] = {}
         self._lock = threading.Lock()
 
@@ -81,10 +86,10 @@ class Inventory:
         signature = _signature(ref.path)
         if signature is not None:
             with self._lock:
-                self._known[ref.path.name] = _Known(signature, True, _metrics(manifest))
+                self._known[ref.path.name] = _Known(signature, True, _metrics(manifest), run_id_of(manifest))
 
     def candidates(self, kind: str, *, verify: bool = True) -> list[Candidate]:
-        """The files of `kind` that may take a slot, oldest first.
+        """The files of `kind` that may take a slot (valid, of this run), oldest first.
 
         `verify=True` (rotation) reads each file not checked yet in full and moves a damaged
         one aside; `verify=False` (a cheap question from the loop) trusts an unchecked file's
@@ -95,7 +100,7 @@ class Inventory:
             if ref.kind != kind:
                 continue
             known = self._check(ref) if verify else self._peek(ref)
-            if known is not None and known.valid:
+            if known is not None and known.valid and same_run(known.owner, self.run_id):
                 found.append(Candidate(ref, known.metrics))
         return found
 
@@ -133,7 +138,7 @@ class Inventory:
             log.warning("damaged checkpoint takes no rotation slot: %s", err)
             known = _Known(signature, False, {})
         else:
-            known = _Known(signature, True, _metrics(file.manifest))
+            known = _Known(signature, True, _metrics(file.manifest), run_id_of(file.manifest))
         with self._lock:
             self._known[ref.path.name] = known
         return known
@@ -145,7 +150,8 @@ class Inventory:
         if known is not None and known.signature == signature:
             return known
         try:
-            return _Known((-1, -1, -1), True, _metrics(read_manifest(ref.path)))  # not cached: not verified
+            manifest = read_manifest(ref.path)
+            return _Known((-1, -1, -1), True, _metrics(manifest), run_id_of(manifest))  # not cached: not verified
         except UNREADABLE:
             return None
 
@@ -157,7 +163,7 @@ class Inventory:
         """Rename a damaged file to `<name>.corrupt` (or `.corrupt-2`, ...): out of discovery's way, not deleted."""
         target = ref.path.with_name(ref.path.name + CORRUPT_SUFFIX)
         count = 1
-        while target.exists():
+        while os.path.lexists(target):
             count += 1
             target = ref.path.with_name(f"{ref.path.name}{CORRUPT_SUFFIX}-{count}")
         os.replace(ref.path, target)

@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,12 +67,31 @@ def parse_name(path: Path) -> CheckpointRef | None:
 
 
 def list_checkpoints(directory: Path | str) -> list[CheckpointRef]:
-    """Every checkpoint-named file in `directory`, oldest first."""
+    """Every checkpoint-named file in `directory`, oldest first; a symlink leading out of `directory` is left out.
+
+    A link that dangles, loops or points elsewhere is never followed (a warning names it):
+    whatever is listed here may be read, rotated or moved aside, and none of that may reach
+    a file outside the directory.
+    """
     directory = Path(directory)
     if not directory.is_dir():
         return []
-    refs = [ref for p in directory.iterdir() if (ref := parse_name(p)) is not None]
+    refs = [ref for p in directory.iterdir() if (ref := parse_name(p)) is not None and _stays_inside(p, directory)]
     return sorted(refs, key=lambda r: r.order)
+
+
+def _stays_inside(path: Path, directory: Path) -> bool:
+    """`path` is not a symlink, or one whose target is an existing file in `directory` itself."""
+    if not path.is_symlink():
+        return True
+    try:
+        target = path.resolve(strict=True)
+        inside = target.parent == directory.resolve(strict=True) and target.is_file()
+    except (OSError, RuntimeError):  # dangling, or a loop
+        inside = False
+    if not inside:
+        log.warning("ignoring %s: a symlink that does not lead to a checkpoint file in %s", path.name, directory)
+    return inside
 
 
 def write_latest(directory: Path, ref: CheckpointRef, reason: str | None = None) -> None:
@@ -91,10 +111,9 @@ def link_checkpoint(source: CheckpointRef, target: CheckpointRef) -> CheckpointR
     Atomic like a write: the link is made under a temp name, renamed over `target`, and
     the directory fsync'd. Raises `OSError` when `source` is gone.
     """
-    temp = target.path.with_name(f"{TEMP_PREFIX}{target.path.name}.{os.getpid()}")
+    temp = target.path.with_name(f"{TEMP_PREFIX}{target.path.name}.{os.getpid()}.{secrets.token_hex(8)}")
     try:
-        temp.unlink(missing_ok=True)
-        os.link(source.path, temp)
+        os.link(source.path, temp)  # fails on an existing name: a planted file is never replaced
     except OSError as err:
         if not source.path.exists():
             raise
@@ -106,9 +125,17 @@ def link_checkpoint(source: CheckpointRef, target: CheckpointRef) -> CheckpointR
 
 
 def delete_checkpoint(ref: CheckpointRef) -> None:
-    """Remove one checkpoint file durably."""
-    ref.path.unlink(missing_ok=True)
-    fsync_dir(ref.path.parent)
+    """Remove one checkpoint file durably: the name rebuilt from its kind and step, in its own directory.
+
+    A ref whose file name is not the one its kind and step make (a name read from a file,
+    `/abs/victim`) deletes nothing; a symlink by that name is removed itself, never its target.
+    """
+    path = ref.path.parent / checkpoint_name(ref.kind, int(ref.step))
+    if path != ref.path:
+        log.warning("not deleting %s: not the name of a %s checkpoint of step %s", ref.path, ref.kind, ref.step)
+        return
+    path.unlink(missing_ok=True)
+    fsync_dir(path.parent)
 
 
 def rotate(directory: Path | str, keep_last: int) -> list[CheckpointRef]:

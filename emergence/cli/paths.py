@@ -15,6 +15,10 @@ from emergence.errors import CheckpointNotFoundError
 def existing(path: Path) -> Path:
     """`path`, or a one-line `CheckpointNotFoundError` when nothing is there."""
     path = Path(path)
+    if path.is_symlink() and not path.exists():
+        raise CheckpointNotFoundError(
+            f"{path} is a symlink that leads nowhere (dangling, or a loop); pass the checkpoint file or run dir itself"
+        )
     if not path.exists():
         raise CheckpointNotFoundError(f"{path} does not exist; pass a checkpoint file, a run dir or a checkpoint dir")
     return path

@@ -66,6 +66,8 @@ class TrainSettings:
     """'one' (JAX's default device), 'all' (every local device: worlds split, e.g. Kaggle's two T4s) or a count N"""
     wandb_project: str | None = None
     """log to this Weights & Biases project too (pip install 'emergence[wandb]'; WANDB_MODE=offline works)"""
+    overwrite: bool = False
+    """a fresh start in a used run dir moves its checkpoints and metrics into <run dir>/previous-<time>/"""
 
 
 @dataclass(frozen=True)

@@ -61,14 +61,18 @@ def run_dir(config: LabConfig, platform: str) -> Path:
 
 
 def resume_source(config: LabConfig, platform: str) -> Any:
-    """What the Trainer resumes from: 'auto', None or a path (on Kaggle, 'auto' also searches /kaggle/input)."""
+    """What the Trainer resumes from: 'auto', None or a path.
+
+    On Kaggle 'auto' searches the run dir given (`run_dir`: `--train.run-dir`, else /kaggle/working)
+    and the kernel's own previous output under /kaggle/input (`kaggle_resume_checkpoint`).
+    """
     wanted = config.train.resume_from
     if wanted == "none":
         return None
     if wanted != "auto":
         return Path(wanted)
     if platform == "kaggle":
-        found = kaggle_resume_checkpoint()
+        found = kaggle_resume_checkpoint(run_dir=run_dir(config, platform))
         return found.path if found is not None else None
     return "auto"
 
@@ -171,5 +175,6 @@ def build_trainer(
         seed=train.seed,
         eval_every_n_steps=updates(train.eval_interval) if train.eval_interval > 0 else None,
         force_resume=train.force_resume,
+        overwrite=train.overwrite,
         devices=trainer_devices(train.devices),
     )

@@ -48,12 +48,16 @@ class SinkStart:
         return path if path.is_absolute() else self.run_dir / path
 
     def history(self, path: str | Path) -> Path | None:
-        """Where the same relative `path` lives in `history_dir`, if there is one and it exists."""
+        """Where the same relative `path` lives in `history_dir`, if there is one, it exists and it is no symlink.
+
+        A previous session's output is read, never trusted: a link there (to `~/.kaggle/kaggle.json`,
+        say) would copy that file into this run's outputs, so it is not followed.
+        """
         path = Path(path)
-        if self.history_dir is None or path.is_absolute():
+        if self.history_dir is None or path.is_absolute() or ".." in path.parts:
             return None
         candidate = self.history_dir / path
-        return candidate if candidate.exists() else None
+        return candidate if candidate.exists() and not candidate.is_symlink() else None
 
 
 @runtime_checkable

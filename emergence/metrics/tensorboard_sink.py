@@ -36,10 +36,10 @@ EVENT_FILE_MARK = "tfevents"
 
 
 def event_files(logdir: Path) -> list[Path]:
-    """The TensorBoard event files directly in `logdir`, by name (which is by creation time)."""
+    """The TensorBoard event files directly in `logdir`, by name (which is by creation time); symlinks left out."""
     if not logdir.is_dir():
         return []
-    return sorted(p for p in logdir.iterdir() if EVENT_FILE_MARK in p.name and p.is_file())
+    return sorted(p for p in logdir.iterdir() if EVENT_FILE_MARK in p.name and p.is_file() and not p.is_symlink())
 
 
 class TensorBoardSink:

@@ -23,7 +23,7 @@ from typing import Any
 
 import emergence.callbacks as callbacks
 from emergence.callbacks.base import Callback
-from emergence.platforms.detect import NAMES, output_dir_for, platform_name
+from emergence.platforms.detect import NAMES, platform_name
 from emergence.platforms.slurm import slurm_job_end_time
 
 Spec = tuple[str, dict[str, Any]]
@@ -54,7 +54,7 @@ def preset(name: str) -> dict[str, Spec]:
             "time_budget": ("KaggleTimeoutCallback", {}),
             "checkpoint": ("CheckpointCallback", {"every_n_seconds": 900.0, "keep_last": 3}),
             "logging": ("LogThrottleCallback", {"every_n_steps": 100, "every_n_seconds": 60.0}),
-            "artifacts": ("ArtifactExportCallback", {"every_n_seconds": 600.0, "output_dir": output_dir_for("kaggle")}),
+            "artifacts": ("ArtifactExportCallback", {"every_n_seconds": 600.0}),  # under the run dir, as finalize
             "finalize": ("FinalizeCallback", {"zip_outputs": True}),
             **survive,
         }

@@ -35,9 +35,11 @@ EXPECTED = {
 OTHER_FILES = [
     "SHA256SUMS",
     "checkpoints/latest.json",
+    "checkpoints/run.json",
     "metrics.csv",
     "outputs.zip",
     "progress.json",
+    "run.lock",
     "summary.json",
     "tensorboard/events",
     "training_curves.png",

@@ -57,3 +57,11 @@ def snapshot(root: Path) -> dict[str, bytes]:
 def tree_snapshot():
     """`tree_snapshot(root)`: every file under `root` with its bytes."""
     return snapshot
+
+
+@pytest.fixture
+def victim(tmp_path):
+    """A file outside any run dir holding "keep me": what a planted name or link must never reach."""
+    path = tmp_path / "victim"
+    path.write_text("keep me")
+    return path

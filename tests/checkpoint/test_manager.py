@@ -155,6 +155,7 @@ def test_best_k_counts_the_best_save_still_in_flight(tmp_path):
 def test_best_k_ranks_the_best_files_an_earlier_session_left(tmp_path):
     first = CheckpointManager(tmp_path, keep=[KeepBestN("val", "min", n=1)], writer=False).open()
     first.save(10, _state(), kind="best", metrics={"val": 0.2})
+    first.close()  # the earlier session has ended (a second writer at once is refused: test_lock.py)
     again = CheckpointManager(tmp_path, keep=[KeepBestN("val", "min", n=1)], writer=False).open()
     assert not again.should_save_best({"val": 0.3}) and again.should_save_best({"val": 0.1})
     again.save(20, _state(), kind="best", metrics={"val": 0.1})
@@ -170,6 +171,18 @@ def test_a_final_at_the_step_of_the_last_periodic_file_is_its_hard_link(tmp_path
     assert final.path.stat().st_ino == periodic.path.stat().st_ino and final.checksum == periodic.checksum
     latest = json.loads((manager.directory / "latest.json").read_text())
     assert (latest["name"], latest["reason"]) == ("final_step_10.safetensors", "max_steps")
+
+
+def test_a_final_at_the_step_of_the_periodic_file_resumed_is_its_hard_link(tmp_path):
+    """A kill between step_10 and its linked final: the next session's final is still the link."""
+    same = {"callbacks": {"cb": {"n": 1}}, "metrics": {"loss": 0.5}}
+    with CheckpointManager(tmp_path, writer=False) as first:
+        first.find_resume(None)
+        periodic = first.save(10, _state(), **same)
+    with CheckpointManager(tmp_path, writer=False) as again:
+        assert again.find_resume("auto").path == periodic.path and again.poll() == []
+        final = again.save(10, _state(), kind="final", reason="max_steps", **same)
+    assert final.path.stat().st_ino == periodic.path.stat().st_ino
 
 
 def test_a_final_holding_other_state_is_written_in_full(tmp_path):
@@ -198,13 +211,13 @@ def test_resume_auto_finds_the_run_dirs_newest_file(tmp_path):
     first = CheckpointManager(tmp_path, writer=False).open()
     first.save(5, _state(1.0))
     first.save(9, _state(2.0), kind="emergency")
+    first.close()
     manager = CheckpointManager(tmp_path, writer=False).open()
     file = manager.find_resume("auto")
     assert manager.resumed_from.step == 9 and manager.latest == manager.resumed_from
     state, _ = manager.restore(_state(0.0), file)
     assert float(state["w"][0]) == 2.0
     assert CheckpointManager(tmp_path / "new").find_resume("auto") is None
-    assert manager.find_resume(None) is None
 
 
 def test_a_failed_background_write_is_raised_on_the_callers_thread(tmp_path, full_disk):

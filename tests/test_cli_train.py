@@ -108,7 +108,7 @@ def test_flag_intervals_in_env_steps_become_update_intervals_on_the_platform_pre
     assert built["CheckpointCallback"].monitor == "eval/food_per_agent_step"
     assert (built["TimeBudgetCallback"].max_duration, built["TimeBudgetCallback"].margin) == (30, 3)
     assert "TrackerCallback" in built
-    assert list(built)[-1] == "SignalCheckpointCallback"
+    assert "SignalCheckpointCallback" in built  # where in the list does not matter: tests/callbacks/test_order.py
     on_kaggle = {type(cb).__name__: cb for cb in callbacks(config, "kaggle", PPOTask(config.ppo_config()))}
     assert (on_kaggle["KaggleTimeoutCallback"].max_duration, on_kaggle["KaggleTimeoutCallback"].margin) == (30, 3)
 

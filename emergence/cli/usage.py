@@ -59,7 +59,8 @@ def describe(event: tyro_errors.ParseErrorEvent) -> str:
     if isinstance(event, tyro_errors.UnrecognizedArgs):
         return f"unrecognized arguments: {' '.join(event.tokens)}"
     if isinstance(event, tyro_errors.InstantiationFailure):
-        return f"{flag}: {event.message}" if flag else event.message
+        message = next((line.strip() for line in event.message.splitlines() if line.strip()), "bad value")
+        return f"{flag}: {message}" if flag else message  # the first line: a union's per-type details follow
     if isinstance(event, tyro_errors.MissingArgs):
         names = [_flag(missing.arg) for missing in event.missing_arguments]
         return f"missing {', '.join(names)}"

@@ -45,6 +45,7 @@ from _common import Lap, Ratio, Stopwatch, Window, exit_with, machine, paired, p
 
 from emergence import Callback, Trainer
 from emergence.callbacks import CheckpointCallback
+from emergence.checkpoint import every
 from emergence.testing import toy_task
 
 FUSED = 100
@@ -140,7 +141,7 @@ def trainer_runner(
 
     def run(steps: int) -> Lap:
         if checkpoint is not None and save_in_window:
-            checkpoint.every_n_steps = steps // 2 // fused * fused or fused  # one async save, mid-window
+            checkpoint.save_policy = every(steps=steps // 2 // fused * fused or fused)  # one async save, mid-window
         trainer.max_steps = steps
         trainer.fit()
         return window.lap
@@ -159,7 +160,6 @@ def kaggle_preset(run_dir: str, log_every: int) -> list[Callback]:
         "kaggle",
         artifacts=dict(output_dir=run_dir),
         logging=dict(every_n_steps=log_every),
-        signal=dict(exit_process=False),
     )
 
 

@@ -339,7 +339,8 @@ class Trainer:
             self.last_metrics = metrics
             # One call's end, in this order; do not reorder (see `fit`): every hook of the call has
             # run before anything is saved, so what a checkpoint holds does not depend on the list order.
-            self.stops.call_ended(last=end is not None and self._step >= end)  # 1. agree on a stop
+            if self.stops.processes > 1:  # 1. agree on a stop across processes (one process: agreed at once)
+                self.stops.call_ended(last=end is not None and self._step >= end)
             if self._step >= self._next_due:  # 2. the hooks that are due (one comparison until then)
                 self._call_end_hooks(steps, metrics)
             if self._evaluation is not None and self._evaluation.due_by_steps(self._step):  # 3. evaluation
@@ -353,7 +354,7 @@ class Trainer:
     def _call_end_hooks(self, steps: int, metrics: Metrics) -> None:
         """`on_train_call_end` of each callback whose `next_due()` step is reached; then the nearest next one."""
         if self.calls.watched:
-            self.calls.dispatched(self._step, steps, metrics)
+            self.calls.offer(self._step, steps, metrics)
         nearest = float("inf")
         due_at = self._due_at
         for i, (callback, hook) in enumerate(self._call_end):

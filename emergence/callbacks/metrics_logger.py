@@ -38,7 +38,7 @@ from emergence.log import RATE_LIMIT, get_logger
 from emergence.metrics import ConsoleSink, CSVSink, MetricAccumulator, Sink, SinkStart, TensorBoardSink
 from emergence.metrics.accumulate import STATS, Stats
 from emergence.parallel.process_zero import writes_outputs
-from emergence.schedule import Every, check_interval
+from emergence.schedule import Every, Pace, check_interval
 
 if TYPE_CHECKING:
     from emergence.trainer import Trainer
@@ -84,6 +84,8 @@ class LogThrottleCallback(Callback):
         self.stats = tuple(stats)
         self._accumulator = MetricAccumulator()
         self._clock_schedule = Every(None, every_n_seconds, clock, owner="LogThrottleCallback")
+        self._pace = Pace()  # the clock is read every LOOK_SECONDS or so of steps, not at every call
+        self._clock_look = 0
         intervals = {every_n_steps, *per_tag.values()} - {None}
         self._by_steps = {n: Every(n, owner="LogThrottleCallback") for n in sorted(intervals)}
         self._seen_step = 0
@@ -110,6 +112,7 @@ class LogThrottleCallback(Callback):
         self.logged, self.logged_step = {}, None
         self._seen_step = trainer.step
         self._clock_schedule.done(trainer.step)
+        self._clock_look = 0
         for schedule in self._by_steps.values():
             schedule.done(trainer.step)
         self._next_due = self._first_due(trainer)
@@ -124,7 +127,10 @@ class LogThrottleCallback(Callback):
             _check_tags_exist(self.per_tag, metrics)
         self._accumulator.add(metrics, trainer.step - self._seen_step)
         self._seen_step = trainer.step
-        by_time = self.every_n_seconds is not None and self._clock_schedule.due(trainer.step)
+        by_time = False
+        if self.every_n_seconds is not None and trainer.step >= self._clock_look:
+            by_time = self._clock_schedule.due(trainer.step)
+            self._clock_look = self._pace.next_look(trainer.step, self.clock())
         if trainer.step >= self._next_due or by_time:
             self._log_due(trainer)
 

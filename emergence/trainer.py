@@ -343,8 +343,7 @@ class Trainer:
             self.last_metrics = metrics
             # One call's end, in this order; do not reorder (see `fit`): every hook of the call has
             # run before anything is saved, so what a checkpoint holds does not depend on the list order.
-            if self.stops.processes > 1:  # 1. agree on a stop across processes (one process: agreed at once)
-                self.stops.call_ended(last=end is not None and self._step >= end)
+            self.stops.call_ended(last=end is not None and self._step >= end)  # 1. agree on a stop
             if self._step >= self._next_due:  # 2. the hooks that are due (one comparison until then)
                 self._call_end_hooks(steps, metrics)
             if self._evaluation is not None and self._evaluation.due_by_steps(self._step):  # 3. evaluation

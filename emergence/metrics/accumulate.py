@@ -58,6 +58,18 @@ class _Window:
     count: int = 0
 
 
+def to_stats(totals: dict[str, tuple[jax.Array, ...]], counts: dict[str, int]) -> dict[str, Stats]:
+    """`Stats` on the host of what `take_on_device` returned (one transfer)."""
+    if not totals:
+        return {}
+    host = jax.device_get(totals)
+    stats = {}
+    for tag, count in counts.items():
+        total, last, peak = (float(x) for x in host[tag])
+        stats[tag] = Stats(mean=total / count, last=last, max=peak, count=count)
+    return stats
+
+
 class MetricAccumulator:
     """Accumulates device metrics per tag between fetches; see the module docstring."""
 
@@ -100,18 +112,18 @@ class MetricAccumulator:
 
     def take(self, tags: list[str]) -> dict[str, Stats]:
         """The windows of `tags` that hold anything, on the host (one transfer), and start them afresh."""
+        return to_stats(*self.take_on_device(tags))
+
+    def take_on_device(self, tags: list[str]) -> tuple[dict[str, tuple[jax.Array, ...]], dict[str, int]]:
+        """The windows of `tags` that hold anything, folded on the device (no transfer), and their steps;
+        the windows start afresh. `to_stats` makes `Stats` of them (anywhere: a row writer's thread)."""
         self._spread()
         windows = {tag: self._windows[tag] for tag in tags if self.pending(tag)}
-        if not windows:
-            return {}
         totals = {tag: self._folded(window) for tag, window in windows.items()}
-        host = jax.device_get(totals)
-        stats = {}
-        for tag, window in windows.items():
-            total, last, peak = (float(x) for x in host[tag])
-            stats[tag] = Stats(mean=total / window.count, last=last, max=peak, count=window.count)
+        counts = {tag: window.count for tag, window in windows.items()}
+        for tag in windows:
             self._windows[tag] = _Window()
-        return stats
+        return totals, counts
 
     def snapshot(self) -> dict[str, dict[str, float]]:
         """Every open window as JSON-able numbers (one transfer), to persist; windows stay open."""

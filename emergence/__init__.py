@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from emergence.callbacks.base import Callback
+    from emergence.inference import load_state
     from emergence.state import TrainState
     from emergence.task import Task
     from emergence.trainer import Trainer
@@ -20,9 +21,10 @@ _WHERE = {
     "TrainState": "emergence.state",
     "Task": "emergence.task",
     "Trainer": "emergence.trainer",
+    "load_state": "emergence.inference",
 }
 
-__all__ = ["Callback", "TrainState", "Task", "Trainer"]
+__all__ = ["Callback", "TrainState", "Task", "Trainer", "load_state"]
 __version__ = "0.1.0"
 
 

@@ -3,8 +3,9 @@
 Kinds (`KINDS`):
 
 - clean stops, which end the run with a `final` checkpoint and exit code 0: `max_steps`,
-  `time_budget`, `early_stopping`, `non_finite` (a divergence guard gave up after
-  restoring the last good state) and `user` (anything a caller asks for by name);
+  `max_epochs` (the training data ended: `fit(train_data=...)`), `time_budget`,
+  `early_stopping`, `non_finite` (a divergence guard gave up after restoring the last
+  good state) and `user` (anything a caller asks for by name);
 - interruptions, which end it with an `emergency` checkpoint: `signal` (detail: the
   signal's name; exit code 128 + signum), `exception` (detail: the exception's type;
   exit code 1) and `atexit` (the interpreter exits while `fit()` runs in a thread; 1).
@@ -23,8 +24,10 @@ import signal
 from dataclasses import dataclass
 from typing import Literal
 
-StopKind = Literal["max_steps", "time_budget", "early_stopping", "non_finite", "user", "signal", "exception", "atexit"]
-CLEAN: frozenset[str] = frozenset({"max_steps", "time_budget", "early_stopping", "non_finite", "user"})
+StopKind = Literal[
+    "max_steps", "max_epochs", "time_budget", "early_stopping", "non_finite", "user", "signal", "exception", "atexit"
+]
+CLEAN: frozenset[str] = frozenset({"max_steps", "max_epochs", "time_budget", "early_stopping", "non_finite", "user"})
 INTERRUPTED: frozenset[str] = frozenset({"signal", "exception", "atexit"})
 KINDS: frozenset[str] = CLEAN | INTERRUPTED
 

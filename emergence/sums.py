@@ -67,15 +67,34 @@ def read_sums(sums_file: Path) -> list[tuple[str, str]]:
         if match is None:
             raise ChecksumError(f"{sums_file}:{number} is not '<sha256>  <file>'; re-download the output")
         name = _unescape(match.group("name")) if match.group("escaped") else match.group("name")
+        _check_confined(sums_file, number, name)
         entries.append((match.group("digest").lower(), name))
     return entries
 
 
+def _check_confined(sums_file: Path, number: int, name: str) -> None:
+    """A listed name is a relative path inside the listing's folder: no absolute path, no `..`."""
+    path = Path(name)
+    if path.is_absolute() or ".." in path.parts or not path.parts:
+        raise ChecksumError(
+            f"{sums_file}:{number} names {name!r}, outside the download; this listing cannot be trusted: re-download"
+        )
+
+
 def verify_sums(sums_file: Path) -> int:
-    """Check every file `sums_file` lists (paths relative to it); return how many. A mismatch is one line."""
+    """Check every file `sums_file` lists (paths relative to it, kept inside its folder); return how many.
+
+    A mismatch, a name or link reaching outside the folder, or an empty listing is one line.
+    """
     sums_file = Path(sums_file)
-    for digest, name in (entries := read_sums(sums_file)):
+    entries = read_sums(sums_file)
+    if not entries:
+        raise ChecksumError(f"{sums_file} lists no file, so it proves nothing; re-download the output")
+    root = sums_file.parent.resolve()
+    for digest, name in entries:
         target = sums_file.parent / name
+        if not target.resolve().is_relative_to(root):
+            raise ChecksumError(f"{target} is a link out of the download; re-download the output")
         if not target.is_file():
             raise ChecksumError(f"{target} is listed in {sums_file.name} but was not downloaded; download again")
         if sha256_file(target) != digest:

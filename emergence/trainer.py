@@ -23,6 +23,11 @@ from emergence.checkpoint.async_writer import AsyncCheckpointWriter
 from emergence.checkpoint.manifest import check_config
 from emergence.checkpoint.restore import host_metrics
 from emergence.checkpoint.tree import check_storable
+from emergence.contract import check_eval_step, check_train_step
+from emergence.data.evaluation import evaluate_over
+from emergence.data.feed import TrainFeed
+from emergence.data.fused import steps_over_batches
+from emergence.data.placement import BatchPlacement
 from emergence.log import get_logger
 from emergence.parallel.mesh import DataParallel, Devices
 from emergence.parallel.process_zero import writes_outputs
@@ -39,6 +44,7 @@ log = get_logger("emergence.trainer")
 Resume = Literal["auto"] | str | os.PathLike | None
 
 ASYNC_KINDS = ("periodic", "best")
+DATA_KEY = "emergence.train_data"  # the data position's entry beside the callbacks' state in a manifest
 
 
 class SaveRequest(NamedTuple):
@@ -128,6 +134,7 @@ class Trainer:
         force_resume: bool = False,
         async_checkpoint: bool | AsyncCheckpointWriter = True,
         devices: Devices | None = None,
+        max_epochs: int | None = None,
     ) -> None:
         if isinstance(task, (list, tuple)):
             raise TypeError("Trainer's first argument is the task; pass the callback list as callbacks=[...]")
@@ -136,6 +143,9 @@ class Trainer:
         _check_positive(steps_per_call=steps_per_call)
         if eval_every_n_steps is not None:
             _check_positive(eval_every_n_steps=eval_every_n_steps)
+        if max_epochs is not None:
+            _check_positive(max_epochs=max_epochs)
+        self.max_epochs = max_epochs
         self.task: Task | None = None
         self.callbacks = list(callbacks)
         self.max_steps = max_steps
@@ -185,6 +195,9 @@ class Trainer:
         self._save_due: float = float("inf")
         self.stops = Stops(on_agreed=self._stopped)
         self.calls = CallTracker()
+        self.feed: TrainFeed | None = None
+        self._val_data: Any = None
+        self._checked = False
 
     def _bind(self, task: Task) -> None:
         """Make `task` the one this trainer trains (checked as the constructor or `fit` receives it)."""
@@ -262,8 +275,20 @@ class Trainer:
             merged.update(callback.summary())
         return merged
 
-    def fit(self, task: Task | None = None) -> TrainState:
+    @property
+    def epoch(self) -> int | None:
+        """With `train_data`: the epochs finished before the last batch trained on (saved in every checkpoint)."""
+        return None if self.feed is None else self.feed.epoch
+
+    def fit(self, task: Task | None = None, *, train_data: Any = None, val_data: Any = None) -> TrainState:
         """Train `task` (or the one given to the constructor) until `max_steps` or a stop; return the final state.
+
+        With `train_data` (any iterable of pytrees of arrays, or a Grain dataset or loader:
+        docs/your_data.md) the task's `train_step(state, batch)` gets one batch per step,
+        `steps_per_call` of them stacked per call and prepared on a worker thread; the data
+        ends the run after `max_epochs` (a `max_epochs` stop) and its position is saved in
+        every checkpoint, so a resume goes on at the next unread batch. With `val_data`,
+        `evaluate()` runs `eval_step(state, batch)` over all of it, averaged per example.
 
         The flow, in the order it is stated here and in `_train_loop` (do not reorder: the
         outcome must not depend on the order of the callback list):
@@ -277,6 +302,19 @@ class Trainer:
         """
         self._bind(self._task_for_fit(task))
         self._reset_run_state()
+        if train_data is None and self.max_epochs is not None:
+            raise ValueError(
+                "max_epochs counts passes over train_data; pass fit(task, train_data=...) or use max_steps"
+            )
+        self._val_data = val_data
+        if train_data is not None:
+            mesh = None if self.parallel is None else self.parallel.mesh
+            self.feed = TrainFeed(
+                train_data,
+                steps_per_call=self.steps_per_call,
+                max_epochs=self.max_epochs,
+                placement=BatchPlacement(mesh),
+            )
         if jax.process_count() > 1:
             self.stops = Stops(jax.process_count(), on_agreed=self._stopped)
         self._warn_if_unstoppable()
@@ -316,6 +354,8 @@ class Trainer:
             self.fitting = False
             self._settle_quietly()
             self.checkpoints.close()
+            if self.feed is not None:
+                self.feed.close()
             self._fire("teardown")
             if self._stop is not None and self._stop.kind == "signal":
                 log.info("stopped by %s: fit() returns, exit code %d (trainer.exit_code)", self._stop, self.exit_code)
@@ -323,7 +363,7 @@ class Trainer:
 
     def _warn_if_unstoppable(self) -> None:
         """With `max_steps=None`, say so when no callback can end the run (none has `can_stop`)."""
-        if self.max_steps is None and not any(cb.can_stop for cb in self.callbacks):
+        if self.max_steps is None and self.max_epochs is None and not any(cb.can_stop for cb in self.callbacks):
             log.warning(
                 "max_steps=None and no callback can stop the run (none has can_stop, as TimeBudgetCallback "
                 "and SignalCheckpointCallback do): it trains until killed; set max_steps or add one"
@@ -338,7 +378,19 @@ class Trainer:
         end = self.max_steps
         while self._stop is None and (end is None or self._step < end):
             steps = self.steps_per_call if end is None else min(self.steps_per_call, end - self._step)
-            self._state, metrics = self._call(steps)(self._state)
+            if self.feed is None:
+                if not self._checked:
+                    self._check_contract()
+                self._state, metrics = self._call(steps)(self._state)
+            else:
+                group = self.feed.next_call()
+                if group is None:
+                    self._stopped(StopReason("max_epochs"))
+                    break
+                if not self._checked:
+                    self._check_contract(group.batch, stacked=group.steps > 1)
+                steps = group.steps
+                self._state, metrics = self._call(steps)(self._state, group.batch)
             self._step += steps
             self.last_metrics = metrics
             # One call's end, in this order; do not reorder (see `fit`): every hook of the call has
@@ -439,14 +491,33 @@ class Trainer:
     def _call(self, steps: int) -> Callable:
         if steps not in self._calls:
             jit_step = _jit_donating if self.parallel is None else self.parallel.jit_step
-            self._calls[steps] = _fused_call(self.task.train_step, steps, jit_step)
+            if self.feed is None:
+                self._calls[steps] = _fused_call(self.task.train_step, steps, jit_step)
+            elif self.parallel is None:
+                self._calls[steps] = jit_step(steps_over_batches(self.task.train_step, steps))
+            else:
+                batches = BatchPlacement(self.parallel.mesh).sharding(stacked=steps > 1)
+                self._calls[steps] = self.parallel.jit_step(steps_over_batches(self.task.train_step, steps), batches)
         return self._calls[steps]
 
+    def _check_contract(self, batch: Any = None, stacked: bool = False) -> None:
+        """The task contract, once, before the first call: one-line errors for a step that returns the wrong thing."""
+        self._checked = True
+        one = None if batch is None else jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[stacked:], x.dtype), batch)
+        check_train_step(self.task.train_step, self._state, one)
+        if self._val_data is None and callable(getattr(self.task, "eval_step", None)) and self.feed is None:
+            check_eval_step(self.task.eval_step, self._state)
+
     def evaluate(self) -> Metrics:
-        """Run the task's `eval_step` on the current state and fire `on_validation_end`."""
+        """Run the task's `eval_step` (over all of `val_data`, averaged per example, when given); fire
+        `on_validation_end`."""
         if self._eval_call is None:
             self._eval_call = jax.jit(self.task.eval_step)
-        self.last_eval_metrics = self._eval_call(self._state)
+        if self._val_data is not None:
+            mesh = None if self.parallel is None else self.parallel.mesh
+            self.last_eval_metrics = evaluate_over(self._eval_call, self._state, self._val_data, BatchPlacement(mesh))
+        else:
+            self.last_eval_metrics = self._eval_call(self._state)
         self._fire("on_validation_end", self.last_eval_metrics)
         return self.last_eval_metrics
 
@@ -475,7 +546,7 @@ class Trainer:
                 kind=kind,
                 reason=reason,
                 config=task_config(self.task),
-                callbacks={cb.state_key: cb.state_dict() for cb in self.callbacks},
+                callbacks=self._callback_states(),
                 metrics={**host_metrics(self.last_metrics), **host_metrics(self.last_eval_metrics), **(metrics or {})},
                 platform=self._where(),
                 background=None if background else False,
@@ -487,6 +558,13 @@ class Trainer:
             self.last_checkpoint = ref
         self._report_durable()
         return ref
+
+    def _callback_states(self) -> dict[str, Any]:
+        """Every callback's `state_dict()` by `state_key`, and the data position (`DATA_KEY`) with `train_data`."""
+        states = {cb.state_key: cb.state_dict() for cb in self.callbacks}
+        if self.feed is not None:
+            states[DATA_KEY] = self.feed.state_dict()
+        return states
 
     def restore_checkpoint(
         self, ref: CheckpointRef | str | os.PathLike | None = None, *, fold_in: int | None = None
@@ -500,6 +578,11 @@ class Trainer:
         `rng`, a flax `key` field, NNX `Rngs`; see `fold_rng`), so the steps after do not
         repeat. Returns the ref restored.
         """
+        if self._state is None or self.checkpoints is None:
+            raise ValueError(
+                "restore_checkpoint replaces the state of a run in fit(); to load a checkpoint for inference, "
+                "use emergence.load_state(task, path)"
+            )
         self._state, restored = self.checkpoints.restore(self._state, ref, fold_in=fold_in)
         self._report_durable()
         return restored
@@ -517,6 +600,7 @@ class Trainer:
             fresh = self.parallel.place(self.task, fresh)  # restore_state places leaves like these
         file = self.checkpoints.find_resume(self.resume)
         if file is None:
+            self._open_feed(None)
             return fresh
         check_config(
             file.manifest.get("config", {}),
@@ -530,9 +614,16 @@ class Trainer:
         for callback in self.callbacks:
             if callback.state_key in saved:
                 callback.load_state_dict(saved[callback.state_key])
+        self._open_feed(saved.get(DATA_KEY))
         self._state = state
         self._fire("on_load_checkpoint", self.resumed_from)
         return state
+
+    def _open_feed(self, saved: dict[str, Any] | None) -> None:
+        """Start the data at the position a checkpoint kept (None: the start), reading no more than max_steps needs."""
+        if self.feed is not None:
+            left = None if self.max_steps is None else max(0, self.max_steps - self._step)
+            self.feed.open(saved, max_batches=left)
 
     def _checkpoint_manager(self) -> CheckpointManager:
         """The manager of this run dir's checkpoints, with the callbacks' save and keep policies."""

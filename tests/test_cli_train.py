@@ -125,6 +125,10 @@ def test_flag_intervals_in_env_steps_become_update_intervals_on_the_platform_pre
         (["--env.num-food", "-1"], "num_food must be >= 0"),
         (["--train.max-duration", "-5"], "--train.max-duration must be positive"),
         (["--train.devices", "two"], "--train.devices must be 'one', 'all' or a positive count, got 'two'"),
+        (["--train.total-steps", "nan"], "--train.total-steps: invalid literal for int() with base 10: 'nan'"),
+        (["--train.total-steps", "1e9"], "--train.total-steps: invalid literal for int() with base 10: '1e9'"),
+        (["--env.grid-size", "0"], "grid_size=0 must be at least 2"),
+        (["--train.resume-from"], "--train.resume-from needs a value"),
     ],
 )
 def test_bad_usage_is_one_line_and_exit_2(capsys, argv, says):

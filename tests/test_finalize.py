@@ -115,3 +115,25 @@ def test_an_unwritable_output_dir_fails_before_training_with_one_line(tmp_path, 
     with pytest.raises(RunDirError, match="FinalizeCallback: output_dir .* is not writable") as error:
         trainer.fit()
     assert "\n" not in str(error.value) and trainer.step == 0
+
+
+def test_an_applications_artifacts_are_written_before_the_sums_and_zip_of_every_session(scenario, run_dir, caplog):
+    """A report rewritten by each session's artifact is what SHA256SUMS lists and outputs.zip holds, session after
+    session; an artifact that raises is logged and the sums still cover the rest."""
+
+    def report(root: Path) -> None:  # an application's report: its content changes with every session
+        (root / "report.md").write_text(f"rows: {len((root / 'metrics.csv').read_text().splitlines())}\n")
+
+    def broken(root: Path) -> None:
+        raise ValueError("no rows yet")
+
+    for max_steps in (10, 20):
+        finalize = FinalizeCallback(zip_outputs=True, artifacts=(broken, report))
+        callbacks = [CheckpointCallback(every_n_steps=5), LogThrottleCallback(every_n_steps=2, sinks=[CSVSink()])]
+        assert scenario.but(max_steps=max_steps).run([*callbacks, finalize]).exception is None
+        checked = sha256sum_check(run_dir)
+        assert checked.returncode == 0 and "report.md: OK" in checked.stdout, checked.stdout + checked.stderr
+        with zipfile.ZipFile(run_dir / "outputs.zip") as archive:
+            assert archive.read("report.md") == (run_dir / "report.md").read_bytes()
+    assert (run_dir / "report.md").read_text() == "rows: 11\n"  # the header and steps 2..20: the second session's
+    assert "the artifact test_an_applications" in caplog.text and "ValueError: no rows yet" in caplog.text

@@ -185,6 +185,9 @@ def test_init_refuses_a_folder_without_the_notebook(fake, capsys):
         ({"id": None, "id_no": None}, "has no id"),
         ({"title": "Run"}, "shorter than 5"),
         ({"code_file": ""}, "code_file '' not found"),
+        ({"code_file": "../../.kaggle/kaggle.json"}, "must be a plain file name inside"),
+        ({"code_file": "/etc/passwd"}, "must be a plain file name inside"),
+        ({"code_file": "sub/kaggle_training.ipynb"}, "must be a plain file name inside"),
         ({"language": "julia"}, "language='julia' must be one of python, r, rmarkdown"),
         ({"kernel_type": "app"}, "kernel_type='app' must be one of script, notebook"),
         ({"enable_gpu": "yes"}, "enable_gpu='yes' must be true or false"),
@@ -543,6 +546,19 @@ def test_download_with_a_damaged_file_exits_1_in_one_line(fake, trained, tmp_pat
         "emergence kaggle: out/checkpoints/step_2.safetensors does not match its SHA256SUMS entry: "
         "the download is damaged; download again"
     )
+
+
+def test_download_with_recomputed_sums_still_checks_each_checkpoints_own_checksum(fake, trained, tmp_path, capsys):
+    """SHA256SUMS is recomputable by anyone: a damaged checkpoint listed with its new digest is still refused."""
+    session = tmp_path / "session"
+    shutil.copytree(trained, session)
+    data = bytearray((session / "checkpoints" / "step_2.safetensors").read_bytes())
+    data[-1] ^= 0xFF
+    (session / "checkpoints" / "step_2.safetensors").write_bytes(bytes(data))
+    shutil.rmtree(source := tmp_path / "relisted", ignore_errors=True)
+    fake.set(output=str(_kaggle_output(session, source)))
+    assert main(["download", KERNEL, "--output-dir", "out"]) == 1
+    assert "step_2.safetensors" in _one_line(capsys.readouterr().err)
 
 
 def test_download_without_sums_checks_each_checkpoints_own_checksum(fake, trained, tmp_path, capsys):

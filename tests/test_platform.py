@@ -58,10 +58,10 @@ def test_kaggle_by_its_run_type_has_12_hours_and_writes_to_kaggle_working(clean_
     assert found.deadline == pytest.approx(process_start_time() + 12 * 3600)
 
 
-def test_kaggle_by_its_working_directory_alone(clean_env, tmp_path):
+def test_a_kaggle_working_directory_alone_is_not_kaggle(clean_env, tmp_path):
     (tmp_path / "fake-kaggle" / "working").mkdir(parents=True)
     clean_env.setenv("EMERGENCE_KAGGLE_ROOT", str(tmp_path / "fake-kaggle"))
-    assert detect().name == "kaggle"
+    assert detect().name == "local"
 
 
 @pytest.mark.parametrize("variable", ["KAGGLE_URL_BASE", "KAGGLE_DATA_PROXY_URL"])
@@ -228,6 +228,7 @@ def test_the_kaggle_preset_trains_end_to_end_against_a_fake_kaggle_root(clean_en
     root = tmp_path / "kaggle"
     (root / "working").mkdir(parents=True)
     clean_env.setenv("EMERGENCE_KAGGLE_ROOT", str(root))
+    clean_env.setenv("KAGGLE_KERNEL_RUN_TYPE", "Batch")
     handler = signal.getsignal(signal.SIGTERM)
     trainer = Trainer(
         toy_task(),

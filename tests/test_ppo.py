@@ -72,6 +72,10 @@ def test_train_step_is_deterministic_and_counts_updates(task, train_step):
     assert float(metrics_a["env/steps"]) == 3 * TINY.num_envs * TINY.rollout_len
 
 
+MAY_BE_ABSENT = {"env/age_at_death", "env/selection_opportunity", "env/food_gini"}
+"""NaN means no value this update (no death, no birth, fewer than two full-window agents): the logger leaves it out."""
+
+
 def test_metrics_are_finite_scalars(task, train_step):
     _, metrics = run(task, train_step, 1)
     assert {
@@ -88,7 +92,7 @@ def test_metrics_are_finite_scalars(task, train_step):
         "evolution/behaviour_similarity",
     } <= set(metrics)
     for name, value in metrics.items():
-        assert value.shape == () and bool(jnp.isfinite(value)), name
+        assert value.shape == () and (bool(jnp.isfinite(value)) or name in MAY_BE_ABSENT), name
 
 
 def random_batch(key, envs=2, steps=3, slots=5, obs_size=TINY.env.obs_size):
@@ -158,7 +162,8 @@ def test_rollout_births_inherit_head_and_adam_moments(task):
     extra["agent_opt_state"] = optax.tree_map_params(
         task.agent_tx, lambda x: moments if x.ndim == 4 else x, extra["agent_opt_state"]
     )
-    after, traj = jax.jit(task.rollout)(jax.random.key(7), state.params, extra)
+    no_regrowth = task.hyper() | {"food_regrowth": 1e-9}  # the emptied grid stays empty
+    after, traj = jax.jit(lambda *a: task.rollout(*a, no_regrowth))(jax.random.key(7), state.params, extra)
     children = np.flatnonzero(np.asarray(after["env"].alive[0]) & (np.asarray(after["env"].parent_slot[0]) == 0))
     assert len(children) >= 3 and int(traj.born.sum()) == len(children)
     before, now = extra["agent_params"], after["agent_params"]
@@ -218,7 +223,9 @@ def test_population_terms_measure_what_docs_say():
     assert float(weight_diversity(spread, alive)) == pytest.approx(2 / 3, rel=0.05)
     one_hot = jnp.broadcast_to(jax.nn.one_hot(2, 5), (1, 4, 4, 5))
     assert float(behaviour_similarity(one_hot, alive)) == pytest.approx(1.0)
-    assert float(behaviour_similarity(jnp.full((1, 4, 4, 5), 0.2), alive)) == pytest.approx(0.2)
+    assert float(behaviour_similarity(jnp.full((1, 4, 4, 5), 0.2), alive)) == pytest.approx(1.0)  # alike at random
+    apart = jnp.broadcast_to(jax.nn.one_hot(jnp.arange(4), 5)[None, :, None], (1, 4, 4, 5))
+    assert float(behaviour_similarity(apart, alive)) == pytest.approx(0.0, abs=1e-6)  # each its own action
 
 
 def test_training_without_evolution_keeps_no_agent_heads():

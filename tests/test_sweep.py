@@ -1,12 +1,9 @@
 """Sweeps keep their promises in-process: the grid's runs and names, one-line errors for bad grids (nothing
 written), run i of the vmapped sweep computes what its config computes alone, the long-form metrics.csv
-survives resumes, and the report's numbers are what metrics.csv says. The CLI end to end (run i against
+survives resumes. The report is tests/lab/test_sweep_report.py. The CLI end to end (run i against
 `emergence train`, export, SIGKILL + resume) is tests/test_sweep_cli.py (slow)."""
 
 from __future__ import annotations
-
-import csv
-import math
 
 import jax
 import numpy as np
@@ -21,7 +18,6 @@ from emergence.lab.cli.train import parse_config
 from emergence.lab.run import callbacks, sweep_task
 from emergence.lab.sweep.grid import parse_grid
 from emergence.lab.sweep.memory import check_fits, device_limit, step_bytes
-from emergence.lab.sweep.report import BOOTSTRAP, T_975, report_lines, write_report
 from emergence.lab.sweep.sinks import LongCSVSink, read_long_csv
 from emergence.metrics import SinkStart
 from emergence.parallel.export import seed_checkpoint
@@ -163,40 +159,6 @@ def test_long_csv_has_a_row_per_run_per_step_merges_a_step_and_is_cut_back_on_re
         ("6", "60.0"),
         ("6", "61.0"),
     ]
-
-
-def test_report_numbers_are_recomputed_from_metrics_csv(tmp_path):
-    rng = np.random.default_rng(1)
-    with open(tmp_path / "metrics.csv", "w", newline="") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(["run", "diversity_bonus", "seed", "step", "env/population", "eval/mean_return"])
-        for run, (bonus, seed) in enumerate([(b, s) for b in (0.0, 0.1) for s in range(3)]):
-            for step in (1, 2):
-                writer.writerow([run, bonus, seed, step, rng.normal(5 + 10 * bonus), ""])
-            writer.writerow([run, bonus, seed, 3, rng.normal(5 + 30 * bonus), rng.normal(1.0)])
-    written = write_report(tmp_path)
-    assert [p.name for p in written] == ["report.md", "report.csv", "sweep_curves.png"] and written[2].stat().st_size
-    rows = list(csv.DictReader(open(tmp_path / "metrics.csv")))
-    final = {
-        (float(r["diversity_bonus"]), "env/population"): [
-            float(x["env/population"])
-            for x in rows
-            if x["diversity_bonus"] == r["diversity_bonus"] and x["step"] == "3"
-        ]
-        for r in rows
-    }
-    lines = {(line.config, line.metric): line for line in report_lines(tmp_path / "metrics.csv")}
-    base, other = final[0.0, "env/population"], final[0.1, "env/population"]
-    line = lines["diversity_bonus=0.1", "env/population"]
-    assert line.seeds == 3 and line.mean == pytest.approx(np.mean(other))
-    assert line.ci95 == pytest.approx(T_975[1] * np.std(other, ddof=1) / math.sqrt(3))
-    assert line.diff == pytest.approx(np.mean(other) - np.mean(base))
-    assert line.diff_lo <= line.diff <= line.diff_hi and line.excludes_zero == (line.diff_lo > 0 or line.diff_hi < 0)
-    assert (line.diff_hi - line.diff_lo) < 4 * math.sqrt(np.var(other, ddof=1) / 3 + np.var(base, ddof=1) / 3) + 1e-9
-    assert lines["diversity_bonus=0", "env/population"].diff == 0.0 and BOOTSTRAP >= 1000
-    table = list(csv.DictReader(open(tmp_path / "report.csv")))
-    assert {(r["config"], r["metric"]) for r in table} == set(lines)
-    assert "diversity_bonus=0.1" in (tmp_path / "report.md").read_text()
 
 
 def test_a_run_with_evolution_switched_off_is_the_config_without_evolution_alone_and_exports_as_it(tmp_path):

@@ -8,6 +8,9 @@ then, wherever this callback sits in the list. The one rule: put it *before*
 
 In the output dir (the run dir by default), each atomically and in this order:
 
+- the application's own artifacts: each of `artifacts` (callables taking the output dir,
+  such as a report writer) writes its files, so that the sums and the zip below hold them
+  as they are at the end; one that raises is logged and skipped;
 - `summary.json`: status (`complete` when the reason is `max_steps`, else `interrupted`),
   reason, final step, total time and each session's time and steps (the list travels in
   every checkpoint; a session killed outright is known up to its last checkpoint), the
@@ -27,7 +30,7 @@ from __future__ import annotations
 import os
 import time
 import zipfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -57,6 +60,8 @@ class FinalizeCallback(Callback):
     Args:
         zip_outputs: pack the output dir into `outputs.zip`; None (default) zips on Kaggle only.
         output_dir: where the files go and what is summed (default: the run dir).
+        artifacts: callables given the output dir, run first, each writing an application's files there
+            (a report of the run); the framework knows nothing of what they write.
         clock: epoch seconds (inject a fake one in tests).
     """
 
@@ -65,9 +70,11 @@ class FinalizeCallback(Callback):
         zip_outputs: bool | None = None,
         output_dir: str | os.PathLike | None = None,
         clock: Callable[[], float] = time.time,
+        artifacts: Sequence[Callable[[Path], object]] = (),
     ) -> None:
         self.zip_outputs = zip_outputs
         self.output_dir = output_dir
+        self.artifacts = tuple(artifacts)
         self.clock = clock
         self.sessions: list[dict[str, Any]] = []
         self._trainer: "Trainer | None" = None
@@ -99,8 +106,10 @@ class FinalizeCallback(Callback):
             self._trainer = None
 
     def finalize(self, trainer: "Trainer") -> dict[str, Any]:
-        """Write summary.json, SHA256SUMS and (if asked) outputs.zip now; the summary."""
+        """Write the artifacts, summary.json, SHA256SUMS and (if asked) outputs.zip now; the summary."""
         root = output_dir(trainer, self.output_dir, "FinalizeCallback")
+        for write in self.artifacts:
+            write_artifact(write, root)
         sessions = self._all_sessions()
         reason = trainer.stop_reason
         summary = {
@@ -145,6 +154,20 @@ class FinalizeCallback(Callback):
                 "reason": str(trainer.stop_reason) if trainer.stop_reason is not None else None,
             },
         ]
+
+
+def write_artifact(write: Callable[[Path], object], root: Path) -> None:
+    """Run one application artifact writer on `root`; a failure is logged, and the sums still cover what is there."""
+    try:
+        write(root)
+    except Exception as err:  # an application's bug or bad data must not cost the run its checksums
+        name = getattr(write, "__qualname__", repr(write))
+        log.error(
+            "finalize: the artifact %s failed, the other outputs are still summed (%s: %s)",
+            name,
+            type(err).__name__,
+            err,
+        )
 
 
 def output_files(root: Path) -> list[Path]:

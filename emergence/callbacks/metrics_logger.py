@@ -65,6 +65,9 @@ class LogThrottleCallback(Callback):
         stats: what to log of each train metric's window: `mean` (weighted by steps,
             under the tag's own name), `last`, `max` (as `<tag>/last`, `<tag>/max`).
         background: fetch and write each row on a writer thread instead of the loop's.
+        sparse: tags some calls have no value for, sent as NaN (an age at death when nobody
+            died): their NaNs are left out and a window with no value writes no cell. Any
+            other tag's NaN is written as `nan`.
 
     The last values written (tag → float) and their step are published in `summary()` as
     `metrics` and `metrics_step`: a progress display or an export reads them through
@@ -81,6 +84,7 @@ class LogThrottleCallback(Callback):
         *,
         stats: Sequence[str] = ("mean",),
         background: bool = False,
+        sparse: Sequence[str] = (),
     ) -> None:
         per_tag = dict(per_tag or {})
         _check(every_n_steps, every_n_seconds, per_tag, stats)
@@ -90,7 +94,7 @@ class LogThrottleCallback(Callback):
         self.sinks: list[Sink] = list(sinks) if sinks is not None else [CSVSink(), TensorBoardSink(), ConsoleSink()]
         self.clock = clock
         self.stats = tuple(stats)
-        self._accumulator = MetricAccumulator()
+        self._accumulator = MetricAccumulator(sparse)
         self.background = background
         self._rows = RowWriter(background)
         self._clock_schedule = Every(None, every_n_seconds, clock, owner="LogThrottleCallback")

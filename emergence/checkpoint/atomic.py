@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import BinaryIO
@@ -20,11 +21,20 @@ def fsync_dir(directory: Path) -> None:
         os.close(fd)
 
 
+_CREATE_NEW = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+
+
 @contextlib.contextmanager
 def _temp_file(path: Path) -> Iterator[tuple[BinaryIO, Path]]:
-    temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{os.getpid()}")
+    """A new temp file beside `path`: an unpredictable name, created exclusively, never through a link.
+
+    `O_EXCL | O_NOFOLLOW` means a file or symlink planted under the name (by another
+    writer, or to redirect the write elsewhere) is an error, never written through.
+    """
+    temp = path.with_name(f"{TEMP_PREFIX}{path.name}.{os.getpid()}.{secrets.token_hex(8)}")
+    fd = os.open(temp, _CREATE_NEW, 0o666)  # outside the try: a name we did not create is never unlinked
     try:
-        with open(temp, "wb") as handle:
+        with os.fdopen(fd, "wb") as handle:
             yield handle, temp
     except BaseException:
         with contextlib.suppress(OSError):

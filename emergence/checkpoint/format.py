@@ -268,7 +268,7 @@ def _read_header(path: Path, handle: BinaryIO, size: int) -> tuple[dict, int]:
         raise _bad(path, "not a safetensors checkpoint, or truncated (header length beyond the file)")
     try:
         header = json.loads(handle.read(length))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
         raise _bad(path, "header is not valid JSON: corrupt, or not a checkpoint; resume from another one") from None
     if not isinstance(header, dict):
         raise _bad(path, "header is not a safetensors table; not a checkpoint")
@@ -283,7 +283,7 @@ def _manifest(path: Path, header: dict) -> tuple[dict[str, Any], str, str]:
     manifest_json, checksum = metadata[MANIFEST_KEY], metadata[CHECKSUM_KEY]
     try:
         manifest = json.loads(manifest_json) if isinstance(manifest_json, str) else None
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         manifest = None
     if not isinstance(manifest, dict) or not isinstance(checksum, str):
         raise _bad(path, "manifest is not valid JSON: corrupt; resume from another checkpoint")
@@ -294,6 +294,9 @@ def _manifest(path: Path, header: dict) -> tuple[dict[str, Any], str, str]:
             f"checkpoint format {version!r} is not one this emergence reads "
             f"({min(DIGESTS)}..{FORMAT_VERSION}); upgrade emergence to load it",
         )
+    step, kind = manifest.get("step", 0), manifest.get("kind", "")
+    if not isinstance(step, int) or isinstance(step, bool) or step < 0 or not isinstance(kind, str):
+        raise _bad(path, f"manifest step {step!r} / kind {kind!r} are not a step and a kind: corrupt; skip it")
     return manifest, manifest_json, checksum
 
 
@@ -328,7 +331,6 @@ def read_checkpoint(path: Path | str) -> CheckpointFile:
         header, data_start = _read_header(path, handle, size)
         manifest, manifest_json, checksum = _manifest(path, header)
         table = {k: v for k, v in header.items() if k != "__metadata__"}
-        _check_size(path, table, size - data_start)
         hasher = _Hasher(table, manifest_json, manifest["format_version"])
         try:
             arrays = _read_verified(path, handle, table, (data_start, size), hasher)
@@ -339,20 +341,6 @@ def read_checkpoint(path: Path | str) -> CheckpointFile:
     return CheckpointFile(path=path, manifest=manifest, arrays=arrays, checksum=checksum)
 
 
-def _check_size(path: Path, table: dict, data_size: int) -> None:
-    """Refuse a file whose data is not the size its tensor table says, before allocating anything for it.
-
-    A sparse 200 GiB tail behind a valid header would otherwise be a 200 GiB allocation (a
-    `MemoryError`, or the OOM killer) before any check. A malformed table is left to `_arrays`.
-    """
-    try:
-        end = max((int(entry["data_offsets"][1]) for entry in table.values()), default=0)
-    except (KeyError, TypeError, ValueError, IndexError):
-        return
-    if end != data_size:
-        raise _bad(path, f"data is {data_size} bytes, the table says {end} (truncated or corrupt)")
-
-
 def _read_verified(path: Path, handle: BinaryIO, table: dict, span: tuple[int, int], hasher: _Hasher) -> dict:
     """Read the data (file bytes `span`) while `hasher` digests it in tensor name order; the arrays viewing it.
 
@@ -361,6 +349,8 @@ def _read_verified(path: Path, handle: BinaryIO, table: dict, span: tuple[int, i
     direct I/O, through the page cache.
     """
     start, size = span
+    if (extent := _extent(path, table)) != size - start:  # before allocating: a sparse tail must not cost memory
+        raise _bad(path, f"data is {size - start} bytes, the table says {extent} (truncated or corrupt)")
     in_file_order = _in_file_order(table, size - start)
     data = None
     if in_file_order and size - start >= direct.MIN_BYTES and direct.available():
@@ -406,8 +396,19 @@ def _read_into(handle: BinaryIO, data: bytearray, hasher: _Hasher | None) -> int
     return done
 
 
+def _extent(path: Path, table: dict) -> int:
+    """Where the table says the data ends (the largest tensor end offset); a malformed table is corrupt."""
+    try:
+        ends = [entry["data_offsets"][1] for entry in table.values()]
+        if not all(isinstance(end, int) and not isinstance(end, bool) and end >= 0 for end in ends):
+            raise TypeError
+    except (KeyError, TypeError, IndexError):
+        raise _bad(path, "tensor table is malformed (corrupt); resume from another checkpoint") from None
+    return max(ends, default=0)
+
+
 def _arrays(path: Path, table: dict, data: bytearray | memoryview) -> dict[str, np.ndarray]:
-    arrays, end = {}, 0
+    arrays = {}
     try:
         for name, entry in table.items():
             begin, stop = entry["data_offsets"]
@@ -415,9 +416,6 @@ def _arrays(path: Path, table: dict, data: bytearray | memoryview) -> dict[str, 
             arrays[name] = np.frombuffer(
                 data, dtype=dtype, count=(stop - begin) // dtype.itemsize, offset=begin
             ).reshape(tuple(entry["shape"]))
-            end = max(end, stop)
     except (KeyError, ValueError, TypeError):
         raise _bad(path, "tensor table does not match the data (corrupt or truncated)") from None
-    if end != len(data):
-        raise _bad(path, f"data is {len(data)} bytes, the table says {end} (truncated or corrupt)")
     return arrays

@@ -87,7 +87,7 @@ class CheckpointManager:
         self.run_dir = Path(run_dir)
         self.directory = self.run_dir / CHECKPOINTS
         self.save_policy = save_policy if save_policy is not None else Never()
-        self.keep = check_keep_policies(keep, BACKGROUND_KINDS)
+        self.keep = keep
         self.roots = tuple(Path(root) for root in roots)
         self.writes = writes
         self.link_final = link_final
@@ -97,6 +97,15 @@ class CheckpointManager:
         self._pending = PendingSaves(writer_from(writer))
         self._inventory = Inventory(self.directory)
         self._not_written: CheckpointRef | None = None
+
+    @property
+    def keep(self) -> tuple[KeepPolicy, ...]:
+        """The keep policies (settable, e.g. by a callback at `setup`: checked like the constructor's)."""
+        return self._keep
+
+    @keep.setter
+    def keep(self, policies: Sequence[KeepPolicy]) -> None:
+        self._keep = check_keep_policies(policies, BACKGROUND_KINDS)
 
     # --- the run dir -------------------------------------------------------------------
 

@@ -36,7 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "render": ("emergence.lab.cli.episodes:render_main", "draw the world through an episode (GIF or PNG)"),
     "sweep": ("emergence.lab.cli.sweep:main", "a grid of config values x seeds trained as one resumable program"),
-    "report": ("emergence.lab.cli.report:main", "a sweep's per-config mean ± CI, difference from baseline, curves"),
+    "report": ("emergence.lab.cli.report:main", "a sweep's report: last-N-rows mean and IQM, Welch + Holm vs baseline"),
     "ckpt": ("emergence.cli.ckpt:main", "list, inspect, verify, diff and export checkpoints"),
     "kaggle": ("emergence.cli.kaggle:main", "init, push, run, check on and download a Kaggle training notebook"),
 }

@@ -34,6 +34,7 @@ from emergence.cli.usage import parse
 from emergence.errors import EmergenceError
 
 LATEST = "latest.json"
+INFERENCE = ("params", "batch_stats")  # what a model needs to run: weights, and BatchNorm's running statistics
 
 
 def _refs(directory: Path) -> tuple[Path, list[CheckpointRef]]:
@@ -263,11 +264,13 @@ def _callback_differences(a: dict[str, Any], b: dict[str, Any]) -> list[str]:
 
 @dataclass
 class Export:
-    """Write a checkpoint's parameters alone, for inference, as an ordinary safetensors file.
+    """Write what inference needs of a checkpoint (params, BatchNorm's batch_stats) as a plain safetensors file.
 
     Tensors keep their leaf paths in the training state (`params/params/Dense_0/kernel`
     is `state.params["params"]["Dense_0"]["kernel"]`); the metadata holds the step, the
     source file and checksum and the config (JSON). No optimizer state, rng or env state.
+    `batch_stats` (flax BatchNorm's running statistics) come along where the state has
+    them: a BatchNorm model cannot run without them.
     With `--seed i` on a many-seeds checkpoint (`ManySeeds`), write seed i's whole state
     instead, as an ordinary checkpoint of the inner task that resumes alone.
     """
@@ -276,8 +279,9 @@ class Export:
     """a checkpoint file, or a run/checkpoint dir (its newest valid checkpoint)"""
     out: Positional[Annotated[Path, arg(metavar="OUT")]]
     """the file to write (e.g. policy.safetensors; with --seed e.g. seed3/checkpoints/step_1000.safetensors)"""
-    include: tuple[str, ...] = ("params",)
-    """subtrees to export (e.g. --include params extra/agent_params for the lab's evolved heads)"""
+    include: tuple[str, ...] = INFERENCE
+    """subtrees to export (default: params, and batch_stats where present; e.g. --include params extra/agent_params
+    for the lab's evolved heads)"""
     seed: Annotated[int | None, arg(metavar="I")] = None
     """export run i of a many-seeds checkpoint as a resumable checkpoint of the inner task (whole state)"""
     run_index: Annotated[str | None, arg(name="run", metavar="I|VALUES")] = None
@@ -294,7 +298,7 @@ class Export:
                 f"(step {file.manifest['step']}; load with safetensors.numpy.load_file)"
             )
             return 0
-        if self.include != ("params",):
+        if self.include != INFERENCE:
             raise EmergenceError(f"{flag} writes the whole state of one run; drop --include")
         _check_out(file, self.out)
         from emergence.parallel.export import export_seed, find_run  # loads JAX: only this subcommand needs it

@@ -10,7 +10,9 @@ A preset is a complete `LabConfig`; flags override single fields of it. Lengths 
 intervals are counted in *environment steps* (one step of one world), as RL papers
 count them; the Trainer counts *updates* (train steps), each `num_envs * rollout_len`
 env steps, and intervals are rounded up to whole updates. The learner's part becomes a
-`PPOConfig` (`LabConfig.ppo_config()`), which is what checkpoints record.
+`PPOConfig` (`LabConfig.ppo_config()`), which is what checkpoints record; each PPOConfig
+field names, in its metadata, its group and name here and whether it is traced or
+structural (`emergence.lab.agents.config.setting`), so the two views never drift apart.
 """
 
 from __future__ import annotations
@@ -19,12 +21,14 @@ import dataclasses
 import math
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from emergence.envs import EnvParams
-from emergence.lab.agents import KAGGLE, KAGGLE_ENV_STEPS, QUICK, QUICK_ENV_STEPS, PPOConfig
+from emergence.lab.agents import PPOConfig
+from emergence.lab.agents import config as learner
+from emergence.lab.agents.config import PPO_FIELDS, lab_key
 
-PresetName = Literal["quick", "kaggle"]
+PresetName = Literal["quick", "kaggle", "selection", "selection-kaggle"]
 PlatformName = Literal["auto", "local", "kaggle", "colab", "slurm"]
 
 
@@ -108,6 +112,10 @@ class EvolutionSettings:
     """weight of the heads' weight diversity, subtracted from the loss"""
     niche_pressure: float
     """weight of behaviour similarity between agents, added to the loss"""
+    inherit_heads: float = 1.0
+    """1: a newborn takes its parent's head, mutated; 0: a fresh random head (a control arm)"""
+    train_heads: float = 1.0
+    """1: heads learn by gradient; 0: they change only by mutation and selection (a control arm)"""
 
 
 @dataclass(frozen=True)
@@ -115,7 +123,8 @@ class LabConfig:
     """Everything `emergence train` needs; `--preset` picks the defaults of every other flag."""
 
     preset: PresetName
-    """defaults for every flag: quick (a ~2 minute CPU run that learns) or kaggle (10M env steps on a GPU)"""
+    """defaults for every flag: quick (a ~2 minute CPU run that learns), kaggle (10M env steps on a GPU), or
+    selection / selection-kaggle (the same in a scarce, continuing world with births and deaths)"""
     platform: PlatformName
     """where this runs, which picks the survival callbacks (auto: detect)"""
     train: TrainSettings
@@ -124,17 +133,15 @@ class LabConfig:
     evolution: EvolutionSettings
 
     def ppo_config(self) -> PPOConfig:
-        """The learner's config (what checkpoints record)."""
-        evolution = self.evolution
-        return PPOConfig(
-            env=self.env,
-            num_envs=self.train.num_envs,
-            evolution=evolution.enabled,
-            mutation_std=evolution.mutation_std,
-            diversity_bonus=evolution.diversity_bonus,
-            niche_pressure=evolution.niche_pressure,
-            **dataclasses.asdict(self.ppo),
-        )
+        """The learner's config (what checkpoints record): each PPOConfig field read from where its mark says."""
+        return PPOConfig(**{name: self.get(lab_key(name)) for name in PPO_FIELDS})
+
+    def get(self, dotted: str) -> Any:
+        """The value at a dotted key (`ppo.lr`, `env`, `evolution.enabled`)."""
+        value: Any = self
+        for part in dotted.split("."):
+            value = getattr(value, part)
+        return value
 
     @property
     def env_steps_per_update(self) -> int:
@@ -148,18 +155,18 @@ class LabConfig:
 
 def lab_config(preset: PresetName, ppo: PPOConfig, train: TrainSettings) -> LabConfig:
     """A `LabConfig` from a learner config and run settings (the num_envs of `ppo` wins)."""
+    groups: dict[str, dict[str, Any]] = {"train": {}, "ppo": {}, "evolution": {}}
+    for name in PPO_FIELDS:
+        group, _, lab_name = lab_key(name).rpartition(".")
+        if group:
+            groups[group][lab_name] = getattr(ppo, name)
     return LabConfig(
         preset=preset,
         platform="auto",
-        train=dataclasses.replace(train, num_envs=ppo.num_envs),
+        train=dataclasses.replace(train, **groups["train"]),
         env=ppo.env,
-        ppo=PPOSettings(**{f.name: getattr(ppo, f.name) for f in fields(PPOSettings)}),
-        evolution=EvolutionSettings(
-            enabled=ppo.evolution,
-            mutation_std=ppo.mutation_std,
-            diversity_bonus=ppo.diversity_bonus,
-            niche_pressure=ppo.niche_pressure,
-        ),
+        ppo=PPOSettings(**groups["ppo"]),
+        evolution=EvolutionSettings(**groups["evolution"]),
     )
 
 
@@ -182,19 +189,26 @@ def _train(total: int, save: int, eval_: int, track: int, log: int, keep_last: i
     )
 
 
+def _cpu(total: int) -> TrainSettings:
+    """A CPU run's schedule (quick, selection)."""
+    return _train(total, save=12_800, eval_=32_000, track=2_560, log=6_400, keep_last=3, devices="one")
+
+
+def _gpu(total: int) -> TrainSettings:
+    """A Kaggle GPU session's schedule (kaggle, selection-kaggle)."""
+    return _train(total, save=100_000, eval_=250_000, track=20_480, log=51_200, keep_last=5, devices="all")
+
+
 PRESETS: dict[str, LabConfig] = {
-    "quick": lab_config(
-        "quick",
-        QUICK,
-        _train(QUICK_ENV_STEPS, save=12_800, eval_=32_000, track=2_560, log=6_400, keep_last=3, devices="one"),
-    ),
-    "kaggle": lab_config(
-        "kaggle",
-        KAGGLE,
-        _train(KAGGLE_ENV_STEPS, save=100_000, eval_=250_000, track=20_480, log=51_200, keep_last=5, devices="all"),
+    "quick": lab_config("quick", learner.QUICK, _cpu(learner.QUICK_ENV_STEPS)),
+    "kaggle": lab_config("kaggle", learner.KAGGLE, _gpu(learner.KAGGLE_ENV_STEPS)),
+    "selection": lab_config("selection", learner.SELECTION, _cpu(learner.SELECTION_ENV_STEPS)),
+    "selection-kaggle": lab_config(
+        "selection-kaggle", learner.SELECTION_KAGGLE, _gpu(learner.SELECTION_KAGGLE_ENV_STEPS)
     ),
 }
-"""`--preset quick`: QUICK for QUICK_ENV_STEPS on a CPU; `--preset kaggle`: the seed's 10M-step run."""
+"""`--preset quick`: QUICK for QUICK_ENV_STEPS on a CPU; `--preset kaggle`: the seed's 10M-step run;
+`selection` and `selection-kaggle`: the same learners in the scarce, continuing world (docs/lab.md)."""
 
 
 def dotted_keys(config: LabConfig) -> list[str]:

@@ -18,8 +18,10 @@ from emergence.callbacks import TrackerCallback
 from emergence.callbacks.base import Callback
 from emergence.lab.agents import PPOTask
 from emergence.lab.config import LabConfig
+from emergence.lab.event_count import EventCount
 from emergence.lab.report import Throughput
 from emergence.lab.sweep.grid import Grid, run_config
+from emergence.lab.sweep.report import write_report
 from emergence.lab.sweep.sinks import LongCSVSink, MeanCSVSink, RunTensorBoardSinks
 from emergence.lab.sweep.task import Strategy, SweepTask
 from emergence.lab.tracking import lab_trackers, policy_probe, sweep_probe, sweep_trackers
@@ -31,6 +33,8 @@ from emergence.trainer import Trainer
 
 MONITOR = "eval/food_per_agent_step"
 PROGRESS_LINE_SECONDS = 15.0
+SPARSE = ("env/age_at_death",)
+"""Metrics that are NaN where a call has no value (no death): the logger leaves those out, never averages 0."""
 SHOWN = ("env/food_per_agent_step", "env/population", "loss/total", MONITOR)
 """What the progress line shows of the logged metrics (all of them go to metrics.csv and TensorBoard)."""
 
@@ -100,7 +104,7 @@ def callbacks(config: LabConfig, platform: str, task: PPOTask | SweepTask, **ove
             mode="max",
             save_top_k=1 if evaluating else 0,
         ),
-        "logging": dict(every_n_steps=updates(train.log_interval), sinks=[CSVSink(), TensorBoardSink()]),
+        "logging": dict(every_n_steps=updates(train.log_interval), sinks=[CSVSink(), TensorBoardSink()], sparse=SPARSE),
         "progress": dict(plain_every_n_seconds=PROGRESS_LINE_SECONDS, metrics=SHOWN),
     }
     if train.max_duration is not None:
@@ -110,6 +114,8 @@ def callbacks(config: LabConfig, platform: str, task: PPOTask | SweepTask, **ove
         lab["logging"]["sinks"] = sweep_sinks(task)
         if "artifacts" in preset(platform):
             lab["artifacts"] = {"metrics_csv": "metrics_mean.csv"}  # the framework's curves of the mean over runs
+        if "finalize" in preset(platform):
+            lab["finalize"] = {"artifacts": (write_report,)}  # the report, before SHA256SUMS and outputs.zip
     extra: list[Callback] = [Throughput(config.env_steps_per_update * (task.num_seeds if sweeping else 1))]
     if train.wandb_project:
         from emergence.callbacks import WandbCallback  # wandb is an optional extra: imported only when asked for
@@ -117,16 +123,18 @@ def callbacks(config: LabConfig, platform: str, task: PPOTask | SweepTask, **ove
         wandb = WandbCallback(project=train.wandb_project)
         lab["logging"]["sinks"] = [*lab["logging"]["sinks"], wandb.sink]
         extra.append(wandb)
+    first: list[Callback] = []
     if train.track_interval > 0:
         trackers, probe = (
             (sweep_trackers(task.num_seeds), sweep_probe(task)) if sweeping else (lab_trackers(), policy_probe(task))
         )
         extra.append(TrackerCallback(updates(train.track_interval), trackers, probe=probe))
+        first.append(EventCount(trackers))  # before the logger: tracker/events in each call's metrics
     merged = {
         key: {**lab[key], **value} if isinstance(value, dict) and key in lab else value
         for key, value in overrides.items()
     }
-    return for_platform(platform, extra=extra, **{**lab, **merged})
+    return [*first, *for_platform(platform, extra=extra, **{**lab, **merged})]
 
 
 def sweep_sinks(task: SweepTask) -> list[Any]:

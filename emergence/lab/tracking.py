@@ -24,7 +24,7 @@ import jax.numpy as jnp
 
 from emergence.envs import observe
 from emergence.lab.agents import PPOTask
-from emergence.lab.agents.hyper import weigh_heads
+from emergence.lab.agents.hyper import Hyper, weigh_heads, world_values
 from emergence.lab.agents.networks import with_heads
 from emergence.lab.trackers import EmergenceTracker, SpecializationTracker
 from emergence.lab.trackers.specialization import DEFAULT_KEYS
@@ -46,13 +46,18 @@ def lab_trackers() -> list[Any]:
     return [EmergenceTracker(LAB_SERIES), SpecializationTracker()]
 
 
-def policy_probe(task: PPOTask) -> Callable[[TrainState], dict[str, jax.Array]]:
-    """A jittable `probe(state)` for `TrackerCallback` (see the module docstring); it never changes the state."""
+def policy_probe(task: PPOTask, hyper: Hyper | None = None) -> Callable[..., dict[str, jax.Array]]:
+    """A jittable `probe(state)` for `TrackerCallback` (see the module docstring); it never changes the state.
+
+    Observations are made with the world's values in `hyper` (default the task's own);
+    `probe(state, hyper)` takes a sweep run's.
+    """
     env_params = task.cfg.env
 
-    def probe(state: TrainState) -> dict[str, jax.Array]:
+    def probe(state: TrainState, hyper: Hyper | None = hyper) -> dict[str, jax.Array]:
+        values = world_values(task.hyper() if hyper is None else hyper)
         worlds = state.extra["env"]
-        obs = jax.vmap(lambda s: observe(s, env_params))(worlds)
+        obs = jax.vmap(lambda s: observe(s, env_params, values))(worlds)
         alive = worlds.alive.reshape(-1)
         shared_logits, _, features = task.network.apply(state.params, obs.reshape(alive.shape[0], -1))
         heads = state.extra.get("agent_params")
@@ -98,7 +103,7 @@ def sweep_probe(task: Any) -> Callable[[TrainState], dict[str, jax.Array]]:
 
     def probe_run(state: TrainState, hyper: dict[str, jax.Array]) -> dict[str, jax.Array]:
         heads = weigh_heads(state.extra.get("agent_params"), hyper)
-        return inner(state if heads is None else state.replace(extra=state.extra | {"agent_params": heads}))
+        return inner(state if heads is None else state.replace(extra=state.extra | {"agent_params": heads}), hyper)
 
     def probe(state: TrainState) -> dict[str, jax.Array]:
         stacked = jax.vmap(probe_run)(state, task.hyper)

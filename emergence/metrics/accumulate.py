@@ -11,11 +11,19 @@ so a handful of shapes is ever compiled whatever the logging schedule.
 The mean is weighted by the steps each call covered (a fused call's metrics are
 already its steps' mean); `last` and `max` are over the calls' values. Metrics that are
 not scalars are averaged to one number first.
+
+For a *sparse* tag (named when the accumulator is made: a metric that some calls have no
+value for, such as the age at death of a step in which nobody died) a NaN value means "no
+value at this call": it is left out of the mean, last and max, and a window with no value
+is absent from what `take` returns, never averaged as 0. For every other tag a NaN is a
+NaN and shows as one (a diverged loss must stay visible).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import jax
@@ -28,7 +36,7 @@ STATS = ("mean", "last", "max")
 
 @dataclass(frozen=True)
 class Stats:
-    """One tag's window on the host: weighted mean, last and max of the calls' values, and steps covered."""
+    """One tag's window on the host: weighted mean, last and max of the calls' values (NaNs left out), steps covered."""
 
     mean: float
     last: float
@@ -40,12 +48,21 @@ class Stats:
         return getattr(self, stat)
 
 
-@jax.jit
-def _fold(total: tuple[jax.Array, ...], values: tuple[jax.Array, ...], weights: jax.Array) -> tuple[jax.Array, ...]:
-    """Add calls' values (weighted by their steps) to a running (sum, last, max)."""
+@partial(jax.jit, static_argnames="sparse")
+def _fold(
+    total: tuple[jax.Array, ...], values: tuple[jax.Array, ...], weights: jax.Array, sparse: bool = False
+) -> tuple[jax.Array, ...]:
+    """Add calls' values (weighted by their steps) to a running (sum, last, max, steps with a value).
+
+    `sparse`: NaN values are skipped (no value at that call); else they count, and propagate.
+    """
     means = jnp.stack([jnp.mean(jnp.asarray(v, jnp.float32)) for v in values])
-    running_sum, _, running_max = total
-    return running_sum + jnp.sum(means * weights), means[-1], jnp.maximum(running_max, jnp.max(means))
+    running_sum, running_last, running_max, running_valid = total
+    valid = ~jnp.isnan(means) if sparse else jnp.ones(means.shape, bool)
+    weights = jnp.where(valid, weights, 0.0)
+    last = jnp.where(valid.any(), means[means.shape[0] - 1 - jnp.argmax(valid[::-1])], running_last)
+    peak = jnp.maximum(running_max, jnp.max(jnp.where(valid, means, -jnp.inf)))
+    return running_sum + jnp.sum(jnp.where(valid, means, 0.0) * weights), last, peak, running_valid + weights.sum()
 
 
 @dataclass
@@ -56,6 +73,7 @@ class _Window:
     weights: list[int] = field(default_factory=list)
     total: tuple[jax.Array, ...] | None = None
     count: int = 0
+    sparse: bool = False
 
 
 def to_stats(totals: dict[str, tuple[jax.Array, ...]], counts: dict[str, int]) -> dict[str, Stats]:
@@ -65,15 +83,18 @@ def to_stats(totals: dict[str, tuple[jax.Array, ...]], counts: dict[str, int]) -
     host = jax.device_get(totals)
     stats = {}
     for tag, count in counts.items():
-        total, last, peak = (float(x) for x in host[tag])
-        stats[tag] = Stats(mean=total / count, last=last, max=peak, count=count)
+        total, last, peak, valid = (float(x) for x in host[tag])
+        if valid > 0:  # a sparse tag whose every value was NaN has no value this window
+            stats[tag] = Stats(mean=total / valid, last=last, max=peak, count=count)
     return stats
 
 
 class MetricAccumulator:
     """Accumulates device metrics per tag between fetches; see the module docstring."""
 
-    def __init__(self) -> None:
+    def __init__(self, sparse: Sequence[str] = ()) -> None:
+        """`sparse`: tags (and their `tag/...` children, e.g. a sweep's `tag/run_3`) whose NaN means no value."""
+        self.sparse = tuple(sparse)
         self._windows: dict[str, _Window] = {}
         self._calls: list[tuple[dict[str, Any], int]] = []
         self._empty: tuple[jax.Array, ...] | None = None
@@ -103,7 +124,7 @@ class MetricAccumulator:
             for tag, value in metrics.items():
                 window = self._windows.get(tag)
                 if window is None:
-                    window = self._windows[tag] = _Window()
+                    window = self._windows[tag] = _Window(sparse=self._is_sparse(tag))
                 window.values.append(value)
                 window.weights.append(steps)
                 window.count += steps
@@ -121,8 +142,8 @@ class MetricAccumulator:
         windows = {tag: self._windows[tag] for tag in tags if self.pending(tag)}
         totals = {tag: self._folded(window) for tag, window in windows.items()}
         counts = {tag: window.count for tag, window in windows.items()}
-        for tag in windows:
-            self._windows[tag] = _Window()
+        for tag, window in windows.items():
+            self._windows[tag] = _Window(sparse=window.sparse)
         return totals, counts
 
     def snapshot(self) -> dict[str, dict[str, float]]:
@@ -131,16 +152,26 @@ class MetricAccumulator:
         totals = {tag: self._folded(window) for tag, window in self._windows.items() if window.count}
         host = jax.device_get(totals)
         return {
-            tag: {"sum": float(s), "last": float(last), "max": float(peak), "count": self._windows[tag].count}
-            for tag, (s, last, peak) in host.items()
+            tag: {
+                "sum": float(s),
+                "last": float(last),
+                "max": float(peak),
+                "valid": float(valid),
+                "count": self._windows[tag].count,
+            }
+            for tag, (s, last, peak, valid) in host.items()
         }
 
     def restore(self, snapshot: dict[str, dict[str, float]]) -> None:
         """Reopen windows from `snapshot()` (bitwise: float32 totals survive the round trip through float)."""
         self._windows, self._calls = {}, []
         for tag, saved in snapshot.items():
-            total = tuple(jnp.asarray(np.float32(saved[k])) for k in ("sum", "last", "max"))
-            self._windows[tag] = _Window(total=total, count=int(saved["count"]))
+            saved = {"valid": saved["count"], **saved}  # snapshots before NaN skipping: every step had a value
+            total = tuple(jnp.asarray(np.float32(saved[k])) for k in ("sum", "last", "max", "valid"))
+            self._windows[tag] = _Window(total=total, count=int(saved["count"]), sparse=self._is_sparse(tag))
+
+    def _is_sparse(self, tag: str) -> bool:
+        return any(tag == name or tag.startswith(name + "/") for name in self.sparse)
 
     def _folded(self, window: _Window) -> tuple[jax.Array, ...]:
         """Fold every held value into the window's total (power-of-two chunks); the total."""
@@ -150,8 +181,8 @@ class MetricAccumulator:
 
     def _fold(self, window: _Window, size: int = CHUNK) -> None:
         if self._empty is None:
-            self._empty = (jnp.float32(0.0), jnp.float32(jnp.nan), jnp.float32(-jnp.inf))
+            self._empty = (jnp.float32(0.0), jnp.float32(jnp.nan), jnp.float32(-jnp.inf), jnp.float32(0.0))
         values, window.values = window.values[:size], window.values[size:]
         weights, window.weights = window.weights[:size], window.weights[size:]
         total = window.total if window.total is not None else self._empty
-        window.total = _fold(total, tuple(values), np.asarray(weights, np.float32))
+        window.total = _fold(total, tuple(values), np.asarray(weights, np.float32), sparse=window.sparse)

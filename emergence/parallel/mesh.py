@@ -143,7 +143,7 @@ class DataParallel:
             return jax.tree.map(_from_host, state, shardings)
         return jax.device_put(state, shardings)
 
-    def jit_step(self, fn: Callable) -> Callable:
+    def jit_step(self, fn: Callable, batch_sharding: Any = None) -> Callable:
         """`jax.jit(fn, donate_argnums=0)` for `fn(state) -> (state, metrics)` that keeps the placed shardings.
 
         Metrics come out replicated (scalars: every device holds them, fetching one costs
@@ -151,9 +151,10 @@ class DataParallel:
         """
         if self.state_shardings is None:
             raise RuntimeError("DataParallel.jit_step before place(): place the state first")
+        batch = () if batch_sharding is None else (batch_sharding,)  # fn(state, batch) with train_data
         return jax.jit(
             fn,
             donate_argnums=0,
-            in_shardings=(self.state_shardings,),
+            in_shardings=(self.state_shardings, *batch),
             out_shardings=(self.state_shardings, replicated(self.mesh)),
         )

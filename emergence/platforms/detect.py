@@ -1,7 +1,7 @@
 """Where am I running (local, Kaggle, Colab, SLURM), and what are my limits?
 
 `detect()` reads documented signals only (each platform's module says which):
-Kaggle's environment variables and `/kaggle/working`, Colab's `COLAB_RELEASE_TAG`,
+Kaggle's environment variables (never a folder alone), Colab's `COLAB_RELEASE_TAG`,
 SLURM's `SLURM_JOB_ID`. `EMERGENCE_PLATFORM` forces a name.
 """
 

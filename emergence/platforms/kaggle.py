@@ -33,8 +33,8 @@ def kaggle_root() -> Path:
 
 
 def on_kaggle() -> bool:
-    """Kaggle's environment variables are set, or its working directory exists."""
-    return any(v in os.environ for v in ENV_VARS) or (kaggle_root() / "working").is_dir()
+    """Kaggle's environment variables are set (a `/kaggle/working` folder alone proves nothing: anyone can make one)."""
+    return any(v in os.environ for v in ENV_VARS)
 
 
 def kaggle_interactive() -> bool | None:

@@ -100,7 +100,12 @@ def validate_metadata(meta: dict[str, Any], folder: Path) -> None:
     if title is not None and len(str(title)) < 5:
         raise KernelMetadataError(f"title {title!r} is shorter than 5 characters; Kaggle refuses it")
     code = meta.get("code_file")
-    if not code or not (folder / code).is_file():
+    if code and (not isinstance(code, str) or Path(code).name != code or code in (".", "..")):
+        raise KernelMetadataError(
+            f"code_file {code!r} must be a plain file name inside {folder} (no folder, no '..'); "
+            "move the notebook there"
+        )
+    if not code or not (folder / code).is_file() or (folder / code).is_symlink():
         raise KernelMetadataError(f"code_file {code!r} not found in {folder}; put the notebook there or fix code_file")
     _check_choice(meta, "language", LANGUAGES)
     _check_choice(meta, "kernel_type", KERNEL_TYPES)

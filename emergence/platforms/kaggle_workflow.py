@@ -281,17 +281,16 @@ def downloaded_checkpoints(root: Path) -> list[CheckpointRef]:
 def verify_output(root: Path) -> tuple[int, list[CheckpointRef]]:
     """Verify a downloaded output; return (files checked, checkpoints found).
 
-    Every SHA256SUMS under `root` is checked. Without one (the run never reached its
-    finalize step), each checkpoint's own embedded checksum is checked instead.
+    Every SHA256SUMS under `root` is checked, and every checkpoint's own embedded
+    checksum too (a listing is recomputable by anyone, and a run that never reached its
+    finalize step has none).
     """
     root = Path(root)
     checkpoints = downloaded_checkpoints(root)
-    sums = sorted(root.rglob(SUMS_FILE))
-    if sums:
-        return sum(verify_sums(path) for path in sums), checkpoints
+    listed = sum(verify_sums(path) for path in sorted(root.rglob(SUMS_FILE)))
     for ref in checkpoints:
         try:
             read_checkpoint(ref.path)
         except EmergenceError as err:
             raise OutputVerificationError(f"{err}; download again") from None
-    return len(checkpoints), checkpoints
+    return listed or len(checkpoints), checkpoints

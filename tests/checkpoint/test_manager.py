@@ -294,6 +294,18 @@ def test_bad_arguments_are_one_line_errors(tmp_path, kwargs, message):
         CheckpointManager(tmp_path, **kwargs)
 
 
+def test_policies_set_after_construction_are_checked_and_used(tmp_path):
+    manager = CheckpointManager(tmp_path, writer=False).open()
+    with pytest.raises(ValueError, match="keep policies rotate only periodic and best files"):
+        manager.keep = [KeepBestN("val", kind="best"), type("Odd", (), {"kind": "final"})()]
+    manager.keep, manager.save_policy = [KeepLastN(1)], EveryNSteps(5)
+    manager.start(0)
+    for step in range(1, 13):
+        if manager.should_save(step):
+            manager.save(step, _state())
+    assert _steps(manager, "periodic") == [10]
+
+
 def test_an_unknown_kind_is_a_one_line_error(tmp_path):
     with pytest.raises(ValueError, match="unknown checkpoint kind 'weekly'"):
         CheckpointManager(tmp_path, writer=False).save(1, _state(), kind="weekly")
@@ -309,3 +321,32 @@ def test_the_policies_context_uses_the_managers_clock(tmp_path):
     assert not manager.should_save(3)
     clock.advance(1)
     assert manager.should_save(4)
+
+
+def test_the_save_point_recipe_of_the_architecture_doc(tmp_path):
+    """The calls docs/architecture.md gives the Trainer, in a plain loop: every save reported once, in order."""
+    reported = []
+    manager = CheckpointManager(tmp_path, save_policy=EveryNSteps(5), keep=[KeepLastN(2)]).open()
+    assert manager.find_resume("auto") is None
+    manager.start(0)
+    state = _state(0.0)
+    for step in range(1, 18):
+        state = {"w": state["w"] + 1, "rng": state["rng"]}  # one "call"
+        reported += manager.poll()  # the save point: report what became durable ...
+        if step >= manager.next_step and manager.should_save(step):  # ... then save what is due
+            manager.save(step, state, callbacks={"cb": {"seen": step}}, metrics={"loss": 1.0 / step})
+    manager.wait_until_finished()  # fit end, clean stop: settle the write in flight, report it, write the final
+    reported += manager.poll()
+    final = manager.save(17, state, kind="final", reason="max_steps", background=False, callbacks={"cb": {"seen": 15}})
+    reported += manager.poll()
+    manager.close()
+    assert [(d.ref.kind, d.ref.step) for d in reported] == [
+        ("periodic", 5),
+        ("periodic", 10),
+        ("periodic", 15),
+        ("final", 17),
+    ]
+    assert _steps(manager, "periodic") == [10, 15] and final.path.stat().st_nlink == 1
+    resumed = CheckpointManager(tmp_path, writer=False)
+    restored, ref = resumed.restore(_state(0.0), resumed.find_resume("auto"))
+    assert ref.kind == "final" and float(restored["w"][0]) == 17.0

@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
-from emergence.envs import NUM_ACTIONS, EnvState, observe, reset_state, step
+from emergence.envs import NUM_ACTIONS, EnvState, WorldValues, observe, reset_state, step
 from emergence.lab.agents import evolution
 from emergence.lab.agents.config import PPOConfig
 from emergence.lab.agents.networks import ActorCritic, AgentParams, policy
@@ -63,13 +63,16 @@ def run_episodes(
     num_envs: int | None = None,
     num_steps: int | None = None,
     mutation_std: Any = None,
+    values: WorldValues | None = None,
+    inherit_heads: Any = 1.0,
 ) -> EpisodeLog:
     """Play fresh worlds for `num_steps` (default `config.eval_steps`, `config.eval_envs`).
 
     `mode`: "greedy" (argmax), "sample" (from the policy) or "random" (uniform
     actions; `params` and `agent_params` are then ignored). Pure and jittable with
     `config`, `mode`, `num_envs` and `num_steps` static; `mutation_std` (default the
-    config's) may be a traced scalar, a sweep run's own.
+    config's), the world's `values` (default the config's) and `inherit_heads` may be
+    traced, a sweep run's own.
     """
     mutation_std = config.mutation_std if mutation_std is None else mutation_std
     env = config.env
@@ -77,7 +80,7 @@ def run_episodes(
     num_steps = num_steps or config.eval_steps
     network = make_network(config)
     key_reset, key_run = jax.random.split(key)
-    states = jax.vmap(lambda k: reset_state(k, env))(jax.random.split(key_reset, num_envs))
+    states = jax.vmap(lambda k: reset_state(k, env, values))(jax.random.split(key_reset, num_envs))
     heads = None if mode == "random" else _heads_for(agent_params, num_envs)
 
     def one_step(carry, key):
@@ -86,12 +89,12 @@ def run_episodes(
         if mode == "random":
             actions = jax.random.randint(key_act, (num_envs, env.max_agents), 0, NUM_ACTIONS)
         else:
-            logits, _, _ = policy(network, params, heads, jax.vmap(lambda s: observe(s, env))(states))
+            logits, _, _ = policy(network, params, heads, jax.vmap(lambda s: observe(s, env, values))(states))
             actions = jnp.argmax(logits, -1) if mode == "greedy" else jax.random.categorical(key_act, logits)
         keys = jax.random.split(key_env, num_envs)
-        _, after, reward, _, info = jax.vmap(lambda k, s, a: step(k, s, a, env))(keys, states, actions)
+        _, after, reward, _, info = jax.vmap(lambda k, s, a: step(k, s, a, env, values))(keys, states, actions)
         if heads is not None:
-            heads = evolution.inherit(key_mutate, heads, info["born"], after.parent_slot, mutation_std)
+            heads = evolution.inherit(key_mutate, heads, info["born"], after.parent_slot, mutation_std, inherit_heads)
         record = EpisodeLog(
             states,
             actions.astype(jnp.int32),
@@ -135,9 +138,14 @@ def evaluate(
     agent_params: AgentParams | None,
     mode: Mode = "greedy",
     mutation_std: Any = None,
+    values: WorldValues | None = None,
+    inherit_heads: Any = 1.0,
 ) -> dict[str, jax.Array]:
-    """`episode_metrics` of `run_episodes` with the config's eval sizes."""
-    return episode_metrics(run_episodes(key, config, params, agent_params, mode, mutation_std=mutation_std))
+    """`episode_metrics` of `run_episodes` with the config's eval sizes (`values`, `inherit_heads`: a run's own)."""
+    log = run_episodes(
+        key, config, params, agent_params, mode, mutation_std=mutation_std, values=values, inherit_heads=inherit_heads
+    )
+    return episode_metrics(log)
 
 
 def random_policy_metrics(key: jax.Array, config: PPOConfig) -> dict[str, jax.Array]:

@@ -9,9 +9,12 @@ Per environment, with `A` the agents alive at the end of the rollout (n = |A|) a
   [0, 1), 0 when all heads are equal. Scale-free, so rewarding it spreads heads apart
   without inflating them.
 - `behaviour_similarity` = mean over ordered pairs i != j in A and probe
-  observations o of sum_a pi_i(a|o) pi_j(a|o): the probability that two agents in
-  the same situation take the same action (1 = identical deterministic policies,
-  1/5 = uniform ones). The probes are the observations of the agents in A.
+  observations o of the cosine of pi_i(.|o) and pi_j(.|o) (as vectors over actions):
+  1 when two agents act alike, whether deterministically or at random, and lower only
+  when they prefer different actions. So niche pressure cannot be met by acting more
+  randomly (the probability of taking the same action, the term before, fell from 1 to
+  1/5 as two identical policies became uniform). The probes are the observations of
+  the agents in A.
 
 Both are averaged over environments with n >= 2 and enter the minimised loss as
 ``- diversity_bonus * weight_diversity + niche_pressure * behaviour_similarity``.
@@ -39,18 +42,26 @@ def copy_rows(tree: Any, born: jax.Array, parent_slot: jax.Array) -> Any:
 
 
 def inherit(
-    key: jax.Array, agent_params: AgentParams, born: jax.Array, parent_slot: jax.Array, mutation_std: float
+    key: jax.Array,
+    agent_params: AgentParams,
+    born: jax.Array,
+    parent_slot: jax.Array,
+    mutation_std: Any,
+    inherit_heads: Any = 1.0,
 ) -> AgentParams:
-    """Each newborn slot (born[e, s]) gets its parent's head plus N(0, mutation_std^2) noise.
+    """Each newborn slot (born[e, s]) gets `inherit_heads` x its parent's head plus N(0, mutation_std^2) noise.
 
-    Rows of slots without a birth are returned unchanged, bit for bit.
+    `inherit_heads` 1 is inheritance with mutation; 0 gives a fresh random head, drawn
+    as the founders' are (the control arm without inheritance). Rows of slots without a
+    birth are returned unchanged, bit for bit.
     """
     copied = copy_rows(agent_params, born, parent_slot)
     keys = dict(zip(sorted(copied), jax.random.split(key, len(copied))))
 
     def mutate(name: str, x: jax.Array) -> jax.Array:
         mask = born.reshape(born.shape + (1,) * (x.ndim - 2))
-        return jnp.where(mask, x + mutation_std * jax.random.normal(keys[name], x.shape, x.dtype), x)
+        kept = x if isinstance(inherit_heads, float) and inherit_heads == 1.0 else inherit_heads * x
+        return jnp.where(mask, kept + mutation_std * jax.random.normal(keys[name], x.shape, x.dtype), x)
 
     return {name: mutate(name, x) for name, x in copied.items()}
 
@@ -74,13 +85,14 @@ def weight_diversity(agent_params: AgentParams, alive: jax.Array) -> jax.Array:
 
 
 def behaviour_similarity(probs: jax.Array, alive: jax.Array) -> jax.Array:
-    """Mean probability that two alive agents pick the same action on the same probe.
+    """Mean cosine between two alive agents' action distributions on the same probe.
 
     `probs[e, i, o, a]` is agent i's policy on probe observation o of env e; probes
     and agents are both masked by `alive[e, .]`.
     """
     mask = alive.astype(probs.dtype)
-    weighted = probs * mask[:, :, None, None]
+    unit = probs / jnp.sqrt((probs**2).sum(-1, keepdims=True) + 1e-12)
+    weighted = unit * mask[:, :, None, None]
     together = weighted.sum(1)  # (envs, probes, actions)
     pairs = (together**2).sum(-1) - (weighted**2).sum((1, 3))  # sum over i != j, per probe
     count = mask.sum(1)

@@ -39,9 +39,11 @@ from emergence.envs import NUM_ACTIONS, EnvState, observe, reset_state, step
 from emergence.lab.agents import evolution
 from emergence.lab.agents.config import STRUCTURAL_KEYS, PPOConfig
 from emergence.lab.agents.evaluation import evaluate, make_network
-from emergence.lab.agents.hyper import Hyper, evolution_weight, hyperparameters, weigh_heads
+from emergence.lab.agents.hyper import Hyper, evolution_weight, hyperparameters, weigh_heads, world_values
 from emergence.lab.agents.loss import Batch, gae, ppo_loss  # noqa: F401  (Batch, gae: the learner's API)
 from emergence.lab.agents.networks import init_agent_params, policy
+from emergence.lab.agents.selection import selection_metrics
+from emergence.lab.agents.specialisation import specialisation_metrics
 from emergence.parallel.mesh import shard_extra
 from emergence.state import TrainState
 
@@ -59,6 +61,7 @@ class Transition(NamedTuple):
     alive: jax.Array  # the slot held an alive agent when it acted
     done: jax.Array  # that agent's trajectory ended with this step
     born: jax.Array  # a child took the slot after this step
+    parent: jax.Array  # the slot of that child's parent
     counts: dict[str, jax.Array]  # per-world info counts summed over worlds
 
 
@@ -98,10 +101,15 @@ class PPOTask:
 
     def init_state(self, rng: jax.Array) -> TrainState:
         """Fresh network, optimiser, worlds and (with evolution) per-slot heads."""
+        return self.init_state_with(rng, self.hyper())
+
+    def init_state_with(self, rng: jax.Array, hyper: Hyper) -> TrainState:
+        """`init_state` with the world's traced values (founders' energy) from `hyper`, a sweep run's own."""
         cfg, env = self.cfg, self.cfg.env
         rng, key_net, key_env, key_agents = jax.random.split(rng, 4)
         params = self.network.init(key_net, jnp.zeros((1, env.obs_size)))
-        worlds = jax.vmap(lambda k: reset_state(k, env))(jax.random.split(key_env, cfg.num_envs))
+        values = world_values(hyper)
+        worlds = jax.vmap(lambda k: reset_state(k, env, values))(jax.random.split(key_env, cfg.num_envs))
         extra: dict[str, Any] = {"env": worlds}
         if cfg.evolution:
             agents = init_agent_params(
@@ -114,17 +122,19 @@ class PPOTask:
         """Data parallel (`Trainer(devices=...)`): the `num_envs` worlds and heads split across devices."""
         return shard_extra(mesh, state)
 
-    def _observe(self, env_state: EnvState) -> jax.Array:
-        return jax.vmap(lambda s: observe(s, self.cfg.env))(env_state)
+    def _observe(self, env_state: EnvState, hyper: Hyper) -> jax.Array:
+        values = world_values(hyper)
+        return jax.vmap(lambda s: observe(s, self.cfg.env, values))(env_state)
 
-    def _advance(self, key: jax.Array, env_state: EnvState, actions: jax.Array):
-        """Step every world; worlds that end are replaced by fresh ones (auto-reset)."""
+    def _advance(self, key: jax.Array, env_state: EnvState, actions: jax.Array, hyper: Hyper):
+        """Step every world; worlds that end (extinct, or after `max_steps`) are replaced by fresh ones."""
+        env, values = self.cfg.env, world_values(hyper)
         key_step, key_reset = jax.random.split(key)
         keys = jax.random.split(key_step, self.cfg.num_envs)
-        _, after, reward, done, info = jax.vmap(lambda k, s, a: step(k, s, a, self.cfg.env))(keys, env_state, actions)
+        _, after, reward, done, info = jax.vmap(lambda k, s, a: step(k, s, a, env, values))(keys, env_state, actions)
 
         def reset_done() -> EnvState:
-            fresh = jax.vmap(lambda k: reset_state(k, self.cfg.env))(jax.random.split(key_reset, self.cfg.num_envs))
+            fresh = jax.vmap(lambda k: reset_state(k, env, values))(jax.random.split(key_reset, self.cfg.num_envs))
             pick = lambda new, old: jnp.where(done.reshape(done.shape + (1,) * (old.ndim - 1)), new, old)
             return jax.tree.map(pick, fresh, after)
 
@@ -141,30 +151,41 @@ class PPOTask:
             extra = carry
             key_act, key_env, key_mutate = jax.random.split(key, 3)
             env_state, agents = extra["env"], extra.get("agent_params")
-            obs = self._observe(env_state)
+            obs = self._observe(env_state, hyper)
             logits, value, _ = policy(self.network, params, weigh_heads(agents, hyper), obs)
             action = jax.random.categorical(key_act, logits)
             logp = jnp.take_along_axis(jax.nn.log_softmax(logits), action[..., None], -1)[..., 0]
-            next_state, after, reward, done, info = self._advance(key_env, env_state, action)
+            next_state, after, reward, done, info = self._advance(key_env, env_state, action, hyper)
             same_agent = after.alive & (after.uid == env_state.uid)
             born = info["born"] & ~done[:, None]
             extra = extra | {"env": next_state}
             if agents is not None:
-                extra |= self._inherit(key_mutate, extra, born, after.parent_slot, mutation_std)
+                extra |= self._inherit(key_mutate, extra, born, after.parent_slot, mutation_std, hyper)
             counts = {k: info[k].sum() for k in ("births", "deaths", "food_eaten", "energy_spent", "lifespan_sum")}
             counts |= {"episodes": done.sum(), "energy": jnp.where(env_state.alive, env_state.energy, 0).sum()}
             ended = env_state.alive & (done[:, None] | ~same_agent)
-            return extra, Transition(obs, action, logp, value, reward, env_state.alive, ended, born, counts)
+            transition = Transition(
+                obs, action, logp, value, reward, env_state.alive, ended, born, after.parent_slot, counts
+            )
+            return extra, transition
 
         return jax.lax.scan(one_step, extra, jax.random.split(key, self.cfg.rollout_len))
 
     def _inherit(
-        self, key: jax.Array, extra: dict[str, Any], born: jax.Array, parent_slot: jax.Array, mutation_std: Any
+        self,
+        key: jax.Array,
+        extra: dict[str, Any],
+        born: jax.Array,
+        parent_slot: jax.Array,
+        mutation_std: Any,
+        hyper: Hyper,
     ) -> dict[str, Any]:
-        """Newborns take their parent's head (mutated) and its Adam moments (as they are)."""
+        """Newborns take their parent's head (mutated; fresh with `inherit_heads` 0) and its Adam moments."""
 
         def births() -> dict[str, Any]:
-            agents = evolution.inherit(key, extra["agent_params"], born, parent_slot, mutation_std)
+            agents = evolution.inherit(
+                key, extra["agent_params"], born, parent_slot, mutation_std, hyper["inherit_heads"]
+            )
             opt = optax.tree_map_params(
                 self.agent_tx, lambda x: evolution.copy_rows(x, born, parent_slot), extra["agent_opt_state"]
             )
@@ -189,7 +210,7 @@ class PPOTask:
     ) -> tuple[Batch, tuple[jax.Array, jax.Array]]:
         """GAE and masks for the collected rollout, plus the probes for population terms."""
         env_state, agents = extra["env"], extra.get("agent_params")
-        last_obs = self._observe(env_state)
+        last_obs = self._observe(env_state, hyper)
         _, last_value, _ = policy(self.network, params, agents, last_obs)
         advantage, target = gae(
             traj.reward,
@@ -235,7 +256,7 @@ class PPOTask:
             if evolving:
                 agent_grads = jax.tree.map(lambda g, x: jnp.zeros_like(x).at[envs].set(g), row_grads, agents)
                 updates, agent_opt = agent_tx.update(agent_grads, agent_opt, agents)
-                agents = optax.apply_updates(agents, updates)
+                agents = optax.apply_updates(agents, self._head_updates(updates, hyper["train_heads"]))
             return (params, opt_state, agents, agent_opt), parts
 
         def epoch(carry, key):
@@ -255,25 +276,37 @@ class PPOTask:
         rng, key_rollout, key_update = jax.random.split(state.rng, 3)
         extra, traj = self.rollout(key_rollout, state.params, state.extra, hyper)
         batch, probes = self._batch(state.params, extra, traj, hyper)
-        (params, opt_state, agents, agent_opt), metrics = self._update(key_update, state, extra, batch, probes, hyper)
+        heads = weigh_heads(extra.get("agent_params"), hyper)
+        metrics = specialisation_metrics(
+            jax.random.fold_in(key_update, 1), self.network, state.params, heads, traj.obs, batch.mask
+        )
+        (params, opt_state, agents, agent_opt), losses = self._update(key_update, state, extra, batch, probes, hyper)
         if agents is not None:
             extra = extra | {"agent_params": agents, "agent_opt_state": agent_opt}
-        metrics |= self._rollout_metrics(traj, state.step)
+        metrics |= (
+            losses
+            | self._rollout_metrics(traj, state.step)
+            | selection_metrics(traj, extra["env"], self.cfg.env.initial_agents)
+        )
         new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, rng=rng, extra=extra)
         return new_state, metrics
 
+    @staticmethod
+    def _head_updates(updates: Any, train_heads: Any) -> Any:
+        """The heads' Adam updates, scaled by `train_heads` (0: heads change only by mutation and selection)."""
+        if isinstance(train_heads, float) and train_heads == 1.0:
+            return updates
+        return jax.tree.map(lambda u: train_heads * u, updates)
+
     def _rollout_metrics(self, traj: Transition, step: jax.Array) -> dict[str, jax.Array]:
-        """Population and foraging statistics of the rollout, as float32 scalars."""
+        """Foraging statistics of the rollout, as float32 scalars (selection ones: `selection.selection_metrics`)."""
         counts = {k: v.sum().astype(jnp.float32) for k, v in traj.counts.items()}
         agent_steps = traj.alive.sum().astype(jnp.float32)
         env_steps = self.cfg.env_steps_per_update
         return {
             "env/food_per_agent_step": counts["food_eaten"] / jnp.maximum(agent_steps, 1.0),
             "env/mean_reward": traj.reward.sum() / env_steps,
-            "env/population": agent_steps / env_steps,
             "env/mean_energy": counts["energy"] / jnp.maximum(agent_steps, 1.0),
-            "env/births": counts["births"],
-            "env/deaths": counts["deaths"],
             "env/lifespan": counts["lifespan_sum"] / jnp.maximum(counts["deaths"], 1.0),
             "env/energy_spent": counts["energy_spent"],
             "env/episodes": counts["episodes"],
@@ -295,4 +328,6 @@ class PPOTask:
             heads,
             mode="greedy",
             mutation_std=hyper["mutation_std"] * evolution_weight(hyper),
+            values=world_values(hyper),
+            inherit_heads=hyper["inherit_heads"],
         )

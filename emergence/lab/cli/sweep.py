@@ -19,13 +19,14 @@ from pathlib import Path
 
 import jax
 
+from emergence.callbacks import FinalizeCallback
 from emergence.cli.usage import UsageError
 from emergence.lab.cli.train import parse_config
 from emergence.lab.report import summary
 from emergence.lab.run import build_trainer, resolve_platform
 from emergence.lab.sweep.grid import parse_grid
 from emergence.lab.sweep.memory import check_fits
-from emergence.lab.sweep.report import write_report
+from emergence.lab.sweep.report import REPORT_FILES, write_report
 from emergence.lab.sweep.resume import check_resume
 
 HELP = """emergence sweep: a grid of config values x seeds as one program (all `emergence train` flags apply)
@@ -90,6 +91,8 @@ def main(argv: list[str]) -> int:
         .replace("env steps/s", "env steps/s over all runs"),
         flush=True,
     )
-    written = write_report(Path(trainer.run_dir))
-    print(f"report: {', '.join(str(path) for path in written)}", flush=True)
+    if not any(isinstance(cb, FinalizeCallback) and write_report in cb.artifacts for cb in trainer.callbacks):
+        write_report(Path(trainer.run_dir))  # else finalize wrote it, and summed it: rewriting would break SHA256SUMS
+    written = [Path(trainer.run_dir) / name for name in REPORT_FILES if (Path(trainer.run_dir) / name).exists()]
+    print(f"report: {', '.join(str(path) for path in written) or 'none (nothing was logged)'}", flush=True)
     return trainer.exit_code

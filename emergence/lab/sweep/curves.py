@@ -10,6 +10,7 @@ from matplotlib.figure import Figure
 
 from emergence.checkpoint.atomic import atomic_write
 from emergence.lab.sweep.sinks import read_long_csv
+from emergence.lab.sweep.windows import config_label
 
 
 def config_series(
@@ -21,8 +22,9 @@ def config_series(
     for row in rows:
         if row.get(metric, "") == "":
             continue
-        label = ",".join(f"{key}={float(row[key]):g}" for key in keys) or "(all)"
-        by_config.setdefault(label, {}).setdefault(int(row["seed"]), {})[int(row["step"])] = float(row[metric])
+        by_config.setdefault(config_label(keys, row), {}).setdefault(int(row["seed"]), {})[int(row["step"])] = float(
+            row[metric]
+        )
     out = {}
     for label, seeds in by_config.items():
         steps = sorted(set.intersection(*(set(series) for series in seeds.values())))

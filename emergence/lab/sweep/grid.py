@@ -1,9 +1,10 @@
 """A sweep's runs: the grid of `--sweep.grid KEY=V1,V2` values times `--sweep.seeds` seeds, in one fixed order.
 
 Keys are the config's dotted names or an unambiguous suffix (`diversity_bonus` means
-`evolution.diversity_bonus`); only values that enter the computation and nothing else
-(`emergence.lab.agents.hyper.TRACED`) may vary, because every run of a sweep shares
-one compiled program, and `evolution.enabled` (`evolution` for short; values 0/1 or
+`evolution.diversity_bonus`); only values marked traced, which enter the computation and
+nothing else (`emergence.lab.agents.hyper.TRACED`: the learner's coefficients and the
+world's energies, costs, ceiling and regrowth, e.g. `env.food_energy=100,30`), may vary,
+because every run of a sweep shares one compiled program, and `evolution.enabled` (`evolution` for short; values 0/1 or
 false/true), which a sweep turns into a per-run 0/1 weight on heads every run keeps.
 
 Runs are the product of the grid (first key slowest) with the
@@ -18,27 +19,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from emergence.errors import UsageError
-from emergence.lab.agents.config import STRUCTURAL_KEYS
+from emergence.lab.agents.config import PPO_FIELDS, STRUCTURAL_KEYS, lab_key
 from emergence.lab.agents.hyper import TRACED
 from emergence.lab.config import LabConfig, resolve_key, with_values
 
 EVOLUTION = "evolution.enabled"
 SWEEPABLE = (*TRACED.values(), EVOLUTION)
 """The dotted keys a grid may vary: `ppo.lr`, `evolution.diversity_bonus`, ..., `evolution.enabled`."""
-_SHAPES = {
-    f"train.{k}" if k == "num_envs" else f"ppo.{k}" if k == "hidden_sizes" else k
-    for k in STRUCTURAL_KEYS
-    if k != "evolution"
-}
+_SHAPES = {lab_key(k) if k in PPO_FIELDS else k for k in STRUCTURAL_KEYS if k != "evolution"}
 _SWITCH = {"0": 0.0, "1": 1.0, "false": 0.0, "true": 1.0, "off": 0.0, "on": 1.0}
 
 
 def short_name(dotted: str) -> str:
     """A grid key as run names and metrics.csv columns show it: `diversity_bonus`, `lr`, `evolution`."""
     return "evolution" if dotted == EVOLUTION else dotted.rsplit(".", 1)[-1]
-
-
-_SHAPES |= {"ppo.rollout_len", "ppo.num_epochs", "ppo.num_minibatches", "ppo.eval_envs", "ppo.eval_steps"}
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,10 @@ class SweepTask(ManySeeds):
         """Run i's key is `jax.random.key(seed_i)`, as for its config trained alone (`rng` is not used)."""
         return jax.vmap(jax.random.key)(jnp.asarray([run.seed for run in self.runs], jnp.uint32))
 
+    def init_state(self, rng: jax.Array) -> TrainState:
+        """Every run's fresh state, its worlds made with its own values (founders' energy)."""
+        return jax.vmap(self.task.init_state_with)(self.seed_keys(rng), self.hyper)
+
     def train_step(self, state: TrainState) -> tuple[TrainState, Metrics]:
         """One update of every run with its own traced values; metrics per run and averaged."""
         state, metrics = self._each_run(self.task.train_step_with, state)

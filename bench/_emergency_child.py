@@ -60,7 +60,7 @@ class Probe(Callback):
             say(f"armed {self.round} {time.time():.4f}")  # the first call was just dispatched onto an idle device
 
     def on_save_checkpoint(self, trainer, ref):
-        durable = time.time()  # the save started last_save_seconds before (the Trainer's end save has no hook before it)
+        durable = time.time()  # the save began last_save_seconds before (no hook runs before the end save)
         say(f"save {self.round} {durable - trainer.last_save_seconds:.4f}")
         say(f"saved {self.round} {durable:.4f} {trainer.last_save_seconds:.4f}")
 

@@ -59,11 +59,10 @@ class Probe(Callback):
         if trainer.step == 1:
             say(f"armed {self.round} {time.time():.4f}")  # the first call was just dispatched onto an idle device
 
-    def on_before_save_checkpoint(self, trainer, kind):
-        say(f"save {self.round} {time.time():.4f}")
-
     def on_save_checkpoint(self, trainer, ref):
-        say(f"saved {self.round} {time.time():.4f} {trainer.last_save_seconds:.4f}")
+        durable = time.time()  # the save began last_save_seconds before (no hook runs before the end save)
+        say(f"save {self.round} {durable - trainer.last_save_seconds:.4f}")
+        say(f"saved {self.round} {durable:.4f} {trainer.last_save_seconds:.4f}")
 
 
 def main() -> None:

@@ -1,6 +1,6 @@
 """loop_overhead: the Trainer with every survival callback on, against a hand-written JAX loop.
 
-    python bench/loop_overhead.py [--rounds 9] [--seconds 0.5] [--quick]
+    python bench/loop_overhead.py [--rounds 9] [--seconds 0.5] [--quick] [--tiny-only]
 
 The same jitted step (the regression MLP: a tiny one, dispatch-bound, and a larger one,
 compute-bound), one call per step and 100 steps fused per call, run by (each Trainer
@@ -20,8 +20,9 @@ run right next to a run of the baseline, round after round: `paired`):
     callback alone, to say where any overhead comes from.
   - the Kaggle preset as a whole (`for_platform("kaggle")`: time budget, checkpoints,
     throttled logging, artifacts, exception/atexit/finalize, signals).
-Targets: the Trainer with all callbacks ≥ 0.90× raw speed at one step per call and
-≥ 0.97× with fused steps, missed when the median per-round ratio is below the target by
+Targets: the Kaggle preset ≥ 0.95× raw speed at one step per call and ≥ 0.99× with fused
+steps (issue 18: hooks that are not due cost one comparison), the Trainer with all
+callbacks ≥ 0.90× and ≥ 0.97×, missed when the median per-round ratio is below the target by
 more than its noise (median absolute deviation, at least 0.01). Each row also says the
 microseconds per call the Trainer adds (median over rounds of (Trainer − raw) / calls).
 The timed window of a Trainer run runs from the last `on_fit_start` to the first
@@ -45,10 +46,12 @@ from _common import Lap, Ratio, Stopwatch, Window, exit_with, machine, paired, p
 
 from emergence import Callback, Trainer
 from emergence.callbacks import CheckpointCallback
+from emergence.checkpoint import every
 from emergence.testing import toy_task
 
 FUSED = 100
-TARGETS = {1: 0.90, FUSED: 0.97}
+KAGGLE = "Kaggle preset"
+TARGETS = {"all callbacks": {1: 0.90, FUSED: 0.97}, KAGGLE: {1: 0.95, FUSED: 0.99}}
 HOURS_12 = 12 * 3600.0
 LOGS_PER_SECOND = 4
 SAVE_EVERY_SECONDS = 300.0
@@ -63,6 +66,7 @@ SURVIVAL = {  # class name -> module; built by `_make` at realistic intervals
     "TimeBudgetCallback": "emergence.callbacks.time_budget",
     "LogThrottleCallback": "emergence.callbacks.metrics_logger",
     "RichProgressCallback": "emergence.callbacks.progress",
+    "ArtifactExportCallback": "emergence.callbacks.artifacts",
 }
 EVERYTHING = ["CheckpointCallback", *SURVIVAL]
 
@@ -80,6 +84,8 @@ def _make(name: str, cls: type, log_every: int) -> Callback:
         from rich.console import Console
 
         return cls(console=Console(file=io.StringIO(), force_terminal=True, width=120))  # a live bar, drawn to memory
+    if name == "ArtifactExportCallback":
+        return cls(every_n_seconds=600.0, output_dir=tempfile.mkdtemp(prefix="emergence-bench-artifacts-"))
     return cls()
 
 
@@ -140,15 +146,12 @@ def trainer_runner(
 
     def run(steps: int) -> Lap:
         if checkpoint is not None and save_in_window:
-            checkpoint.every_n_steps = steps // 2 // fused * fused or fused  # one async save, mid-window
+            checkpoint.save_policy = every(steps=steps // 2 // fused * fused or fused)  # one async save, mid-window
         trainer.max_steps = steps
         trainer.fit()
         return window.lap
 
     return run
-
-
-KAGGLE = "Kaggle preset"
 
 
 def kaggle_preset(run_dir: str, log_every: int) -> list[Callback]:
@@ -159,7 +162,6 @@ def kaggle_preset(run_dir: str, log_every: int) -> list[Callback]:
         "kaggle",
         artifacts=dict(output_dir=run_dir),
         logging=dict(every_n_steps=log_every),
-        signal=dict(exit_process=False),
     )
 
 
@@ -204,7 +206,7 @@ def measure(model: str, settings: dict, fused: int, args: argparse.Namespace, wo
         ratio = Ratio.of([b.wall for b, _ in laps], [c.wall for _, c in laps])
         cpu = Ratio.of([b.cpu for b, _ in laps], [c.cpu for _, c in laps])
         added = statistics.median((c.wall - b.wall) / calls * 1e6 for b, c in laps)
-        target = TARGETS[fused] if name == "all callbacks" else None
+        target = TARGETS.get(name, {}).get(fused)
         rows.append(
             [
                 model,
@@ -227,6 +229,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--seconds", type=float, default=0.5, help="length of one timed run")
     parser.add_argument("--quick", action="store_true", help="3 rounds of 0.3 s, no per-callback rows")
+    parser.add_argument("--tiny-only", action="store_true", help="only the dispatch-bound tiny MLP")
     args = parser.parse_args()
     if args.quick:
         args.rounds, args.seconds = 3, 0.3
@@ -234,7 +237,7 @@ def main() -> None:
     _, missing = survival_classes()
     rows: list[list] = []
     with tempfile.TemporaryDirectory(prefix="emergence-bench-") as work:
-        for model, settings in MODELS.items():
+        for model, settings in list(MODELS.items())[: 1 if args.tiny_only else None]:
             for fused in (1, FUSED):
                 rows += measure(model, settings, fused, args, work, first=not rows)
     notes = [

@@ -6,12 +6,14 @@ fires when a call is queued, not when it has run. Anything that must happen soon
 it is asked for (an emergency save, a stop before a deadline) needs to know how much
 device work is queued, and how long a call really takes.
 
-`CallTracker` keeps each call's metric arrays (no copy), checks them once per call with
-`is_ready()` (non-blocking), and `wait(limit)` blocks on the oldest until at most `limit`
-calls are unfinished: a wait, never a transfer. The Trainer feeds it only when some
-callback asked to `watch()` (the signal and time-budget callbacks do), so a run without
-them pays nothing. `StepRate` turns the completions the tracker saw into device seconds
-per step on a consumer's own clock (a fake one in tests): a few comparisons per call.
+`CallTracker` keeps each call's metric arrays (no copy), checks them with `is_ready()`
+(non-blocking) when read, and `wait(limit)` blocks on the oldest until at most `limit`
+calls are unfinished: a wait, never a transfer. The Trainer offers it the call when a
+hook is due and some callback asked to `watch()` (the signal and time-budget callbacks
+do): an attribute set; the call is taken in only when someone reads the tracker, so a
+run without watchers, or whose watchers are not due, pays nothing. `StepRate` turns the
+completions the tracker saw into device seconds per step on a consumer's own clock (a
+fake one in tests): a few comparisons per call.
 """
 
 from __future__ import annotations
@@ -30,12 +32,35 @@ class CallTracker:
 
     def __init__(self) -> None:
         self.watched = False
-        self.completed = 0
-        self.started_from: int | None = None
+        self._completed = 0
+        self._started_from: int | None = None
         self._calls: deque[tuple[int, list[Any]]] = deque()
+        self._offered: tuple[int, int, Any] | None = None
 
     def __len__(self) -> int:
+        self._take_offered()
         return len(self._calls)
+
+    @property
+    def completed(self) -> int:
+        """The newest step known to have finished on the device."""
+        self._take_offered()
+        return self._completed
+
+    @property
+    def started_from(self) -> int | None:
+        """The step the first tracked call started from (None before one)."""
+        self._take_offered()
+        return self._started_from
+
+    def offer(self, step: int, steps: int, metrics: Any) -> None:
+        """The Trainer's latest call (an attribute set): taken in as `dispatched` when the tracker is next read."""
+        self._offered = (step, steps, metrics)
+
+    def _take_offered(self) -> None:
+        if self._offered is not None:
+            offered, self._offered = self._offered, None
+            self.dispatched(*offered)
 
     def watch(self) -> None:
         """Ask the Trainer to feed this tracker every call (from `setup`)."""
@@ -43,18 +68,18 @@ class CallTracker:
 
     def dispatched(self, step: int, steps: int, metrics: Any) -> None:
         """The Trainer queued a call of `steps` steps ending at `step`: track it by its metrics, note what finished."""
-        if self.started_from is None:  # the first call: compiled already, the device starts on it now
-            self.started_from = self.completed = step - steps
+        if self._started_from is None:  # the first call: compiled already, the device starts on it now
+            self._started_from = self._completed = step - steps
         leaves = jax.tree.leaves(metrics)
         if not leaves:  # nothing to watch: the host's view is all there is
-            self.completed = step
+            self._completed = step
             return
         self._calls.append((step, leaves))
         self._poll()
 
     def wait(self, limit: int) -> bool:
         """Block until at most `limit` calls are unfinished (the device keeps the rest queued); True if it waited."""
-        if len(self._calls) <= limit:
+        if len(self) <= limit:
             return False
         while len(self._calls) > limit:
             jax.block_until_ready(self._calls[0][1])
@@ -63,7 +88,7 @@ class CallTracker:
 
     def _poll(self) -> None:
         while self._calls and all(leaf.is_ready() for leaf in self._calls[0][1]):
-            self.completed = self._calls.popleft()[0]
+            self._completed = self._calls.popleft()[0]
 
 
 class StepRate:

@@ -68,6 +68,36 @@ class Every:
         return (last // self.steps + 1) * self.steps
 
 
+LOOK_SECONDS = 0.05
+"""How late a seconds interval may notice it is due: a clock is read about this often, not at every call."""
+
+
+class Pace:
+    """When to read a clock next, in steps: about every `seconds` of the rate seen between the last two reads.
+
+    A seconds interval (`every_n_seconds`) needs the clock, and reading it at every call of
+    a fast loop costs more than the call's own dispatch; so a callback reads it at a step
+    `next_look` names, `seconds` of steps later at the pace seen so far (every call until
+    two reads are apart in time; a clock that did not move, such as a test's fake one
+    between jumps, keeps it at every call). A due interval is noticed at most `seconds`
+    (plus one call) late.
+    """
+
+    def __init__(self, seconds: float = LOOK_SECONDS) -> None:
+        self.seconds = seconds
+        self._last: tuple[int, float] | None = None
+
+    def next_look(self, step: int, now: float) -> int:
+        """The clock was read at `step` (`now`): the step at which to read it next."""
+        stride = 1
+        if self._last is not None:
+            last_step, last_time = self._last
+            if now > last_time and step > last_step:
+                stride = max(1, int((step - last_step) / (now - last_time) * self.seconds))
+        self._last = (step, now)
+        return step + stride
+
+
 def check_interval(name: str, value: int | float | None, *, integer: bool, required: bool = False) -> None:
     """A one-line error for an interval that is not positive (an integer for steps), or None where `required`."""
     if value is None and not required:

@@ -171,7 +171,11 @@ class Trainer:
         self.checkpoints: CheckpointManager | None = None
         self.parallel = None if devices is None else DataParallel(devices)
         self._hooks = hook_table(self.callbacks)
-        self._call_end = [(cb, cb.on_train_call_end) for cb in self.callbacks if overrides(cb, "on_train_call_end")]
+        self._call_end = [  # (the callback, its hook, its next_due or None: due at every call, nothing to ask)
+            (cb, cb.on_train_call_end, cb.next_due if overrides(cb, "next_due") else None)
+            for cb in self.callbacks
+            if overrides(cb, "on_train_call_end")
+        ]
         self._publishers = [cb for cb in self.callbacks if overrides(cb, "summary")]
         self._calls: dict[int, Callable] = {}
         self._platform: dict[str, Any] | None = None
@@ -416,19 +420,21 @@ class Trainer:
     def _call_end_hooks(self, steps: int, metrics: Metrics) -> None:
         """`on_train_call_end` of each callback whose `next_due()` step is reached; then the nearest next one."""
         if self.calls.watched:
-            self.calls.dispatched(self._step, steps, metrics)
+            self.calls.offer(self._step, steps, metrics)
         nearest = float("inf")
         due_at = self._due_at
-        for i, (callback, hook) in enumerate(self._call_end):
+        for i, (_, hook, next_due) in enumerate(self._call_end):
             if self._step >= due_at[i]:
                 hook(self, metrics)
-                due_at[i] = callback.next_due(self)
-            nearest = min(nearest, due_at[i])
+                if next_due is not None:
+                    due_at[i] = next_due(self)
+            if due_at[i] < nearest:
+                nearest = due_at[i]
         self._next_due = nearest
 
     def _refresh_due(self) -> None:
         """Ask every `on_train_call_end` callback when it is next due (after on_fit_start, a save, an evaluation)."""
-        self._due_at = [callback.next_due(self) for callback, _ in self._call_end]
+        self._due_at = [EVERY_CALL if next_due is None else next_due(self) for _, _, next_due in self._call_end]
         self._next_due = min(self._due_at, default=float("inf"))
 
     def _save_point(self) -> None:
@@ -440,6 +446,7 @@ class Trainer:
             requests.insert(0, SaveRequest("periodic", "periodic", None))
         for request in requests:
             self.save_checkpoint(request.kind, reason=request.reason, metrics=request.metrics)
+        self._save_due = 0 if manager.saving else manager.next_step  # asked after the policy looked
         self._refresh_due()
 
     def _report_durable(self) -> None:

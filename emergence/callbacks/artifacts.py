@@ -24,12 +24,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from emergence.callbacks._records import latest_checkpoint, output_dir, write_json
-from emergence.callbacks.base import EVERY_CALL, Callback, Metrics
+from emergence.callbacks.base import Callback, Metrics
 from emergence.checkpoint.atomic import atomic_write
 from emergence.log import get_logger
 from emergence.metrics.plots import write_training_curves
 from emergence.parallel.process_zero import writes_outputs
-from emergence.schedule import Every
+from emergence.schedule import Every, Pace
 
 if TYPE_CHECKING:
     from emergence.trainer import Trainer
@@ -65,6 +65,7 @@ class ArtifactExportCallback(Callback):
         self.metrics_csv = Path(metrics_csv)
         self.resumed_at: list[int] = []
         self._out: Path | None = None  # set by setup, once the output dir is known to be writable
+        self._pace = Pace()  # a seconds interval reads the clock every LOOK_SECONDS or so of steps
 
     def state_dict(self) -> dict[str, Any]:
         return {"resumed_at": list(self.resumed_at)}
@@ -82,7 +83,9 @@ class ArtifactExportCallback(Callback):
         self.schedule.done(trainer.step)
 
     def next_due(self, trainer: "Trainer") -> float:
-        return EVERY_CALL if self.schedule.seconds is not None else self.schedule.next_step
+        if self.schedule.seconds is None:
+            return self.schedule.next_step
+        return min(self.schedule.next_step, self._pace.next_look(trainer.step, self.schedule.clock()))
 
     def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
         if self.schedule.due(trainer.step):

@@ -1,7 +1,7 @@
 """CheckpointCallback: when to save and what to keep, in Lightning's words, as policies of the checkpoint manager.
 
 A thin policy: its Lightning-shaped arguments become the run's `CheckpointManager`
-policies (`save_policy`: `every(every_n_steps, every_n_seconds)` or `Continuous`;
+policies (`save_policy`: `EveryNSteps`, a paced `EveryNSeconds`, both, or `Continuous`;
 `keep_policies`: `KeepLastN(keep_last)`, `KeepBestN(monitor, mode, save_top_k)`), which
 the Trainer asks at its one save point after all of a call's hooks; a best checkpoint
 is requested (`trainer.request_save("best")`) after an evaluation; the final checkpoint
@@ -18,7 +18,19 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from emergence.callbacks._restored import count, number, restored_refusal, restored_state
 from emergence.callbacks.base import Callback, Metrics
-from emergence.checkpoint import Continuous, KeepBestN, KeepLastN, SaveContext, SavePolicy, checkpoint_name, every
+from emergence.checkpoint import (
+    AnyOf,
+    Continuous,
+    EveryNSeconds,
+    EveryNSteps,
+    KeepBestN,
+    KeepLastN,
+    Never,
+    SaveContext,
+    SavePolicy,
+    checkpoint_name,
+)
+from emergence.schedule import Pace
 from emergence.stop import CLEAN
 
 if TYPE_CHECKING:
@@ -72,8 +84,7 @@ class CheckpointCallback(Callback):
         self.continuous = continuous
         self.min_interval_s = min_interval_s
         self.best: list[dict[str, Any]] = []
-        policy = Continuous(min_interval_s) if continuous else every(every_n_steps, every_n_seconds)
-        self.save_policy = policy if clock is time.monotonic else OnClock(policy, clock)
+        self.save_policy = _save_policy(every_n_steps, every_n_seconds, continuous, min_interval_s, clock)
         self.keep_policies = (
             *([KeepLastN(keep_last)] if keep_last is not None else []),
             *([KeepBestN(monitor, mode, self.save_top_k)] if monitor else []),
@@ -152,27 +163,53 @@ class CheckpointCallback(Callback):
         return value < worst if self.mode == "min" else value > worst
 
 
-class OnClock:
-    """A save policy that reads `clock` for its time instead of the manager's (a callback's injected clock)."""
+def _save_policy(
+    steps: int | None, seconds: float | None, continuous: bool, min_interval_s: float, clock: Callable[[], float]
+) -> SavePolicy:
+    """The manager's policy for these arguments; a clock's policy on `clock`, a seconds interval paced."""
+    if continuous:
+        return OnClock(Continuous(min_interval_s), clock, pace=None)
+    chosen = [
+        *([EveryNSteps(steps)] if steps is not None else []),
+        *([OnClock(EveryNSeconds(seconds), clock, pace=Pace())] if seconds is not None else []),
+    ]
+    if not chosen:
+        return Never()
+    return chosen[0] if len(chosen) == 1 else AnyOf(*chosen)
 
-    def __init__(self, policy: SavePolicy, clock: Callable[[], float]) -> None:
-        self.policy, self.clock = policy, clock
+
+class OnClock:
+    """A save policy on the callback's `clock`, asked, with a `Pace`, only every `LOOK_SECONDS` or so of steps.
+
+    A seconds policy must look at the clock, and the manager would ask it at every call
+    (`next_step` 0); paced, a fast loop spends one comparison per call instead, and a
+    save is at most `LOOK_SECONDS` late. `pace=None` asks at every call (the continuous
+    policy watches for the previous write to be durable).
+    """
+
+    def __init__(self, policy: SavePolicy, clock: Callable[[], float], pace: Pace | None) -> None:
+        self.policy, self.clock, self.pace = policy, clock, pace
+        self._next_look = 0
 
     def _here(self, context: SaveContext) -> SaveContext:
         return dataclasses.replace(context, time=self.clock())
 
     def should_save(self, context: SaveContext) -> bool:
-        return self.policy.should_save(self._here(context))
+        here = self._here(context)
+        if self.pace is not None:
+            self._next_look = self.pace.next_look(here.step, here.time)
+        return self.policy.should_save(here)
 
     def saved(self, context: SaveContext) -> None:
         self.policy.saved(self._here(context))
 
     def start(self, context: SaveContext) -> None:
         self.policy.start(self._here(context))
+        self._next_look = 0
 
     @property
     def next_step(self) -> float:
-        return self.policy.next_step
+        return self.policy.next_step or self._next_look
 
 
 def _check_continuous(continuous: bool, min_interval_s: Any, every_n_steps: Any, every_n_seconds: Any) -> None:

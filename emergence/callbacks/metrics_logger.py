@@ -16,6 +16,11 @@ intervals only). The Trainer saves only after all of a call's hooks ran, so a ch
 at a logging step always holds that step's row as written, whatever the callback order.
 What was written last is published in `summary()` (`metrics`, `metrics_step`).
 
+With `background=True` (the Kaggle preset's choice) each row's fetch, writes and flush run
+on one writer thread, in order (`emergence.metrics.row_writer`): on a fast loop the rows
+are most of what logging costs, and the loop no longer waits for them; every row is on
+disk before `on_fit_end` returns.
+
 A sink that fails with an `OSError` (a full disk) is reported, and training goes on; so
 are metrics that are NaN or infinite (in a line without the step, so that repeats are
 identical): the project's `RATE_LIMIT` filter passes 10, then one a minute, and the
@@ -36,9 +41,10 @@ import numpy as np
 from emergence.callbacks.base import Callback, Metrics
 from emergence.log import RATE_LIMIT, get_logger
 from emergence.metrics import ConsoleSink, CSVSink, MetricAccumulator, Sink, SinkStart, TensorBoardSink
-from emergence.metrics.accumulate import STATS, Stats
+from emergence.metrics.accumulate import STATS, Stats, to_stats
+from emergence.metrics.row_writer import RowWriter
 from emergence.parallel.process_zero import writes_outputs
-from emergence.schedule import Every, check_interval
+from emergence.schedule import Every, Pace, check_interval
 
 if TYPE_CHECKING:
     from emergence.trainer import Trainer
@@ -58,6 +64,7 @@ class LogThrottleCallback(Callback):
         clock: monotonic seconds (inject a fake one in tests).
         stats: what to log of each train metric's window: `mean` (weighted by steps,
             under the tag's own name), `last`, `max` (as `<tag>/last`, `<tag>/max`).
+        background: fetch and write each row on a writer thread instead of the loop's.
         sparse: tags some calls have no value for, sent as NaN (an age at death when nobody
             died): their NaNs are left out and a window with no value writes no cell. Any
             other tag's NaN is written as `nan`.
@@ -76,6 +83,7 @@ class LogThrottleCallback(Callback):
         clock: Callable[[], float] = time.monotonic,
         *,
         stats: Sequence[str] = ("mean",),
+        background: bool = False,
         sparse: Sequence[str] = (),
     ) -> None:
         per_tag = dict(per_tag or {})
@@ -87,7 +95,11 @@ class LogThrottleCallback(Callback):
         self.clock = clock
         self.stats = tuple(stats)
         self._accumulator = MetricAccumulator(sparse)
+        self.background = background
+        self._rows = RowWriter(background)
         self._clock_schedule = Every(None, every_n_seconds, clock, owner="LogThrottleCallback")
+        self._pace = Pace()  # the clock is read every LOOK_SECONDS or so of steps, not at every call
+        self._clock_look = 0
         intervals = {every_n_steps, *per_tag.values()} - {None}
         self._by_steps = {n: Every(n, owner="LogThrottleCallback") for n in sorted(intervals)}
         self._seen_step = 0
@@ -114,6 +126,7 @@ class LogThrottleCallback(Callback):
         self.logged, self.logged_step = {}, None
         self._seen_step = trainer.step
         self._clock_schedule.done(trainer.step)
+        self._clock_look = 0
         for schedule in self._by_steps.values():
             schedule.done(trainer.step)
         self._next_due = self._first_due(trainer)
@@ -128,18 +141,28 @@ class LogThrottleCallback(Callback):
             _check_tags_exist(self.per_tag, metrics)
         self._accumulator.add(metrics, trainer.step - self._seen_step)
         self._seen_step = trainer.step
-        by_time = self.every_n_seconds is not None and self._clock_schedule.due(trainer.step)
+        by_time = False
+        if self.every_n_seconds is not None and trainer.step >= self._clock_look:
+            by_time = self._clock_schedule.due(trainer.step)
+            self._clock_look = self._pace.next_look(trainer.step, self.clock())
         if trainer.step >= self._next_due or by_time:
             self._log_due(trainer)
 
     def on_validation_end(self, trainer: "Trainer", metrics: Metrics) -> None:
-        fetched = jax.device_get(dict(metrics))
-        self._write(trainer, trainer.step, {tag: float(np.mean(value)) for tag, value in fetched.items()})
+        step, evaluated = trainer.step, dict(metrics)
+
+        def row() -> None:
+            fetched = jax.device_get(evaluated)
+            self._write(step, {tag: float(np.mean(value)) for tag, value in fetched.items()})
+
+        self._rows.submit(row)
 
     def on_fit_end(self, trainer: "Trainer", reason: str) -> None:
+        self._rows.wait()
         self._sinks("flush")
 
     def teardown(self, trainer: "Trainer") -> None:
+        self._rows.close()
         self._sinks("close")
         self._active = None
         RATE_LIMIT.report_suppressed()
@@ -152,14 +175,14 @@ class LogThrottleCallback(Callback):
         due = [
             tag for tag in self._accumulator.tags if every or self.per_tag.get(tag, self.every_n_steps) in due_intervals
         ]
-        taken = self._accumulator.take(due)
+        totals, counts = self._accumulator.take_on_device(due)
         for n in due_intervals:
             self._by_steps[n].done(step)
         if by_time:
             self._clock_schedule.done(step)
         self._next_due = self._first_due(trainer)
-        if taken:
-            self._write(trainer, step, self._values(taken))
+        if totals:
+            self._rows.submit(lambda: self._write(step, self._values(to_stats(totals, counts))))
 
     def _first_due(self, trainer: "Trainer") -> float:
         """The first step at which some tag is due by steps, or the end: one comparison per call until then."""
@@ -173,11 +196,11 @@ class LogThrottleCallback(Callback):
             for stat in self.stats
         }
 
-    def _write(self, trainer: "Trainer", step: int, values: dict[str, float]) -> None:
+    def _write(self, step: int, values: dict[str, float]) -> None:
         bad = sorted(tag for tag, value in values.items() if not math.isfinite(value))
         if bad:
             log.warning("metrics: %s not finite (NaN or infinite)", ", ".join(bad))
-        self.logged.update(values)
+        self.logged = {**self.logged, **values}  # rebound, not updated: summary() may read it from the loop thread
         self.logged_step = step
         self._sinks("write", step, values)
         self._sinks("flush")

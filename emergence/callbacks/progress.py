@@ -33,7 +33,7 @@ from rich.text import Text
 
 from emergence.callbacks.base import Callback, Metrics, Trainer  # Trainer = Any: the Trainer imports this module
 from emergence.metrics.console_sink import format_values
-from emergence.schedule import check_interval
+from emergence.schedule import Pace, check_interval
 
 if TYPE_CHECKING:
     from emergence.checkpoint import CheckpointRef
@@ -79,6 +79,7 @@ class RichProgressCallback(Callback):
         self._samples: deque[tuple[float, int]] = deque(maxlen=RATE_SAMPLES)
         self._checkpoint: tuple[int, float | None] | None = None
         self._next_refresh = 0.0
+        self._pace = Pace()
 
     def setup(self, trainer: "Trainer") -> None:
         self._console = self.console or Console()
@@ -100,6 +101,9 @@ class RichProgressCallback(Callback):
             self._live = Live(self._render(trainer, now), console=self._console, auto_refresh=False)
             self._live.start(refresh=True)
         self._show(trainer, now)
+
+    def next_due(self, trainer: "Trainer") -> float:
+        return self._pace.next_look(trainer.step, self.clock())  # refreshes are seconds apart: no clock every call
 
     def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
         now = self.clock()

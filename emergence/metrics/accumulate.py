@@ -1,7 +1,8 @@
 """MetricAccumulator: running mean / last / max per tag, kept on the device until someone asks.
 
-Per call the accumulator only remembers the call's metric arrays (a list append per
-tag: no device work, no transfer). Every `CHUNK` calls, and when values are taken, it
+Per call the accumulator only remembers the call's metric dict (one list append: no
+device work, no transfer, not even a look at the tags). Every `CHUNK` calls, and when
+values are taken, it spreads them into each tag's window and
 folds what it holds into a running total `(sum, last, max)` with one small jitted
 reduction per tag, still on the device. `take()` is the only transfer: one
 `jax.device_get` for all the tags asked for. Chunks are folded in power-of-two sizes,
@@ -75,6 +76,19 @@ class _Window:
     sparse: bool = False
 
 
+def to_stats(totals: dict[str, tuple[jax.Array, ...]], counts: dict[str, int]) -> dict[str, Stats]:
+    """`Stats` on the host of what `take_on_device` returned (one transfer)."""
+    if not totals:
+        return {}
+    host = jax.device_get(totals)
+    stats = {}
+    for tag, count in counts.items():
+        total, last, peak, valid = (float(x) for x in host[tag])
+        if valid > 0:  # a sparse tag whose every value was NaN has no value this window
+            stats[tag] = Stats(mean=total / valid, last=last, max=peak, count=count)
+    return stats
+
+
 class MetricAccumulator:
     """Accumulates device metrics per tag between fetches; see the module docstring."""
 
@@ -82,47 +96,59 @@ class MetricAccumulator:
         """`sparse`: tags (and their `tag/...` children, e.g. a sweep's `tag/run_3`) whose NaN means no value."""
         self.sparse = tuple(sparse)
         self._windows: dict[str, _Window] = {}
+        self._calls: list[tuple[dict[str, Any], int]] = []
         self._empty: tuple[jax.Array, ...] | None = None
 
     @property
     def tags(self) -> list[str]:
         """Tags seen so far, in order of first appearance."""
+        self._spread()
         return list(self._windows)
 
     def pending(self, tag: str) -> int:
         """Steps accumulated for `tag` since it was last taken."""
+        self._spread()
         window = self._windows.get(tag)
         return window.count if window else 0
 
     def add(self, metrics: dict[str, Any], steps: int) -> None:
-        """Remember one call's device metrics, which covered `steps` train steps."""
-        for tag, value in metrics.items():
-            window = self._windows.get(tag)
-            if window is None:
-                window = self._windows[tag] = _Window(sparse=self._is_sparse(tag))
-            window.values.append(value)
-            window.weights.append(steps)
-            window.count += steps
-            if len(window.values) == CHUNK:
-                self._fold(window)
+        """Remember one call's device metrics, which covered `steps` train steps (one list append)."""
+        self._calls.append((metrics, steps))
+        if len(self._calls) == CHUNK:
+            self._spread()
+
+    def _spread(self) -> None:
+        """Hand the calls remembered since the last spread to each tag's window; fold full windows."""
+        calls, self._calls = self._calls, []
+        for metrics, steps in calls:
+            for tag, value in metrics.items():
+                window = self._windows.get(tag)
+                if window is None:
+                    window = self._windows[tag] = _Window(sparse=self._is_sparse(tag))
+                window.values.append(value)
+                window.weights.append(steps)
+                window.count += steps
+                if len(window.values) == CHUNK:
+                    self._fold(window)
 
     def take(self, tags: list[str]) -> dict[str, Stats]:
         """The windows of `tags` that hold anything, on the host (one transfer), and start them afresh."""
+        return to_stats(*self.take_on_device(tags))
+
+    def take_on_device(self, tags: list[str]) -> tuple[dict[str, tuple[jax.Array, ...]], dict[str, int]]:
+        """The windows of `tags` that hold anything, folded on the device (no transfer), and their steps;
+        the windows start afresh. `to_stats` makes `Stats` of them (anywhere: a row writer's thread)."""
+        self._spread()
         windows = {tag: self._windows[tag] for tag in tags if self.pending(tag)}
-        if not windows:
-            return {}
         totals = {tag: self._folded(window) for tag, window in windows.items()}
-        host = jax.device_get(totals)
-        stats = {}
+        counts = {tag: window.count for tag, window in windows.items()}
         for tag, window in windows.items():
-            total, last, peak, valid = (float(x) for x in host[tag])
-            if valid > 0:
-                stats[tag] = Stats(mean=total / valid, last=last, max=peak, count=window.count)
             self._windows[tag] = _Window(sparse=window.sparse)
-        return stats
+        return totals, counts
 
     def snapshot(self) -> dict[str, dict[str, float]]:
         """Every open window as JSON-able numbers (one transfer), to persist; windows stay open."""
+        self._spread()
         totals = {tag: self._folded(window) for tag, window in self._windows.items() if window.count}
         host = jax.device_get(totals)
         return {
@@ -138,7 +164,7 @@ class MetricAccumulator:
 
     def restore(self, snapshot: dict[str, dict[str, float]]) -> None:
         """Reopen windows from `snapshot()` (bitwise: float32 totals survive the round trip through float)."""
-        self._windows = {}
+        self._windows, self._calls = {}, []
         for tag, saved in snapshot.items():
             saved = {"valid": saved["count"], **saved}  # snapshots before NaN skipping: every step had a value
             total = tuple(jnp.asarray(np.float32(saved[k])) for k in ("sum", "last", "max", "valid"))

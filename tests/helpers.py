@@ -7,7 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
+import chex
 
 from emergence.checkpoint import read_checkpoint
 
@@ -36,10 +36,7 @@ def wait_for_line(process: subprocess.Popen, prefix: str) -> str:
 
 def assert_same_arrays(path_a: Path, path_b: Path) -> None:
     """Both checkpoints hold bitwise-equal arrays under the same leaf paths."""
-    a, b = read_checkpoint(path_a).arrays, read_checkpoint(path_b).arrays
-    assert sorted(a) == sorted(b)
-    differing = [name for name in a if a[name].dtype != b[name].dtype or not np.array_equal(a[name], b[name])]
-    assert not differing, f"leaves differ: {differing}"
+    chex.assert_trees_all_equal(read_checkpoint(path_a).arrays, read_checkpoint(path_b).arrays, strict=True)
 
 
 TINY_LAB = (

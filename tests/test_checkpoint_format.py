@@ -6,6 +6,7 @@ import pickle
 import struct
 from pathlib import Path
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -222,9 +223,8 @@ def _large_arrays():
 
 def _assert_round_trip(path, arrays):
     loaded = read_checkpoint(path)
-    assert all(np.array_equal(loaded.arrays[name], array) for name, array in arrays.items())
-    plain = load_file(str(path))  # still an ordinary safetensors file
-    assert all(np.array_equal(plain[name], array) for name, array in arrays.items())
+    chex.assert_trees_all_equal(loaded.arrays, arrays, strict=True)
+    chex.assert_trees_all_equal(load_file(str(path)), arrays, strict=True)  # still an ordinary safetensors file
 
 
 def test_a_large_checkpoint_goes_through_direct_io_and_reuses_its_staging_buffers(tmp_path, monkeypatch):

@@ -8,7 +8,7 @@ import shutil
 import subprocess
 import sys
 
-import numpy as np
+import chex
 import pytest
 import safetensors
 import safetensors.numpy
@@ -153,7 +153,7 @@ def test_diff_is_zero_for_bitwise_equal_arrays_and_lists_differing_leaves(capsys
 
 def test_diff_with_callbacks_also_compares_callback_state(capsys, run):
     folder = run / "checkpoints"
-    pair = (folder / "step_20.safetensors", folder / "final_step_20.safetensors")
+    pair = (folder / "step_15.safetensors", folder / "final_step_20.safetensors")  # the final links step 20's file
     code, out, _ = emergence(capsys, "ckpt", "diff", *pair, "--with-callbacks")
     assert code == 1 and "differs  callback state CheckpointCallback" in out
 
@@ -171,7 +171,7 @@ def test_export_writes_params_only_as_plain_safetensors(capsys, run, tmp_path):
     exported = safetensors.numpy.load_file(str(out_file))
     source = read_checkpoint(run / "checkpoints" / "final_step_20.safetensors")
     assert sorted(exported) == sorted(n for n in source.arrays if n.startswith("params/"))
-    assert all(np.array_equal(exported[n], source.arrays[n]) for n in exported)
+    chex.assert_trees_all_equal(exported, {n: source.arrays[n] for n in exported})
     with safetensors.safe_open(str(out_file), "numpy") as handle:
         metadata = handle.metadata()
     assert metadata["step"] == "20" and json.loads(metadata["config"])["hidden"] == [8]

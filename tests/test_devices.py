@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -99,9 +100,7 @@ def final(run_dir: Path, step: int) -> dict[str, np.ndarray]:
 
 
 def assert_close(a: dict[str, np.ndarray], b: dict[str, np.ndarray], rtol: float = 1e-5, atol: float = 1e-6) -> None:
-    assert sorted(a) == sorted(b)
-    far = [n for n in a if not np.allclose(a[n], b[n], rtol=rtol, atol=atol)]
-    assert not far, f"leaves differ beyond float tolerance: {far}"
+    chex.assert_trees_all_close(a, b, rtol=rtol, atol=atol)
 
 
 def test_eight_devices_and_one_agree_to_float_tolerance_and_eight_seeds_run_one_per_device(tmp_path):
@@ -137,7 +136,7 @@ def test_a_checkpoint_saved_on_8_devices_resumes_on_1_and_2_and_the_other_way(tm
     for restored, source in (("restored_on_1", saved_8), ("restored_on_2", saved_8), ("restored_on_8", saved_1)):
         stored = read_checkpoint(at_step_3(source)).arrays  # restoring then saving gives the same state, bitwise
         again = read_checkpoint(at_step_3(tmp_path / restored)).arrays
-        assert sorted(again) == sorted(stored) and all(np.array_equal(again[n], stored[n]) for n in stored), restored
+        chex.assert_trees_all_equal(again, stored, strict=True)
     assert_close(final(tmp_path / "8_then_2", 6), final(saved_8, 6))
     assert_close(final(tmp_path / "1_then_8", 6), final(saved_1, 6))
     alone = Trainer(

@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
+import chex
 import pytest
 
 from emergence.checkpoint import flatten_to_host, read_checkpoint
@@ -145,7 +145,7 @@ def test_every_process_trains_its_seed_and_only_process_0_writes_then_both_resum
     assert [r["resumed"] for r in resumed] == ["step_3.safetensors"] * 2 and [r["step"] for r in resumed] == [6, 6]
     a = read_checkpoint(folder / "final_step_6.safetensors").arrays
     b = read_checkpoint(tmp_path / "resumed" / "checkpoints" / "final_step_6.safetensors").arrays
-    assert all(np.array_equal(a[n], b[n]) for n in a)  # same program, same devices: bitwise
+    chex.assert_trees_all_equal(a, b)  # same program, same devices: bitwise
 
     from emergence import Trainer
     from emergence.parallel import ManySeeds
@@ -159,7 +159,7 @@ def test_every_process_trains_its_seed_and_only_process_0_writes_then_both_resum
         async_checkpoint=False,
     ).fit()
     mine = flatten_to_host(alone)[0]
-    assert all(np.allclose(mine[n], a[n], rtol=1e-5, atol=1e-7) for n in a)
+    chex.assert_trees_all_close(mine, a, rtol=1e-5, atol=1e-7)
 
 
 def test_a_sigterm_to_one_process_stops_both_at_one_step_with_one_emergency_checkpoint_then_both_resume(tmp_path):

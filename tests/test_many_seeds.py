@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -39,7 +40,7 @@ def test_seed_i_starts_from_the_run_key_folded_with_i():
     stacked = flatten_to_host(ManySeeds(toy_task(), 3).init_state(run_key))[0]
     for i in range(3):
         alone = flatten_to_host(toy_task().init_state(jax.random.fold_in(run_key, i)))[0]
-        assert all(np.array_equal(stacked[name][i], alone[name]) for name in alone), i
+        chex.assert_trees_all_equal({name: stacked[name][i] for name in alone}, alone)
     kernel = stacked["params/params/Dense_0/kernel"]
     assert not np.array_equal(kernel[0], kernel[1])
 
@@ -73,7 +74,7 @@ def test_an_exported_seed_resumes_alone_and_continues_like_it_does_in_the_stack(
     assert main(["ckpt", "export", "--seed", "2", str(folder / "step_3.safetensors"), str(out)]) == 0
     assert "seed 2" in capsys.readouterr().out
     exported, source = read_checkpoint(out), read_checkpoint(folder / "step_3.safetensors")
-    assert all(np.array_equal(exported.arrays[n], source.arrays[n][2]) for n in source.arrays)  # a bitwise slice
+    chex.assert_trees_all_equal(exported.arrays, {n: a[2] for n, a in source.arrays.items()})  # a bitwise slice
     assert exported.manifest["config"] == source.manifest["config"]["task"] and exported.manifest["callbacks"] == {}
     assert exported.manifest["metrics"] == {  # saved after the step's evaluation: its metrics too
         name: source.manifest["metrics"][f"{name}/seed_2"] for name in ("loss", "grad_norm", "val_loss")
@@ -83,8 +84,7 @@ def test_an_exported_seed_resumes_alone_and_continues_like_it_does_in_the_stack(
     in_stack = {name: leaf[2] for name, leaf in flatten_to_host(state)[0].items()}
     assert alone.resumed_from.path == out and sorted(continued) == sorted(in_stack)
     assert np.array_equal(continued["rng"], in_stack["rng"]) and int(continued["step"]) == 6
-    far = [n for n in continued if not np.allclose(continued[n], in_stack[n], rtol=1e-5, atol=1e-7)]
-    assert not far, far
+    chex.assert_trees_all_close(continued, in_stack, rtol=1e-5, atol=1e-7)
 
 
 @pytest.mark.parametrize(

@@ -5,6 +5,7 @@ tests/test_cli_train.py's slow test, through the command the README runs."""
 import dataclasses
 import json
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -129,8 +130,7 @@ def test_dead_slots_are_masked_out_of_loss_and_gradients(task):
     )
     want, want_parts = grad(state.params, heads, batch, probes)
     got, got_parts = grad(state.params, heads, scrambled, scrambled_probes)
-    for a, b in zip(jax.tree.leaves((want, want_parts)), jax.tree.leaves((got, got_parts))):
-        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+    chex.assert_trees_all_close((want, want_parts), (got, got_parts), rtol=1e-6, atol=1e-7)
 
 
 def test_birth_copies_the_parents_head_plus_noise_of_mutation_std():

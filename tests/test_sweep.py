@@ -5,6 +5,7 @@ survives resumes. The report is tests/lab/test_sweep_report.py. The CLI end to e
 
 from __future__ import annotations
 
+import chex
 import jax
 import numpy as np
 import pytest
@@ -116,9 +117,7 @@ def test_run_i_of_the_sweep_computes_what_its_config_computes_alone(strategy):
         single, single_step = alone.init_state(jax.random.key(task.runs[i].seed)), jax.jit(alone.train_step)
         for _ in range(2):
             single, single_metrics = single_step(single)
-        in_sweep = jax.tree.map(lambda x: x[i], state.params)
-        for a, b in zip(jax.tree.leaves(in_sweep), jax.tree.leaves(single.params)):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        chex.assert_trees_all_close(jax.tree.map(lambda x: x[i], state.params), single.params, rtol=1e-5, atol=1e-6)
         assert float(metrics[f"loss/total/run_{i}"]) == pytest.approx(float(single_metrics["loss/total"]), abs=1e-5)
     assert task.configs[5].diversity_bonus == 0.05 and task.configs[5].niche_pressure == 0.0
     assert task.config()["runs"][5]["config"] == task.configs[5].to_dict() and task.config()["runs"][5]["seed"] == 1
@@ -174,8 +173,7 @@ def test_a_run_with_evolution_switched_off_is_the_config_without_evolution_alone
         single, single_step = alone.init_state(jax.random.key(task.runs[i].seed)), jax.jit(alone.train_step)
         for _ in range(2):
             single, _ = single_step(single)
-        for a, b in zip(jax.tree.leaves(jax.tree.map(lambda x: x[i], state.params)), jax.tree.leaves(single.params)):
-            np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+        chex.assert_trees_all_close(jax.tree.map(lambda x: x[i], state.params), single.params, rtol=1e-5, atol=1e-6)
     arrays, typed = flatten_to_host(state)
     path = tmp_path / "sweep.safetensors"
     write_checkpoint(path, arrays, {"step": 2, "kind": "final", "config": task.config(), "typed_keys": typed})

@@ -10,6 +10,7 @@ import random
 import signal
 import time
 
+import chex
 import numpy as np
 import pytest
 
@@ -85,10 +86,9 @@ def test_run_i_matches_its_config_trained_alone_and_its_export_resumes_alone(str
     alone, mine = read_checkpoint(alone_dir / "checkpoints" / FINAL), read_checkpoint(exported)
     assert mine.manifest["config"] == alone.manifest["config"] and sorted(mine.arrays) == sorted(alone.arrays)
     assert mine.manifest["exported"]["seed"] == 1 and mine.manifest["exported"]["run"] == 5
-    far = [n for n, a in alone.arrays.items() if not np.allclose(mine.arrays[n], a, rtol=1e-5, atol=1e-6)]
-    assert not far, far
+    chex.assert_trees_all_close(mine.arrays, alone.arrays, rtol=1e-5, atol=1e-6)
     if "in one program (map)" in straight[1]:
-        assert all(np.array_equal(mine.arrays[n], a) for n, a in alone.arrays.items())
+        chex.assert_trees_all_equal(mine.arrays, alone.arrays)
     code, out, err = finish(
         emergence(
             "train",

@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import chex
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -173,8 +174,7 @@ def test_resume_in_process_is_bitwise_and_keeps_the_weakly_typed_step(tmp_path, 
     resumed = fit(style, tmp_path / "run", 9, None)
     straight = fit(style, tmp_path / "straight", 9, None)
     assert resumed.fit_start_step == 6
-    a, b = _final_arrays(resumed), _final_arrays(straight)
-    assert all(np.array_equal(a[n], b[n]) for n in a)
+    chex.assert_trees_all_equal(_final_arrays(resumed), _final_arrays(straight), strict=True)
     types = lambda state: [jax.typeof(leaf) for leaf in jax.tree.leaves(state)]
     assert types(resumed.state) == types(straight.state)
     if style.startswith("linen"):
@@ -215,8 +215,7 @@ def test_nnx_task_takes_the_modules_themselves(tmp_path):
     straight = Trainer(task, max_steps=6, run_dir=tmp_path / "straight", resume=None)
     straight.fit()
     assert resumed.fit_start_step == 4
-    a, b = _final_arrays(resumed), _final_arrays(straight)
-    assert all(np.array_equal(a[n], b[n]) for n in a)
+    chex.assert_trees_all_equal(_final_arrays(resumed), _final_arrays(straight), strict=True)
     trained, _ = task.modules(resumed.state)
     assert float(jnp.mean((trained(x) - x) ** 2)) < float(jnp.mean((model(x) - x) ** 2))  # handed model intact
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import chex
 import numpy as np
 
 from emergence import Callback, Trainer
@@ -45,12 +46,7 @@ def record_states(run_dir: Path, max_steps: int, hidden: tuple[int, ...] = (8,))
 
 def assert_holds(expected: dict[str, np.ndarray], path: Path) -> None:
     """The checkpoint at `path` holds exactly `expected`: same leaves, dtypes and bits."""
-    arrays = read_checkpoint(path).arrays
-    assert sorted(arrays) == sorted(expected)
-    differing = [
-        k for k in arrays if arrays[k].dtype != expected[k].dtype or not np.array_equal(arrays[k], expected[k])
-    ]
-    assert not differing, f"{path.name}: leaves differ: {differing}"
+    chex.assert_trees_all_equal(read_checkpoint(path).arrays, expected, strict=True)
 
 
 def assert_resume_is_exact(run_dir: Path, tmp_path: Path, max_steps: int, hidden: tuple[int, ...] = (8,)) -> Trainer:

@@ -88,9 +88,9 @@ def test_sigkill_and_resume_leave_the_same_csv_rows_and_tensorboard_series_as_a_
     assert len(list((tmp_path / "killed" / "tensorboard").iterdir())) == 2, "one event file per session"
 
 
-def _fit(run_dir: Path, max_steps: int, resume="auto", stop_at: int | None = None) -> None:
+def _fit(run_dir: Path, max_steps: int, resume="auto", stop_at: int | None = None, **trainer_args) -> None:
     """Checkpoints every 10 steps, logs every 4, evaluates every 10; `stop_at`: stops there as a time budget does."""
-    scenario = Scenario(max_steps=max_steps, run_dir=run_dir, resume=resume, eval_every_n_steps=10)
+    scenario = Scenario(max_steps=max_steps, run_dir=run_dir, resume=resume, eval_every_n_steps=10, **trainer_args)
     if stop_at is not None:
         scenario.stop_at(stop_at, "time_budget")
     logger = LogThrottleCallback(every_n_steps=4, sinks=[CSVSink(), TensorBoardSink()])
@@ -130,8 +130,10 @@ def test_extending_a_finished_run_keeps_its_last_row_and_continues_without_gaps_
     assert rows[9]["loss"] != reference[9]["loss"], "the 32 row averages 31-32 only: 29-30 were logged at 30"
 
 
-def test_a_fresh_start_in_an_old_run_dir_drops_the_old_history(tmp_path):
+def test_an_overwriting_fresh_start_begins_a_new_history_and_keeps_the_old_one_aside(tmp_path):
     _fit(tmp_path, 20)
-    _fit(tmp_path, 8, resume=None)
+    _fit(tmp_path, 8, resume=None, overwrite=True)
     assert [int(row["step"]) for row in csv_rows(tmp_path)] == [4, 8]
+    (previous,) = tmp_path.glob("previous-*")
+    assert [int(row["step"]) for row in csv_rows(previous)] == [4, 8, 10, 12, 16, 20]  # eval rows at 10, 20
     assert [step for step, _ in tb_series(tmp_path / "tensorboard")["loss"]] == [4, 8]

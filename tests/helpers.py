@@ -5,9 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import chex
+import jax
+import pytest
 
 from emergence.checkpoint import read_checkpoint
 
@@ -108,3 +111,69 @@ def kaggle_preset(order: tuple[str, ...], run_dir: Path, clock=None, budget: flo
     )
     by_key = dict(zip([key for key in ORDER if key in preset("kaggle")], built, strict=True))
     return [by_key[key] for key in order]
+
+
+def tracker_pair() -> list:
+    """An emergence tracker on the toy task's loss and grad norm, and a specialisation tracker."""
+    from emergence.lab.trackers import EmergenceTracker, SpecializationTracker
+
+    return [EmergenceTracker(["loss", "grad_norm"], window=3, k=1.0, sustain=1), SpecializationTracker()]
+
+
+def probe(state) -> dict:
+    """What the trackers sample of a toy-task state: its output layer as per-agent action counts and params."""
+    kernel = state.params["params"]["Dense_1"]["kernel"]
+    return {"action_counts": jax.numpy.abs(kernel) + 1e-3, "agent_params": kernel}
+
+
+@pytest.fixture(scope="module")
+def quick_compiles():
+    """XLA without most optimisations while a module runs (import it into a module, autouse): compiling takes a
+    third of the CPU time, and such modules test what programs compute, not how fast they run."""
+    before = jax.config.read("jax_disable_most_optimizations")
+    jax.config.update("jax_disable_most_optimizations", True)
+    yield
+    jax.config.update("jax_disable_most_optimizations", before)
+
+
+CACHE = Path(tempfile.gettempdir()) / f"emergence-test-jax-cache-{os.getuid()}"
+
+
+def emergence(*args: str, optimize: bool = False, devices: int = 1) -> subprocess.Popen:
+    """`python -m emergence.cli ARGS` in a new process sharing the tests' JAX compile cache.
+
+    Unless `optimize`, XLA skips most optimisations: tiny runs compile in a third of the time.
+    `devices` CPU devices are forced on the child (XLA's host platform device count).
+    """
+    env = {
+        **os.environ,
+        "PYTHONUNBUFFERED": "1",
+        "JAX_COMPILATION_CACHE_DIR": str(CACHE),
+        **({"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"} if devices > 1 else {}),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
+        "JAX_DISABLE_MOST_OPTIMIZATIONS": "0" if optimize else "1",
+    }
+    return subprocess.Popen(
+        [sys.executable, "-m", "emergence.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+
+
+def finish(process: subprocess.Popen, timeout: float = 240) -> tuple[int, str, str]:
+    out, err = process.communicate(timeout=timeout)
+    return process.returncode, out, err
+
+
+def newest_periodic_step(run_dir: Path) -> int:
+    """The step of the newest periodic checkpoint on disk (`step_<N>.safetensors`), 0 if none."""
+    return max(
+        (int(p.stem.removeprefix("step_")) for p in (run_dir / "checkpoints").glob("step_*.safetensors")), default=0
+    )
+
+
+GRID = ["--sweep.grid", "diversity_bonus=0,0.05", "--sweep.grid", "niche_pressure=0,0.05", "--sweep.seeds", "2"]
+"""A 2x2 sweep grid of 2 seeds over the tiny lab (`TINY_LAB`): 8 runs."""

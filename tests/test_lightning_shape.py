@@ -110,7 +110,7 @@ def test_the_survival_callbacks_that_can_stop_say_so():
 
 def test_everything_that_reads_max_steps_copes_with_none(scenario, fake_clock, run_dir):
     """Logger, trackers, artifacts, finalize, progress and the time budget, on a run without max_steps."""
-    from tests.test_trackers import probe, tracker_pair
+    from tests.helpers import probe, tracker_pair
 
     callbacks = [
         TimeBudgetCallback(max_duration=3600, clock=fake_clock),

@@ -11,11 +11,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
-import signal
-import threading
 from pathlib import Path
 
 import pytest
@@ -27,22 +24,20 @@ from emergence.metrics.csv_sink import read_metrics_csv
 from emergence.platforms.kaggle import kaggle_resume_checkpoint
 from emergence.platforms.kaggle_workflow import verify_output
 from emergence.testing import toy_task
-from tests.scripts.driver import COMPILE_CACHE, REPO
-
-NOTEBOOK = REPO / "notebooks" / "kaggle_training.ipynb"
-KERNEL = "alice/emergence-training"
-"""The kernel id: its previous output is the one input a session resumes from (`input/<slug>`)."""
-ENV_STEPS_PER_UPDATE = 8  # num_envs 2 x rollout_len 4
-TINY = {
-    "num_envs": 2,
-    "num_food": 4,
-    "save_interval": 16,
-    "log_interval": 16,
-    "track_interval": 16,
-    "world": {"grid_size": 6, "max_agents": 4, "initial_agents": 2, "view_radius": 1},
-    "ppo": {"rollout_len": 4, "num_minibatches": 1, "num_epochs": 1, "hidden_sizes": (8,)},
-}
-"""A 6x6 world of up to 4 agents, 2 worlds, 8 env steps per update; saves, logs and samples every 2 updates."""
+from tests.notebook_kit import (
+    ENVIRONMENT,
+    FINALIZE,
+    INSTALL,
+    KERNEL,
+    NOTEBOOK,
+    RESULTS,
+    RESUME,
+    TRAIN,
+    Executed,
+    execute_notebook,
+    fake_root,
+    updates,
+)
 
 
 def _fit(run_dir: Path, max_steps: int, resume="auto") -> Trainer:
@@ -169,99 +164,10 @@ def test_the_parameters_cell_is_tagged_for_papermill_and_holds_the_seed_defaults
     assert {name: values[name] for name in SEED_DEFAULTS} == SEED_DEFAULTS
 
 
-class Executed:
-    """One headless execution of the notebook: its cells' outputs and the fake Kaggle root."""
-
-    def __init__(self, nb, root: Path) -> None:
-        self.nb, self.root, self.working = nb, root, root / "working"
-
-    def outputs(self, index: int) -> list:
-        """The outputs of the notebook's code cell `index` (0-based; the injected parameters not counted)."""
-        cells = [
-            c
-            for c in self.nb.cells
-            if c.cell_type == "code" and "injected-parameters" not in c.metadata.get("tags", [])
-        ]
-        return cells[index].outputs
-
-    def text(self, index: int) -> str:
-        """Everything code cell `index` printed or displayed as text."""
-        return "".join(out.get("text", "") or out.get("data", {}).get("text/plain", "") for out in self.outputs(index))
-
-    def stopped(self) -> tuple[str, int]:
-        """The train cell's last line: why it stopped and at which update."""
-        found = re.search(r"stopped \((\S+)\) at update ([\d,]+) of", self.text(TRAIN))
-        assert found, self.text(TRAIN)
-        return found.group(1), int(found.group(2).replace(",", ""))
-
-
-ENVIRONMENT, INSTALL, PARAMETERS, RESUME, TRAIN, RESULTS, FINALIZE = range(7)
-
-
-def _with_parameters(nb, values: dict):
-    """Insert an `injected-parameters` cell after the `parameters` cell, as papermill does."""
-    import nbformat
-
-    index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-    source = "\n".join(f"{name} = {value!r}" for name, value in values.items())
-    cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
-    nb.cells.insert(index + 1, cell)
-    return nb
-
-
-def execute_notebook(root: Path, interrupt_when=None, **parameters) -> Executed:
-    """Run the notebook in a fresh python3 kernel with `EMERGENCE_KAGGLE_ROOT=root` and TINY + `parameters`.
-
-    `interrupt_when(root)`: polled from a thread; once true, the kernel gets SIGINT (what
-    Jupyter's interrupt button sends), once.
-    """
-    nbformat = pytest.importorskip("nbformat")
-    nbclient = pytest.importorskip("nbclient")
-    nb = _with_parameters(nbformat.read(NOTEBOOK, as_version=4), {**TINY, **parameters})
-    client = nbclient.NotebookClient(
-        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}
-    )
-    env = {**COMPILE_CACHE, **os.environ, "EMERGENCE_KAGGLE_ROOT": str(root), "PYTHONPATH": str(REPO)}
-    env.pop("KAGGLE_KERNEL_RUN_TYPE", None)
-    done = threading.Event()
-    watcher = threading.Thread(target=_interrupt, args=(client, root, interrupt_when, done), daemon=True)
-    if interrupt_when is not None:
-        watcher.start()
-    try:
-        client.execute(env=env)
-    finally:
-        done.set()
-    return Executed(nb, root)
-
-
-def _interrupt(client, root: Path, when, done: threading.Event) -> None:
-    while not done.wait(0.05):
-        process = getattr(getattr(getattr(client, "km", None), "provisioner", None), "process", None)
-        if process is not None and when(root):
-            os.kill(process.pid, signal.SIGINT)
-            return
-
-
-def _fake_root(tmp_path: Path, name: str = "kaggle") -> Path:
-    root = tmp_path / name
-    (root / "working").mkdir(parents=True)
-    (root / "input").mkdir()
-    return root
-
-
-def _metric_steps(run_dir: Path) -> list[int]:
-    return [int(row["step"]) for row in read_metrics_csv(run_dir / "metrics.csv")[1]]
-
-
-def _updates(count: int) -> int:
-    """`count` updates as env steps (the notebook's unit)."""
-    return count * ENV_STEPS_PER_UPDATE
-
-
 @pytest.fixture(scope="module")
 def first_run(tmp_path_factory: pytest.TempPathFactory) -> Executed:
     """The notebook executed once from nothing to 6 updates."""
-    return execute_notebook(_fake_root(tmp_path_factory.mktemp("first")), total_steps=_updates(6))
+    return execute_notebook(fake_root(tmp_path_factory.mktemp("first")), total_steps=updates(6))
 
 
 def test_the_notebook_trains_from_scratch_and_leaves_verified_outputs(first_run):
@@ -293,7 +199,7 @@ def test_the_notebook_shows_progress_curves_and_trackers_inline(first_run):
 def test_executing_again_resumes_and_the_step_continues(first_run, tmp_path):
     root = tmp_path / "kaggle"
     shutil.copytree(first_run.root, root)
-    again = execute_notebook(root, total_steps=_updates(10))
+    again = execute_notebook(root, total_steps=updates(10))
     assert f"resuming from {root / 'working' / 'checkpoints' / 'final_step_6.safetensors'}" in again.text(RESUME)
     assert again.stopped() == ("max_steps", 10)
     assert _metric_steps(root / "working") == [2, 4, 6, 8, 10]
@@ -302,12 +208,12 @@ def test_executing_again_resumes_and_the_step_continues(first_run, tmp_path):
 
 
 def test_a_new_session_resumes_from_the_previous_output_attached_read_only(first_run, tmp_path, read_only_dir):
-    root = _fake_root(tmp_path)
+    root = fake_root(tmp_path)
     attached = root / "input" / "notebooks" / "alice" / "emergence-training"
     shutil.copytree(first_run.working, attached)
     read_only_dir(root / "input")
     before = _snapshot(root / "input")
-    resumed = execute_notebook(root, total_steps=_updates(10), kernel=KERNEL)
+    resumed = execute_notebook(root, total_steps=updates(10), kernel=KERNEL)
     assert f"resuming from {attached / 'checkpoints' / 'final_step_6.safetensors'}" in resumed.text(RESUME)
     assert resumed.stopped() == ("max_steps", 10)
     assert (root / "working" / "checkpoints" / "final_step_10.safetensors").is_file()
@@ -321,8 +227,8 @@ def _periodic_checkpoint_written(root: Path) -> bool:
 
 @pytest.mark.slow  # two executions; the interrupt itself is also covered by test_jupyter_interrupt.py
 def test_interrupting_the_kernel_mid_training_leaves_an_emergency_checkpoint_the_next_run_resumes(tmp_path):
-    root = _fake_root(tmp_path)
-    interrupted = execute_notebook(root, interrupt_when=_periodic_checkpoint_written, total_steps=_updates(10**6))
+    root = fake_root(tmp_path)
+    interrupted = execute_notebook(root, interrupt_when=_periodic_checkpoint_written, total_steps=updates(10**6))
     reason, step = interrupted.stopped()
     assert reason == "signal:SIGINT" and 2 <= step < 10**6
     emergency = root / "working" / "checkpoints" / f"emergency_step_{step}.safetensors"
@@ -330,6 +236,10 @@ def test_interrupting_the_kernel_mid_training_leaves_an_emergency_checkpoint_the
     summary = json.loads((root / "working" / "summary.json").read_text())  # the later cells still ran
     assert (summary["status"], summary["final_step"]) == ("interrupted", step)
 
-    resumed = execute_notebook(root, total_steps=_updates(step + 2))
+    resumed = execute_notebook(root, total_steps=updates(step + 2))
     assert f"resuming from {emergency} (emergency, update {step:,})" in resumed.text(RESUME)
     assert resumed.stopped() == ("max_steps", step + 2)
+
+
+def _metric_steps(run_dir: Path) -> list[int]:
+    return [int(row["step"]) for row in read_metrics_csv(run_dir / "metrics.csv")[1]]

@@ -16,7 +16,7 @@ from emergence.callbacks import CheckpointCallback, TrackerCallback
 from emergence.checkpoint import list_checkpoints, read_checkpoint, read_manifest
 from emergence.lab.trackers import EmergenceTracker, SpecializationTracker, specialization_index, weight_divergence
 from emergence.testing import fire, toy_task
-from tests.helpers import SCRIPTS, assert_same_arrays, wait_for_line
+from tests.helpers import SCRIPTS, assert_same_arrays, probe, tracker_pair, wait_for_line
 
 
 def feed(tracker, points, key="population", start=1):
@@ -155,15 +155,6 @@ def test_tracker_state_round_trips_through_json_bitwise_and_continues_identicall
     assert json.dumps(original.state_dict()) == json.dumps(restored.state_dict())
     if isinstance(original, EmergenceTracker):
         assert original.events, "the test should exercise saved events"
-
-
-def tracker_pair():
-    return [EmergenceTracker(["loss", "grad_norm"], window=3, k=1.0, sustain=1), SpecializationTracker()]
-
-
-def probe(state):
-    kernel = state.params["params"]["Dense_1"]["kernel"]
-    return {"action_counts": jax.numpy.abs(kernel) + 1e-3, "agent_params": kernel}
 
 
 def test_samples_at_each_interval_and_at_max_steps_with_one_fetch_each(tmp_path, monkeypatch):

@@ -3,7 +3,7 @@
 Offline (`WANDB_MODE=offline`), for real: wandb writes each session's transaction log
 (`run-<id>.wandb`), and the rows are read back from those files with
 `emergence.testing.wandb_offline` (wandb's own protobuf records). Run as a script, this
-file is the training child: `python tests/test_wandb_resume.py RUN_DIR MAX_STEPS FLUSH_SECONDS`.
+file is the training child: `python tests/callbacks/test_wandb_resume.py RUN_DIR MAX_STEPS FLUSH_SECONDS`.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EVERY = 5
 MAX_STEPS = 40
 KILL_AFTER = 23
@@ -112,7 +112,7 @@ def test_sigkill_and_resume_continue_one_wandb_run_with_every_step(tmp_path, flu
     if flush_seconds < 1:
         assert history_rows(files[0]), "the killed session flushed nothing: the duplicate path went untested"
 
-    expected = _csv_values(run_dir)  # the CSV is continuous across resumes (tests/test_metrics_continuity.py)
+    expected = _csv_values(run_dir)  # the CSV is continuous across resumes (tests/e2e/test_metrics_continuity.py)
     assert sorted(expected) == list(range(1, MAX_STEPS + 1))
     seen: dict[int, dict[str, float]] = {}
     for f in files:

@@ -92,7 +92,7 @@ def test_max_epochs_without_train_data_says_what_to_pass(tmp_path):
 CHILD = """
 import chex, numpy as np
 from emergence import Trainer
-from tests.test_fit_with_data import MeanTask, batches
+from tests.data.test_fit_with_data import MeanTask, batches
 one = Trainer(max_epochs=2, steps_per_call=2, run_dir="one", resume=None).fit(MeanTask(), train_data=batches())
 trainer = Trainer(max_epochs=2, steps_per_call=2, run_dir="all", resume=None, devices="all")
 many = trainer.fit(MeanTask(), train_data=batches())
@@ -103,7 +103,7 @@ print("devices ok")
 
 
 def test_with_devices_all_each_batch_is_split_over_the_mesh_and_trains_as_on_one_device(tmp_path):
-    repo = Path(__file__).resolve().parents[1]
+    repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4", "JAX_PLATFORMS": "cpu"}
     env["PYTHONPATH"] = str(repo)
     done = subprocess.run(

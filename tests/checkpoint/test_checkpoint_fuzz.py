@@ -32,7 +32,7 @@ from emergence.checkpoint.format import CHECKSUM_KEY, MANIFEST_KEY, CheckpointFi
 from emergence.errors import CorruptCheckpointError
 from emergence.state import TrainState
 
-V1_FIXTURE = Path(__file__).parent / "fixtures" / "checkpoint_v1.safetensors"
+V1_FIXTURE = Path(__file__).parents[1] / "fixtures" / "checkpoint_v1.safetensors"
 DTYPES = ("F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U64", "U32", "U16", "U8", "BOOL", "F8_E4M3", "X")
 
 Mutant = tuple[str, bytes]

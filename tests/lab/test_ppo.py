@@ -1,6 +1,6 @@
 """The PPO learner keeps its promises: pure, deterministic updates; masked dead slots;
 children inherit mutated heads; named eval metrics. That the quick preset learns is
-tests/test_cli_train.py's slow test, through the command the README runs."""
+tests/lab/test_cli_train.py's slow test, through the command the README runs."""
 
 import dataclasses
 import json
@@ -18,6 +18,7 @@ from emergence.lab.agents.evolution import behaviour_similarity, inherit, weight
 from emergence.lab.agents.networks import policy
 from emergence.lab.agents.ppo import EVAL_SALT, Batch, gae, ppo_loss
 from emergence.lab.tracking import policy_probe
+from tests.helpers import quick_compiles  # noqa: F401  (a fixture: pytestmark below)
 
 TINY = PPOConfig(
     env=EnvParams(grid_size=8, max_agents=8, initial_agents=4, num_food=6, view_radius=1, max_steps=40),
@@ -33,14 +34,7 @@ TINY = PPOConfig(
 EVAL_KEYS = {"eval/mean_return", "eval/food_per_agent_step", "eval/population", "eval/lifespan"}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def quick_compiles():
-    """XLA without most optimisations while this module runs: compiling takes a third of the CPU time
-    (what is tested here is what the programs compute, not how fast they run)."""
-    before = jax.config.read("jax_disable_most_optimizations")
-    jax.config.update("jax_disable_most_optimizations", True)
-    yield
-    jax.config.update("jax_disable_most_optimizations", before)
+pytestmark = pytest.mark.usefixtures("quick_compiles")  # XLA without most optimisations in this module
 
 
 @pytest.fixture(scope="module")

@@ -1,7 +1,7 @@
 """Sweeps keep their promises in-process: the grid's runs and names, one-line errors for bad grids (nothing
 written), run i of the vmapped sweep computes what its config computes alone, the long-form metrics.csv
 survives resumes. The report is tests/lab/test_sweep_report.py. The CLI end to end (run i against
-`emergence train`, export, SIGKILL + resume) is tests/test_sweep_cli.py (slow)."""
+`emergence train`, export, SIGKILL + resume) is tests/lab/test_sweep_cli.py (slow)."""
 
 from __future__ import annotations
 
@@ -22,10 +22,9 @@ from emergence.lab.sweep.memory import check_fits, device_limit, step_bytes
 from emergence.lab.sweep.sinks import LongCSVSink, read_long_csv
 from emergence.metrics import SinkStart
 from emergence.parallel.export import seed_checkpoint
-from tests.helpers import TINY_LAB
+from tests.helpers import GRID, TINY_LAB
 
 TINY = TINY_LAB
-GRID = ["--sweep.grid", "diversity_bonus=0,0.05", "--sweep.grid", "niche_pressure=0,0.05", "--sweep.seeds", "2"]
 
 
 @pytest.fixture(scope="module", autouse=True)

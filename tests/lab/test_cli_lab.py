@@ -18,7 +18,10 @@ from emergence.envs import EnvParams
 from emergence.lab.agents import PPOConfig, PPOTask, episode_metrics
 from emergence.lab.cli.episodes import contact_sheet, play
 from emergence.testing import toy_task
-from tests.test_ppo import quick_compiles  # noqa: F401  (autouse: XLA without most optimisations here too)
+from tests.helpers import quick_compiles  # noqa: F401  (a fixture: pytestmark below)
+
+pytestmark = pytest.mark.usefixtures("quick_compiles")  # XLA without most optimisations in this module
+
 
 TINY = PPOConfig(
     env=EnvParams(grid_size=6, max_agents=6, initial_agents=3, num_food=5, view_radius=1),

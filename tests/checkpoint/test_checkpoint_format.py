@@ -62,7 +62,7 @@ def test_a_checkpoint_written_from_jax_arrays_loads_with_numpy_only(tmp_path):
     assert arrays["rng"].dtype == np.uint32 and arrays["rng"].shape == (2,)
 
 
-V1_FIXTURE = Path(__file__).parent / "fixtures" / "checkpoint_v1.safetensors"  # written by format v1's code
+V1_FIXTURE = Path(__file__).parents[1] / "fixtures" / "checkpoint_v1.safetensors"  # written by format v1's code
 
 
 def _assert_equal_to_tree(loaded):

@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 
 from emergence.checkpoint import read_checkpoint
-from tests.helpers import ckpt_diff
-from tests.test_cli_train import emergence, finish, newest_periodic_step
-from tests.test_sweep import GRID, TINY
+from tests.helpers import GRID, ckpt_diff, emergence, finish, newest_periodic_step
+from tests.helpers import TINY_LAB as TINY
 
 pytestmark = pytest.mark.slow
 
@@ -133,10 +132,10 @@ def test_a_killed_sweep_resumed_ends_bitwise_equal_to_the_straight_one(straight,
 
 
 def test_the_kaggle_notebook_runs_a_sweep_and_shows_its_report(tmp_path):
-    from tests.test_notebook import _fake_root, _updates, execute_notebook
+    from tests.notebook_kit import execute_notebook, fake_root, updates
 
     sweep = {"grid": {"diversity_bonus": [0, 0.05]}, "seeds": 2}
-    run = execute_notebook(_fake_root(tmp_path), total_steps=_updates(4), sweep=sweep)
+    run = execute_notebook(fake_root(tmp_path), total_steps=updates(4), sweep=sweep)
     assert "update 4 of 4 = 32 env steps per run" in run.text(4)
     rows = list(csv.DictReader(open(run.working / "metrics.csv")))
     assert {(r["run"], r["diversity_bonus"], r["seed"]) for r in rows} == {

@@ -39,7 +39,7 @@ from emergence.platforms.kaggle_workflow import (
 )
 from emergence.testing import toy_task
 
-FAKE_DIR = Path(__file__).parent / "fake_kaggle"
+FAKE_DIR = Path(__file__).parents[1] / "fake_kaggle"
 KERNEL = "alice/emergence-training"
 NOTEBOOK = "kaggle_training.ipynb"
 
@@ -632,7 +632,7 @@ def test_emergence_kaggle_exits_with_the_status_in_a_real_process(fake, tmp_path
 
 def _environment_cell(tmp_path: Path, gpus: list[str]) -> subprocess.CompletedProcess:
     """Run the notebook's environment cell with an `nvidia-smi` that lists `gpus`."""
-    notebook = json.loads((Path(__file__).parents[1] / "notebooks" / NOTEBOOK).read_text())
+    notebook = json.loads((Path(__file__).parents[2] / "notebooks" / NOTEBOOK).read_text())
     source = "".join(notebook["cells"][2]["source"])
     bin_dir = tmp_path / "gpu-bin"
     bin_dir.mkdir()

@@ -5,11 +5,7 @@ on resume; and (slow) `--preset quick` beats a random policy and survives SIGKIL
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -21,47 +17,10 @@ from emergence.lab.agents import PPOTask
 from emergence.lab.cli.train import parse_config
 from emergence.lab.run import callbacks
 from emergence.metrics import read_metrics_csv
-from tests.helpers import TINY_LAB, ckpt_diff
+from tests.helpers import TINY_LAB, ckpt_diff, emergence, finish, newest_periodic_step
 
 TINY = [*TINY_LAB, "--train.log-interval", "16", "--train.track-interval", "16"]
 """Flags of a run that compiles in seconds: 8 env steps per update."""
-CACHE = Path(tempfile.gettempdir()) / f"emergence-test-jax-cache-{os.getuid()}"
-
-
-def emergence(*args: str, optimize: bool = False, devices: int = 1) -> subprocess.Popen:
-    """`python -m emergence.cli ARGS` in a new process sharing the tests' JAX compile cache.
-
-    Unless `optimize`, XLA skips most optimisations: tiny runs compile in a third of the time.
-    `devices` CPU devices are forced on the child (XLA's host platform device count).
-    """
-    env = {
-        **os.environ,
-        "PYTHONUNBUFFERED": "1",
-        "JAX_COMPILATION_CACHE_DIR": str(CACHE),
-        **({"XLA_FLAGS": f"--xla_force_host_platform_device_count={devices}"} if devices > 1 else {}),
-        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-        "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "0",
-        "JAX_DISABLE_MOST_OPTIMIZATIONS": "0" if optimize else "1",
-    }
-    return subprocess.Popen(
-        [sys.executable, "-m", "emergence.cli", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-
-
-def finish(process: subprocess.Popen, timeout: float = 240) -> tuple[int, str, str]:
-    out, err = process.communicate(timeout=timeout)
-    return process.returncode, out, err
-
-
-def newest_periodic_step(run_dir: Path) -> int:
-    """The step of the newest periodic checkpoint on disk (`step_<N>.safetensors`), 0 if none."""
-    return max(
-        (int(p.stem.removeprefix("step_")) for p in (run_dir / "checkpoints").glob("step_*.safetensors")), default=0
-    )
 
 
 def one_line_error(capsys, argv: list[str]) -> str:

@@ -16,7 +16,7 @@ from emergence.errors import CheckpointWriteError
 from emergence.testing import DivergingTask, FakeClock, Scenario
 
 pytest_plugins = ["pytester"]
-DOC = Path(__file__).resolve().parents[1] / "docs" / "testing.md"
+DOC = Path(__file__).resolve().parents[2] / "docs" / "testing.md"
 
 
 class SaveEveryHour(Callback):

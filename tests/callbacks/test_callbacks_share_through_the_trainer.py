@@ -24,7 +24,7 @@ from emergence.calls import CallTracker
 from emergence.checkpoint import read_manifest
 from emergence.metrics import CSVSink, read_metrics_csv
 from emergence.testing import FakeClock, fire, toy_task
-from tests.test_trackers import probe, tracker_pair
+from tests.helpers import probe, tracker_pair
 
 
 class Publisher(Callback):

@@ -121,7 +121,7 @@ def test_process_start_time_is_when_the_process_started_not_when_asked():
         capture_output=True,
         text=True,
         check=True,
-        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])},
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
     )
     assert abs(float(out.stdout) - launched) < 1.2
 

@@ -21,7 +21,7 @@ from emergence.callbacks.base import EVERY_CALL, Callback, Metrics, hook_table, 
 from emergence.callbacks.progress import RichProgressCallback
 from emergence.calls import CallTracker
 from emergence.checkpoint import AnyOf, CheckpointFile, CheckpointManager, CheckpointRef, Durable, SavePolicy
-from emergence.checkpoint.async_writer import AsyncCheckpointWriter
+from emergence.checkpoint.async_writer import AsyncCheckpointWriter, writer_from
 from emergence.checkpoint.manifest import check_config
 from emergence.checkpoint.restore import host_metrics
 from emergence.checkpoint.tree import check_storable
@@ -167,7 +167,7 @@ class Trainer:
         self.eval_every_n_steps = eval_every_n_steps
         self.force_resume = force_resume
         self.overwrite = overwrite
-        self._writer = _writer(async_checkpoint)
+        self._writer = writer_from(async_checkpoint, "async_checkpoint")
         self.checkpoints: CheckpointManager | None = None
         self.parallel = None if devices is None else DataParallel(devices)
         self._hooks = hook_table(self.callbacks)
@@ -671,14 +671,6 @@ class Trainer:
 def _donated(state: Any) -> bool:
     """The state's buffers were consumed by a jitted call that then failed (the state is donated to each call)."""
     return any(getattr(leaf, "is_deleted", lambda: False)() for leaf in jax.tree.leaves(state))
-
-
-def _writer(async_checkpoint: bool | AsyncCheckpointWriter) -> AsyncCheckpointWriter | None:
-    if isinstance(async_checkpoint, AsyncCheckpointWriter):
-        return async_checkpoint
-    if not isinstance(async_checkpoint, bool):
-        raise ValueError(f"async_checkpoint must be True, False or an AsyncCheckpointWriter, got {async_checkpoint!r}")
-    return AsyncCheckpointWriter() if async_checkpoint else None
 
 
 def _check_positive(**values: int) -> None:

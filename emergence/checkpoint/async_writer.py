@@ -89,10 +89,10 @@ def _run_here(job: Callable[[], Any]) -> Future:
     return future
 
 
-def writer_from(writer: bool | AsyncCheckpointWriter) -> AsyncCheckpointWriter | None:
-    """The writer a `writer=` argument asks for: a new one for True, none for False, a given one as is."""
+def writer_from(writer: bool | AsyncCheckpointWriter, name: str = "writer") -> AsyncCheckpointWriter | None:
+    """The writer a `writer=` argument (called `name` in errors) asks for: new for True, none for False, a given one."""
     if isinstance(writer, AsyncCheckpointWriter):
         return writer
     if not isinstance(writer, bool):
-        raise ValueError(f"writer must be True, False or an AsyncCheckpointWriter, got {writer!r}")
+        raise ValueError(f"{name} must be True, False or an AsyncCheckpointWriter, got {writer!r}")
     return AsyncCheckpointWriter() if writer else None

@@ -70,7 +70,7 @@ class CallTracker:
         """The Trainer queued a call of `steps` steps ending at `step`: track it by its metrics, note what finished."""
         if self._started_from is None:  # the first call: compiled already, the device starts on it now
             self._started_from = self._completed = step - steps
-        leaves = [leaf for leaf in jax.tree.leaves(metrics) if isinstance(leaf, jax.Array)]  # a host float is done
+        leaves = [leaf for leaf in jax.tree.leaves(metrics) if hasattr(leaf, "is_ready")]  # a host float is done
         if not leaves:  # nothing to watch: the host's view is all there is
             self._completed = step
             return

@@ -102,7 +102,7 @@ def test_resuming_another_sweep_or_a_single_run_is_one_line_and_touches_nothing(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoints"]
 
 
-@pytest.mark.parametrize("strategy", ["vmap", "map"])
+@pytest.mark.parametrize("strategy", ["vmap", pytest.param("map", marks=pytest.mark.slow)])  # map: 75 s on 2 cores
 def test_run_i_of_the_sweep_computes_what_its_config_computes_alone(strategy):
     """Float tolerance, not bits: vmap batches each matmul, which XLA's CPU backend reduces in another order
     (seen: at most 2e-8 on params after 2 updates); `map` runs each run's own program (seen: bitwise)."""

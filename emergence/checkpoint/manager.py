@@ -295,6 +295,8 @@ class CheckpointManager:
     @property
     def latest(self) -> CheckpointRef | None:
         """The newest checkpoint this manager saved (durable, or handed to process 0) or resumed from."""
+        if not self.writes:  # what it handed to process 0, never the resumed file the link rule remembers
+            return self._not_written or self.resumed_from
         if self._pending.last_written is not None:
             return self._pending.last_written[0].ref
         return self._not_written or self.resumed_from

@@ -162,11 +162,6 @@ def test_every_process_trains_its_seed_and_only_process_0_writes_then_both_resum
     chex.assert_trees_all_close(mine, a, rtol=1e-5, atol=1e-7)
 
 
-@pytest.mark.xfail(
-    reason="known regression after this round's merges (issue 18 stays open): after the resume the two processes "
-    "reach different saves at step 9 (sync_global_devices name mismatch); the SIGTERM part itself holds",
-    strict=False,
-)
 def test_a_sigterm_to_one_process_stops_both_at_one_step_with_one_emergency_checkpoint_then_both_resume(tmp_path):
     run_dir = tmp_path / "run"
     run_dir.mkdir()

@@ -140,7 +140,13 @@ def trainer_runner(
     if names == [KAGGLE]:
         callbacks = kaggle_preset(run_dir, log_every)
     trainer = Trainer(
-        task, [window, *callbacks, window.opener], max_steps=fused, steps_per_call=fused, run_dir=run_dir, resume=None
+        task,
+        [window, *callbacks, window.opener],
+        max_steps=fused,
+        steps_per_call=fused,
+        run_dir=run_dir,
+        resume=None,
+        overwrite=True,  # every fit starts afresh in the same run dir; the old outputs move aside, outside the window
     )
     trainer.fit()  # compiles
 

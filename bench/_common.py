@@ -17,7 +17,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import NamedTuple, TypeVar
+from typing import Any, NamedTuple, TypeVar
 
 import jax
 
@@ -151,7 +151,11 @@ def exit_with(verdicts: Sequence[str]) -> None:
 
 
 class Window(Callback):
-    """Times the loop: opened by `opener` (last in the list), closed here (first), the state ready at both ends."""
+    """Times the loop: opened by `opener` (last in the list) at `on_fit_start`, closed by it after the hooks of
+    the call that reaches `max_steps` (else at `on_fit_end`, here, first), the state ready at both ends.
+
+    So the end checkpoint a stop writes (once per run, like setup and restore) is outside the window.
+    """
 
     def __init__(self) -> None:
         self.lap = Lap(0.0, 0.0)
@@ -162,14 +166,25 @@ class Window(Callback):
         return self.lap.wall
 
     def on_fit_end(self, trainer: Trainer, reason: str) -> None:
-        jax.block_until_ready(trainer.state)
-        self.lap = self.opener.watch.stop()
+        if self.opener.open:
+            self.opener.close(trainer)
 
 
 class _Opener(Callback):
     def __init__(self, window: Window) -> None:
-        self.window, self.watch = window, Stopwatch()
+        self.window, self.watch, self.open = window, Stopwatch(), False
 
     def on_fit_start(self, trainer: Trainer) -> None:
         jax.block_until_ready(trainer.state)  # init_state's eager ops are not the loop's
-        self.watch = Stopwatch()
+        self.watch, self.open = Stopwatch(), True
+
+    def next_due(self, trainer: Trainer) -> float:
+        return float("inf") if trainer.max_steps is None else trainer.max_steps
+
+    def on_train_call_end(self, trainer: Trainer, metrics: Any) -> None:
+        if self.open and trainer.max_steps is not None and trainer.step >= trainer.max_steps:
+            self.close(trainer)
+
+    def close(self, trainer: Trainer) -> None:
+        jax.block_until_ready(trainer.state)
+        self.window.lap, self.open = self.watch.stop(), False

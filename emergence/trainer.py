@@ -25,10 +25,8 @@ from emergence.checkpoint.async_writer import AsyncCheckpointWriter, writer_from
 from emergence.checkpoint.manifest import check_config
 from emergence.checkpoint.restore import host_metrics
 from emergence.checkpoint.tree import check_storable
-from emergence.contract import check_eval_step, check_train_step
 from emergence.data.evaluation import evaluate_over
 from emergence.data.feed import TrainFeed
-from emergence.data.fused import steps_over_batches
 from emergence.data.placement import BatchPlacement
 from emergence.log import get_logger
 from emergence.parallel.mesh import DataParallel, Devices
@@ -40,6 +38,7 @@ from emergence.schedule import Every
 from emergence.state import TrainState
 from emergence.stop import StopReason, as_stop_reason
 from emergence.task import Task, task_config, task_name
+from emergence.train_call import TrainCalls
 
 log = get_logger("emergence.trainer")
 
@@ -55,22 +54,6 @@ class SaveRequest(NamedTuple):
     kind: str
     reason: str | None
     metrics: dict[str, float] | None
-
-
-def _jit_donating(fn: Callable) -> Callable:
-    return jax.jit(fn, donate_argnums=0)
-
-
-def _fused_call(train_step: Callable, steps: int, jit_step: Callable[[Callable], Callable] = _jit_donating) -> Callable:
-    """One jitted call running `steps` train steps; metrics averaged over them on device."""
-    if steps == 1:
-        return jit_step(train_step)
-
-    def many(state: TrainState) -> tuple[TrainState, Metrics]:
-        state, metrics = jax.lax.scan(lambda s, _: train_step(s), state, None, length=steps)
-        return state, jax.tree.map(lambda m: m.mean(axis=0), metrics)
-
-    return jit_step(many)
 
 
 class Trainer:
@@ -177,7 +160,7 @@ class Trainer:
             if overrides(cb, "on_train_call_end")
         ]
         self._publishers = [cb for cb in self.callbacks if overrides(cb, "summary")]
-        self._calls: dict[int, Callable] = {}
+        self._calls: TrainCalls | None = None
         self._platform: dict[str, Any] | None = None
         self._eval_call: Callable | None = None
         self._evaluation = None if eval_every_n_steps is None else Every(eval_every_n_steps, owner="Trainer eval")
@@ -208,14 +191,13 @@ class Trainer:
         self.calls = CallTracker()
         self.feed: TrainFeed | None = None
         self._val_data: Any = None
-        self._checked = False
 
     def _bind(self, task: Task) -> None:
         """Make `task` the one this trainer trains (checked as the constructor or `fit` receives it)."""
         if self.eval_every_n_steps is not None and not callable(getattr(task, "eval_step", None)):
             raise ValueError("eval_every_n_steps is set but the task has no eval_step; add one or drop it")
-        if task is not self.task:
-            self._calls, self._eval_call = {}, None
+        if task is not self.task or self._calls is None:
+            self._calls, self._eval_call = TrainCalls(task, self.parallel), None
         self.task = task
         if not self._run_dir_given:
             self.run_dir = Path("runs") / task_name(task)
@@ -334,6 +316,8 @@ class Trainer:
         try:
             self._fire("setup")
             self._state = self._initial_state(resume_file)
+            if self.feed is None:  # with train_data, at the first batch (its shapes are the data's)
+                self._calls.check(self._state, eval_too=self._val_data is None)
             self.fit_start_step = self._step
             self.checkpoints.start(self._step)
             if self._evaluation is not None:
@@ -390,18 +374,15 @@ class Trainer:
         while self._stop is None and (end is None or self._step < end):
             steps = self.steps_per_call if end is None else min(self.steps_per_call, end - self._step)
             if self.feed is None:
-                if not self._checked:
-                    self._check_contract()
-                self._state, metrics = self._call(steps)(self._state)
+                self._state, metrics = self._calls.get(steps)(self._state)
             else:
                 group = self.feed.next_call()
                 if group is None:
                     self._stopped(StopReason("max_epochs"))
                     break
-                if not self._checked:
-                    self._check_contract(group.batch, stacked=group.steps > 1)
+                self._calls.check(self._state, group.batch, stacked=group.steps > 1, eval_too=False)
                 steps = group.steps
-                self._state, metrics = self._call(steps)(self._state, group.batch)
+                self._state, metrics = self._calls.get(steps, with_batches=True)(self._state, group.batch)
             self._step += steps
             self.last_metrics = metrics
             # One call's end, in this order; do not reorder (see `fit`): every hook of the call has
@@ -498,26 +479,6 @@ class Trainer:
             self._end_checkpoint()
         except Exception as err:
             log.error("%s: the emergency checkpoint failed too: %s", self._stop, err)
-
-    def _call(self, steps: int) -> Callable:
-        if steps not in self._calls:
-            jit_step = _jit_donating if self.parallel is None else self.parallel.jit_step
-            if self.feed is None:
-                self._calls[steps] = _fused_call(self.task.train_step, steps, jit_step)
-            elif self.parallel is None:
-                self._calls[steps] = jit_step(steps_over_batches(self.task.train_step, steps))
-            else:
-                batches = BatchPlacement(self.parallel.mesh).sharding(stacked=steps > 1)
-                self._calls[steps] = self.parallel.jit_step(steps_over_batches(self.task.train_step, steps), batches)
-        return self._calls[steps]
-
-    def _check_contract(self, batch: Any = None, stacked: bool = False) -> None:
-        """The task contract, once, before the first call: one-line errors for a step that returns the wrong thing."""
-        self._checked = True
-        one = None if batch is None else jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[stacked:], x.dtype), batch)
-        check_train_step(self.task.train_step, self._state, one)
-        if self._val_data is None and callable(getattr(self.task, "eval_step", None)) and self.feed is None:
-            check_eval_step(self.task.eval_step, self._state)
 
     def evaluate(self) -> Metrics:
         """Run the task's `eval_step` (over all of `val_data`, averaged per example, when given); fire

@@ -37,6 +37,7 @@ from typing import IO, TYPE_CHECKING, Any
 from emergence.callbacks._records import latest_checkpoint, output_dir, write_json
 from emergence.callbacks.base import Callback
 from emergence.checkpoint.atomic import TEMP_PREFIX, atomic_write, atomic_write_text
+from emergence.checkpoint.fresh_start import PREVIOUS_PREFIX
 from emergence.errors import EmergenceError
 from emergence.log import get_logger
 from emergence.parallel.process_zero import writes_outputs
@@ -175,14 +176,22 @@ def output_files(root: Path) -> list[Path]:
 
     Symlinks are left out (rglob does not descend into linked folders either): a link in a
     resumed run dir must not carry a file from elsewhere (`~/.kaggle/kaggle.json`) into a
-    public `outputs.zip`.
+    public `outputs.zip`. So are the `previous-<time>/` folders an overwrite moved an earlier
+    run into: they are not this run's, and each holds that run's own `outputs.zip`, so zipping
+    them would double the zip at every overwrite (a re-run cell filled a disk that way).
     """
     found = (
         path
         for path in root.rglob("*")
         if path.is_file() and not path.is_symlink() and not path.name.startswith(TEMP_PREFIX)
     )
-    return sorted(path.relative_to(root) for path in found if path.relative_to(root).as_posix() not in (SUMS, ZIP))
+    relative = (path.relative_to(root) for path in found)
+    return sorted(path for path in relative if path.as_posix() not in (SUMS, ZIP) and not _earlier_run(path))
+
+
+def _earlier_run(relative: Path) -> bool:
+    """`relative` lies in a `previous-<time>/` folder of an earlier run (`checkpoint.fresh_start`)."""
+    return len(relative.parts) > 1 and relative.parts[0].startswith(PREVIOUS_PREFIX)
 
 
 def write_checksums(root: Path) -> None:

@@ -82,7 +82,7 @@ def test_state_dict_only_reads(tmp_path):
     logger = LogThrottleCallback(every_n_steps=100, sinks=[sink])
     trackers = TrackerCallback(every_n_steps=100, trackers=tracker_pair(), probe=probe)
     trainer = Trainer(toy_task(), [logger, trackers], max_steps=200, run_dir=tmp_path, resume=None)
-    trainer._state, trainer.last_metrics = trainer._call(1)(trainer.task.init_state(jax.random.key(0)))
+    trainer._state, trainer.last_metrics = trainer._calls.get(1)(trainer.task.init_state(jax.random.key(0)))
     trainer.fitting = True
     fire(trainer, "setup")
     fire(trainer, "on_fit_start")

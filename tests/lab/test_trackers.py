@@ -171,7 +171,7 @@ def test_samples_at_each_interval_and_at_max_steps_with_one_fetch_each(tmp_path,
 def test_between_samples_nothing_leaves_the_device(tmp_path):
     callback = TrackerCallback(every_n_steps=100, trackers=tracker_pair(), probe=probe)
     trainer = Trainer(toy_task(), [callback], max_steps=200, run_dir=tmp_path, resume=None)
-    trainer._state, trainer.last_metrics = trainer._call(1)(trainer.task.init_state(jax.random.key(0)))
+    trainer._state, trainer.last_metrics = trainer._calls.get(1)(trainer.task.init_state(jax.random.key(0)))
     fire(trainer, "setup")
     trainer.fitting = True
     with jax.transfer_guard_device_to_host("disallow"):

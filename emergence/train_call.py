@@ -1,0 +1,75 @@
+"""The jitted train call: `steps` fused train steps in one compiled program, built once per size.
+
+`TrainCalls` belongs to a Trainer and a task. It compiles one call per number of
+fused steps (the last call of a run may be shorter), over the task's `train_step`
+alone or over a stack of batches (`train_data`), placed on the Trainer's mesh when
+there is one, and checks the task contract (`emergence.contract`) once, before the
+first call it hands out. The check traces the step (tens of milliseconds): it runs
+once per task, not once per `fit()`, so a script calling `fit()` in a loop pays it once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import jax
+
+from emergence.contract import check_eval_step, check_train_step
+from emergence.data.fused import steps_over_batches
+from emergence.data.placement import BatchPlacement
+from emergence.parallel.mesh import DataParallel
+from emergence.task import Metrics, Task
+
+
+def _jit_donating(fn: Callable) -> Callable:
+    return jax.jit(fn, donate_argnums=0)
+
+
+def fused_call(train_step: Callable, steps: int, jit_step: Callable[[Callable], Callable] = _jit_donating) -> Callable:
+    """One jitted call running `steps` train steps; metrics averaged over them on device."""
+    if steps == 1:
+        return jit_step(train_step)
+
+    def many(state: Any) -> tuple[Any, Metrics]:
+        state, metrics = jax.lax.scan(lambda s, _: train_step(s), state, None, length=steps)
+        return state, jax.tree.map(lambda m: m.mean(axis=0), metrics)
+
+    return jit_step(many)
+
+
+class TrainCalls:
+    """The compiled train calls of one task, by number of fused steps, and the contract checked once."""
+
+    def __init__(self, task: Task, parallel: DataParallel | None) -> None:
+        self.task = task
+        self.parallel = parallel
+        self._checked: set[bool] = set()  # with a batch or without
+        self._calls: dict[tuple[int, bool], Callable] = {}
+
+    def get(self, steps: int, with_batches: bool = False) -> Callable:
+        """The call of `steps` fused steps: `call(state)`, or `call(state, batches)` when `with_batches`."""
+        key = (steps, with_batches)
+        if key not in self._calls:
+            self._calls[key] = self._compile(steps, with_batches)
+        return self._calls[key]
+
+    def _compile(self, steps: int, with_batches: bool) -> Callable:
+        jit_step = _jit_donating if self.parallel is None else self.parallel.jit_step
+        if not with_batches:
+            return fused_call(self.task.train_step, steps, jit_step)
+        over_batches = steps_over_batches(self.task.train_step, steps)
+        if self.parallel is None:
+            return jit_step(over_batches)
+        return self.parallel.jit_step(over_batches, BatchPlacement(self.parallel.mesh).sharding(stacked=steps > 1))
+
+    def check(self, state: Any, batch: Any = None, stacked: bool = False, eval_too: bool = True) -> None:
+        """The task contract for `state` (and one step's `batch`), once per task: one-line errors for a step
+        that returns the wrong thing. `eval_too`: also `eval_step(state)`, when the task has one."""
+        if (batch is not None) in self._checked:
+            return
+        one = None if batch is None else jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[stacked:], x.dtype), batch)
+        check_train_step(self.task.train_step, state, one)
+        if eval_too and callable(getattr(self.task, "eval_step", None)):
+            check_eval_step(self.task.eval_step, state)
+        self._checked.add(batch is not None)

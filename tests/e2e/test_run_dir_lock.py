@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import signal
+import subprocess
+import sys
 
-from tests.helpers import manager_writer, wait_for_line
+from emergence.checkpoint import list_checkpoints
+from tests.helpers import SCRIPTS, fit_toy_process, manager_writer, wait_for_line
 
 
 def test_a_second_writer_is_refused_naming_the_holder_and_never_touches_its_files(tmp_path):
@@ -25,3 +28,28 @@ def test_a_second_writer_is_refused_naming_the_holder_and_never_touches_its_file
     third = manager_writer(tmp_path, "--steps", "5")  # the kernel dropped the killed holder's lock
     assert third.returncode == 0, third.stderr
     assert not in_flight.exists()  # a dead writer's temp file goes, under the lock
+
+
+def test_a_second_trainer_process_is_refused_while_the_first_trains_and_resumes_after_its_kill(tmp_path):
+    """Issue 19, item 1, through the Trainer: a requeued job starts while the old one is still training."""
+    first = fit_toy_process(tmp_path, 10_000_000, "--every", "50")
+    try:
+        wait_for_line(first, "saved ")
+        second = subprocess.run(
+            [sys.executable, str(SCRIPTS / "fit_toy.py"), str(tmp_path), "100", "--resume", "none"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert second.returncode != 0
+        (line,) = second.stderr.strip().splitlines()[-1:]
+        assert f"is in use by pid {first.pid} on host" in line
+        assert first.poll() is None  # the first run trains on, untouched
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    third = fit_toy_process(tmp_path, 1, "--every", "50")  # the kernel dropped the killed holder's lock
+    out, err = third.communicate(timeout=120)
+    assert third.returncode == 0, err
+    kept = [ref.step for ref in list_checkpoints(tmp_path / "checkpoints")]
+    assert kept and min(kept) >= 50  # the first run's checkpoints are all there; nothing of a second run

@@ -21,7 +21,7 @@ import jax
 from emergence.checkpoint.manifest import check_config
 from emergence.checkpoint.resolve import resolve_checkpoint
 from emergence.checkpoint.restore import restore_state
-from emergence.task import task_config
+from emergence.task import checkpoint_upgrade, task_config
 
 
 def load_state(task: Any, path: str | os.PathLike, *, force_resume: bool = False) -> Any:
@@ -36,4 +36,4 @@ def load_state(task: Any, path: str | os.PathLike, *, force_resume: bool = False
         file.manifest.get("config", {}), task_config(task), set(getattr(task, "structural_keys", ())), force_resume
     )
     fresh = task.init_state(jax.random.key(0))  # the tree, shapes and placement the saved arrays go into
-    return restore_state(fresh, file)
+    return restore_state(fresh, file, checkpoint_upgrade(task))

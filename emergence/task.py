@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 import jax
+import numpy as np
 
 from emergence.state import TrainState
 
@@ -25,6 +27,9 @@ class Task(Protocol):
     - `structural_keys: set[str]`: dotted config keys whose change makes a checkpoint
       unusable (e.g. `"hidden"`); resume refuses such changes unless forced.
     - `name: str`: used for the default run directory `runs/<name>`.
+    - `upgrade_checkpoint(arrays) -> arrays`: an older checkpoint's arrays (by leaf path,
+      e.g. `"extra/world_steps"`) made to fit today's state, before they are checked
+      against it (Lightning's `on_load_checkpoint`): a leaf added since gets its value.
     """
 
     def init_state(self, rng: jax.Array) -> TrainState:
@@ -40,6 +45,12 @@ def task_config(task: Any) -> dict[str, Any]:
     """The task's JSON-able config, or an empty dict if it declares none."""
     config = getattr(task, "config", None)
     return dict(config()) if callable(config) else {}
+
+
+def checkpoint_upgrade(task: Any) -> Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]] | None:
+    """The task's `upgrade_checkpoint`, or None if it declares none."""
+    upgrade = getattr(task, "upgrade_checkpoint", None)
+    return upgrade if callable(upgrade) else None
 
 
 def task_name(task: Any) -> str:

@@ -37,7 +37,7 @@ from emergence.platforms.process import in_ipython_kernel, jax_devices
 from emergence.schedule import Every
 from emergence.state import TrainState
 from emergence.stop import StopReason, as_stop_reason
-from emergence.task import Task, task_config, task_name
+from emergence.task import Task, checkpoint_upgrade, task_config, task_name
 from emergence.train_call import TrainCalls
 
 log = get_logger("emergence.trainer")
@@ -67,7 +67,9 @@ class Trainer:
         callbacks: `Callback`s, fired in this order.
         max_steps: train steps to reach (counted across resumes); None trains until a callback
             stops the run (a time budget, a signal, early stopping: callbacks with `can_stop`),
-            with a warning at `fit()` start when none can.
+            with a warning at `fit()` start when none can. A function of the state (fresh or resumed)
+            to the steps to reach is called once per `fit()`, before `on_fit_start`, for a task whose
+            length is not counted in train steps (the lab's env steps, when the update size changed).
         steps_per_call: steps fused into one jitted `lax.scan` call; hooks fire per call.
         run_dir: where checkpoints and artifacts go (default `runs/<task name>`, once the task is known).
         resume: `"auto"` (newest valid checkpoint in the run dir, else start fresh),
@@ -116,7 +118,7 @@ class Trainer:
         task: Task | None = None,
         callbacks: Sequence[Callback] = (),
         *,
-        max_steps: int | None = None,
+        max_steps: int | Callable[[Any], int] | None = None,
         steps_per_call: int = 1,
         run_dir: str | os.PathLike | None = None,
         resume: Resume = "auto",
@@ -131,6 +133,8 @@ class Trainer:
     ) -> None:
         if isinstance(task, (list, tuple)):
             raise TypeError("Trainer's first argument is the task; pass the callback list as callbacks=[...]")
+        self.length_rule = max_steps if callable(max_steps) else None
+        max_steps = None if callable(max_steps) else max_steps
         if max_steps is not None:
             _check_positive(max_steps=max_steps)
         _check_positive(steps_per_call=steps_per_call)
@@ -358,7 +362,8 @@ class Trainer:
 
     def _warn_if_unstoppable(self) -> None:
         """With `max_steps=None`, say so when no callback can end the run (none has `can_stop`)."""
-        if self.max_steps is None and self.max_epochs is None and not any(cb.can_stop for cb in self.callbacks):
+        unbounded = self.max_steps is None and self.length_rule is None and self.max_epochs is None
+        if unbounded and not any(cb.can_stop for cb in self.callbacks):
             log.warning(
                 "max_steps=None and no callback can stop the run (none has can_stop, as TimeBudgetCallback "
                 "and SignalCheckpointCallback do): it trains until killed; set max_steps or add one"
@@ -555,7 +560,9 @@ class Trainer:
                 "restore_checkpoint replaces the state of a run in fit(); to load a checkpoint for inference, "
                 "use emergence.load_state(task, path)"
             )
-        self._state, restored = self.checkpoints.restore(self._state, ref, fold_in=fold_in)
+        self._state, restored = self.checkpoints.restore(
+            self._state, ref, fold_in=fold_in, upgrade=checkpoint_upgrade(self.task)
+        )
         self._report_durable()
         return restored
 
@@ -585,6 +592,7 @@ class Trainer:
         if self.parallel is not None:
             fresh = self.parallel.place(self.task, fresh)  # restore_state places leaves like these
         if file is None:
+            self._resolve_length(fresh)
             self._open_feed(None)
             return fresh
         check_config(
@@ -593,8 +601,9 @@ class Trainer:
             set(getattr(self.task, "structural_keys", ())),
             self.force_resume,
         )
-        state, self.resumed_from = self.checkpoints.restore(fresh, file)
+        state, self.resumed_from = self.checkpoints.restore(fresh, file, upgrade=checkpoint_upgrade(self.task))
         self._step = self.resumed_from.step
+        self._resolve_length(state)
         saved = file.manifest.get("callbacks", {})
         for callback in self.callbacks:
             if callback.state_key in saved:
@@ -603,6 +612,13 @@ class Trainer:
         self._state = state
         self._fire("on_load_checkpoint", self.resumed_from)
         return state
+
+    def _resolve_length(self, state: TrainState) -> None:
+        """`max_steps` from the state, when it was given as a function of it (`length_rule`)."""
+        if self.length_rule is not None:
+            steps = self.length_rule(state)
+            _check_positive(max_steps=steps)
+            self.max_steps = steps
 
     def _open_feed(self, saved: dict[str, Any] | None) -> None:
         """Start the data at the position a checkpoint kept (None: the start), reading no more than max_steps needs."""

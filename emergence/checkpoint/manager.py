@@ -373,12 +373,14 @@ class CheckpointManager:
         source: CheckpointFile | CheckpointRef | Path | str | None = None,
         *,
         fold_in: int | None = None,
+        upgrade: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
     ) -> tuple[Any, CheckpointRef]:
         """`template` (a fresh state of the right structure) filled from a checkpoint; the state and the ref read.
 
         `source` None: the newest checkpoint this manager saved or resumed from, after
         waiting for a write in flight. `fold_in` folds that number into every typed PRNG
-        key of the state (`fold_rng`), so the steps after a rollback do not repeat.
+        key of the state (`fold_rng`), so the steps after a rollback do not repeat. `upgrade` (a task's
+        `upgrade_checkpoint`) fits an older file's arrays to the template first.
         """
         from emergence.checkpoint.restore import restore_state
         from emergence.checkpoint.tree import fold_rng
@@ -390,7 +392,7 @@ class CheckpointManager:
                 raise CheckpointNotFoundError("no checkpoint to restore yet; save one first (CheckpointCallback)")
         if not isinstance(source, CheckpointFile):
             source = read_checkpoint(source.path if isinstance(source, CheckpointRef) else source)
-        state = restore_state(template, source)
+        state = restore_state(template, source, upgrade)
         return (state if fold_in is None else fold_rng(state, fold_in)), file_ref(source)
 
 

@@ -7,6 +7,7 @@ manifest.py). `host_metrics` is the one place a save fetches metrics off the dev
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import jax
@@ -14,6 +15,8 @@ import numpy as np
 
 from emergence.checkpoint.format import CheckpointFile
 from emergence.checkpoint.tree import unflatten_into
+
+Upgrade = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 
 def host_metrics(metrics: dict[str, Any] | None) -> dict[str, float]:
@@ -24,6 +27,10 @@ def host_metrics(metrics: dict[str, Any] | None) -> dict[str, float]:
     return {name: float(np.mean(value)) for name, value in fetched.items()}
 
 
-def restore_state(fresh_state: Any, file: CheckpointFile) -> Any:
-    """The checkpoint's arrays placed into the task's freshly initialised state."""
-    return unflatten_into(fresh_state, file.arrays, file.manifest.get("typed_keys", {}))
+def restore_state(fresh_state: Any, file: CheckpointFile, upgrade: Upgrade | None = None) -> Any:
+    """The checkpoint's arrays placed into the task's freshly initialised state.
+
+    `upgrade` (the task's `upgrade_checkpoint`) first fits an older file's arrays to today's state.
+    """
+    arrays = file.arrays if upgrade is None else upgrade(dict(file.arrays))
+    return unflatten_into(fresh_state, arrays, file.manifest.get("typed_keys", {}))

@@ -17,6 +17,7 @@ from typing import Any
 from emergence.callbacks import TrackerCallback
 from emergence.callbacks.base import Callback
 from emergence.lab.agents import PPOTask
+from emergence.lab.agents.env_steps import RunLength
 from emergence.lab.config import LabConfig
 from emergence.lab.event_count import EventCount
 from emergence.lab.report import Throughput
@@ -168,7 +169,7 @@ def build_trainer(
     return Trainer(
         task,
         callbacks(config, platform, task, **overrides),
-        max_steps=updates(train.total_steps),
+        max_steps=RunLength(train.total_steps, config.env_steps_per_update),  # updates, once the state is known
         steps_per_call=train.steps_per_call,
         run_dir=run_dir(config, platform),
         resume=resume_source(config, platform),

@@ -65,6 +65,8 @@ class ManySeeds:
         self.structural_keys = {"num_seeds"} | {f"task.{key}" for key in getattr(task, "structural_keys", ())}
         if callable(getattr(task, "eval_step", None)):
             self.eval_step = self._eval_step
+        if callable(getattr(task, "upgrade_checkpoint", None)):  # leaf paths are the inner task's, stacked
+            self.upgrade_checkpoint = task.upgrade_checkpoint
 
     def config(self) -> dict[str, Any]:
         """`{"num_seeds": S, "task": <the inner task's config>}`."""

@@ -24,7 +24,8 @@ Masking: a sample counts only if its slot held an alive agent when it acted, and
 (with evolution) no child was born into that slot later in the rollout, because
 the update evaluates every slot with its final head.
 
-So one train_step = `num_envs * rollout_len` env steps and `state.step` + 1.
+So one train_step = `num_envs * rollout_len` env steps and `state.step` + 1; each world counts its
+own steps in `extra["world_steps"]` (env steps are their sum: `env_steps.py`).
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from emergence.envs import NUM_ACTIONS, EnvState, observe, reset_state, step
 from emergence.lab.agents import evolution
 from emergence.lab.agents.config import STRUCTURAL_KEYS, PPOConfig
+from emergence.lab.agents.env_steps import upgrade_world_steps
 from emergence.lab.agents.evaluation import evaluate, make_network
 from emergence.lab.agents.hyper import Hyper, evolution_weight, hyperparameters, weigh_heads, world_values
 from emergence.lab.agents.loss import Batch, gae, ppo_loss  # noqa: F401  (Batch, gae: the learner's API)
@@ -110,7 +113,7 @@ class PPOTask:
         params = self.network.init(key_net, jnp.zeros((1, env.obs_size)))
         values = world_values(hyper)
         worlds = jax.vmap(lambda k: reset_state(k, env, values))(jax.random.split(key_env, cfg.num_envs))
-        extra: dict[str, Any] = {"env": worlds}
+        extra: dict[str, Any] = {"env": worlds, "world_steps": jnp.zeros(cfg.num_envs, jnp.int32)}
         if cfg.evolution:
             agents = init_agent_params(
                 key_agents, cfg.num_envs, env.max_agents, cfg.hidden_sizes[-1], NUM_ACTIONS, cfg.mutation_std
@@ -121,6 +124,11 @@ class PPOTask:
     def state_sharding(self, mesh: Any, state: TrainState) -> TrainState:
         """Data parallel (`Trainer(devices=...)`): the `num_envs` worlds and heads split across devices."""
         return shard_extra(mesh, state)
+
+    def upgrade_checkpoint(self, arrays: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """A checkpoint from before `extra/world_steps` counted each world's steps: every update is taken to
+        have been `rollout_len` steps long (true unless `--ppo.rollout-len` changed before this release)."""
+        return upgrade_world_steps(arrays, self.cfg.rollout_len)
 
     def _observe(self, env_state: EnvState, hyper: Hyper) -> jax.Array:
         values = world_values(hyper)
@@ -275,6 +283,7 @@ class PPOTask:
         """`train_step` with the traced values taken from `hyper` (a sweep's per-run scalars) instead of the config."""
         rng, key_rollout, key_update = jax.random.split(state.rng, 3)
         extra, traj = self.rollout(key_rollout, state.params, state.extra, hyper)
+        extra = extra | {"world_steps": extra["world_steps"] + self.cfg.rollout_len}
         batch, probes = self._batch(state.params, extra, traj, hyper)
         heads = weigh_heads(extra.get("agent_params"), hyper)
         metrics = specialisation_metrics(
@@ -285,7 +294,7 @@ class PPOTask:
             extra = extra | {"agent_params": agents, "agent_opt_state": agent_opt}
         metrics |= (
             losses
-            | self._rollout_metrics(traj, state.step)
+            | self._rollout_metrics(traj, extra["world_steps"])
             | selection_metrics(traj, extra["env"], self.cfg.env.initial_agents)
         )
         new_state = state.replace(step=state.step + 1, params=params, opt_state=opt_state, rng=rng, extra=extra)
@@ -298,7 +307,7 @@ class PPOTask:
             return updates
         return jax.tree.map(lambda u: train_heads * u, updates)
 
-    def _rollout_metrics(self, traj: Transition, step: jax.Array) -> dict[str, jax.Array]:
+    def _rollout_metrics(self, traj: Transition, world_steps: jax.Array) -> dict[str, jax.Array]:
         """Foraging statistics of the rollout, as float32 scalars (selection ones: `selection.selection_metrics`)."""
         counts = {k: v.sum().astype(jnp.float32) for k, v in traj.counts.items()}
         agent_steps = traj.alive.sum().astype(jnp.float32)
@@ -310,7 +319,7 @@ class PPOTask:
             "env/lifespan": counts["lifespan_sum"] / jnp.maximum(counts["deaths"], 1.0),
             "env/energy_spent": counts["energy_spent"],
             "env/episodes": counts["episodes"],
-            "env/steps": ((step + 1) * env_steps).astype(jnp.float32),
+            "env/steps": world_steps.sum().astype(jnp.float32),
         }
 
     def eval_step(self, state: TrainState) -> dict[str, jax.Array]:

@@ -52,7 +52,7 @@ def load_lab_checkpoint(path: Path) -> tuple[CheckpointFile, PPOTask, TrainState
             f"{file.path} is not an `emergence train` checkpoint (its config is not a PPO config: {err})"
         ) from None
     task = PPOTask(config)
-    return file, task, restore_state(task.init_state(jax.random.key(0)), file)
+    return file, task, restore_state(task.init_state(jax.random.key(0)), file, task.upgrade_checkpoint)
 
 
 def _positive(**values: int | None) -> None:

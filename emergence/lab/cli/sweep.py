@@ -79,7 +79,7 @@ def main(argv: list[str]) -> int:
     print(
         f"emergence sweep: {len(runs)} runs ({len(runs) // grid.seeds} grid points x {grid.seeds} seeds) in one "
         f"program ({trainer.task.strategy}), preset {config.preset} on {platform}, run dir {trainer.run_dir}; "
-        f"{config.train.total_steps:,} env steps per run = {trainer.max_steps:,} updates",
+        f"{config.train.total_steps:,} env steps per run = {config.updates(config.train.total_steps):,} updates",
         flush=True,
     )
     began = time.perf_counter()

@@ -71,10 +71,10 @@ def main(argv: list[str]) -> int:
     config = parse_config(argv)
     platform = resolve_platform(config)
     trainer = build_trainer(config, platform)
-    per_update = config.env_steps_per_update
+    per_update, total = config.env_steps_per_update, config.train.total_steps
     print(
         f"emergence train: preset {config.preset} on {platform}, run dir {trainer.run_dir}; "
-        f"{config.train.total_steps:,} env steps = {trainer.max_steps:,} updates of {per_update:,} "
+        f"{total:,} env steps = {config.updates(total):,} updates of {per_update:,} "
         f"({config.train.num_envs} worlds x {config.ppo.rollout_len} steps)",
         flush=True,
     )

@@ -225,7 +225,7 @@ def test_population_terms_measure_what_docs_say():
 def test_training_without_evolution_keeps_no_agent_heads():
     task = PPOTask(dataclasses.replace(TINY, evolution=False))
     state, metrics = jax.jit(task.train_step)(task.init_state(jax.random.key(0)))
-    assert set(state.extra) == {"env"} and not any(k.startswith("evolution/") for k in metrics)
+    assert set(state.extra) == {"env", "world_steps"} and not any(k.startswith("evolution/") for k in metrics)
     assert set(jax.jit(task.eval_step)(state)) == EVAL_KEYS
 
 

@@ -106,7 +106,7 @@ def kaggle_preset(order: tuple[str, ...], run_dir: Path, clock=None, budget: flo
         "kaggle",
         time_budget=time_budget,
         checkpoint=dict(every_n_steps=5, every_n_seconds=None),
-        logging=dict(every_n_steps=4, every_n_seconds=None),
+        logging=dict(every_n_steps=4, every_n_seconds=None, max_rows_per_second=None),
         artifacts=dict(output_dir=run_dir, every_n_steps=6, every_n_seconds=None),
     )
     by_key = dict(zip([key for key in ORDER if key in preset("kaggle")], built, strict=True))

@@ -65,6 +65,11 @@ class LogThrottleCallback(Callback):
         stats: what to log of each train metric's window: `mean` (weighted by steps,
             under the tag's own name), `last`, `max` (as `<tag>/last`, `<tag>/max`).
         background: fetch and write each row on a writer thread instead of the loop's.
+        max_rows_per_second: on a loop fast enough to reach `every_n_steps` more often than this,
+            a row due by steps waits (its window stays open, so the next row's mean covers both)
+            until 1 / max_rows_per_second seconds passed since the last row: a throttle by time.
+            Rows stay at step multiples; the clock is read only when a row is due by steps. Rows
+            then depend on speed, so a resumed run's rows match a straight run's only without it.
         sparse: tags some calls have no value for, sent as NaN (an age at death when nobody
             died): their NaNs are left out and a window with no value writes no cell. Any
             other tag's NaN is written as `nan`.
@@ -85,9 +90,13 @@ class LogThrottleCallback(Callback):
         stats: Sequence[str] = ("mean",),
         background: bool = False,
         sparse: Sequence[str] = (),
+        max_rows_per_second: float | None = None,
     ) -> None:
         per_tag = dict(per_tag or {})
         _check(every_n_steps, every_n_seconds, per_tag, stats)
+        check_interval("LogThrottleCallback: max_rows_per_second", max_rows_per_second, integer=False)
+        self.max_rows_per_second = max_rows_per_second
+        self._last_row_at = -math.inf
         self.every_n_steps = every_n_steps
         self.every_n_seconds = every_n_seconds
         self.per_tag = per_tag
@@ -124,6 +133,7 @@ class LogThrottleCallback(Callback):
 
     def on_fit_start(self, trainer: "Trainer") -> None:
         self.logged, self.logged_step = {}, None
+        self._last_row_at = -math.inf
         self._seen_step = trainer.step
         self._clock_schedule.done(trainer.step)
         self._clock_look = 0
@@ -172,6 +182,11 @@ class LogThrottleCallback(Callback):
         by_time = self._clock_schedule.due(step)
         every = by_time or _at_end(trainer)
         due_intervals = {n for n, schedule in self._by_steps.items() if every or schedule.due_by_steps(step)}
+        if not every and self._too_soon():  # the windows stay open: the next row's means cover this interval too
+            for n in due_intervals:
+                self._by_steps[n].done(step)
+            self._next_due = self._first_due(trainer)
+            return
         due = [
             tag for tag in self._accumulator.tags if every or self.per_tag.get(tag, self.every_n_steps) in due_intervals
         ]
@@ -183,6 +198,12 @@ class LogThrottleCallback(Callback):
         self._next_due = self._first_due(trainer)
         if totals:
             self._rows.submit(lambda: self._write(step, self._values(to_stats(totals, counts))))
+            if self.max_rows_per_second is not None:
+                self._last_row_at = self.clock()
+
+    def _too_soon(self) -> bool:
+        """A row now would come sooner after the last than `max_rows_per_second` allows (one clock read)."""
+        return self.max_rows_per_second is not None and self.clock() - self._last_row_at < 1 / self.max_rows_per_second
 
     def _first_due(self, trainer: "Trainer") -> float:
         """The first step at which some tag is due by steps, or the end: one comparison per call until then."""

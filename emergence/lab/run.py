@@ -109,7 +109,12 @@ def callbacks(config: LabConfig, platform: str, task: PPOTask | SweepTask, **ove
             mode="max",
             save_top_k=1 if evaluating else 0,
         ),
-        "logging": dict(every_n_steps=updates(train.log_interval), sinks=[CSVSink(), TensorBoardSink()], sparse=SPARSE),
+        "logging": dict(
+            every_n_steps=updates(train.log_interval),
+            sinks=[CSVSink(), TensorBoardSink()],
+            sparse=SPARSE,
+            max_rows_per_second=None,  # rows at exact update multiples: the report's windows count rows
+        ),
         "progress": dict(plain_every_n_seconds=PROGRESS_LINE_SECONDS, metrics=SHOWN),
     }
     if train.max_duration is not None:

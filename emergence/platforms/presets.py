@@ -53,7 +53,10 @@ def preset(name: str) -> dict[str, Spec]:
         return {
             "time_budget": ("KaggleTimeoutCallback", {}),
             "checkpoint": ("CheckpointCallback", {"every_n_seconds": 900.0, "keep_last": 3}),
-            "logging": ("LogThrottleCallback", {"every_n_steps": 100, "every_n_seconds": 60.0, "background": True}),
+            "logging": (
+                "LogThrottleCallback",
+                {"every_n_steps": 100, "every_n_seconds": 60.0, "background": True, "max_rows_per_second": 2.0},
+            ),
             "artifacts": ("ArtifactExportCallback", {"every_n_seconds": 600.0}),  # under the run dir, as finalize
             "finalize": ("FinalizeCallback", {"zip_outputs": True}),
             **survive,

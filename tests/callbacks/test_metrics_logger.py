@@ -152,3 +152,36 @@ def test_an_unwritable_metrics_file_is_reported_once_and_training_goes_on(tmp_pa
     warnings = [r.getMessage() for r in caplog.records if "could not" in r.getMessage()]
     assert len(warnings) == 1 and "CSVSink could not start" in warnings[0] and "\n" not in warnings[0]
     assert sink.steps("loss") == [5, 10, 15, 20], "the other sinks still get every row"
+
+
+class StepClock(Callback):
+    """A clock that reads 0.1 s per train step taken (first in the list, so it moves before the logger looks)."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def on_train_call_end(self, trainer, metrics) -> None:
+        self.now = trainer.step * 0.1
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_rows_due_faster_than_max_rows_per_second_wait_and_their_means_cover_every_step(tmp_path):
+    """The Kaggle preset's throttle by time (issue 18): a row every step at 10 steps a second, at most 2 rows a
+    second: a row every 5 steps (and at the end), each the mean of every step since the last row."""
+    every_step, throttled, clock = MemorySink(), MemorySink(), StepClock()
+    _fit(tmp_path / "a", LogThrottleCallback(every_n_steps=1, sinks=[every_step]), 20)
+    logger = LogThrottleCallback(every_n_steps=1, sinks=[throttled], clock=clock, max_rows_per_second=2.0)
+    Trainer(toy_task(), [clock, logger], max_steps=20, run_dir=tmp_path / "b", resume=None).fit()
+    assert throttled.steps("loss") == [1, 6, 11, 16, 20]
+    losses = {step: values["loss"] for step, values in every_step.writes}
+    for (previous, _), (step, values) in zip(throttled.writes, throttled.writes[1:]):
+        expected = np.mean([losses[s] for s in range(previous + 1, step + 1)])
+        assert values["loss"] == pytest.approx(expected, rel=1e-5), step
+
+
+@pytest.mark.parametrize("bad", [0, -1.0, "2", True])
+def test_max_rows_per_second_must_be_positive(bad):
+    with pytest.raises(ValueError, match="max_rows_per_second must be positive seconds or None"):
+        LogThrottleCallback(max_rows_per_second=bad)

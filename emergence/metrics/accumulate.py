@@ -118,18 +118,33 @@ class MetricAccumulator:
             self._spread()
 
     def _spread(self) -> None:
-        """Hand the calls remembered since the last spread to each tag's window; fold full windows."""
+        """Hand the calls remembered since the last spread to each tag's window; fold full windows.
+
+        Calls that share one tag set (the usual case) are handed over a tag at a time; calls whose
+        tags differ one by one."""
         calls, self._calls = self._calls, []
-        for metrics, steps in calls:
-            for tag, value in metrics.items():
-                window = self._windows.get(tag)
-                if window is None:
-                    window = self._windows[tag] = _Window(sparse=self._is_sparse(tag))
-                window.values.append(value)
-                window.weights.append(steps)
-                window.count += steps
-                if len(window.values) == CHUNK:
-                    self._fold(window)
+        if not calls:
+            return
+        tags = calls[0][0].keys()
+        if any(metrics.keys() != tags for metrics, _ in calls):
+            for metrics, steps in calls:
+                for tag, value in metrics.items():
+                    self._hand_over(tag, [value], [steps])
+            return
+        weights = [steps for _, steps in calls]
+        for tag in tags:
+            self._hand_over(tag, [metrics[tag] for metrics, _ in calls], weights)
+
+    def _hand_over(self, tag: str, values: list[Any], weights: list[int]) -> None:
+        """Add calls' `values` of `tag` (covering `weights` steps each) to its window; fold it in full chunks."""
+        window = self._windows.get(tag)
+        if window is None:
+            window = self._windows[tag] = _Window(sparse=self._is_sparse(tag))
+        window.values.extend(values)
+        window.weights.extend(weights)
+        window.count += sum(weights)
+        while len(window.values) >= CHUNK:
+            self._fold(window)
 
     def take(self, tags: list[str]) -> dict[str, Stats]:
         """The windows of `tags` that hold anything, on the host (one transfer), and start them afresh."""

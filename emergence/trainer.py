@@ -180,6 +180,7 @@ class Trainer:
         self._stop: StopReason | None = None
         self.exit_code: int | None = None
         self._requests: list[SaveRequest] = []
+        self._logged: dict[str, float] = {}
         self._ending = False
         self._due_at: list[float] = [EVERY_CALL] * len(self._call_end)
         self._next_due: float = EVERY_CALL
@@ -264,6 +265,15 @@ class Trainer:
                 f"the Trainer's, written at the stop for callbacks whose saves_on_stop names its kind"
             )
         self._requests.append(SaveRequest(kind, reason, metrics))
+
+    def log(self, values: dict[str, float]) -> None:
+        """Host values (floats) that join the train metrics of every later call, from the next one on, until
+        logged again: how a callback adds a metric for the loggers (Lightning's `self.log`) without touching a
+        call's metrics, which every callback sees alike. Values logged in `on_fit_start` join the first call."""
+        bad = {name: value for name, value in values.items() if not isinstance(value, (int, float))}
+        if bad:
+            raise TypeError(f"trainer.log takes host numbers (a float per name), got {bad!r}")
+        self._logged = {**self._logged, **values}
 
     def summary(self) -> dict[str, Any]:
         """What the callbacks publish (each one's `summary()`, merged in list order): the one channel between them."""
@@ -388,6 +398,8 @@ class Trainer:
                 self._calls.check(self._state, group.batch, stacked=group.steps > 1, eval_too=False)
                 steps = group.steps
                 self._state, metrics = self._calls.get(steps, with_batches=True)(self._state, group.batch)
+            if self._logged:  # host values callbacks logged (`log`): one check per call when there are none
+                metrics = {**metrics, **self._logged}
             self._step += steps
             self.last_metrics = metrics
             # One call's end, in this order; do not reorder (see `fit`): every hook of the call has

@@ -2,11 +2,12 @@
 
 The trackers run on the host (`TrackerCallback` samples them); their events live in
 their state, which travels in every checkpoint, so the count is continuous across
-resumes. `EventCount` goes first in the callback list and writes, at every call, the
-count so far into that call's metrics (`tracker/events`, and `tracker/events/run_i`
-per run of a sweep, whose mean over runs is `tracker/events`), before the logger takes
-them in: a count of the samples up to the previous call, the same number the
-checkpoint holds. It adds no device work and no transfer.
+resumes. `EventCount` goes right after the `TrackerCallback` in the lab's callback list
+and, at every call, `trainer.log`s the count (`tracker/events`, and `tracker/events/run_i`
+per run of a sweep, whose mean over runs is `tracker/events`): it joins the next call's
+metrics, so a call's row holds the count after the previous call's sample, the number a
+checkpoint of that previous call holds (logged again at `on_fit_start` after a resume).
+It adds no device work and no transfer, and leaves every call's metrics as they are.
 """
 
 from __future__ import annotations
@@ -39,8 +40,15 @@ class EventCount(Callback):
     def state_key(self) -> str:
         return "lab_event_count"
 
-    def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
+    def counts(self) -> dict[str, float]:
+        """Each tracker's event count under its tag, and (for a sweep's trackers) their mean as `tracker/events`."""
         counts = {_tag(t): float(len(t.events)) for t in self.trackers}
         if len(counts) > 1:
             counts[TAG] = sum(counts.values()) / len(counts)
-        metrics.update(counts)
+        return counts
+
+    def on_fit_start(self, trainer: "Trainer") -> None:
+        trainer.log(self.counts())
+
+    def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
+        trainer.log(self.counts())

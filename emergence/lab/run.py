@@ -133,18 +133,17 @@ def callbacks(config: LabConfig, platform: str, task: PPOTask | SweepTask, **ove
         wandb = WandbCallback(project=train.wandb_project)
         lab["logging"]["sinks"] = [*lab["logging"]["sinks"], wandb.sink]
         extra.append(wandb)
-    first: list[Callback] = []
     if train.track_interval > 0:
         trackers, probe = (
             (sweep_trackers(task.num_seeds), sweep_probe(task)) if sweeping else (lab_trackers(), policy_probe(task))
         )
         extra.append(TrackerCallback(updates(train.track_interval), trackers, probe=probe))
-        first.append(EventCount(trackers))  # before the logger: tracker/events in each call's metrics
+        extra.append(EventCount(trackers))  # after the sampler: the count it logs joins the next call's metrics
     merged = {
         key: {**lab[key], **value} if isinstance(value, dict) and key in lab else value
         for key, value in overrides.items()
     }
-    return [*first, *for_platform(platform, extra=extra, **{**lab, **merged})]
+    return for_platform(platform, extra=extra, **{**lab, **merged})
 
 
 def sweep_sinks(task: SweepTask) -> list[Any]:

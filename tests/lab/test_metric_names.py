@@ -31,17 +31,22 @@ def event(series: str) -> EmergenceEvent:
     return EmergenceEvent(series, step=1, detected_step=3, direction="up", before=0.0, after=1.0, z=4.0)
 
 
-def test_event_count_writes_each_trackers_events_into_the_calls_metrics():
+def test_event_count_logs_each_trackers_events_and_leaves_the_calls_metrics_alone():
+    class Logged:
+        values: dict = {}
+
+        def log(self, values):
+            self.values = values
+
     alone = EmergenceTracker(["population"])
     alone.events = [event("population"), event("births")]
-    metrics = {"loss": 1.0}
-    EventCount([alone]).on_train_call_end(None, metrics)
-    assert metrics == {"loss": 1.0, "tracker/events": 2.0}
+    metrics, trainer = {"loss": 1.0}, Logged()
+    EventCount([alone]).on_train_call_end(trainer, metrics)
+    assert metrics == {"loss": 1.0} and trainer.values == {"tracker/events": 2.0}
     runs = [EmergenceTracker(["population"], name=f"emergence/run_{i}") for i in range(2)]
     runs[1].events = [event("deaths")]
-    metrics = {}
-    EventCount(runs).on_train_call_end(None, metrics)
-    assert metrics == {"tracker/events/run_0": 0.0, "tracker/events/run_1": 1.0, "tracker/events": 0.5}
+    EventCount(runs).on_fit_start(trainer)
+    assert trainer.values == {"tracker/events/run_0": 0.0, "tracker/events/run_1": 1.0, "tracker/events": 0.5}
 
 
 @pytest.mark.slow

@@ -269,7 +269,8 @@ class Trainer:
     def log(self, values: dict[str, float]) -> None:
         """Host values (floats) that join the train metrics of every later call, from the next one on, until
         logged again: how a callback adds a metric for the loggers (Lightning's `self.log`) without touching a
-        call's metrics, which every callback sees alike. Values logged in `on_fit_start` join the first call."""
+        call's metrics, which every callback sees alike. Values logged in `on_fit_start` join the first call;
+        they are not kept in checkpoints, so a callback whose values must survive a resume logs them there."""
         bad = {name: value for name, value in values.items() if not isinstance(value, (int, float))}
         if bad:
             raise TypeError(f"trainer.log takes host numbers (a float per name), got {bad!r}")

@@ -6,6 +6,8 @@ import signal
 import subprocess
 import sys
 
+import pytest
+
 from emergence.checkpoint import list_checkpoints
 from tests.helpers import SCRIPTS, fit_toy_process, manager_writer, wait_for_line
 
@@ -30,6 +32,7 @@ def test_a_second_writer_is_refused_naming_the_holder_and_never_touches_its_file
     assert not in_flight.exists()  # a dead writer's temp file goes, under the lock
 
 
+@pytest.mark.slow  # three JAX processes
 def test_a_second_trainer_process_is_refused_while_the_first_trains_and_resumes_after_its_kill(tmp_path):
     """Issue 19, item 1, through the Trainer: a requeued job starts while the old one is still training."""
     first = fit_toy_process(tmp_path, 10_000_000, "--every", "50")

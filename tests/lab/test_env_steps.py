@@ -46,6 +46,7 @@ def _fit(config: PPOConfig, total_env_steps: int, run_dir, resume="auto") -> Tra
     return trainer
 
 
+@pytest.mark.slow  # fits of the PPO task: ~10 s each on one core
 def test_a_resume_with_another_rollout_len_counts_and_stops_at_the_env_steps_taken(tmp_path):
     """20 env steps wanted: 2 updates of 2x4 (16 env steps), then updates of 2x8: one more ends the run at 32."""
     first = _fit(SMALL, 16, tmp_path, resume=None)
@@ -57,6 +58,7 @@ def test_a_resume_with_another_rollout_len_counts_and_stops_at_the_env_steps_tak
     assert float(second.last_metrics["env/steps"]) == 32.0  # was (step + 1) * 16 = 48
 
 
+@pytest.mark.slow  # fits of the PPO task: ~10 s each on one core
 def test_a_fresh_run_is_as_long_as_before_and_a_finished_one_stops_at_once(tmp_path):
     per_update = SMALL.num_envs * SMALL.rollout_len
     length = RunLength(100, per_update)
@@ -67,6 +69,7 @@ def test_a_fresh_run_is_as_long_as_before_and_a_finished_one_stops_at_once(tmp_p
     assert again.resumed_from.step == done.step == again.step == 2
 
 
+@pytest.mark.slow  # fits of the PPO task: ~10 s each on one core
 def test_a_checkpoint_from_before_the_count_resumes_with_every_update_rollout_len_long(tmp_path):
     trainer = _fit(SMALL, 16, tmp_path, resume=None)
     file = read_checkpoint(trainer.last_checkpoint.path)

@@ -50,6 +50,23 @@ TINY_LAB = (
 """Flags of a lab run (`emergence train` or `sweep`) that compiles in seconds: 8 env steps per update."""
 
 
+def tiny_ppo_config():
+    """`TINY_LAB` as a `PPOConfig`, for tests that build the lab's task in process (the lab imported only here)."""
+    from emergence.envs import EnvParams
+    from emergence.lab.agents import PPOConfig
+
+    return PPOConfig(
+        env=EnvParams(grid_size=6, max_agents=6, initial_agents=3, num_food=5, view_radius=1),
+        num_envs=2,
+        rollout_len=4,
+        num_epochs=1,
+        num_minibatches=1,
+        hidden_sizes=(8,),
+        eval_envs=2,
+        eval_steps=8,
+    )
+
+
 def ckpt_diff(a: Path, b: Path) -> subprocess.CompletedProcess:
     """`emergence ckpt diff A B` as a user runs it, in its own process (exit 0: the arrays are bitwise equal)."""
     return subprocess.run(

@@ -182,15 +182,13 @@ class LogThrottleCallback(Callback):
         by_time = self._clock_schedule.due(step)
         every = by_time or _at_end(trainer)
         due_intervals = {n for n, schedule in self._by_steps.items() if every or schedule.due_by_steps(step)}
-        if not every and self._too_soon():  # the windows stay open: the next row's means cover this interval too
-            for n in due_intervals:
-                self._by_steps[n].done(step)
-            self._next_due = self._first_due(trainer)
-            return
+        waits = not every and self._too_soon()  # the windows stay open: the next row's means cover this interval too
         due = [
-            tag for tag in self._accumulator.tags if every or self.per_tag.get(tag, self.every_n_steps) in due_intervals
+            tag
+            for tag in self._accumulator.tags
+            if not waits and (every or self.per_tag.get(tag, self.every_n_steps) in due_intervals)
         ]
-        totals, counts = self._accumulator.take_on_device(due)
+        totals, counts = self._accumulator.take_on_device(due) if due else ({}, {})
         for n in due_intervals:
             self._by_steps[n].done(step)
         if by_time:

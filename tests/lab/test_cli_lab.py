@@ -14,25 +14,15 @@ from PIL import Image
 from emergence import Trainer
 from emergence.callbacks import CheckpointCallback
 from emergence.cli import main
-from emergence.envs import EnvParams
-from emergence.lab.agents import PPOConfig, PPOTask, episode_metrics
+from emergence.lab.agents import PPOTask, episode_metrics
 from emergence.lab.cli.episodes import contact_sheet, play
 from emergence.testing import toy_task
-from tests.helpers import quick_compiles  # noqa: F401  (a fixture: pytestmark below)
+from tests.helpers import quick_compiles, tiny_ppo_config  # noqa: F401  (quick_compiles: a fixture, below)
 
 pytestmark = pytest.mark.usefixtures("quick_compiles")  # XLA without most optimisations in this module
 
 
-TINY = PPOConfig(
-    env=EnvParams(grid_size=6, max_agents=6, initial_agents=3, num_food=5, view_radius=1),
-    num_envs=2,
-    rollout_len=4,
-    num_epochs=1,
-    num_minibatches=1,
-    hidden_sizes=(8,),
-    eval_envs=2,
-    eval_steps=8,
-)
+TINY = tiny_ppo_config()
 
 
 class Untrained(PPOTask):

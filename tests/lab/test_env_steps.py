@@ -13,23 +13,13 @@ from emergence import Trainer
 from emergence.callbacks import CheckpointCallback
 from emergence.checkpoint import read_checkpoint
 from emergence.checkpoint.restore import restore_state
-from emergence.envs import EnvParams
 from emergence.lab.agents import PPOConfig, PPOTask
 from emergence.lab.agents.env_steps import WORLD_STEPS, RunLength, env_steps_done, upgrade_world_steps
-from tests.helpers import quick_compiles  # noqa: F401  (a fixture: pytestmark below)
+from tests.helpers import quick_compiles, tiny_ppo_config  # noqa: F401  (quick_compiles: a fixture, below)
 
 pytestmark = pytest.mark.usefixtures("quick_compiles")
 
-SMALL = PPOConfig(
-    env=EnvParams(grid_size=6, max_agents=6, initial_agents=3, num_food=5, view_radius=1, max_steps=500),
-    num_envs=2,
-    rollout_len=4,
-    num_epochs=1,
-    num_minibatches=1,
-    hidden_sizes=(8,),
-    eval_envs=2,
-    eval_steps=8,
-)
+SMALL = tiny_ppo_config()
 
 
 def _fit(config: PPOConfig, total_env_steps: int, run_dir, resume="auto") -> Trainer:

@@ -1,7 +1,8 @@
 """LogThrottleCallback: train metrics leave the device only at the logging interval, then go to the sinks.
 
-Per call it hands the call's device metrics to a `MetricAccumulator` (a list append per
-tag: no device work, no transfer). A tag is *due* at the first call boundary at or past
+Per call it appends the call's device metrics to a list (no device work, no transfer); every
+`CHUNK` calls, and at a row, the list goes to a `MetricAccumulator`, which folds it on the
+device. A tag is *due* at the first call boundary at or past
 each multiple of its step interval (`every_n_steps`, or its `per_tag` entry; one `Every`
 per distinct interval), every `every_n_seconds`, and at `max_steps` (when there is one);
 then the due tags' windows come to the host in one `jax.device_get` and are written, at
@@ -16,10 +17,12 @@ intervals only). The Trainer saves only after all of a call's hooks ran, so a ch
 at a logging step always holds that step's row as written, whatever the callback order.
 What was written last is published in `summary()` (`metrics`, `metrics_step`).
 
-With `background=True` (the Kaggle preset's choice) each row's fetch, writes and flush run
-on one writer thread, in order (`emergence.metrics.row_writer`): on a fast loop the rows
-are most of what logging costs, and the loop no longer waits for them; every row is on
-disk before `on_fit_end` returns.
+With `background=True` (the Kaggle preset's choice) the accumulator lives on one writer
+thread (`emergence.metrics.row_writer`): the loop appends each call's metrics to a list and
+hands the list over every `CHUNK` calls and at each row; the folds, each row's fetch, writes
+and flush run there, in order. On a fast loop the folds and rows are most of what logging
+costs, and the loop no longer dispatches or waits for them; every row is on disk before
+`on_fit_end` returns, and a checkpoint's copy of the open windows waits for the thread.
 
 A sink that fails with an `OSError` (a full disk) is reported, and training goes on; so
 are metrics that are NaN or infinite (in a line without the step, so that repeats are
@@ -41,7 +44,7 @@ import numpy as np
 from emergence.callbacks.base import Callback, Metrics
 from emergence.log import RATE_LIMIT, get_logger
 from emergence.metrics import ConsoleSink, CSVSink, MetricAccumulator, Sink, SinkStart, TensorBoardSink
-from emergence.metrics.accumulate import STATS, Stats, to_stats
+from emergence.metrics.accumulate import CHUNK, STATS, Stats
 from emergence.metrics.row_writer import RowWriter
 from emergence.parallel.process_zero import writes_outputs
 from emergence.schedule import Every, Pace, check_interval
@@ -103,7 +106,8 @@ class LogThrottleCallback(Callback):
         self.sinks: list[Sink] = list(sinks) if sinks is not None else [CSVSink(), TensorBoardSink(), ConsoleSink()]
         self.clock = clock
         self.stats = tuple(stats)
-        self._accumulator = MetricAccumulator(sparse)
+        self._accumulator = MetricAccumulator(sparse)  # used by the row writer's jobs only
+        self._unsent: list[tuple[Metrics, int]] = []  # calls not yet handed to the accumulator
         self.background = background
         self._rows = RowWriter(background)
         self._clock_schedule = Every(None, every_n_seconds, clock, owner="LogThrottleCallback")
@@ -118,15 +122,17 @@ class LogThrottleCallback(Callback):
         self.logged_step: int | None = None
 
     def state_dict(self) -> dict[str, Any]:
+        calls = self._take_unsent()
         try:
-            windows = self._accumulator.snapshot()
+            windows = self._rows.run(lambda: self._accumulate(calls).snapshot())
         except Exception as err:  # never let the logger break a checkpoint (e.g. after a device error)
             log.warning("metrics: could not save the open logging windows (%s); they restart after a resume", err)
             windows = {}
         return {"windows": windows}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._accumulator.restore(state.get("windows", {}))
+        self._unsent = []
+        self._rows.run(lambda: self._accumulator.restore(state.get("windows", {})))
 
     def summary(self) -> dict[str, Any]:
         return {"metrics": dict(self.logged), "metrics_step": self.logged_step} if self.logged_step is not None else {}
@@ -149,8 +155,11 @@ class LogThrottleCallback(Callback):
             return  # no new step (the state was rolled back, not advanced)
         if self._seen_step == trainer.fit_start_step and self.per_tag:
             _check_tags_exist(self.per_tag, metrics)
-        self._accumulator.add(metrics, trainer.step - self._seen_step)
+        self._unsent.append((metrics, trainer.step - self._seen_step))
         self._seen_step = trainer.step
+        if len(self._unsent) == CHUNK:
+            calls = self._take_unsent()
+            self._rows.submit(lambda: self._accumulate(calls))
         by_time = False
         if self.every_n_seconds is not None and trainer.step >= self._clock_look:
             by_time = self._clock_schedule.due(trainer.step)
@@ -183,21 +192,35 @@ class LogThrottleCallback(Callback):
         every = by_time or _at_end(trainer)
         due_intervals = {n for n, schedule in self._by_steps.items() if every or schedule.due_by_steps(step)}
         waits = not every and self._too_soon()  # the windows stay open: the next row's means cover this interval too
-        due = [
-            tag
-            for tag in self._accumulator.tags
-            if not waits and (every or self.per_tag.get(tag, self.every_n_steps) in due_intervals)
-        ]
-        totals, counts = self._accumulator.take_on_device(due) if due else ({}, {})
         for n in due_intervals:
             self._by_steps[n].done(step)
         if by_time:
             self._clock_schedule.done(step)
         self._next_due = self._first_due(trainer)
-        if totals:
-            self._rows.submit(lambda: self._write(step, self._values(to_stats(totals, counts))))
-            if self.max_rows_per_second is not None:
-                self._last_row_at = self.clock()
+        if waits:
+            return
+        calls = self._take_unsent()
+        self._rows.submit(lambda: self._row(step, calls, every, due_intervals))
+        if self.max_rows_per_second is not None:
+            self._last_row_at = self.clock()
+
+    def _row(self, step: int, calls: list[tuple[Metrics, int]], every: bool, due_intervals: set[int]) -> None:
+        """Take the due tags' windows (every tag's, with `every`) and write them at `step` (a row writer's job)."""
+        accumulator = self._accumulate(calls)
+        due = [tag for tag in accumulator.tags if every or self.per_tag.get(tag, self.every_n_steps) in due_intervals]
+        taken = accumulator.take(due) if due else {}
+        if taken:
+            self._write(step, self._values(taken))
+
+    def _take_unsent(self) -> list[tuple[Metrics, int]]:
+        calls, self._unsent = self._unsent, []
+        return calls
+
+    def _accumulate(self, calls: list[tuple[Metrics, int]]) -> MetricAccumulator:
+        """Hand `calls` to the accumulator (a row writer's job: on its thread with `background`); the accumulator."""
+        for metrics, steps in calls:
+            self._accumulator.add(metrics, steps)
+        return self._accumulator
 
     def _too_soon(self) -> bool:
         """A row now would come sooner after the last than `max_rows_per_second` allows (one clock read)."""

@@ -14,8 +14,10 @@ Knows nothing of the Trainer or of the file format: a job is any callable.
 from __future__ import annotations
 
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future
 from typing import Any
+
+from emergence.job_thread import JobThread
 
 THREAD_NAME = "emergence-checkpoint-writer"
 
@@ -31,7 +33,7 @@ class AsyncCheckpointWriter:
 
     def __init__(self, before_write: Callable[[], Any] | None = None) -> None:
         self.before_write = before_write
-        self._executor: ThreadPoolExecutor | None = None
+        self._thread = JobThread(THREAD_NAME)
         self._pending: Future | None = None
 
     @property
@@ -48,16 +50,11 @@ class AsyncCheckpointWriter:
         """Start `job` on the writer thread; `collect()` the previous one first.
 
         Once the interpreter is shutting down no thread may start: then the job runs
-        right here, and `collect()` hands back its outcome just the same.
+        right here (`JobThread`), and `collect()` hands back its outcome just the same.
         """
         if self._pending is not None:
             raise RuntimeError("a checkpoint write is still pending; collect() it before submitting another")
-        try:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=THREAD_NAME)
-            self._pending = self._executor.submit(self._run, job)
-        except RuntimeError:  # "cannot schedule new futures after interpreter shutdown"
-            self._pending = _run_here(job)
+        self._pending = self._thread.submit(lambda: self._run(job))
 
     def _run(self, job: Callable[[], Any]) -> Any:
         if self.before_write is not None:
@@ -73,20 +70,8 @@ class AsyncCheckpointWriter:
 
     def close(self) -> None:
         """Stop the writer thread after the job in flight, if any, has run (its result is dropped)."""
-        if self._executor is not None:
-            self._executor.shutdown(wait=True)
-            self._executor = None
+        self._thread.close()
         self._pending = None
-
-
-def _run_here(job: Callable[[], Any]) -> Future:
-    """`job` run on the calling thread, its outcome in a finished Future."""
-    future: Future = Future()
-    try:
-        future.set_result(job())
-    except Exception as err:
-        future.set_exception(err)
-    return future
 
 
 def writer_from(writer: bool | AsyncCheckpointWriter, name: str = "writer") -> AsyncCheckpointWriter | None:

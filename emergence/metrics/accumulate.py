@@ -76,19 +76,6 @@ class _Window:
     sparse: bool = False
 
 
-def to_stats(totals: dict[str, tuple[jax.Array, ...]], counts: dict[str, int]) -> dict[str, Stats]:
-    """`Stats` on the host of what `take_on_device` returned (one transfer)."""
-    if not totals:
-        return {}
-    host = jax.device_get(totals)
-    stats = {}
-    for tag, count in counts.items():
-        total, last, peak, valid = (float(x) for x in host[tag])
-        if valid > 0:  # a sparse tag whose every value was NaN has no value this window
-            stats[tag] = Stats(mean=total / valid, last=last, max=peak, count=count)
-    return stats
-
-
 class MetricAccumulator:
     """Accumulates device metrics per tag between fetches; see the module docstring."""
 
@@ -148,18 +135,18 @@ class MetricAccumulator:
 
     def take(self, tags: list[str]) -> dict[str, Stats]:
         """The windows of `tags` that hold anything, on the host (one transfer), and start them afresh."""
-        return to_stats(*self.take_on_device(tags))
-
-    def take_on_device(self, tags: list[str]) -> tuple[dict[str, tuple[jax.Array, ...]], dict[str, int]]:
-        """The windows of `tags` that hold anything, folded on the device (no transfer), and their steps;
-        the windows start afresh. `to_stats` makes `Stats` of them (anywhere: a row writer's thread)."""
         self._spread()
         windows = {tag: self._windows[tag] for tag in tags if self.pending(tag)}
-        totals = {tag: self._folded(window) for tag, window in windows.items()}
-        counts = {tag: window.count for tag, window in windows.items()}
+        if not windows:
+            return {}
+        host = jax.device_get({tag: self._folded(window) for tag, window in windows.items()})
+        stats = {}
         for tag, window in windows.items():
             self._windows[tag] = _Window(sparse=window.sparse)
-        return totals, counts
+            total, last, peak, valid = (float(x) for x in host[tag])
+            if valid > 0:  # a sparse tag whose every value was NaN has no value this window
+                stats[tag] = Stats(mean=total / valid, last=last, max=peak, count=window.count)
+        return stats
 
     def snapshot(self) -> dict[str, dict[str, float]]:
         """Every open window as JSON-able numbers (one transfer), to persist; windows stay open."""

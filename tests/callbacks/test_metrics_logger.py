@@ -185,3 +185,28 @@ def test_rows_due_faster_than_max_rows_per_second_wait_and_their_means_cover_eve
 def test_max_rows_per_second_must_be_positive(bad):
     with pytest.raises(ValueError, match="max_rows_per_second must be positive seconds or None"):
         LogThrottleCallback(max_rows_per_second=bad)
+
+
+def test_with_background_the_loop_thread_never_folds_and_the_rows_equal_inline_ones(tmp_path, monkeypatch):
+    """Issue 18: on a fast loop the accumulator's folds cost the loop its pace; with `background=True` every
+    fold runs on the row writer's thread, and the rows are the inline logger's, value for value."""
+    import threading
+
+    from emergence.metrics import accumulate
+    from emergence.metrics.row_writer import THREAD_NAME
+
+    folded_on: list[str] = []
+    real_fold = accumulate._fold
+
+    def recording(*args, **kwargs):
+        folded_on.append(threading.current_thread().name)
+        return real_fold(*args, **kwargs)
+
+    monkeypatch.setattr(accumulate, "_fold", recording)
+    inline, background = MemorySink(), MemorySink()
+    _fit(tmp_path / "inline", LogThrottleCallback(every_n_steps=70, sinks=[inline], stats=("mean", "max")), 150)
+    folded_on.clear()
+    logger = LogThrottleCallback(every_n_steps=70, sinks=[background], stats=("mean", "max"), background=True)
+    _fit(tmp_path / "background", logger, 150)
+    assert folded_on and all(name.startswith(THREAD_NAME) for name in folded_on), set(folded_on)
+    assert background.writes == inline.writes and [step for step, _ in inline.writes] == [70, 140, 150]

@@ -102,3 +102,20 @@ def test_failure_inside_the_jitted_step_says_the_donated_state_is_gone_and_keeps
 def test_negative_wait_is_refused():
     with pytest.raises(ValueError, match="wait_seconds must be >= 0"):
         AtexitCheckpointCallback(wait_seconds=-1)
+
+
+def test_an_exit_save_with_the_kaggle_preset_keeps_the_open_logging_windows(tmp_path, monkeypatch):
+    """While the interpreter exits no thread takes new work: the preset's background logger (its accumulator on a
+    writer thread) hands the emergency checkpoint its open windows all the same (`JobThread` runs the job here)."""
+    from emergence.platforms.presets import ORDER, preset
+
+    monkeypatch.setenv("EMERGENCE_KAGGLE_ROOT", str(tmp_path / "kaggle"))
+    run_dir = tmp_path / "run"
+    order = ",".join(key for key in ORDER if key in preset("kaggle"))
+    done = run_child(run_dir, 100_000, "--kaggle-order", order, "--fit-in-thread", "15")
+    assert done.returncode == 1 and "main program failed" in done.stderr, done.stderr
+    assert "could not save the open logging windows" not in done.stderr
+    last = done.steps()[-1]
+    manifest = read_checkpoint(run_dir / "checkpoints" / f"emergency_step_{last}.safetensors").manifest
+    windows = manifest["callbacks"]["LogThrottleCallback"]["windows"]
+    assert (windows["loss"]["count"] if windows else 0) == last % 4, (last, windows)  # rows every 4 steps

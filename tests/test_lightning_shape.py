@@ -81,8 +81,7 @@ def test_a_task_without_eval_step_is_refused_at_fit_when_eval_is_asked(tmp_path)
         Trainer(max_steps=1, eval_every_n_steps=1, run_dir=tmp_path).fit(NoEval())
 
 
-def test_max_steps_none_trains_until_a_callback_stops_it_without_a_warning(tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(logging.getLogger("emergence"), "propagate", True)
+def test_max_steps_none_trains_until_a_callback_stops_it_without_a_warning(tmp_path, caplog):
     with caplog.at_level(logging.WARNING, logger="emergence"):
         trainer = Trainer(callbacks=[StopAt(7)], max_steps=None, steps_per_call=2, run_dir=tmp_path, resume=None)
         trainer.fit(toy_task())
@@ -90,12 +89,11 @@ def test_max_steps_none_trains_until_a_callback_stops_it_without_a_warning(tmp_p
     assert "no callback can stop the run" not in caplog.text
 
 
-def test_max_steps_none_with_no_callback_that_can_stop_warns_in_one_line_at_fit_start(tmp_path, caplog, monkeypatch):
+def test_max_steps_none_with_no_callback_that_can_stop_warns_in_one_line_at_fit_start(tmp_path, caplog):
     class QuietStop(Callback):  # stops, but does not say it can: the warning is the rule's, not a prediction
         def on_train_call_end(self, trainer, metrics):
             trainer.request_stop("quiet")
 
-    monkeypatch.setattr(logging.getLogger("emergence"), "propagate", True)
     with caplog.at_level(logging.WARNING, logger="emergence"):
         Trainer(callbacks=[QuietStop()], run_dir=tmp_path, resume=None).fit(toy_task())
     warnings = [r.getMessage() for r in caplog.records if "no callback can stop the run" in r.getMessage()]

@@ -143,3 +143,10 @@ def test_bad_limits_are_refused_with_one_line(arguments, message):
     with pytest.raises(ValueError, match=message) as error:
         RateLimitFilter(**arguments)
     assert "\n" not in str(error.value)
+
+
+def test_caplog_sees_each_line_of_the_non_propagating_emergence_logger_once(caplog):
+    """The tests that read the project's log lines rely on pytest (>= 9.2) capturing loggers that do not
+    propagate, as `emergence` does when nothing configured logging; forcing propagation would capture twice."""
+    get_logger("emergence.test_caplog").warning("a line the test kit sees once")
+    assert caplog.text.count("a line the test kit sees once") == 1

@@ -101,7 +101,6 @@ def test_the_hot_path_never_transfers_device_to_host(tmp_path):
 
 def test_resume_auto_without_checkpoint_starts_fresh_and_says_so(tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="emergence")
-    logging.getLogger("emergence").propagate = True
     trainer = Trainer(toy_task(), [], max_steps=2, run_dir=tmp_path)
     trainer.fit()
     assert trainer.resumed_from is None and trainer.step == 2

@@ -87,10 +87,9 @@ def test_bad_settings_are_one_line_errors(kwargs, message):
     assert "\n" not in str(info.value)
 
 
-def test_with_max_steps_none_early_stopping_ends_the_run_without_a_warning(run_dir, caplog, monkeypatch):
+def test_with_max_steps_none_early_stopping_ends_the_run_without_a_warning(run_dir, caplog):
     import logging
 
-    monkeypatch.setattr(logging.getLogger("emergence"), "propagate", True)
     with caplog.at_level(logging.WARNING, logger="emergence"):
         outcome = Scenario(max_steps=None, run_dir=run_dir, eval_every_n_steps=2).run(_stopper())
     assert outcome.stop_reason == "early_stopping" and outcome.step == 8

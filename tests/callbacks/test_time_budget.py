@@ -82,8 +82,7 @@ def test_stops_at_margin_plus_call_plus_save_and_writes_one_final(scenario, fake
     assert read_checkpoint(outcome.trainer.last_checkpoint.path).manifest["step"] == outcome.step
 
 
-def test_too_little_time_left_at_start_trains_nothing(tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(logging.getLogger("emergence"), "propagate", True)
+def test_too_little_time_left_at_start_trains_nothing(tmp_path, caplog):
     trainer = Trainer(
         toy_task(),
         [TimeBudgetCallback(max_duration=5, margin=10), CheckpointCallback()],

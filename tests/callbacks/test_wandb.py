@@ -123,10 +123,9 @@ def test_a_resume_from_another_run_dir_continues_the_run_and_syncs_both_sessions
     assert said == [f"wandb: offline run {earlier.run_id}; to upload it: wandb sync {sessions[0]} {sessions[1]}"]
 
 
-def test_more_rows_than_the_replay_holds_is_said_once(caplog, monkeypatch):
+def test_more_rows_than_the_replay_holds_is_said_once(caplog):
     import logging
 
-    monkeypatch.setattr(logging.getLogger("emergence"), "propagate", True)
     sink = WandbSink(max_replay_rows=2, clock=FakeClock())
     sink.attach(type("Run", (), {"log": staticmethod(lambda row: None)})())
     with caplog.at_level(logging.WARNING, logger="emergence"):

@@ -88,7 +88,6 @@ def test_non_structural_config_change_is_listed_and_allowed(tmp_path, caplog):
     import logging
 
     caplog.set_level(logging.WARNING, logger="emergence")
-    logging.getLogger("emergence").propagate = True
     _fit(tmp_path / "run", 10)
     trainer = _fit(tmp_path / "run", 20, task=toy_task(learning_rate=1e-4))
     assert trainer.resumed_from.step == 10

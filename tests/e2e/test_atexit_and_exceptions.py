@@ -81,10 +81,7 @@ def test_exception_in_a_callback_saves_the_last_completed_step_then_propagates(t
     assert_same_arrays(straight.last_checkpoint.path, saved)
 
 
-def test_failure_inside_the_jitted_step_says_the_donated_state_is_gone_and_keeps_the_error(
-    tmp_path, caplog, monkeypatch
-):
-    monkeypatch.setattr(logging.getLogger("emergence"), "propagate", True)
+def test_failure_inside_the_jitted_step_says_the_donated_state_is_gone_and_keeps_the_error(tmp_path, caplog):
     trainer = Trainer(
         ScriptTask((8,), fail_at_step=7),
         [CheckpointCallback(every_n_steps=5), OnExceptionCheckpointCallback()],

@@ -58,7 +58,6 @@ def test_sigkill_after_second_save_resumes_from_newest_valid(tmp_path):
 @pytest.mark.parametrize("damage", ["truncate", "flip"])
 def test_damaged_newest_checkpoint_falls_back_to_previous_with_warning(tmp_path, damage, caplog):
     caplog.set_level(logging.WARNING, logger="emergence")
-    logging.getLogger("emergence").propagate = True
     run_dir = tmp_path / "run"
     _fit(run_dir, 30)
     newest = run_dir / "checkpoints" / "final_step_30.safetensors"

@@ -142,8 +142,7 @@ def test_fit_returns_after_the_emergency_save_with_the_exit_code_and_handlers_ar
     assert [r.path.name for r in list_checkpoints(run_dir / "checkpoints")] == ["emergency_step_7.safetensors"]
 
 
-def test_outside_the_main_thread_it_warns_and_training_is_unaffected(tmp_path, caplog, monkeypatch):
-    monkeypatch.setattr(logging.getLogger("emergence"), "propagate", True)
+def test_outside_the_main_thread_it_warns_and_training_is_unaffected(tmp_path, caplog):
     trainer = Trainer(toy_task(), [SignalCheckpointCallback()], max_steps=5, run_dir=tmp_path, resume=None)
     before = signal.getsignal(signal.SIGTERM)
     worker = threading.Thread(target=trainer.fit)

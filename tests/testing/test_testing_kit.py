@@ -82,8 +82,7 @@ def test_a_signal_nothing_handles_is_refused_instead_of_ending_the_test_run(scen
     )
 
 
-def test_a_stop_at_step_k_ends_a_run_without_max_steps_and_without_the_no_stop_warning(scenario, caplog, monkeypatch):
-    monkeypatch.setattr(logging.getLogger("emergence"), "propagate", True)
+def test_a_stop_at_step_k_ends_a_run_without_max_steps_and_without_the_no_stop_warning(scenario, caplog):
     with caplog.at_level(logging.WARNING, logger="emergence"):
         outcome = scenario.but(max_steps=None).stop_at(6, "enough").run([])
     assert outcome.stop_reason == "enough" and outcome.step == 6 and outcome.events == [(6, "stop 'enough'")]

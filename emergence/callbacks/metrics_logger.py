@@ -67,7 +67,7 @@ class LogThrottleCallback(Callback):
         clock: monotonic seconds (inject a fake one in tests).
         stats: what to log of each train metric's window: `mean` (weighted by steps,
             under the tag's own name), `last`, `max` (as `<tag>/last`, `<tag>/max`).
-        background: fetch and write each row on a writer thread instead of the loop's.
+        background: fold the metrics, and fetch and write each row, on a writer thread instead of the loop's.
         max_rows_per_second: on a loop fast enough to reach `every_n_steps` more often than this,
             a row due by steps waits (its window stays open, so the next row's mean covers both)
             until 1 / max_rows_per_second seconds passed since the last row: a throttle by time.
@@ -208,7 +208,7 @@ class LogThrottleCallback(Callback):
         """Take the due tags' windows (every tag's, with `every`) and write them at `step` (a row writer's job)."""
         accumulator = self._accumulate(calls)
         due = [tag for tag in accumulator.tags if every or self.per_tag.get(tag, self.every_n_steps) in due_intervals]
-        taken = accumulator.take(due) if due else {}
+        taken = accumulator.take(due)
         if taken:
             self._write(step, self._values(taken))
 

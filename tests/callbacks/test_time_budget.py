@@ -28,6 +28,7 @@ from tests.scripts.train_subprocess import ScriptTask, calibrate_repeats
 HOUR = 3600.0
 
 
+@pytest.mark.slow  # a real 20 s budget in a subprocess: the default suite stays under 10 minutes
 def test_a_20_second_budget_ends_with_a_durable_final_checkpoint_close_to_the_wall(tmp_path):
     """Each step does ~0.5 s of real device work, dispatched asynchronously like any JAX step.
 

@@ -159,6 +159,7 @@ def test_long_csv_has_a_row_per_run_per_step_merges_a_step_and_is_cut_back_on_re
     ]
 
 
+@pytest.mark.slow  # 28 s on 2 cores: the default suite stays under 10 minutes
 def test_a_run_with_evolution_switched_off_is_the_config_without_evolution_alone_and_exports_as_it(tmp_path):
     """Run 0 keeps heads weighted 0; alone, evolution=False has none. Same tolerance as above."""
     config = parse_config(TINY)

@@ -47,14 +47,17 @@ def check_no_legacy_keys(state: Any) -> None:
             )
 
 
-def check_train_step(train_step: Callable, state: Any, batch: Any = None) -> None:
-    """Trace `train_step(state[, batch])` once (no device work) and raise `TaskContractError` on a broken promise."""
+def check_train_step(train_step: Callable, state: Any, batch: Any = None) -> Mapping[str, Any]:
+    """Trace `train_step(state[, batch])` once (no device work) and raise `TaskContractError` on a broken promise.
+
+    Returns the metrics' shapes (a dict of `jax.ShapeDtypeStruct`)."""
     check_no_legacy_keys(state)
     args = (state,) if batch is None else (state, batch)
     out = jax.eval_shape(train_step, *args)
     new_state, metrics = _state_and_metrics(out, state)
     _check_same_state(new_state, state)
     check_metrics(metrics, "train_step")
+    return metrics
 
 
 def check_eval_step(eval_step: Callable, state: Any, batch: Any = None) -> None:

@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 
 from emergence.callbacks.base import EVERY_CALL, Callback, Metrics, hook_table, overrides
 from emergence.callbacks.progress import RichProgressCallback
@@ -29,6 +31,7 @@ from emergence.data.evaluation import evaluate_over
 from emergence.data.feed import TrainFeed
 from emergence.data.placement import BatchPlacement
 from emergence.log import get_logger
+from emergence.metrics.totals import MetricTotals
 from emergence.parallel.mesh import DataParallel, Devices
 from emergence.parallel.process_zero import writes_outputs
 from emergence.parallel.stops import Stops
@@ -181,6 +184,7 @@ class Trainer:
         self.exit_code: int | None = None
         self._requests: list[SaveRequest] = []
         self._logged: dict[str, float] = {}
+        self.metric_totals = MetricTotals(lambda: self._step)  # the loggers' channels, opened in setup, folded in the train call
         self._ending = False
         self._due_at: list[float] = [EVERY_CALL] * len(self._call_end)
         self._next_due: float = EVERY_CALL
@@ -275,6 +279,7 @@ class Trainer:
         if bad:
             raise TypeError(f"trainer.log takes host numbers (a float per name), got {bad!r}")
         self._logged = {**self._logged, **values}
+        self.metric_totals.log(values)
 
     def summary(self) -> dict[str, Any]:
         """What the callbacks publish (each one's `summary()`, merged in list order): the one channel between them."""
@@ -387,18 +392,24 @@ class Trainer:
 
     def _train_loop(self) -> None:
         end = self.max_steps
+        totals = self.metric_totals if self.metric_totals.folding else None
+        batch: tuple[Any, ...] = ()
         while self._stop is None and (end is None or self._step < end):
             steps = self.steps_per_call if end is None else min(self.steps_per_call, end - self._step)
-            if self.feed is None:
-                self._state, metrics = self._calls.get(steps)(self._state)
-            else:
+            if self.feed is not None:
                 group = self.feed.next_call()
                 if group is None:
                     self._stopped(StopReason("max_epochs"))
                     break
                 self._calls.check(self._state, group.batch, stacked=group.steps > 1, eval_too=False)
-                steps = group.steps
-                self._state, metrics = self._calls.get(steps, with_batches=True)(self._state, group.batch)
+                steps, batch = group.steps, (group.batch,)
+            call = self._calls.get(steps, with_batches=self.feed is not None, folding=totals is not None)
+            if totals is None:
+                self._state, metrics = call(self._state, *batch)
+            else:
+                if totals.array is None:  # the first call: the metrics' tags are known (the contract check)
+                    totals.start(self._calls.metric_tags, place=self._place_totals)
+                self._state, metrics, totals.array = call(self._state, totals.array, *batch)
             if self._logged:  # host values callbacks logged (`log`): one check per call when there are none
                 metrics = {**metrics, **self._logged}
             self._step += steps
@@ -415,6 +426,10 @@ class Trainer:
             if self._requests or self._step >= self._save_due:  # 4. the save point (one comparison until due)
                 self._save_point()
         self._stopped(StopReason("max_steps"))
+
+    def _place_totals(self, host: np.ndarray) -> jax.Array:
+        """The metric totals on the device (replicated on the mesh, when there is one)."""
+        return jnp.asarray(host) if self.parallel is None else self.parallel.replicate(host)
 
     def _call_end_hooks(self, steps: int, metrics: Metrics) -> None:
         """`on_train_call_end` of each callback whose `next_due()` step is reached; then the nearest next one."""

@@ -1,28 +1,28 @@
 """LogThrottleCallback: train metrics leave the device only at the logging interval, then go to the sinks.
 
-Per call it appends the call's device metrics to a list (no device work, no transfer); every
-`CHUNK` calls, and at a row, the list goes to a `MetricAccumulator`, which folds it on the
-device. A tag is *due* at the first call boundary at or past
-each multiple of its step interval (`every_n_steps`, or its `per_tag` entry; one `Every`
-per distinct interval), every `every_n_seconds`, and at `max_steps` (when there is one);
-then the due tags' windows come to the host in one `jax.device_get` and are written, at
-`trainer.step`, to every sink, which are then flushed: what was logged survives the
-process being killed. Eval metrics are written at each `on_validation_end`.
+The callback opens a channel of the Trainer's `MetricTotals` (`emergence.metrics.totals`) in
+`setup`: from then on every train call folds its metrics into that channel's running
+totals inside the compiled call, and the logger does nothing per call. A tag is *due* at
+the first call boundary at or past each multiple of its step interval (`every_n_steps`, or
+its `per_tag` entry; one `Every` per distinct interval), every `every_n_seconds`, and at
+`max_steps` (when there is one): the callback's `next_due` is the nearest of those, so its
+hook runs only then. Then the due tags' totals are taken (and started afresh), come to the
+host in one `jax.device_get` and are written, at `trainer.step`, to every sink, which are
+then flushed: what was logged survives the process being killed. Eval metrics are written
+at each `on_validation_end`.
 
-Continuity across resumes: the open windows (sum, last, max and steps of each tag since
-its last fetch) travel in every checkpoint, and on start each sink drops what it holds
-after the starting step, so a run killed and resumed writes exactly the rows, with
-exactly the values, of a run that was never interrupted (same `steps_per_call`, step
-intervals only). The Trainer saves only after all of a call's hooks ran, so a checkpoint
-at a logging step always holds that step's row as written, whatever the callback order.
-What was written last is published in `summary()` (`metrics`, `metrics_step`).
+Continuity across resumes: the open windows (the totals of each tag since its last row)
+travel in every checkpoint, and on start each sink drops what it holds after the starting
+step, so a run killed and resumed writes exactly the rows, with exactly the values, of a
+run that was never interrupted (same `steps_per_call`, step intervals only). The Trainer
+saves only after all of a call's hooks ran, so a checkpoint at a logging step always holds
+that step's row as written, whatever the callback order. What was written last is
+published in `summary()` (`metrics`, `metrics_step`).
 
-With `background=True` (the Kaggle preset's choice) the accumulator lives on one writer
-thread (`emergence.metrics.row_writer`): the loop appends each call's metrics to a list and
-hands the list over every `CHUNK` calls and at each row; the folds, each row's fetch, writes
-and flush run there, in order. On a fast loop the folds and rows are most of what logging
-costs, and the loop no longer dispatches or waits for them; every row is on disk before
-`on_fit_end` returns, and a checkpoint's copy of the open windows waits for the thread.
+With `background=True` (the Kaggle preset's choice) each row's fetch, writes and flush run
+on one writer thread (`emergence.metrics.row_writer`), in order; only the take (one small
+jitted update) stays on the loop. Every row is on disk before `on_fit_end` returns, and
+before a checkpoint's copy of the open windows is made.
 
 A sink that fails with an `OSError` (a full disk) is reported, and training goes on; so
 are metrics that are NaN or infinite (in a line without the step, so that repeats are
@@ -43,9 +43,9 @@ import numpy as np
 
 from emergence.callbacks.base import Callback, Metrics
 from emergence.log import RATE_LIMIT, get_logger
-from emergence.metrics import ConsoleSink, CSVSink, MetricAccumulator, Sink, SinkStart, TensorBoardSink
-from emergence.metrics.accumulate import CHUNK, STATS, Stats
+from emergence.metrics import ConsoleSink, CSVSink, Sink, SinkStart, TensorBoardSink
 from emergence.metrics.row_writer import RowWriter
+from emergence.metrics.totals import STATS, MetricTotals, Stats, Taken
 from emergence.parallel.process_zero import writes_outputs
 from emergence.schedule import Every, Pace, check_interval
 
@@ -67,7 +67,7 @@ class LogThrottleCallback(Callback):
         clock: monotonic seconds (inject a fake one in tests).
         stats: what to log of each train metric's window: `mean` (weighted by steps,
             under the tag's own name), `last`, `max` (as `<tag>/last`, `<tag>/max`).
-        background: fold the metrics, and fetch and write each row, on a writer thread instead of the loop's.
+        background: fetch and write each row on a writer thread instead of the loop's.
         max_rows_per_second: on a loop fast enough to reach `every_n_steps` more often than this,
             a row due by steps waits (its window stays open, so the next row's mean covers both)
             until 1 / max_rows_per_second seconds passed since the last row: a throttle by time.
@@ -106,8 +106,11 @@ class LogThrottleCallback(Callback):
         self.sinks: list[Sink] = list(sinks) if sinks is not None else [CSVSink(), TensorBoardSink(), ConsoleSink()]
         self.clock = clock
         self.stats = tuple(stats)
-        self._accumulator = MetricAccumulator(sparse)  # used by the row writer's jobs only
-        self._unsent: list[tuple[Metrics, int]] = []  # calls not yet handed to the accumulator
+        self.sparse = tuple(sparse)
+        self._totals: MetricTotals | None = None  # the Trainer's, from setup
+        self._channel = 0
+        self._restored: dict[str, Any] = {}  # windows from a checkpoint, reopened at on_fit_start
+        self._tags_checked = False
         self.background = background
         self._rows = RowWriter(background)
         self._clock_schedule = Every(None, every_n_seconds, clock, owner="LogThrottleCallback")
@@ -115,34 +118,40 @@ class LogThrottleCallback(Callback):
         self._clock_look = 0
         intervals = {every_n_steps, *per_tag.values()} - {None}
         self._by_steps = {n: Every(n, owner="LogThrottleCallback") for n in sorted(intervals)}
-        self._seen_step = 0
         self._next_due: float = 0
         self._active: list[Sink] | None = None
         self.logged: dict[str, float] = {}
         self.logged_step: int | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        calls = self._take_unsent()
+        if self._totals is None:
+            return {"windows": self._restored}
+        self._rows.wait()  # the rows taken so far are on disk before the checkpoint says they were written
         try:
-            windows = self._rows.run(lambda: self._accumulate(calls).snapshot())
+            windows = self._totals.snapshot(self._channel)
         except Exception as err:  # never let the logger break a checkpoint (e.g. after a device error)
             log.warning("metrics: could not save the open logging windows (%s); they restart after a resume", err)
             windows = {}
         return {"windows": windows}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self._unsent = []
-        self._rows.run(lambda: self._accumulator.restore(state.get("windows", {})))
+        self._restored = dict(state.get("windows", {}))
 
     def summary(self) -> dict[str, Any]:
         return {"metrics": dict(self.logged), "metrics_step": self.logged_step} if self.logged_step is not None else {}
 
+    def setup(self, trainer: "Trainer") -> None:
+        self._totals = trainer.metric_totals
+        self._channel = self._totals.open_channel()
+
     def on_fit_start(self, trainer: "Trainer") -> None:
+        self._totals.restore(self._channel, self._restored)
+        self._restored = {}
+        self._tags_checked = False
         self.logged, self.logged_step = {}, None
         self._last_row_at = -math.inf
-        self._seen_step = trainer.step
         self._clock_schedule.done(trainer.step)
-        self._clock_look = 0
+        self._clock_look = trainer.step
         for schedule in self._by_steps.values():
             schedule.done(trainer.step)
         self._next_due = self._first_due(trainer)
@@ -150,16 +159,16 @@ class LogThrottleCallback(Callback):
         writers = self.sinks if writes_outputs() else []  # under jax.distributed, process 0 writes
         self._active = [sink for sink in writers if self._call(sink, "start", run)]
 
+    def next_due(self, trainer: "Trainer") -> float:
+        if not self._tags_checked:
+            return trainer.step  # the first call: its metrics' names are checked against per_tag
+        look = self._clock_look if self.every_n_seconds is not None else math.inf
+        return min(self._next_due, look)
+
     def on_train_call_end(self, trainer: "Trainer", metrics: Metrics) -> None:
-        if trainer.step == self._seen_step:
-            return  # no new step (the state was rolled back, not advanced)
-        if self._seen_step == trainer.fit_start_step and self.per_tag:
+        if not self._tags_checked:
+            self._tags_checked = True
             _check_tags_exist(self.per_tag, metrics)
-        self._unsent.append((metrics, trainer.step - self._seen_step))
-        self._seen_step = trainer.step
-        if len(self._unsent) == CHUNK:
-            calls = self._take_unsent()
-            self._rows.submit(lambda: self._accumulate(calls))
         by_time = False
         if self.every_n_seconds is not None and trainer.step >= self._clock_look:
             by_time = self._clock_schedule.due(trainer.step)
@@ -199,28 +208,21 @@ class LogThrottleCallback(Callback):
         self._next_due = self._first_due(trainer)
         if waits:
             return
-        calls = self._take_unsent()
-        self._rows.submit(lambda: self._row(step, calls, every, due_intervals))
+        due = [tag for tag in self._totals.all_tags if every or self.per_tag.get(tag, self.every_n_steps) in due_intervals]
+        taken = self._totals.take(self._channel, due)
+        self._rows.submit(lambda: self._row(step, taken))
         if self.max_rows_per_second is not None:
             self._last_row_at = self.clock()
 
-    def _row(self, step: int, calls: list[tuple[Metrics, int]], every: bool, due_intervals: set[int]) -> None:
-        """Take the due tags' windows (every tag's, with `every`) and write them at `step` (a row writer's job)."""
-        accumulator = self._accumulate(calls)
-        due = [tag for tag in accumulator.tags if every or self.per_tag.get(tag, self.every_n_steps) in due_intervals]
-        taken = accumulator.take(due)
-        if taken:
-            self._write(step, self._values(taken))
+    def _row(self, step: int, taken: Taken) -> None:
+        """Fetch the taken windows and write those with a value at `step` (a row writer's job)."""
+        stats = taken.stats(self._is_sparse)
+        if stats:
+            self._write(step, self._values(stats))
 
-    def _take_unsent(self) -> list[tuple[Metrics, int]]:
-        calls, self._unsent = self._unsent, []
-        return calls
-
-    def _accumulate(self, calls: list[tuple[Metrics, int]]) -> MetricAccumulator:
-        """Hand `calls` to the accumulator (a row writer's job: on its thread with `background`); the accumulator."""
-        for metrics, steps in calls:
-            self._accumulator.add(metrics, steps)
-        return self._accumulator
+    def _is_sparse(self, tag: str) -> bool:
+        """`tag` is a sparse tag, or a child of one (a sweep's `tag/run_3`): its NaN means no value."""
+        return any(tag == name or tag.startswith(name + "/") for name in self.sparse)
 
     def _too_soon(self) -> bool:
         """A row now would come sooner after the last than `max_rows_per_second` allows (one clock read)."""
@@ -278,6 +280,7 @@ def _history_dir(trainer: "Trainer") -> Path | None:
 
 
 def _check_tags_exist(per_tag: dict[str, int], metrics: Metrics) -> None:
+    """A one-line error for a `per_tag` name that is not among the first call's metrics."""
     unknown = sorted(set(per_tag) - set(metrics))
     if unknown:
         raise ValueError(

@@ -3,19 +3,19 @@
 `LogThrottleCallback` (in `emergence.callbacks`) ties these together; they are usable alone.
 """
 
-from emergence.metrics.accumulate import MetricAccumulator, Stats
 from emergence.metrics.console_sink import ConsoleSink
 from emergence.metrics.csv_sink import CSVSink, read_metrics_csv
 from emergence.metrics.schedule import Every
 from emergence.metrics.sink import Sink, SinkStart
 from emergence.metrics.tensorboard_sink import TensorBoardSink
+from emergence.metrics.totals import MetricTotals, Stats
 from emergence.metrics.wandb_sink import WandbSink
 
 __all__ = [
     "CSVSink",
     "ConsoleSink",
     "Every",
-    "MetricAccumulator",
+    "MetricTotals",
     "Sink",
     "SinkStart",
     "Stats",

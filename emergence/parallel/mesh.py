@@ -143,18 +143,25 @@ class DataParallel:
             return jax.tree.map(_from_host, state, shardings)
         return jax.device_put(state, shardings)
 
-    def jit_step(self, fn: Callable, batch_sharding: Any = None) -> Callable:
+    def jit_step(self, fn: Callable, batch_sharding: Any = None, totals: bool = False) -> Callable:
         """`jax.jit(fn, donate_argnums=0)` for `fn(state) -> (state, metrics)` that keeps the placed shardings.
 
         Metrics come out replicated (scalars: every device holds them, fetching one costs
-        no gather).
+        no gather). With `totals`, `fn(state, totals[, batch]) -> (state, metrics, totals)`:
+        the metric totals (`emergence.metrics.totals`) are replicated and donated too.
         """
         if self.state_shardings is None:
             raise RuntimeError("DataParallel.jit_step before place(): place the state first")
+        every = replicated(self.mesh)
+        carried = (self.state_shardings, every) if totals else (self.state_shardings,)
         batch = () if batch_sharding is None else (batch_sharding,)  # fn(state, batch) with train_data
         return jax.jit(
             fn,
-            donate_argnums=0,
-            in_shardings=(self.state_shardings, *batch),
-            out_shardings=(self.state_shardings, replicated(self.mesh)),
+            donate_argnums=tuple(range(len(carried))),
+            in_shardings=(*carried, *batch),
+            out_shardings=(self.state_shardings, every, *carried[1:]),
         )
+
+    def replicate(self, host: np.ndarray) -> jax.Array:
+        """A host array copied whole onto every device of the mesh (from host memory: any process count)."""
+        return _from_host(host, replicated(self.mesh))

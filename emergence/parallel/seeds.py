@@ -40,7 +40,7 @@ def seed_tag(name: str, seed: int, tag: str = "seed") -> str:
 def per_seed(metrics: Metrics, num_seeds: int, tag: str = "seed") -> Metrics:
     """Stacked `(S, ...)` metrics as their mean over seeds plus one entry per seed (on device).
 
-    The mean leaves out seeds whose value is NaN ("no value this step", see `emergence.metrics.accumulate`).
+    The mean leaves out seeds whose value is NaN ("no value this step", see `emergence.metrics.totals`).
     """
     out = {name: jnp.nanmean(value, axis=0) for name, value in metrics.items()}
     out |= {seed_tag(name, i, tag): value[i] for name, value in metrics.items() for i in range(num_seeds)}

@@ -187,26 +187,39 @@ def test_max_rows_per_second_must_be_positive(bad):
         LogThrottleCallback(max_rows_per_second=bad)
 
 
-def test_with_background_the_loop_thread_never_folds_and_the_rows_equal_inline_ones(tmp_path, monkeypatch):
-    """Issue 18: on a fast loop the accumulator's folds cost the loop its pace; with `background=True` every
-    fold runs on the row writer's thread, and the rows are the inline logger's, value for value."""
-    import threading
+class _CountedLogger(LogThrottleCallback):
+    """Notes the step of every `on_train_call_end` it is given."""
 
-    from emergence.metrics import accumulate
-    from emergence.metrics.row_writer import THREAD_NAME
+    def __init__(self, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.hooked: list[int] = []
 
-    folded_on: list[str] = []
-    real_fold = accumulate._fold
+    def on_train_call_end(self, trainer, metrics) -> None:
+        self.hooked.append(trainer.step)
+        super().on_train_call_end(trainer, metrics)
 
-    def recording(*args, **kwargs):
-        folded_on.append(threading.current_thread().name)
-        return real_fold(*args, **kwargs)
 
-    monkeypatch.setattr(accumulate, "_fold", recording)
-    inline, background = MemorySink(), MemorySink()
-    _fit(tmp_path / "inline", LogThrottleCallback(every_n_steps=70, sinks=[inline], stats=("mean", "max")), 150)
-    folded_on.clear()
-    logger = LogThrottleCallback(every_n_steps=70, sinks=[background], stats=("mean", "max"), background=True)
-    _fit(tmp_path / "background", logger, 150)
-    assert folded_on and all(name.startswith(THREAD_NAME) for name in folded_on), set(folded_on)
-    assert background.writes == inline.writes and [step for step, _ in inline.writes] == [70, 140, 150]
+class _EveryCall(Callback):
+    """Fetches every call's metrics (the reference the rows are checked against)."""
+
+    def __init__(self) -> None:
+        self.values: list[dict[str, float]] = []
+
+    def on_train_call_end(self, trainer, metrics) -> None:
+        self.values.append({tag: float(v) for tag, v in jax.device_get(metrics).items()})
+
+
+@pytest.mark.parametrize("background", [False, True])
+def test_the_logger_runs_only_at_its_rows_and_writes_the_calls_own_mean_and_max(tmp_path, background):
+    """Issue 18: the train call folds its metrics into the logger's channel (`MetricTotals`), so the logger's
+    hook runs at the first call (to check `per_tag`) and at its rows only, and each row holds the mean and max of
+    the calls' own values since the last row, inline or written on the row writer's thread."""
+    sink, every = MemorySink(), _EveryCall()
+    logger = _CountedLogger(every_n_steps=70, sinks=[sink], stats=("mean", "max"), background=background)
+    _fit(tmp_path, logger, 150, every)
+    assert logger.hooked == [1, 70, 140, 150]
+    assert [step for step, _ in sink.writes] == [70, 140, 150]
+    for (step, row), window in zip(sink.writes, [every.values[0:70], every.values[70:140], every.values[140:150]]):
+        for tag in ("loss", "grad_norm"):
+            assert row[tag] == pytest.approx(np.mean([v[tag] for v in window]), rel=1e-6), (step, tag)
+            assert row[f"{tag}/max"] == max(v[tag] for v in window), (step, tag)

@@ -4,7 +4,7 @@ All computed on the device inside the train step from the rollout's transitions 
 the worlds at its end, as float32 scalars (the logger throttles them like every metric;
 a sweep gets them per run). A value that does not exist in a rollout (the age at death
 when nobody died) is NaN, which the metric accumulator leaves out of its window
-(`emergence.metrics.accumulate`): absent, never averaged as 0.
+(`emergence.metrics.totals`): absent, never averaged as 0.
 
 - `env/births`, `env/deaths`: counts over the rollout (all worlds).
 - `env/population`: mean alive agents per world per step.

@@ -18,8 +18,8 @@ import jax
 from emergence.contract import check_eval_step, check_train_step
 from emergence.data.fused import steps_over_batches
 from emergence.data.placement import BatchPlacement
-from emergence.parallel.mesh import DataParallel
 from emergence.metrics.totals import fold_metrics
+from emergence.parallel.mesh import DataParallel
 from emergence.task import Metrics, Task
 
 

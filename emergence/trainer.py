@@ -184,7 +184,7 @@ class Trainer:
         self.exit_code: int | None = None
         self._requests: list[SaveRequest] = []
         self._logged: dict[str, float] = {}
-        self.metric_totals = MetricTotals(lambda: self._step)  # the loggers' channels, opened in setup, folded in the train call
+        self.metric_totals = MetricTotals(lambda: self._step)  # loggers' channels (setup), folded in the train call
         self._ending = False
         self._due_at: list[float] = [EVERY_CALL] * len(self._call_end)
         self._next_due: float = EVERY_CALL

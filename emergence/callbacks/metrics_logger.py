@@ -208,7 +208,7 @@ class LogThrottleCallback(Callback):
         self._next_due = self._first_due(trainer)
         if waits:
             return
-        due = [tag for tag in self._totals.all_tags if every or self.per_tag.get(tag, self.every_n_steps) in due_intervals]
+        due = [tag for tag in self._totals.all_tags if every or self._interval(tag) in due_intervals]
         taken = self._totals.take(self._channel, due)
         self._rows.submit(lambda: self._row(step, taken))
         if self.max_rows_per_second is not None:
@@ -219,6 +219,9 @@ class LogThrottleCallback(Callback):
         stats = taken.stats(self._is_sparse)
         if stats:
             self._write(step, self._values(stats))
+
+    def _interval(self, tag: str) -> int | None:
+        return self.per_tag.get(tag, self.every_n_steps)
 
     def _is_sparse(self, tag: str) -> bool:
         """`tag` is a sparse tag, or a child of one (a sweep's `tag/run_3`): its NaN means no value."""

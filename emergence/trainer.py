@@ -393,6 +393,7 @@ class Trainer:
     def _train_loop(self) -> None:
         end = self.max_steps
         totals = self.metric_totals if self.metric_totals.folding else None
+        compiled, with_batches, folding = self._calls.get, self.feed is not None, totals is not None
         batch: tuple[Any, ...] = ()
         while self._stop is None and (end is None or self._step < end):
             steps = self.steps_per_call if end is None else min(self.steps_per_call, end - self._step)
@@ -403,7 +404,7 @@ class Trainer:
                     break
                 self._calls.check(self._state, group.batch, stacked=group.steps > 1, eval_too=False)
                 steps, batch = group.steps, (group.batch,)
-            call = self._calls.get(steps, with_batches=self.feed is not None, folding=totals is not None)
+            call = compiled(steps, with_batches, folding)
             if totals is None:
                 self._state, metrics = call(self._state, *batch)
             else:

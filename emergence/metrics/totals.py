@@ -54,18 +54,20 @@ class Stats:
 
 
 def fold(xp: Any, totals: Any, values: Any, steps: Any) -> Any:
-    """`totals` (`(..., tags, 6)`) with one call's `values` (`(tags,)`, float32) covering `steps` steps added.
+    """`totals` (`(..., 6)`) with one call's float32 `values` (broadcast over the leading axes) covering `steps`.
 
-    `xp` is `jax.numpy` inside the train call, `numpy` for host values: one rule for both.
+    `xp` is `jax.numpy` inside the train call, `numpy` for host values: one rule for both. Every
+    column is one elementwise expression of the same broadcast shape, so XLA fuses the whole fold
+    into a single kernel after the step (a tiny step pays one kernel launch for it, no more).
     """
+    column = xp.arange(len(COLUMNS))
     nan = xp.isnan(values)
     weight = xp.asarray(steps, xp.float32)
-    zero = xp.zeros_like(values)
-    counted = xp.stack([xp.where(nan, zero, values * weight), xp.where(nan, zero, weight), xp.where(nan, weight, zero)])
-    last_valid = xp.where(nan, totals[..., 3], values)
-    last = xp.broadcast_to(values, last_valid.shape)
-    peak = xp.where(nan, totals[..., 5], xp.maximum(totals[..., 5], values))
-    return xp.concatenate([totals[..., :3] + counted.T, xp.stack([last_valid, last, peak], -1)], -1)
+    zero = xp.zeros((), xp.float32)
+    counted = xp.where(column == 0, values * weight, xp.where(column == 1, weight, zero))  # a value's columns
+    summed = totals + xp.where(nan, xp.where(column == 2, weight, zero), counted)
+    kept = xp.where(nan, totals, xp.where(column == 3, values, xp.maximum(totals, values)))
+    return xp.where(column < 3, summed, xp.where(column == 4, values, kept))
 
 
 def stats_of(row: np.ndarray, sparse: bool) -> Stats | None:
@@ -106,7 +108,10 @@ def fold_metrics(tags: tuple[str, ...]) -> Callable[[jax.Array, Mapping[str, Any
     """The fold a train call runs: `(totals, metrics, steps) -> totals`, `tags` in the array's order."""
 
     def fold_call(totals: jax.Array, metrics: Mapping[str, Any], steps: int) -> jax.Array:
-        values = jnp.stack([jnp.asarray(metrics[tag], jnp.float32).reshape(()) for tag in tags])
+        row = jnp.arange(len(tags))[:, None]
+        values = jnp.zeros((len(tags), 1), jnp.float32)
+        for i, tag in enumerate(tags):  # selects, not a stack: the values fuse into the fold's one kernel
+            values = jnp.where(row == i, jnp.asarray(metrics[tag], jnp.float32).reshape(()), values)
         return fold(jnp, totals, values, steps)
 
     return fold_call

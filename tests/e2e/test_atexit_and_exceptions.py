@@ -102,8 +102,8 @@ def test_negative_wait_is_refused():
 
 
 def test_an_exit_save_with_the_kaggle_preset_keeps_the_open_logging_windows(tmp_path, monkeypatch):
-    """While the interpreter exits no thread takes new work: the preset's background logger (its accumulator on a
-    writer thread) hands the emergency checkpoint its open windows all the same (`JobThread` runs the job here)."""
+    """While the interpreter exits no thread takes new work: the preset's background logger (rows on a writer
+    thread) hands the emergency checkpoint its open windows all the same (`JobThread` drains what was queued)."""
     from emergence.platforms.presets import ORDER, preset
 
     monkeypatch.setenv("EMERGENCE_KAGGLE_ROOT", str(tmp_path / "kaggle"))

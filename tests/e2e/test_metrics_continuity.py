@@ -92,7 +92,7 @@ def _fit(
     run_dir: Path, max_steps: int, resume="auto", stop_at: int | None = None, background: bool = False, **trainer_args
 ) -> None:
     """Checkpoints every 10 steps, logs every 4, evaluates every 10; `stop_at`: stops there as a time budget does;
-    `background`: rows (and the accumulator) on the logger's writer thread."""
+    `background`: rows fetched and written on the logger's writer thread."""
     scenario = Scenario(max_steps=max_steps, run_dir=run_dir, resume=resume, eval_every_n_steps=10, **trainer_args)
     if stop_at is not None:
         scenario.stop_at(stop_at, "time_budget")
@@ -112,8 +112,8 @@ def straight_60(tmp_path_factory) -> Path:
 def test_a_resume_from_another_run_dir_carries_the_history_into_the_new_one(tmp_path, straight_60, background):
     """The Kaggle way: session 1 stops on its time budget at step 30; session 2 resumes from its output (read
     only) into a new run dir. The window open at the stop (steps 29-30) travels in the checkpoint, so the row
-    at 32 averages 29..32 as in the straight run; with the accumulator on a writer thread too (the preset's
-    `background=True`: the checkpoint's copy of the windows waits for that thread)."""
+    at 32 averages 29..32 as in the straight run; with rows on a writer thread too (the preset's
+    `background=True`: the checkpoint waits for the rows already taken)."""
     _fit(tmp_path / "session1", 60, stop_at=30, background=background)
     _fit(tmp_path / "session2", 60, resume=tmp_path / "session1" / "checkpoints", background=background)
     assert csv_rows(tmp_path / "session2") == csv_rows(straight_60)

@@ -3,7 +3,7 @@
 All computed on the device inside the train step from the rollout's transitions and
 the worlds at its end, as float32 scalars (the logger throttles them like every metric;
 a sweep gets them per run). A value that does not exist in a rollout (the age at death
-when nobody died) is NaN, which the metric accumulator leaves out of its window
+when nobody died) is NaN, which the loggers' running totals leave out of a window
 (`emergence.metrics.totals`): absent, never averaged as 0.
 
 - `env/births`, `env/deaths`: counts over the rollout (all worlds).

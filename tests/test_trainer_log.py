@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from emergence import Callback, Trainer
-from emergence.callbacks import LogThrottleCallback
+from emergence.callbacks import CheckpointCallback, LogThrottleCallback
 from emergence.metrics import CSVSink, read_metrics_csv
 from emergence.testing import toy_task
 
@@ -62,3 +62,36 @@ def test_a_logged_value_is_written_as_the_mean_last_and_max_of_the_calls_it_join
         ("4", "1.5", "3.0", "3.0"),
         ("8", "5.5", "7.0", "7.0"),
     ]
+
+
+class SavedCounter(Counter):
+    """A `Counter` whose count travels in checkpoints, logged again at `on_fit_start` (as `EventCount` does)."""
+
+    def state_dict(self) -> dict:
+        return {"calls": self.calls}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.calls = state["calls"]
+
+    def on_fit_start(self, trainer) -> None:
+        trainer.log({"calls": float(self.calls)})
+
+
+def test_a_logged_values_open_window_travels_in_the_checkpoint_so_a_resumed_run_writes_the_straight_rows(tmp_path):
+    """Stopped at step 6, inside the window 5-8 of a row every 4 steps: the host value's part of that window is in
+    the checkpoint, so the resumed run's row at 8 is the straight run's."""
+
+    class StopAt6(Callback):
+        def on_train_call_end(self, trainer, metrics) -> None:
+            if trainer.step == 6:
+                trainer.request_stop("user")
+
+    def fit(run_dir, *stop):
+        logger = LogThrottleCallback(every_n_steps=4, sinks=[CSVSink()])
+        callbacks = [SavedCounter(), logger, CheckpointCallback(), *stop]
+        Trainer(toy_task(), callbacks, max_steps=12, run_dir=run_dir, resume="auto", progress=False).fit()
+        return read_metrics_csv(run_dir / "metrics.csv")[1]
+
+    straight = fit(tmp_path / "straight")
+    assert [r["step"] for r in fit(tmp_path / "resumed", StopAt6())] == ["4"]
+    assert fit(tmp_path / "resumed") == straight and [r["calls"] for r in straight] == ["1.5", "5.5", "9.5"]

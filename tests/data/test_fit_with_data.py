@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from emergence import Trainer, TrainState
+from emergence import Callback, Trainer, TrainState
 from emergence.callbacks import CheckpointCallback
 from emergence.checkpoint import read_checkpoint
 from emergence.contract import TaskContractError
@@ -111,3 +111,29 @@ def test_with_devices_all_each_batch_is_split_over_the_mesh_and_trains_as_on_one
     )
     assert done.returncode == 0, done.stderr[-3000:]
     assert "devices ok" in done.stdout
+
+
+def test_the_logger_writes_the_steps_weighted_mean_of_calls_over_batches_and_the_last_short_call(tmp_path):
+    """With train_data the compiled call over a stack of batches folds its metrics as the call without data does:
+    calls of 3, 3, 3 and 1 steps (max_steps=10), rows every 6 steps and at max_steps."""
+    from emergence.callbacks import LogThrottleCallback
+    from emergence.metrics import CSVSink, read_metrics_csv
+
+    class EveryCall(Callback):
+        def __init__(self) -> None:
+            self.calls: list[tuple[int, float]] = []
+
+        def on_train_call_end(self, trainer, metrics) -> None:
+            self.calls.append((trainer.step, float(metrics["loss"])))
+
+    every = EveryCall()
+    logger = LogThrottleCallback(every_n_steps=6, sinks=[CSVSink()])
+    Trainer(callbacks=[every, logger], max_steps=10, steps_per_call=3, run_dir=tmp_path).fit(
+        MeanTask(), train_data=batches(20)
+    )
+    (s3, a), (s6, b), (s9, c), (s10, d) = every.calls
+    assert (s3, s6, s9, s10) == (3, 6, 9, 10)
+    _, rows = read_metrics_csv(tmp_path / "metrics.csv")
+    assert [r["step"] for r in rows] == ["6", "10"]
+    assert float(rows[0]["loss"]) == pytest.approx((3 * a + 3 * b) / 6, rel=1e-6)
+    assert float(rows[1]["loss"]) == pytest.approx((3 * c + 1 * d) / 4, rel=1e-6)

@@ -89,7 +89,11 @@ def _csv_values(run_dir: Path) -> dict[int, dict[str, float]]:
     }
 
 
-@pytest.mark.parametrize("flush_seconds", [15.0, 0.05], ids=["wandb-default-flush", "wandb-flushes-often"])
+@pytest.mark.parametrize(
+    "flush_seconds",
+    [15.0, pytest.param(0.05, marks=pytest.mark.slow)],  # flushes often: in CI's slow stage
+    ids=["wandb-default-flush", "wandb-flushes-often"],
+)
 def test_sigkill_and_resume_continue_one_wandb_run_with_every_step(tmp_path, flush_seconds):
     from emergence.callbacks.wandb_run import offline_run_dirs
     from emergence.checkpoint import load_newest_valid

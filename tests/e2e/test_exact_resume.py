@@ -27,7 +27,7 @@ def _fit(run_dir, max_steps, steps_per_call=1, resume="auto", every=10):
     return trainer
 
 
-@pytest.mark.parametrize("steps_per_call", [1, 5])
+@pytest.mark.parametrize("steps_per_call", [1, pytest.param(5, marks=pytest.mark.slow)])  # 5: in CI's slow stage
 def test_stop_and_resume_in_new_process_is_bitwise_equal_to_straight_run(tmp_path, steps_per_call):
     straight = _fit(tmp_path / "straight", 40, steps_per_call, resume=None)
     first = fit_toy_process(tmp_path / "split", 20, "--steps-per-call", str(steps_per_call))

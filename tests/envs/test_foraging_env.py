@@ -167,6 +167,7 @@ def test_observation_shows_food_walls_and_energy():
     assert np.all(obs[2:] == 0.0)  # dead slots observe nothing
 
 
+@pytest.mark.slow  # 8 s; CI's slow stage runs it
 def test_vmap_over_32_envs_equals_32_single_env_calls_bitwise():
     keys = jax.random.split(jax.random.key(5), 32)
     batched = jax.jit(jax.vmap(lambda k: random_run(k, SMALL, 20)))(keys)

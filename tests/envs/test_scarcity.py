@@ -57,6 +57,7 @@ def test_food_regrows_at_its_rate_not_at_once():
     assert np.all(np.asarray(after_eager.food.sum((-1, -2))) == SCARCE.num_food)
 
 
+@pytest.mark.slow  # 8 s; CI's slow stage runs it
 def test_traced_values_give_what_the_same_static_values_give_bitwise():
     lean = dataclasses.replace(SCARCE, food_energy=8, max_energy=0, food_regrowth=0.7)
     as_arrays = jax.tree.map(lambda x: jnp.asarray(x, jnp.float32), lean.values())

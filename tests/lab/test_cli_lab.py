@@ -51,6 +51,7 @@ def run(capsys, *argv: str) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
+@pytest.mark.slow  # 9 s; CI's slow stage runs it
 def test_eval_reports_greedy_and_random_on_the_same_worlds(capsys, run_dir):
     code, out, _ = run(capsys, "eval", str(run_dir), "--json", "--envs", "1", "--steps", "6", "--seed", "4")
     result = json.loads(out)

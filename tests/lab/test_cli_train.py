@@ -107,6 +107,7 @@ def test_more_devices_than_there_are_is_one_line_and_exit_2(capsys, tmp_path):
     assert "devices=64 but this process has 1 cpu device(s)" in err and not (tmp_path / "run" / "checkpoints").exists()
 
 
+@pytest.mark.slow  # 17 s of lab training on 8 devices; CI's slow stage runs it
 def test_all_devices_split_the_worlds_and_the_checkpoint_resumes_on_one(tmp_path):
     run_dir = tmp_path / "run"
     code, out, err = finish(
@@ -172,6 +173,7 @@ def test_resume_none_in_a_used_run_dir_is_one_line_and_loses_no_row(tiny_run, ca
     assert (run_dir / "metrics.csv").read_bytes() == rows
 
 
+@pytest.mark.slow  # 7 s; CI's slow stage runs it
 def test_structural_change_on_resume_is_refused_and_leaves_the_run_untouched(tiny_run):
     run_dir, _ = tiny_run
     before = sorted((p.name, p.stat().st_mtime_ns) for p in (run_dir / "checkpoints").iterdir())
@@ -184,6 +186,7 @@ def test_structural_change_on_resume_is_refused_and_leaves_the_run_untouched(tin
     assert sorted((p.name, p.stat().st_mtime_ns) for p in (run_dir / "checkpoints").iterdir()) == before
 
 
+@pytest.mark.slow  # 16 s of lab subprocesses; CI's slow stage runs it
 def test_sigterm_and_sigint_save_an_emergency_checkpoint_and_exit_143_and_130(tmp_path):
     runs = {signum: tmp_path / signum.name for signum in (signal.SIGTERM, signal.SIGINT)}
     processes = {

@@ -11,6 +11,7 @@ wandb = pytest.importorskip("wandb")
 from emergence.testing.wandb_offline import history_rows  # noqa: E402
 
 
+@pytest.mark.slow  # 12 s: a lab run into offline W&B; CI's slow stage runs it
 def test_train_with_a_wandb_project_logs_every_metric_row_to_an_offline_run(offline, tmp_path):
     run = tmp_path / "run"
     argv = [

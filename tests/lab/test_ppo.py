@@ -54,6 +54,7 @@ def run(task, train_step, steps):
     return state, metrics
 
 
+@pytest.mark.slow  # 10 s; CI's slow stage runs it
 def test_train_step_is_deterministic_and_counts_updates(task, train_step):
     (first, metrics_a), (second, metrics_b) = run(task, train_step, 3), run(task, train_step, 3)
     leaves = lambda tree: jax.tree.leaves(

@@ -211,6 +211,7 @@ def test_a_bad_report_is_one_line_exit_2_and_writes_nothing(capsys, tmp_path, ar
     assert sorted(p.name for p in (tmp_path / "single").iterdir()) == ["metrics.csv"]
 
 
+@pytest.mark.slow  # 26 s of compiling sweeps to find what fits; CI's slow stage runs it
 def test_a_sweep_larger_than_the_device_is_refused_with_the_run_count_that_fits():
     config = parse_config(TINY)
     task = sweep_task(config, parse_grid(config, ["diversity_bonus=0,0.05"], 2), "vmap")

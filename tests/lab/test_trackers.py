@@ -232,6 +232,7 @@ def final_tracker_state(run_dir):
     return final.path, json.dumps({k: v for k, v in states.items() if k.startswith("TrackerCallback")}, sort_keys=True)
 
 
+@pytest.mark.slow  # 14 s of lab subprocesses; CI's slow stage runs it
 def test_sigkill_and_resume_gives_tracker_history_bitwise_equal_to_a_straight_run(tmp_path):
     args = ("--every", "12", "--track-every", "3")
     straight = run_lab(tmp_path / "straight", 60, *args)

@@ -103,6 +103,7 @@ def assert_close(a: dict[str, np.ndarray], b: dict[str, np.ndarray], rtol: float
     chex.assert_trees_all_close(a, b, rtol=rtol, atol=atol)
 
 
+@pytest.mark.slow  # 11 s; CI's slow stage runs it
 def test_eight_devices_and_one_agree_to_float_tolerance_and_eight_seeds_run_one_per_device(tmp_path):
     one, eight, plain, seeds_sharded, seeds_plain = in_eight_devices(
         {"devices": 1, "max_steps": 6, "run_dir": str(tmp_path / "one")},
@@ -119,6 +120,7 @@ def test_eight_devices_and_one_agree_to_float_tolerance_and_eight_seeds_run_one_
     assert_close(final(tmp_path / "seeds_eight", 4), final(tmp_path / "seeds_plain", 4))
 
 
+@pytest.mark.slow  # 9 s; CI's slow stage runs it
 def test_a_checkpoint_saved_on_8_devices_resumes_on_1_and_2_and_the_other_way(tmp_path):
     saved_8, saved_1 = tmp_path / "on8", tmp_path / "on1"
     at_step_3 = lambda run_dir: str(run_dir / "checkpoints" / "step_3.safetensors")

@@ -3,8 +3,7 @@
 A row costs a device→host fetch (which waits for the calls queued ahead of it), a CSV
 line, a TensorBoard event and a flush; on a fast loop at a hundred rows a second that is
 most of what logging costs. With `background=True` each row is one job on a single
-writer thread, in order: the loop hands over the row's device arrays and goes on. `run`
-queues a job and waits for its result (a checkpoint's copy of what the jobs build up). `wait()`
+writer thread, in order: the loop hands over the row's device arrays and goes on. `wait()`
 drains the jobs (the logger waits before `on_fit_end` flushes and before it closes its
 sinks), so every row is on disk when `fit()` returns. A job that fails is logged, never
 raised on the loop.
@@ -13,7 +12,6 @@ raised on the loop.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TypeVar
 
 from emergence.job_thread import JobThread
 from emergence.log import get_logger
@@ -21,8 +19,6 @@ from emergence.log import get_logger
 log = get_logger("emergence.metrics")
 
 THREAD_NAME = "emergence-metric-rows"
-
-T = TypeVar("T")
 
 
 class RowWriter:
@@ -38,12 +34,6 @@ class RowWriter:
             job()
             return
         self._thread.submit(lambda: _logged(job))
-
-    def run(self, job: Callable[[], T]) -> T:
-        """Run `job` after every queued one and return its result (waits; its error is raised here)."""
-        if not self.background:
-            return job()
-        return self._thread.submit(job).result()
 
     def wait(self) -> None:
         """Block until every queued row is written."""

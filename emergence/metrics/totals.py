@@ -7,8 +7,8 @@ what logging costs. So the fold is part of the train call itself: the Trainer pa
 `(channels, tags, 6)` float32 array in and gets it back updated, donated both ways, and
 the host does nothing per call. A reader (each `LogThrottleCallback`) opens a channel in
 `setup`; at a row it `take`s some tags of its channel, which returns their totals and starts
-them afresh in one small jitted update (its only device work). `rows` brings what was taken
-to the host (one `jax.device_get`, on whichever thread writes the rows).
+them afresh in one small jitted update (its only device work). `Taken.stats` brings what was
+taken to the host (one `jax.device_get`, on whichever thread writes the rows).
 
 The six columns, per channel and tag: the sum of value × steps over the calls with a
 value, those calls' steps, the steps of calls whose value was NaN, the last value that was
